@@ -1,0 +1,167 @@
+//! A client that finds its worker by socket path, reconnects by itself when the worker restarts,
+//! and retries (idempotent) calls until a deadline. Only past the deadline does the caller see an
+//! error; a worker that crashes and comes back is a short stall, never a failure.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tarpc::client::RpcError;
+use tarpc::context::{self, Context};
+use tokio::net::UnixStream;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::services::{FetchClient, WorkerClient};
+use crate::types::Hello;
+use crate::PROTOCOL_VERSION;
+
+/// Default time a call keeps retrying across reconnects before it fails.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(30);
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A generated tarpc client that can be started on a fresh connection.
+pub trait Connect: Clone + Send + Sync + 'static {
+    fn start(stream: UnixStream) -> Self;
+    fn hello(&self, ctx: Context) -> impl Future<Output = Result<Hello, RpcError>> + Send;
+}
+
+impl Connect for FetchClient {
+    fn start(stream: UnixStream) -> Self {
+        FetchClient::new(tarpc::client::Config::default(), crate::codec::transport(stream)).spawn()
+    }
+    fn hello(&self, ctx: Context) -> impl Future<Output = Result<Hello, RpcError>> + Send {
+        FetchClient::hello(self, ctx)
+    }
+}
+
+impl Connect for WorkerClient {
+    fn start(stream: UnixStream) -> Self {
+        WorkerClient::new(tarpc::client::Config::default(), crate::codec::transport(stream)).spawn()
+    }
+    fn hello(&self, ctx: Context) -> impl Future<Output = Result<Hello, RpcError>> + Send {
+        WorkerClient::hello(self, ctx)
+    }
+}
+
+/// Why a call failed for good.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// No answer from the worker before the deadline (it is down, restarting or hung).
+    #[error("{service} did not answer within {secs:.1} s: {last}")]
+    Unavailable {
+        service: String,
+        secs: f64,
+        last: String,
+    },
+    /// The worker answers but speaks another protocol version, or aborted the request.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+pub struct Reconnecting<C> {
+    path: PathBuf,
+    service: &'static str,
+    retry_for: Duration,
+    slot: Mutex<Option<(u64, C)>>,
+}
+
+impl<C: Connect> Reconnecting<C> {
+    pub fn new(service: &'static str, path: impl AsRef<Path>, retry_for: Duration) -> Self {
+        Self {
+            path: path.as_ref().to_owned(),
+            service,
+            retry_for,
+            slot: Mutex::new(None),
+        }
+    }
+
+    pub fn retry_for(&self) -> Duration {
+        self.retry_for
+    }
+
+    /// Runs `f` with a connected client, reconnecting and retrying until `retry_for` has passed.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, CallError>
+    where
+        F: Fn(C, Context) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        self.call_within(self.retry_for, f).await
+    }
+
+    /// Like [`call`](Self::call) with an explicit deadline.
+    pub async fn call_within<T, F, Fut>(&self, within: Duration, f: F) -> Result<T, CallError>
+    where
+        F: Fn(C, Context) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        let give_up = Instant::now() + within;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let last = match self.client().await {
+                Ok((generation, client)) => {
+                    let mut ctx = context::current();
+                    ctx.deadline = give_up.into_std();
+                    match f(client, ctx).await {
+                        Ok(v) => return Ok(v),
+                        Err(RpcError::Server(e)) => return Err(CallError::Protocol(e.to_string())),
+                        Err(e) => {
+                            self.forget(generation).await;
+                            e.to_string()
+                        }
+                    }
+                }
+                Err(CallError::Unavailable { last, .. }) => last,
+                Err(e) => return Err(e),
+            };
+            if Instant::now() + backoff >= give_up {
+                return Err(CallError::Unavailable {
+                    service: self.service.to_owned(),
+                    secs: within.as_secs_f64(),
+                    last,
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn client(&self) -> Result<(u64, C), CallError> {
+        let mut slot = self.slot.lock().await;
+        if let Some((generation, client)) = slot.as_ref() {
+            return Ok((*generation, client.clone()));
+        }
+        let unavailable = |last: String| CallError::Unavailable {
+            service: self.service.to_owned(),
+            secs: 0.0,
+            last,
+        };
+        let stream = UnixStream::connect(&self.path)
+            .await
+            .map_err(|e| unavailable(format!("connect {}: {e}", self.path.display())))?;
+        let client = C::start(stream);
+        let mut ctx = context::current();
+        ctx.deadline = std::time::Instant::now() + HELLO_TIMEOUT;
+        let hello = client
+            .hello(ctx)
+            .await
+            .map_err(|e| unavailable(format!("handshake: {e}")))?;
+        if hello.protocol != PROTOCOL_VERSION {
+            return Err(CallError::Protocol(format!(
+                "{} speaks protocol {} but this program speaks {}; run matching versions",
+                hello.service, hello.protocol, PROTOCOL_VERSION
+            )));
+        }
+        let generation = slot.as_ref().map_or(0, |(g, _)| g + 1);
+        *slot = Some((generation, client.clone()));
+        Ok((generation, client))
+    }
+
+    async fn forget(&self, generation: u64) {
+        let mut slot = self.slot.lock().await;
+        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *slot = None;
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Typed errors that cross the wire. mountd maps [`FetchError`] to errno in exactly one place.
+
+use serde::{Deserialize, Serialize};
+
+/// What a fetchd call can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum FetchError {
+    #[error("no such entry")]
+    NotFound,
+    #[error("not a directory")]
+    NotADirectory,
+    #[error("is a directory")]
+    IsADirectory,
+    #[error("not a symbolic link")]
+    NotASymlink,
+    #[error("no such attribute")]
+    NoAttribute,
+    #[error("the track changed since it was opened")]
+    Stale,
+    #[error("origin unavailable: {0}")]
+    OriginUnavailable(String),
+    #[error("origin data does not match the catalog: {0}")]
+    OriginChanged(String),
+    #[error("local cache failure: {0}")]
+    Cache(String),
+    #[error("catalog failure: {0}")]
+    Catalog(String),
+}
+
+/// Errors of the small worker services (indexd, plugind) that answer only health for now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum WorkerError {
+    #[error("not ready: {0}")]
+    NotReady(String),
+}

@@ -1,0 +1,32 @@
+//! musicfs-ipc: everything that crosses a process boundary in MusicFS.
+//!
+//! It owns the tarpc service traits ([`services`]), every type and error sent over a socket
+//! ([`types`], [`error`]), the MessagePack codec ([`codec`]), the self-reconnecting client
+//! ([`client`]) and the small plumbing every worker shares: taking its listening socket the way
+//! systemd hands it over ([`listen`]), the state-dir layout ([`layout`]) and logging ([`logging`]).
+//! It never depends on a process crate.
+
+pub mod client;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod layout;
+pub mod listen;
+pub mod logging;
+pub mod server;
+pub mod services;
+pub mod types;
+
+pub use error::{FetchError, WorkerError};
+pub use services::{Fetch, FetchClient, Worker, WorkerClient};
+pub use types::*;
+
+/// Version of the wire protocol; both ends compare it in the handshake and refuse to talk on a
+/// mismatch instead of misreading each other.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[doc(hidden)]
+pub mod __reexport {
+    pub use futures;
+    pub use tarpc;
+}

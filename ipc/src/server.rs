@@ -1,0 +1,46 @@
+//! The accept loop every worker runs on its listening socket.
+
+use std::future::Future;
+
+use tokio::net::{UnixListener, UnixStream};
+
+/// Accepts connections for ever, running `handle` on each in its own task. Accept errors (for
+/// example running out of descriptors) are logged and retried after a short pause.
+pub async fn accept_loop<F, Fut>(listener: UnixListener, handle: F)
+where
+    F: Fn(UnixStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(handle(stream));
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves one tarpc service on `listener`: `$serve` is an expression building the generated
+/// `Serve*` value (for example `server.clone().serve()`), evaluated per connection.
+#[macro_export]
+macro_rules! serve_unix {
+    ($listener:expr, $serve:expr) => {{
+        use $crate::__reexport::{futures::StreamExt as _, tarpc::server::Channel as _};
+        $crate::server::accept_loop($listener, move |stream| {
+            let transport = $crate::codec::transport(stream);
+            let serve = $serve;
+            async move {
+                $crate::__reexport::tarpc::server::BaseChannel::with_defaults(transport)
+                    .execute(serve)
+                    .for_each(|response| async move {
+                        tokio::spawn(response);
+                    })
+                    .await;
+            }
+        })
+    }};
+}

@@ -1,0 +1,115 @@
+//! Plain data types sent between processes.
+
+use serde::{Deserialize, Serialize};
+
+/// Inode number as seen by the kernel. `ROOT_INO` is the mount's root directory.
+pub type Ino = u64;
+pub const ROOT_INO: Ino = 1;
+
+/// Stable identity of a track in the catalog (survives restarts and rescans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TrackId(pub u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeKind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// Attributes of one node of the namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: NodeKind,
+    /// Bytes a read of the whole file returns.
+    pub size: u64,
+    pub mtime_secs: i64,
+    pub mtime_nanos: u32,
+    /// For files: the track and the version of its content the size and bytes belong to.
+    pub track: Option<TrackRef>,
+}
+
+/// A track at one content version; reads name both so a changed track is never mixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TrackRef {
+    pub id: TrackId,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub name: String,
+    pub attr: Attr,
+}
+
+/// Answer to the handshake every service starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub service: String,
+    pub protocol: u32,
+    pub version: String,
+    pub pid: u32,
+}
+
+impl Hello {
+    pub fn new(service: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            protocol: crate::PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// Health report of one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub service: String,
+    pub pid: u32,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsStats {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// A file the scanner could not catalog, or catalogued with a warning, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreadable {
+    pub origin: String,
+    pub path: String,
+    pub reason: String,
+    /// True when the file still appears in the tree (its audio is usable, its tags are not).
+    pub shown: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScanState {
+    /// A scan is running; `done` of `total` files seen so far (`total` grows while walking).
+    Scanning { done: u64, total: u64 },
+    Idle,
+}
+
+/// fetchd's part of `musicfsctl status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchStatus {
+    pub pid: u32,
+    pub tracks: u64,
+    pub directories: u64,
+    pub origins: Vec<String>,
+    pub unreadable: Vec<Unreadable>,
+    pub scan: ScanState,
+    /// Number of completed scans since fetchd started.
+    pub scans_completed: u64,
+    /// Files whose bytes the scanner read from an origin since fetchd started.
+    pub origin_files_read: u64,
+    /// Bytes read from origins since fetchd started (scans and chunk fetches).
+    pub origin_bytes_read: u64,
+    pub cache_chunks: u64,
+    pub cache_bytes: u64,
+}
