@@ -1,1 +1,111 @@
-//! placeholder
+//! musicfs-fetchd owns the origins, the chunk store (CAS) and the catalog (tracks, tags,
+//! namespace). It serves the `Fetch` service to mountd: lookups from the in-memory namespace,
+//! track bytes through the verified chunk store. It never serves FUSE itself.
+
+pub mod catalog;
+pub mod chunks;
+pub mod names;
+pub mod namespace;
+pub mod origin;
+pub mod origins;
+pub mod reader;
+pub mod scan;
+pub mod service;
+pub mod tags;
+pub mod template;
+pub mod track;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use musicfs_ipc::config::Config;
+use musicfs_ipc::layout::StateDir;
+use musicfs_ipc::Fetch as _;
+
+use crate::catalog::Catalog;
+use crate::chunks::ChunkStore;
+use crate::namespace::Namespace;
+use crate::origins::Origins;
+use crate::service::{FetchServer, State};
+use crate::template::Template;
+
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub origins: Vec<PathBuf>,
+    pub config: Config,
+}
+
+/// Opens the state, serves the namespace persisted by the last run at once, rescans the
+/// origins in the background, and serves until SIGTERM/SIGINT.
+pub fn run(opts: Options, listener: std::os::unix::net::UnixListener) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let layout = StateDir::new(&opts.state_dir);
+    let template = Template::parse(&opts.config.template).map_err(anyhow::Error::msg)?;
+    let catalog = Catalog::open(&layout.catalog())?;
+    let store = Arc::new(ChunkStore::open(&layout.chunks()).context("opening the chunk store")?);
+    let stats = Arc::default();
+    let origins = Arc::new(Origins::open(&opts.origins, Arc::clone(&stats))?);
+    let namespace = Namespace::from_nodes(catalog.nodes()?);
+    let state = Arc::new(State {
+        reader: reader::TrackReader::new(catalog.clone(), store.clone(), origins.clone()),
+        catalog,
+        namespace: RwLock::new(Arc::new(namespace)),
+        store,
+        origins,
+        stats,
+        progress: Default::default(),
+    });
+    let (tracks, _) = state.namespace().counts();
+    tracing::info!(
+        tracks,
+        ms = started.elapsed().as_millis() as u64,
+        "catalog loaded; serving"
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = musicfs_ipc::listen::into_tokio(listener)?;
+        let scanner = state.clone();
+        tokio::task::spawn_blocking(move || rescan(&scanner, &template));
+        let server = FetchServer(state);
+        let serve = musicfs_ipc::serve_unix!(listener, server.clone().serve());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = serve => {}
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// Scans all origins and, when anything changed (or the tree was never built), renders the
+/// namespace again and swaps it in.
+fn rescan(state: &State, template: &Template) {
+    let started = Instant::now();
+    let result = scan::scan(&state.origins, &state.catalog, &state.progress).and_then(|summary| {
+        let tracks = state.catalog.tracks()?;
+        let mut inodes = state.catalog.inode_allocator()?;
+        let (ns, nodes) = Namespace::build(&tracks, template, &mut inodes)?;
+        inodes.commit(&nodes)?;
+        state.set_namespace(ns);
+        Ok(summary)
+    });
+    state.progress.finish();
+    match result {
+        Ok(s) => tracing::info!(
+            seen = s.seen,
+            read = s.parsed,
+            removed = s.removed,
+            problems = s.problems,
+            ms = started.elapsed().as_millis() as u64,
+            "scan finished"
+        ),
+        Err(e) => tracing::error!("scan failed: {e}"),
+    }
+}

@@ -29,7 +29,11 @@ pub trait Connect: Clone + Send + Sync + 'static {
 
 impl Connect for FetchClient {
     fn start(stream: UnixStream) -> Self {
-        FetchClient::new(tarpc::client::Config::default(), crate::codec::transport(stream)).spawn()
+        FetchClient::new(
+            tarpc::client::Config::default(),
+            crate::codec::transport(stream),
+        )
+        .spawn()
     }
     fn hello(&self, ctx: Context) -> impl Future<Output = Result<Hello, RpcError>> + Send {
         FetchClient::hello(self, ctx)
@@ -38,7 +42,11 @@ impl Connect for FetchClient {
 
 impl Connect for WorkerClient {
     fn start(stream: UnixStream) -> Self {
-        WorkerClient::new(tarpc::client::Config::default(), crate::codec::transport(stream)).spawn()
+        WorkerClient::new(
+            tarpc::client::Config::default(),
+            crate::codec::transport(stream),
+        )
+        .spawn()
     }
     fn hello(&self, ctx: Context) -> impl Future<Output = Result<Hello, RpcError>> + Send {
         WorkerClient::hello(self, ctx)

@@ -12,8 +12,10 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 /// Largest frame accepted on a socket: a 1 MiB read plus generous room for the envelope.
 pub const MAX_FRAME: usize = 8 << 20;
 
+type Types<Item, SinkItem> = PhantomData<(fn() -> Item, fn(SinkItem))>;
+
 /// tokio-serde codec that writes compact MessagePack (`rmp_serde::to_vec`).
-pub struct MsgPack<Item, SinkItem>(PhantomData<(fn() -> Item, fn(SinkItem))>);
+pub struct MsgPack<Item, SinkItem>(Types<Item, SinkItem>);
 
 impl<Item, SinkItem> Default for MsgPack<Item, SinkItem> {
     fn default() -> Self {

@@ -103,7 +103,9 @@ pub fn check_template(template: &str) -> Result<(), String> {
         return Err("template is empty".into());
     }
     if template.starts_with('/') {
-        return Err(format!("template {template:?} must be relative (no leading /)"));
+        return Err(format!(
+            "template {template:?} must be relative (no leading /)"
+        ));
     }
     for name in template_variables(template)? {
         if !TEMPLATE_VARIABLES.contains(&name.as_str()) {

@@ -38,7 +38,9 @@ pub fn inherited() -> io::Result<Option<UnixListener>> {
     let stat = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
         .map_err(io::Error::from)?;
     if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(io::Error::other("LISTEN_FDS is set but fd 3 is not a socket"));
+        return Err(io::Error::other(
+            "LISTEN_FDS is set but fd 3 is not a socket",
+        ));
     }
     // SAFETY: fd 3 was handed to this process as its listening socket and nothing else owns it.
     let listener = unsafe { UnixListener::from_raw_fd(fd) };

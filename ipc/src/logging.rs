@@ -6,10 +6,12 @@ use tracing_subscriber::EnvFilter;
 
 const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 
-/// Initialises logging for `service`. The filter comes from `MUSICFS_LOG` (default `info`).
+/// Initialises logging for `service`. The filter comes from `MUSICFS_LOG` (default `info`;
+/// the tag library's own complaints about files are summarised by the scanner instead).
 pub fn init(service: &'static str) {
     let filter = || {
-        EnvFilter::try_from_env("MUSICFS_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
+        EnvFilter::try_from_env("MUSICFS_LOG")
+            .unwrap_or_else(|_| EnvFilter::new("info,lofty=error"))
     };
     let journald = std::path::Path::new(JOURNALD_SOCKET)
         .exists()
@@ -24,6 +26,7 @@ pub fn init(service: &'static str) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .with_target(false)
                     .with_thread_ids(false),
             )

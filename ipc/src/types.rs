@@ -91,7 +91,10 @@ pub struct Unreadable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScanState {
     /// A scan is running; `done` of `total` files seen so far (`total` grows while walking).
-    Scanning { done: u64, total: u64 },
+    Scanning {
+        done: u64,
+        total: u64,
+    },
     Idle,
 }
 

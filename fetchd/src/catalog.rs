@@ -1,0 +1,376 @@
+//! The catalog: LMDB (heed) tables for tracks, the files they came from, files that could not be
+//! read, the rendered namespace with its stable inode numbers, and chunk manifests.
+//!
+//! Keys that are paths are stored as their XXH3-128 (LMDB keys are limited to 511 bytes); the
+//! full path is kept in the value. Every table's values are MessagePack. The format is
+//! versioned: a catalog written by another format version is refused with a clear message.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use heed::byteorder::BigEndian;
+use heed::types::{Bytes, SerdeRmp, Str, U64};
+use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
+use musicfs_ipc::{Ino, NodeKind, TrackId, TrackRef};
+use serde::{Deserialize, Serialize};
+
+use crate::track::{Location, Problem, TrackRecord};
+
+pub const FORMAT_VERSION: u64 = 1;
+const MAP_SIZE: usize = 16 << 30;
+
+type Id = U64<BigEndian>;
+type Database<K, V> = heed::Database<'static, K, V>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog at {path}: {source}")]
+    Lmdb { path: String, source: heed::Error },
+    #[error("catalog at {path} has format {found}, this fetchd reads format {FORMAT_VERSION}; move the state dir aside or run a matching version")]
+    Format { path: String, found: u64 },
+    #[error("catalog: {0}")]
+    Txn(#[from] heed::Error),
+}
+
+/// One node of the rendered tree, as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub parent: Ino,
+    pub name: String,
+    pub kind: NodeKind,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub track: Option<TrackRef>,
+}
+
+/// The chunks a track version is made of, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u64,
+    /// `(length, xxh3-128)` of each chunk.
+    pub chunks: Vec<(u32, u128)>,
+}
+
+/// What one scan batch changes, applied in one transaction.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub upserts: Vec<(Location, u64, i128, crate::track::TrackInfo)>,
+    pub problems: Vec<(Location, Problem)>,
+    pub removed: Vec<Location>,
+}
+
+#[derive(Clone)]
+pub struct Catalog {
+    env: Env<WithoutTls>,
+    meta: Database<Str, U64<BigEndian>>,
+    tracks: Database<Id, SerdeRmp<TrackRecord>>,
+    files: Database<Bytes, Id>,
+    problems: Database<Bytes, SerdeRmp<(Location, Problem)>>,
+    nodes: Database<Id, SerdeRmp<Node>>,
+    inos: Database<Bytes, Id>,
+    manifests: Database<Id, SerdeRmp<Manifest>>,
+}
+
+fn path_key(text: &str) -> [u8; 16] {
+    xxhash_rust::xxh3::xxh3_128(text.as_bytes()).to_be_bytes()
+}
+
+impl Catalog {
+    pub fn open(dir: &Path) -> Result<Self, CatalogError> {
+        let lmdb = |source| CatalogError::Lmdb {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| lmdb(heed::Error::Io(e)))?;
+        // SAFETY: the state dir's lock (held by the supervisor) keeps one fetchd per catalog,
+        // and nothing else maps these files.
+        let env = unsafe {
+            EnvOpenOptions::new()
+                .read_txn_without_tls()
+                .map_size(MAP_SIZE)
+                .max_dbs(8)
+                .open(dir)
+        }
+        .map_err(lmdb)?;
+        let wtxn = env.write_txn()?;
+        let (meta, tracks, files, problems, nodes, inos, manifests) = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    opener.create_database(wtxn, Some("meta"))?,
+                    opener.create_database(wtxn, Some("tracks"))?,
+                    opener.create_database(wtxn, Some("files"))?,
+                    opener.create_database(wtxn, Some("problems"))?,
+                    opener.create_database(wtxn, Some("nodes"))?,
+                    opener.create_database(wtxn, Some("inos"))?,
+                    opener.create_database(wtxn, Some("manifests"))?,
+                )))
+            })?
+            .unwrap_commit();
+        let catalog = Self {
+            env: env.clone(),
+            meta,
+            tracks,
+            files,
+            problems,
+            nodes,
+            inos,
+            manifests,
+        };
+        let mut wtxn = env.write_txn()?;
+        match catalog.meta.get(&wtxn, "format")? {
+            None => catalog.meta.put(&mut wtxn, "format", &FORMAT_VERSION)?,
+            Some(FORMAT_VERSION) => {}
+            Some(found) => {
+                return Err(CatalogError::Format {
+                    path: dir.display().to_string(),
+                    found,
+                })
+            }
+        }
+        wtxn.commit()?;
+        Ok(catalog)
+    }
+
+    pub fn track(&self, id: TrackId) -> Result<Option<TrackRecord>, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.tracks.get(&rtxn, &id.0)?)
+    }
+
+    pub fn tracks(&self) -> Result<Vec<(TrackId, TrackRecord)>, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.tracks.iter(&rtxn)? {
+            let (id, record) = item?;
+            out.push((TrackId(id), record));
+        }
+        Ok(out)
+    }
+
+    pub fn track_count(&self) -> Result<u64, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.tracks.len(&rtxn)?)
+    }
+
+    /// Every file the catalog knows (tracks and problems) with the size and mtime it was read at.
+    pub fn known_files(&self) -> Result<HashMap<Location, (u64, i128)>, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = HashMap::new();
+        for item in self.tracks.iter(&rtxn)? {
+            let (_, r) = item?;
+            out.insert(r.location, (r.size, r.mtime_ns));
+        }
+        for item in self.problems.iter(&rtxn)? {
+            let (_, (location, p)) = item?;
+            out.entry(location).or_insert((p.size, p.mtime_ns));
+        }
+        Ok(out)
+    }
+
+    pub fn problems(&self) -> Result<Vec<(Location, Problem)>, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.problems.iter(&rtxn)? {
+            out.push(item?.1);
+        }
+        Ok(out)
+    }
+
+    /// Applies a scan batch in one transaction. A changed file keeps its track id and gets a new
+    /// content version.
+    pub fn apply(&self, batch: Batch) -> Result<(), CatalogError> {
+        let mut wtxn = self.env.write_txn()?;
+        for location in &batch.removed {
+            let key = path_key(&location.key());
+            if let Some(id) = self.files.get(&wtxn, &key)? {
+                self.tracks.delete(&mut wtxn, &id)?;
+                self.manifests.delete(&mut wtxn, &id)?;
+                self.files.delete(&mut wtxn, &key)?;
+            }
+            self.problems.delete(&mut wtxn, &key)?;
+        }
+        for (location, problem) in &batch.problems {
+            let key = path_key(&location.key());
+            self.problems
+                .put(&mut wtxn, &key, &(location.clone(), problem.clone()))?;
+            if !problem.shown {
+                if let Some(id) = self.files.get(&wtxn, &key)? {
+                    self.tracks.delete(&mut wtxn, &id)?;
+                    self.manifests.delete(&mut wtxn, &id)?;
+                    self.files.delete(&mut wtxn, &key)?;
+                }
+            }
+        }
+        let mut version = self.meta.get(&wtxn, "version")?.unwrap_or(0);
+        let mut next_id = self.meta.get(&wtxn, "next_track")?.unwrap_or(1);
+        for (location, size, mtime_ns, info) in batch.upserts {
+            let key = path_key(&location.key());
+            if !batch.problems.iter().any(|(l, _)| l == &location) {
+                self.problems.delete(&mut wtxn, &key)?;
+            }
+            let id = match self.files.get(&wtxn, &key)? {
+                Some(id) => id,
+                None => {
+                    next_id += 1;
+                    self.files.put(&mut wtxn, &key, &(next_id - 1))?;
+                    next_id - 1
+                }
+            };
+            version += 1;
+            let record = TrackRecord {
+                location,
+                size,
+                mtime_ns,
+                version,
+                info,
+            };
+            self.tracks.put(&mut wtxn, &id, &record)?;
+        }
+        self.meta.put(&mut wtxn, "version", &version)?;
+        self.meta.put(&mut wtxn, "next_track", &next_id)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// The persisted tree, in inode order.
+    pub fn nodes(&self) -> Result<Vec<(Ino, Node)>, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.nodes.iter(&rtxn)? {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+
+    /// The inode a virtual path had before, or a new one (remembered from now on).
+    pub fn inode_allocator(&self) -> Result<InodeAllocator<'_>, CatalogError> {
+        let wtxn = self.env.write_txn()?;
+        let next = self.meta.get(&wtxn, "next_ino")?.unwrap_or(2);
+        Ok(InodeAllocator {
+            catalog: self,
+            wtxn,
+            next,
+        })
+    }
+
+    pub fn manifest(&self, id: TrackId) -> Result<Option<Manifest>, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.manifests.get(&rtxn, &id.0)?)
+    }
+
+    pub fn put_manifest(&self, id: TrackId, manifest: &Manifest) -> Result<(), CatalogError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.manifests.put(&mut wtxn, &id.0, manifest)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+}
+
+/// Hands out stable inode numbers inside one write transaction, then saves the new tree with
+/// them in the same transaction.
+pub struct InodeAllocator<'c> {
+    catalog: &'c Catalog,
+    wtxn: heed::RwTxn<'c>,
+    next: u64,
+}
+
+impl InodeAllocator<'_> {
+    pub fn inode(&mut self, virtual_path: &str) -> Result<Ino, CatalogError> {
+        let key = path_key(virtual_path);
+        if let Some(ino) = self.catalog.inos.get(&self.wtxn, &key)? {
+            return Ok(ino);
+        }
+        let ino = self.next;
+        self.next += 1;
+        self.catalog.inos.put(&mut self.wtxn, &key, &ino)?;
+        Ok(ino)
+    }
+
+    /// Replaces the persisted tree with `nodes` and commits.
+    pub fn commit(mut self, nodes: &[(Ino, Node)]) -> Result<(), CatalogError> {
+        let c = self.catalog;
+        c.nodes.clear(&mut self.wtxn)?;
+        for (ino, node) in nodes {
+            c.nodes.put(&mut self.wtxn, ino, node)?;
+        }
+        c.meta.put(&mut self.wtxn, "next_ino", &self.next)?;
+        self.wtxn.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::TrackInfo;
+
+    fn loc(p: &str) -> Location {
+        Location {
+            origin: "/o".into(),
+            path: p.into(),
+        }
+    }
+
+    #[test]
+    fn reopen_keeps_tracks_ids_and_inodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, ino) = {
+            let c = Catalog::open(dir.path()).unwrap();
+            let info = TrackInfo {
+                title: Some("T".into()),
+                ..Default::default()
+            };
+            c.apply(Batch {
+                upserts: vec![(loc("a.flac"), 10, 5, info)],
+                ..Default::default()
+            })
+            .unwrap();
+            let mut alloc = c.inode_allocator().unwrap();
+            let ino = alloc.inode("Unknown Artist").unwrap();
+            alloc.commit(&[]).unwrap();
+            (c.tracks().unwrap()[0].0, ino)
+        };
+        let c = Catalog::open(dir.path()).unwrap();
+        let tracks = c.tracks().unwrap();
+        assert_eq!(tracks.len(), 1);
+        assert_eq!(tracks[0].0, id);
+        assert_eq!(tracks[0].1.info.title.as_deref(), Some("T"));
+        let mut alloc = c.inode_allocator().unwrap();
+        assert_eq!(alloc.inode("Unknown Artist").unwrap(), ino);
+        assert_ne!(alloc.inode("Other").unwrap(), ino);
+    }
+
+    #[test]
+    fn changed_file_keeps_id_and_gets_new_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(dir.path()).unwrap();
+        let up = |size| Batch {
+            upserts: vec![(loc("a.mp3"), size, 1, TrackInfo::default())],
+            ..Default::default()
+        };
+        c.apply(up(1)).unwrap();
+        let (id1, r1) = c.tracks().unwrap().remove(0);
+        c.apply(up(2)).unwrap();
+        let (id2, r2) = c.tracks().unwrap().remove(0);
+        assert_eq!(id1, id2);
+        assert!(r2.version > r1.version);
+        c.apply(Batch {
+            removed: vec![loc("a.mp3")],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.tracks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn other_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Catalog::open(dir.path()).unwrap();
+            let mut w = c.env.write_txn().unwrap();
+            c.meta.put(&mut w, "format", &99).unwrap();
+            w.commit().unwrap();
+        }
+        let err = Catalog::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("format 99"), "{err}");
+    }
+}

@@ -1,0 +1,333 @@
+//! The tree the mount shows: rendered from the catalog's tracks with the path template, with
+//! stable inode numbers, collisions resolved so no track hides another, and persisted so a
+//! restart serves it at once. Lookups are answered from memory.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use musicfs_ipc::{Attr, DirEntry, FetchError, Ino, NodeKind, TrackId, TrackRef, ROOT_INO};
+
+use crate::catalog::{CatalogError, InodeAllocator, Node};
+use crate::names::NameSet;
+use crate::template::Template;
+use crate::track::TrackRecord;
+
+#[derive(Debug, Default)]
+pub struct Namespace {
+    nodes: HashMap<Ino, Node>,
+    children: HashMap<Ino, BTreeMap<String, Ino>>,
+    tracks: HashMap<TrackId, Ino>,
+}
+
+impl Namespace {
+    /// Rebuilds the in-memory tree from persisted nodes (a restart: no rendering needed).
+    pub fn from_nodes(nodes: Vec<(Ino, Node)>) -> Self {
+        let mut ns = Self::default();
+        ns.nodes.insert(ROOT_INO, root_node(0));
+        ns.children.insert(ROOT_INO, BTreeMap::new());
+        for (ino, node) in nodes {
+            ns.insert(ino, node);
+        }
+        ns
+    }
+
+    fn insert(&mut self, ino: Ino, node: Node) {
+        if ino == ROOT_INO {
+            self.nodes.insert(ino, node);
+            return;
+        }
+        self.children
+            .entry(node.parent)
+            .or_default()
+            .insert(node.name.clone(), ino);
+        if node.kind == NodeKind::Dir {
+            self.children.entry(ino).or_default();
+        }
+        if let Some(track) = node.track {
+            self.tracks.insert(track.id, ino);
+        }
+        self.nodes.insert(ino, node);
+    }
+
+    /// Renders `tracks` with `template`. Tracks are placed in a fixed order (by origin and
+    /// path), so the same catalog always gives the same names. Returns the namespace and the
+    /// node list to persist.
+    pub fn build(
+        tracks: &[(TrackId, TrackRecord)],
+        template: &Template,
+        inodes: &mut InodeAllocator<'_>,
+    ) -> Result<(Self, Vec<(Ino, Node)>), CatalogError> {
+        let mut order: Vec<&(TrackId, TrackRecord)> = tracks.iter().collect();
+        order.sort_by(|a, b| a.1.location.cmp(&b.1.location));
+        let rendered: Vec<Vec<String>> = order
+            .iter()
+            .map(|(_, r)| template.render(&r.info, &r.location))
+            .collect();
+
+        // Directories first (a directory name is never renamed), then files claim names.
+        let mut dirs: BTreeSet<String> = BTreeSet::new();
+        for parts in &rendered {
+            for depth in 1..parts.len() {
+                dirs.insert(parts[..depth].join("/"));
+            }
+        }
+        let mut names: HashMap<String, NameSet> = HashMap::new();
+        for dir in &dirs {
+            let (parent, name) = split_parent(dir);
+            names.entry(parent.to_owned()).or_default().claim(name);
+        }
+
+        let mut out: Vec<(Ino, Node)> = Vec::new();
+        let mut dir_inos: HashMap<String, Ino> = HashMap::new();
+        dir_inos.insert(String::new(), ROOT_INO);
+        for dir in &dirs {
+            let ino = inodes.inode(&format!("d:{dir}"))?;
+            dir_inos.insert(dir.clone(), ino);
+        }
+        let mut dir_mtime: HashMap<Ino, i128> = HashMap::new();
+        for ((id, record), parts) in order.iter().zip(&rendered) {
+            let parent_path = parts[..parts.len() - 1].join("/");
+            let wanted = &parts[parts.len() - 1];
+            let name = names.entry(parent_path.clone()).or_default().claim(wanted);
+            let parent = dir_inos[&parent_path];
+            let ino = inodes.inode(&format!("f:{parent_path}/{name}"))?;
+            let mtime = dir_mtime.entry(parent).or_insert(record.mtime_ns);
+            *mtime = (*mtime).max(record.mtime_ns);
+            out.push((
+                ino,
+                Node {
+                    parent,
+                    name,
+                    kind: NodeKind::File,
+                    size: record.size,
+                    mtime_ns: record.mtime_ns,
+                    track: Some(TrackRef {
+                        id: *id,
+                        version: record.version,
+                    }),
+                },
+            ));
+        }
+        // Directory mtimes: the newest file below them. Deepest first so parents see children.
+        let mut by_depth: Vec<&String> = dirs.iter().collect();
+        by_depth.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+        for dir in by_depth {
+            let ino = dir_inos[dir];
+            let (parent_path, name) = split_parent(dir);
+            let parent = dir_inos[parent_path];
+            let mtime = dir_mtime.get(&ino).copied().unwrap_or(0);
+            let up = dir_mtime.entry(parent).or_insert(mtime);
+            *up = (*up).max(mtime);
+            out.push((
+                ino,
+                Node {
+                    parent,
+                    name: name.to_owned(),
+                    kind: NodeKind::Dir,
+                    size: 0,
+                    mtime_ns: mtime,
+                    track: None,
+                },
+            ));
+        }
+        out.push((
+            ROOT_INO,
+            root_node(dir_mtime.get(&ROOT_INO).copied().unwrap_or(0)),
+        ));
+        out.sort_by_key(|(ino, _)| *ino);
+        Ok((Self::from_nodes(out.clone()), out))
+    }
+
+    pub fn attr(&self, ino: Ino) -> Result<Attr, FetchError> {
+        self.nodes
+            .get(&ino)
+            .map(|n| to_attr(ino, n))
+            .ok_or(FetchError::NotFound)
+    }
+
+    pub fn node(&self, ino: Ino) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &str) -> Result<Attr, FetchError> {
+        let children = self.dir(parent)?;
+        let ino = children.get(name).ok_or(FetchError::NotFound)?;
+        self.attr(*ino)
+    }
+
+    pub fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, FetchError> {
+        Ok(self
+            .dir(ino)?
+            .iter()
+            .map(|(name, child)| DirEntry {
+                name: name.clone(),
+                attr: to_attr(*child, &self.nodes[child]),
+            })
+            .collect())
+    }
+
+    fn dir(&self, ino: Ino) -> Result<&BTreeMap<String, Ino>, FetchError> {
+        match self.nodes.get(&ino) {
+            None => Err(FetchError::NotFound),
+            Some(n) if n.kind != NodeKind::Dir => Err(FetchError::NotADirectory),
+            Some(_) => Ok(self
+                .children
+                .get(&ino)
+                .expect("every directory has a child map")),
+        }
+    }
+
+    /// Where a track is shown, as a path relative to the mount's root.
+    pub fn path_of(&self, track: TrackId) -> Option<String> {
+        let mut ino = *self.tracks.get(&track)?;
+        let mut parts = Vec::new();
+        while ino != ROOT_INO {
+            let node = self.nodes.get(&ino)?;
+            parts.push(node.name.as_str());
+            ino = node.parent;
+        }
+        parts.reverse();
+        Some(parts.join("/"))
+    }
+
+    pub fn counts(&self) -> (u64, u64) {
+        let files = self.tracks.len() as u64;
+        (files, self.nodes.len() as u64 - files)
+    }
+}
+
+fn root_node(mtime_ns: i128) -> Node {
+    Node {
+        parent: ROOT_INO,
+        name: String::new(),
+        kind: NodeKind::Dir,
+        size: 0,
+        mtime_ns,
+        track: None,
+    }
+}
+
+fn split_parent(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path),
+    }
+}
+
+fn to_attr(ino: Ino, node: &Node) -> Attr {
+    Attr {
+        ino,
+        kind: node.kind,
+        size: node.size,
+        mtime_secs: node.mtime_ns.div_euclid(1_000_000_000) as i64,
+        mtime_nanos: node.mtime_ns.rem_euclid(1_000_000_000) as u32,
+        track: node.track,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Batch, Catalog};
+    use crate::track::{Location, TrackInfo};
+    use musicfs_ipc::config::DEFAULT_TEMPLATE;
+
+    fn info(artist: &str, album: &str, title: &str, track: u32) -> TrackInfo {
+        TrackInfo {
+            artists: vec![artist.into()],
+            album: Some(album.into()),
+            title: Some(title.into()),
+            track: Some(track),
+            ..Default::default()
+        }
+    }
+
+    fn build(files: Vec<(&str, TrackInfo)>) -> (tempfile::TempDir, Catalog, Namespace) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let upserts = files
+            .into_iter()
+            .map(|(p, i)| {
+                let loc = Location {
+                    origin: "/o".into(),
+                    path: p.into(),
+                };
+                (loc, 100, 1_700_000_000_000_000_000, i)
+            })
+            .collect();
+        catalog
+            .apply(Batch {
+                upserts,
+                ..Default::default()
+            })
+            .unwrap();
+        let template = Template::parse(DEFAULT_TEMPLATE).unwrap();
+        let tracks = catalog.tracks().unwrap();
+        let mut alloc = catalog.inode_allocator().unwrap();
+        let (ns, nodes) = Namespace::build(&tracks, &template, &mut alloc).unwrap();
+        alloc.commit(&nodes).unwrap();
+        (dir, catalog, ns)
+    }
+
+    fn resolve(ns: &Namespace, path: &str) -> Result<Attr, FetchError> {
+        let mut attr = ns.attr(ROOT_INO)?;
+        for part in path.split('/') {
+            attr = ns.lookup(attr.ino, part)?;
+        }
+        Ok(attr)
+    }
+
+    #[test]
+    fn tracks_land_where_their_tags_say() {
+        let (_d, _c, ns) = build(vec![
+            ("x/1.flac", info("A", "B", "One", 1)),
+            ("x/2.flac", info("A", "B", "Two", 2)),
+        ]);
+        assert_eq!(resolve(&ns, "A/B/01 One.flac").unwrap().size, 100);
+        let names: Vec<String> = ns
+            .readdir(resolve(&ns, "A/B").unwrap().ino)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["01 One.flac", "02 Two.flac"]);
+        assert_eq!(ns.counts(), (2, 3));
+    }
+
+    #[test]
+    fn same_rendered_name_never_hides_a_track() {
+        let (_d, _c, ns) = build(vec![
+            ("b.mp3", info("A", "B", "Same", 1)),
+            ("a.mp3", info("A", "B", "Same", 1)),
+        ]);
+        let album = resolve(&ns, "A/B").unwrap().ino;
+        let entries = ns.readdir(album).unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["01 Same (2).mp3", "01 Same.mp3"]);
+        // Deterministic: the file that sorts first by origin path keeps the plain name.
+        let plain = resolve(&ns, "A/B/01 Same.mp3").unwrap();
+        let id = plain.track.unwrap().id;
+        assert!(ns.path_of(id).unwrap().ends_with("01 Same.mp3"));
+    }
+
+    #[test]
+    fn inodes_are_stable_across_rebuilds_and_reload() {
+        let (_d, catalog, ns) = build(vec![("1.ogg", info("A", "B", "One", 1))]);
+        let before = resolve(&ns, "A/B/01 One.ogg").unwrap().ino;
+        let tracks = catalog.tracks().unwrap();
+        let template = Template::parse(DEFAULT_TEMPLATE).unwrap();
+        let mut alloc = catalog.inode_allocator().unwrap();
+        let (again, nodes) = Namespace::build(&tracks, &template, &mut alloc).unwrap();
+        alloc.commit(&nodes).unwrap();
+        assert_eq!(resolve(&again, "A/B/01 One.ogg").unwrap().ino, before);
+        let reloaded = Namespace::from_nodes(catalog.nodes().unwrap());
+        assert_eq!(resolve(&reloaded, "A/B/01 One.ogg").unwrap().ino, before);
+    }
+
+    #[test]
+    fn lookup_errors() {
+        let (_d, _c, ns) = build(vec![("1.ogg", info("A", "B", "One", 1))]);
+        assert_eq!(ns.lookup(ROOT_INO, "nope"), Err(FetchError::NotFound));
+        let file = resolve(&ns, "A/B/01 One.ogg").unwrap().ino;
+        assert_eq!(ns.lookup(file, "x"), Err(FetchError::NotADirectory));
+    }
+}

@@ -1,0 +1,187 @@
+//! The scanner: walks every origin, reads the tags of new and changed files (in parallel, only
+//! their tag bytes), drops files that are gone, and writes the catalog in batches. Unchanged
+//! files (same size and mtime) are not opened at all.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use musicfs_ipc::ScanState;
+
+use crate::catalog::{Batch, Catalog, CatalogError};
+use crate::origin::Found;
+use crate::origins::Origins;
+use crate::tags::{self, Parsed};
+use crate::track::{Location, Problem};
+
+const BATCH: usize = 1000;
+
+/// Progress of the scan in flight, read by `status`.
+#[derive(Debug, Default)]
+pub struct ScanProgress {
+    running: AtomicBool,
+    done: AtomicU64,
+    total: AtomicU64,
+    completed: AtomicU64,
+}
+
+impl ScanProgress {
+    pub fn state(&self) -> ScanState {
+        if self.running.load(Ordering::Acquire) {
+            ScanState::Scanning {
+                done: self.done.load(Ordering::Relaxed),
+                total: self.total.load(Ordering::Relaxed),
+            }
+        } else {
+            ScanState::Idle
+        }
+    }
+
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
+    }
+
+    /// Marks the scan (and whatever the caller does after it, such as rebuilding the tree) done.
+    pub fn finish(&self) {
+        self.running.store(false, Ordering::Release);
+        self.completed.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanSummary {
+    pub seen: u64,
+    pub parsed: u64,
+    pub removed: u64,
+    pub problems: u64,
+}
+
+impl ScanSummary {
+    pub fn changed(&self) -> bool {
+        self.parsed > 0 || self.removed > 0
+    }
+}
+
+/// Runs one scan of all origins. Leaves `progress` running: the caller calls `finish`.
+pub fn scan(
+    origins: &Origins,
+    catalog: &Catalog,
+    progress: &ScanProgress,
+) -> Result<ScanSummary, CatalogError> {
+    progress.done.store(0, Ordering::Relaxed);
+    progress.total.store(0, Ordering::Relaxed);
+    progress.running.store(true, Ordering::Release);
+    let known = catalog.known_files()?;
+    let mut summary = ScanSummary::default();
+    let mut seen: HashSet<Location> = HashSet::new();
+    let mut work: Vec<(usize, Found)> = Vec::new();
+    let mut batch = Batch::default();
+    for (index, origin) in origins.iter().enumerate() {
+        let (found, failed) = origin.walk();
+        progress
+            .total
+            .fetch_add(found.len() as u64, Ordering::Relaxed);
+        for (path, reason) in failed {
+            tracing::warn!(origin = origin.name(), path, "skipped: {reason}");
+            let location = Location {
+                origin: origin.name().to_owned(),
+                path,
+            };
+            seen.insert(location.clone());
+            batch
+                .problems
+                .push((location, unreadable(0, 0, reason, false)));
+        }
+        for file in found {
+            let location = Location {
+                origin: origin.name().to_owned(),
+                path: file.path.clone(),
+            };
+            summary.seen += 1;
+            if known.get(&location) == Some(&(file.size, file.mtime_ns)) {
+                progress.done.fetch_add(1, Ordering::Relaxed);
+            } else {
+                work.push((index, file));
+            }
+            seen.insert(location);
+        }
+    }
+    batch.removed = known.into_keys().filter(|l| !seen.contains(l)).collect();
+    summary.removed = batch.removed.len() as u64;
+    summary.problems = batch.problems.len() as u64;
+    catalog.apply(batch)?;
+
+    let origin_list: Vec<_> = origins.iter().collect();
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (tx, rx) = mpsc::sync_channel::<(Location, u64, i128, Parsed)>(256);
+    std::thread::scope(|s| -> Result<(), CatalogError> {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (work, next, origin_list) = (&work, &next, &origin_list);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((index, file)) = work.get(i) else {
+                    break;
+                };
+                let origin = origin_list[*index];
+                let ext = extension(&file.path);
+                let parsed = tags::read(|| origin.open(&file.path), ext.as_deref());
+                let location = Location {
+                    origin: origin.name().to_owned(),
+                    path: file.path.clone(),
+                };
+                if tx
+                    .send((location, file.size, file.mtime_ns, parsed))
+                    .is_err()
+                {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut batch = Batch::default();
+        for (location, size, mtime_ns, parsed) in rx {
+            summary.parsed += 1;
+            progress.done.fetch_add(1, Ordering::Relaxed);
+            match parsed {
+                Parsed::Ok(info) => batch.upserts.push((location, size, mtime_ns, info)),
+                Parsed::TagsUnreadable(info, reason) => {
+                    tracing::warn!(path = location.path, "shown as untagged: {reason}");
+                    summary.problems += 1;
+                    batch
+                        .problems
+                        .push((location.clone(), unreadable(size, mtime_ns, reason, true)));
+                    batch.upserts.push((location, size, mtime_ns, info));
+                }
+                Parsed::Unusable(reason) => {
+                    tracing::warn!(path = location.path, "left out: {reason}");
+                    summary.problems += 1;
+                    batch
+                        .problems
+                        .push((location, unreadable(size, mtime_ns, reason, false)));
+                }
+            }
+            if batch.upserts.len() + batch.problems.len() >= BATCH {
+                catalog.apply(std::mem::take(&mut batch))?;
+            }
+        }
+        catalog.apply(batch)
+    })?;
+    Ok(summary)
+}
+
+fn extension(path: &str) -> Option<String> {
+    let name = path.rsplit('/').next()?;
+    let (_, ext) = name.rsplit_once('.')?;
+    Some(ext.to_ascii_lowercase())
+}
+
+fn unreadable(size: u64, mtime_ns: i128, reason: String, shown: bool) -> Problem {
+    Problem {
+        size,
+        mtime_ns,
+        reason,
+        shown,
+    }
+}

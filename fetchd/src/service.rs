@@ -1,0 +1,189 @@
+//! The `Fetch` tarpc service: namespace calls are answered from memory, reads go through the
+//! [`TrackReader`](crate::reader::TrackReader) on the blocking pool.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+
+use musicfs_ipc::{
+    Attr, DirEntry, Fetch, FetchError, FetchStatus, FsStats, Hello, Ino, NodeKind, TrackRef,
+    Unreadable,
+};
+use tarpc::context::Context;
+
+use crate::catalog::Catalog;
+use crate::chunks::ChunkStore;
+use crate::namespace::Namespace;
+use crate::origin::OriginStats;
+use crate::origins::Origins;
+use crate::reader::TrackReader;
+use crate::scan::ScanProgress;
+use crate::track::TrackInfo;
+
+/// Largest read served in one call; mountd asks for at most 1 MiB.
+const MAX_READ: u32 = 4 << 20;
+
+pub struct State {
+    pub catalog: Catalog,
+    pub namespace: RwLock<Arc<Namespace>>,
+    pub reader: TrackReader,
+    pub store: Arc<ChunkStore>,
+    pub origins: Arc<Origins>,
+    pub stats: Arc<OriginStats>,
+    pub progress: ScanProgress,
+}
+
+impl State {
+    pub fn namespace(&self) -> Arc<Namespace> {
+        self.namespace
+            .read()
+            .expect("namespace lock poisoned")
+            .clone()
+    }
+
+    pub fn set_namespace(&self, ns: Namespace) {
+        *self.namespace.write().expect("namespace lock poisoned") = Arc::new(ns);
+    }
+}
+
+#[derive(Clone)]
+pub struct FetchServer(pub Arc<State>);
+
+fn catalog_err(e: impl std::fmt::Display) -> FetchError {
+    FetchError::Catalog(e.to_string())
+}
+
+impl Fetch for FetchServer {
+    async fn hello(self, _: Context) -> Hello {
+        Hello::new("fetchd")
+    }
+
+    async fn lookup(self, _: Context, parent: Ino, name: String) -> Result<Attr, FetchError> {
+        self.0.namespace().lookup(parent, &name)
+    }
+
+    async fn getattr(self, _: Context, ino: Ino) -> Result<Attr, FetchError> {
+        self.0.namespace().attr(ino)
+    }
+
+    async fn readdir(self, _: Context, ino: Ino) -> Result<Vec<DirEntry>, FetchError> {
+        self.0.namespace().readdir(ino)
+    }
+
+    async fn readlink(self, _: Context, ino: Ino) -> Result<String, FetchError> {
+        let attr = self.0.namespace().attr(ino)?;
+        match attr.kind {
+            NodeKind::Symlink => Err(FetchError::NotFound),
+            NodeKind::Dir | NodeKind::File => Err(FetchError::NotASymlink),
+        }
+    }
+
+    async fn read(
+        self,
+        _: Context,
+        track: TrackRef,
+        offset: u64,
+        len: u32,
+    ) -> Result<serde_bytes::ByteBuf, FetchError> {
+        let state = self.0.clone();
+        tokio::task::spawn_blocking(move || state.reader.read(track, offset, len.min(MAX_READ)))
+            .await
+            .map_err(|e| FetchError::Cache(format!("read task failed: {e}")))?
+            .map(serde_bytes::ByteBuf::from)
+    }
+
+    async fn xattrs(self, _: Context, ino: Ino) -> Result<Vec<(String, String)>, FetchError> {
+        let ns = self.0.namespace();
+        let node = ns.node(ino).ok_or(FetchError::NotFound)?;
+        let Some(track) = node.track else {
+            return Ok(Vec::new());
+        };
+        let record = self
+            .0
+            .catalog
+            .track(track.id)
+            .map_err(catalog_err)?
+            .ok_or(FetchError::NotFound)?;
+        let mut out = tag_attributes(&record.info);
+        out.push(("origin".into(), record.location.origin.clone()));
+        out.push(("origin_path".into(), record.location.path.clone()));
+        Ok(out
+            .into_iter()
+            .map(|(k, v)| (format!("user.musicfs.{k}"), v))
+            .collect())
+    }
+
+    async fn statfs(self, _: Context) -> Result<FsStats, FetchError> {
+        let ns = self.0.namespace();
+        let (files, dirs) = ns.counts();
+        let (_, bytes) = self.0.store.usage();
+        Ok(FsStats {
+            files: files + dirs,
+            bytes,
+        })
+    }
+
+    async fn status(self, _: Context) -> Result<FetchStatus, FetchError> {
+        let state = self.0.clone();
+        tokio::task::spawn_blocking(move || status(&state))
+            .await
+            .map_err(|e| FetchError::Catalog(format!("status task failed: {e}")))?
+    }
+}
+
+fn status(state: &State) -> Result<FetchStatus, FetchError> {
+    let (tracks, directories) = state.namespace().counts();
+    let unreadable = state
+        .catalog
+        .problems()
+        .map_err(catalog_err)?
+        .into_iter()
+        .map(|(location, p)| Unreadable {
+            origin: location.origin,
+            path: location.path,
+            reason: p.reason,
+            shown: p.shown,
+        })
+        .collect();
+    let (cache_chunks, cache_bytes) = state.store.usage();
+    Ok(FetchStatus {
+        pid: std::process::id(),
+        tracks,
+        directories,
+        origins: state.origins.names(),
+        unreadable,
+        scan: state.progress.state(),
+        scans_completed: state.progress.completed(),
+        origin_files_read: state.stats.files_opened.load(Ordering::Relaxed),
+        origin_bytes_read: state.stats.bytes_read.load(Ordering::Relaxed),
+        cache_chunks,
+        cache_bytes,
+    })
+}
+
+/// The track's tags as `(name, value)`; several values are joined with `; `.
+fn tag_attributes(info: &TrackInfo) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: String| {
+        if !v.is_empty() {
+            out.push((k.to_owned(), v));
+        }
+    };
+    put("artist", info.artists.join("; "));
+    put("albumartist", info.album_artists.join("; "));
+    put("album", info.album.clone().unwrap_or_default());
+    put("title", info.title.clone().unwrap_or_default());
+    let num = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
+    put("track", num(info.track));
+    put("tracktotal", num(info.track_total));
+    put("disc", num(info.disc));
+    put("disctotal", num(info.disc_total));
+    put("date", info.date.clone().unwrap_or_default());
+    put("genre", info.genres.join("; "));
+    put("composer", info.composers.join("; "));
+    put("duration_ms", info.duration_ms.to_string());
+    put("samplerate", num(info.sample_rate));
+    put("bitrate_kbps", num(info.bitrate_kbps));
+    put("has_cover", if info.has_cover { "1" } else { "0" }.into());
+    put("format", info.format.clone());
+    out
+}
