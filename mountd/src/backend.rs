@@ -1,0 +1,162 @@
+//! Where the filesystem core gets its answers: the [`Backend`] trait, and [`RpcBackend`], which
+//! answers it by asking fetchd over its socket.
+//!
+//! The trait is synchronous because fuser calls the filesystem from its own threads; the RPC
+//! implementation blocks such a thread on the tokio runtime until fetchd answers. Tests put an
+//! in-memory fake behind the same trait.
+
+use std::future::Future;
+use std::time::Duration;
+
+use musicfs_ipc::client::{CallError, Reconnecting};
+use musicfs_ipc::{Attr, DirEntry, FetchClient, FetchError, FsStats, Hello, Ino, TrackRef};
+use tokio::runtime::Handle;
+
+/// Why a backend call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// fetchd answered with an error.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// fetchd did not answer before the deadline (down, restarting for too long, or hung).
+    #[error("{0}")]
+    Unavailable(String),
+    /// fetchd answered, but not in a way this build understands.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl From<CallError> for BackendError {
+    fn from(err: CallError) -> Self {
+        match err {
+            CallError::Unavailable { .. } => BackendError::Unavailable(err.to_string()),
+            CallError::Protocol(detail) => BackendError::Protocol(detail),
+        }
+    }
+}
+
+/// The namespace and bytes the filesystem shows. Every method may block.
+pub trait Backend: Send + Sync + 'static {
+    fn lookup(&self, parent: Ino, name: &str) -> Result<Attr, BackendError>;
+    fn getattr(&self, ino: Ino) -> Result<Attr, BackendError>;
+    /// The entries of a directory, without `.` and `..`.
+    fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, BackendError>;
+    fn readlink(&self, ino: Ino) -> Result<String, BackendError>;
+    /// Bytes `[offset, offset+len)` of a track at one content version, short at end of file.
+    fn read(&self, track: TrackRef, offset: u64, len: u32) -> Result<Vec<u8>, BackendError>;
+    /// The node's `user.musicfs.*` attributes, as (full name, value).
+    fn xattrs(&self, ino: Ino) -> Result<Vec<(String, String)>, BackendError>;
+    fn statfs(&self) -> Result<FsStats, BackendError>;
+}
+
+/// [`Backend`] over fetchd's `Fetch` service. The client reconnects and retries by itself until
+/// its deadline; only then does a call fail with [`BackendError::Unavailable`].
+pub struct RpcBackend {
+    runtime: Handle,
+    fetchd: Reconnecting<FetchClient>,
+}
+
+impl RpcBackend {
+    /// `runtime` drives the connection; calls block the calling thread, which must not be one of
+    /// the runtime's own.
+    pub fn new(runtime: Handle, fetchd: Reconnecting<FetchClient>) -> Self {
+        Self { runtime, fetchd }
+    }
+
+    /// The handshake, retried until `within` has passed: used to wait for fetchd at start-up.
+    pub fn hello(&self, within: Duration) -> Result<Hello, BackendError> {
+        let call = self
+            .fetchd
+            .call_within(within, |c, ctx| async move { c.hello(ctx).await });
+        Ok(self.runtime.block_on(call)?)
+    }
+
+    /// Blocks on a call whose answer is itself a `Result` from fetchd.
+    fn wait<T>(
+        &self,
+        call: impl Future<Output = Result<Result<T, FetchError>, CallError>>,
+    ) -> Result<T, BackendError> {
+        Ok(self.runtime.block_on(call)??)
+    }
+}
+
+impl Backend for RpcBackend {
+    fn lookup(&self, parent: Ino, name: &str) -> Result<Attr, BackendError> {
+        self.wait(self.fetchd.call(|c, ctx| {
+            let name = name.to_owned();
+            async move { c.lookup(ctx, parent, name).await }
+        }))
+    }
+
+    fn getattr(&self, ino: Ino) -> Result<Attr, BackendError> {
+        self.wait(
+            self.fetchd
+                .call(|c, ctx| async move { c.getattr(ctx, ino).await }),
+        )
+    }
+
+    fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, BackendError> {
+        self.wait(
+            self.fetchd
+                .call(|c, ctx| async move { c.readdir(ctx, ino).await }),
+        )
+    }
+
+    fn readlink(&self, ino: Ino) -> Result<String, BackendError> {
+        self.wait(
+            self.fetchd
+                .call(|c, ctx| async move { c.readlink(ctx, ino).await }),
+        )
+    }
+
+    fn read(&self, track: TrackRef, offset: u64, len: u32) -> Result<Vec<u8>, BackendError> {
+        let bytes = self.wait(
+            self.fetchd
+                .call(|c, ctx| async move { c.read(ctx, track, offset, len).await }),
+        )?;
+        Ok(bytes.into_vec())
+    }
+
+    fn xattrs(&self, ino: Ino) -> Result<Vec<(String, String)>, BackendError> {
+        self.wait(
+            self.fetchd
+                .call(|c, ctx| async move { c.xattrs(ctx, ino).await }),
+        )
+    }
+
+    fn statfs(&self) -> Result<FsStats, BackendError> {
+        self.wait(
+            self.fetchd
+                .call(|c, ctx| async move { c.statfs(ctx).await }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_fetchd_fails_after_the_deadline() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let fetchd = Reconnecting::new(
+            "fetchd",
+            dir.path().join("missing.sock"),
+            Duration::from_millis(50),
+        );
+        let backend = RpcBackend::new(runtime.handle().clone(), fetchd);
+        assert!(matches!(
+            backend.getattr(1),
+            Err(BackendError::Unavailable(_))
+        ));
+        assert!(matches!(
+            backend.hello(Duration::from_millis(20)),
+            Err(BackendError::Unavailable(_))
+        ));
+    }
+}

@@ -1,0 +1,313 @@
+//! The filesystem itself, without FUSE: [`FsCore`] answers each operation from a [`Backend`] and
+//! keeps the open-handle table. The fuser adapter only converts types and calls it, so tests drive
+//! it directly.
+//!
+//! What it guarantees:
+//! - Read-only: opening for writing and every modifying operation fail with `EROFS`.
+//! - An open file reads one content version ([`TrackRef`]) from open to release, even if the
+//!   track changes meanwhile.
+//! - An open directory lists one snapshot; offsets index into it, so `readdir` resumes exactly
+//!   where it stopped. Reading from offset 0 (a new listing or `rewinddir`) takes a fresh one.
+//! - Names that are not UTF-8 cannot exist in the catalog: their lookup is `ENOENT` at once.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use musicfs_ipc::{Attr, DirEntry, FetchError, FsStats, Ino, NodeKind, TrackRef, ROOT_INO};
+
+use crate::backend::{Backend, BackendError};
+
+/// Why an operation failed; [`crate::errno`] turns it into an errno.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FsError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("read-only file system")]
+    ReadOnly,
+    #[error("no such open file or directory handle")]
+    BadHandle,
+    #[error("the caller's buffer is too small")]
+    BufferTooSmall,
+}
+
+impl From<FetchError> for FsError {
+    fn from(err: FetchError) -> Self {
+        FsError::Backend(err.into())
+    }
+}
+
+/// The operations that would change the filesystem; all of them are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOp {
+    SetAttr,
+    MkNod,
+    MkDir,
+    Unlink,
+    RmDir,
+    Symlink,
+    Rename,
+    Link,
+    Write,
+    Create,
+    SetXattr,
+    RemoveXattr,
+    Fallocate,
+    CopyFileRange,
+}
+
+/// A successful open: the handle, and whether the kernel may keep the pages it cached for this
+/// inode (false when the track's content version differs from the previous open's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    pub fh: u64,
+    pub keep_cache: bool,
+}
+
+/// Answer to getxattr/listxattr: the size when the caller asked for it (size 0), else the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Xattr {
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+/// The entries of an open directory from a given offset on.
+#[derive(Debug, Clone)]
+pub struct DirPage {
+    entries: Arc<[DirEntry]>,
+    start: usize,
+}
+
+impl DirPage {
+    /// Each remaining entry with the offset to pass to `readdir` to continue after it.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &DirEntry)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .skip(self.start)
+            .map(|(index, entry)| (index as u64 + 1, entry))
+    }
+}
+
+/// What an open handle holds.
+#[derive(Debug)]
+enum Handle {
+    File {
+        track: TrackRef,
+        size: u64,
+    },
+    Dir {
+        ino: Ino,
+        /// Filled by the first `readdir` at offset 0.
+        entries: Option<Arc<[DirEntry]>>,
+    },
+}
+
+pub struct FsCore<B> {
+    backend: B,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_handle: AtomicU64,
+    /// Parent of each directory seen, to answer `..`.
+    parents: Mutex<HashMap<Ino, Ino>>,
+    /// The content version each file was last opened at, to tell when cached pages are stale.
+    opened_versions: Mutex<HashMap<Ino, TrackRef>>,
+}
+
+impl<B: Backend> FsCore<B> {
+    pub fn new(backend: B) -> Self {
+        Self {
+            backend,
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            parents: Mutex::new(HashMap::new()),
+            opened_versions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr, FsError> {
+        let Some(name) = name.to_str() else {
+            return Err(FetchError::NotFound.into());
+        };
+        let attr = self.backend.lookup(parent, name)?;
+        if attr.kind == NodeKind::Dir {
+            lock(&self.parents).insert(attr.ino, parent);
+        }
+        Ok(attr)
+    }
+
+    pub fn getattr(&self, ino: Ino) -> Result<Attr, FsError> {
+        Ok(self.backend.getattr(ino)?)
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<String, FsError> {
+        Ok(self.backend.readlink(ino)?)
+    }
+
+    pub fn statfs(&self) -> Result<FsStats, FsError> {
+        Ok(self.backend.statfs()?)
+    }
+
+    /// Opens a file for reading. Any write access is `EROFS`.
+    pub fn open(&self, ino: Ino, flags: i32) -> Result<Opened, FsError> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            return Err(FsError::ReadOnly);
+        }
+        let attr = self.backend.getattr(ino)?;
+        let track = match attr.kind {
+            NodeKind::Dir => return Err(FetchError::IsADirectory.into()),
+            NodeKind::File | NodeKind::Symlink => attr.track.ok_or_else(|| {
+                BackendError::Protocol(format!("node {ino} has no track to read"))
+            })?,
+        };
+        let keep_cache = lock(&self.opened_versions)
+            .insert(ino, track)
+            .is_none_or(|previous| previous == track);
+        let fh = self.insert(Handle::File {
+            track,
+            size: attr.size,
+        });
+        Ok(Opened { fh, keep_cache })
+    }
+
+    /// Up to `size` bytes at `offset` of the content version the handle was opened at.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        let (track, file_size) = match lock(&self.handles).get(&fh) {
+            Some(Handle::File { track, size }) => (*track, *size),
+            _ => return Err(FsError::BadHandle),
+        };
+        let remaining = file_size.saturating_sub(offset);
+        let len = u32::try_from(remaining).unwrap_or(u32::MAX).min(size);
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self.backend.read(track, offset, len)?)
+    }
+
+    pub fn release(&self, fh: u64) {
+        lock(&self.handles).remove(&fh);
+    }
+
+    /// Opens a directory; its entries are fetched by the first `readdir`.
+    pub fn opendir(&self, ino: Ino) -> Result<u64, FsError> {
+        Ok(self.insert(Handle::Dir { ino, entries: None }))
+    }
+
+    /// The entries from `offset` on, `.` and `..` first. Offset 0 takes a fresh snapshot.
+    pub fn readdir(&self, fh: u64, offset: u64) -> Result<DirPage, FsError> {
+        let (ino, snapshot) = match lock(&self.handles).get(&fh) {
+            Some(Handle::Dir { ino, entries }) => (*ino, entries.clone()),
+            _ => return Err(FsError::BadHandle),
+        };
+        let entries = match snapshot {
+            Some(entries) if offset > 0 => entries,
+            _ => {
+                let fresh = self.list(ino)?;
+                if let Some(Handle::Dir { entries, .. }) = lock(&self.handles).get_mut(&fh) {
+                    *entries = Some(fresh.clone());
+                }
+                fresh
+            }
+        };
+        let start = usize::try_from(offset).map_or(entries.len(), |o| o.min(entries.len()));
+        Ok(DirPage { entries, start })
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.handles).remove(&fh);
+    }
+
+    /// The value of one attribute; with `size` 0 only its length, `ERANGE` if it does not fit.
+    pub fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> Result<Xattr, FsError> {
+        let Some(name) = name.to_str() else {
+            return Err(FetchError::NoAttribute.into());
+        };
+        let value = self
+            .backend
+            .xattrs(ino)?
+            .into_iter()
+            .find(|(candidate, _)| candidate == name)
+            .map(|(_, value)| value.into_bytes())
+            .ok_or(FetchError::NoAttribute)?;
+        sized(value, size)
+    }
+
+    /// The attribute names, each followed by a NUL byte, sized like [`getxattr`](Self::getxattr).
+    pub fn listxattr(&self, ino: Ino, size: u32) -> Result<Xattr, FsError> {
+        let mut names = Vec::new();
+        for (name, _) in self.backend.xattrs(ino)? {
+            names.extend_from_slice(name.as_bytes());
+            names.push(0);
+        }
+        sized(names, size)
+    }
+
+    /// Every modifying operation ends here.
+    pub fn refuse(&self, op: WriteOp) -> FsError {
+        tracing::debug!(?op, "refused on a read-only file system");
+        FsError::ReadOnly
+    }
+
+    fn insert(&self, handle: Handle) -> u64 {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, handle);
+        fh
+    }
+
+    /// A directory's entries from the backend, after `.` and `..`.
+    fn list(&self, ino: Ino) -> Result<Arc<[DirEntry]>, FsError> {
+        let children = self.backend.readdir(ino)?;
+        let parent = {
+            let mut parents = lock(&self.parents);
+            for child in children.iter().filter(|c| c.attr.kind == NodeKind::Dir) {
+                parents.insert(child.attr.ino, ino);
+            }
+            parents.get(&ino).copied().unwrap_or(ROOT_INO)
+        };
+        let mut entries = Vec::with_capacity(children.len() + 2);
+        entries.push(dot_entry(".", ino));
+        entries.push(dot_entry("..", parent));
+        entries.extend(children);
+        Ok(entries.into())
+    }
+}
+
+/// `.` or `..`. Only the inode number and the kind matter: the kernel does not take attributes
+/// from these two entries, not even in readdirplus.
+fn dot_entry(name: &str, ino: Ino) -> DirEntry {
+    DirEntry {
+        name: name.to_owned(),
+        attr: Attr {
+            ino,
+            kind: NodeKind::Dir,
+            size: 0,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+            track: None,
+        },
+    }
+}
+
+/// The xattr convention: size 0 asks for the length; a buffer too small is `ERANGE`.
+fn sized(data: Vec<u8>, size: u32) -> Result<Xattr, FsError> {
+    let len = u32::try_from(data.len()).map_err(|_| FsError::BufferTooSmall)?;
+    if size == 0 {
+        Ok(Xattr::Size(len))
+    } else if len > size {
+        Err(FsError::BufferTooSmall)
+    } else {
+        Ok(Xattr::Data(data))
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-operation; the maps stay usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;
