@@ -1,0 +1,112 @@
+//! The shared corpus of real audio files (with its MANIFEST.tsv of tags as independent readers
+//! see them) and synthetic libraries made by its `make-synthetic.sh`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `MUSICFS_CORPUS`, else `../shared/corpus` next to the workspace.
+pub fn corpus_dir() -> PathBuf {
+    let dir = std::env::var_os("MUSICFS_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace().join("../shared/corpus"));
+    assert!(
+        dir.join("MANIFEST.tsv").exists(),
+        "test corpus not found at {} (set MUSICFS_CORPUS)",
+        dir.display()
+    );
+    dir
+}
+
+/// One row of MANIFEST.tsv, by column name.
+#[derive(Debug, Clone)]
+pub struct Row(HashMap<String, String>);
+
+impl Row {
+    pub fn get(&self, column: &str) -> &str {
+        self.0.get(column).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Undoes the manifest's escapes (`\t`, `\n`, `\\`, `\0`, `\xNN`).
+fn unescape(value: &str) -> String {
+    let mut out = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('0') => out.push('\0'),
+            Some('\\') => out.push('\\'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                out.push(u8::from_str_radix(&hex, 16).map_or('?', char::from));
+            }
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+pub fn read_manifest(path: &Path) -> Vec<Row> {
+    let text = std::fs::read_to_string(path).expect("manifest readable");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split('\t').collect();
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            Row(header
+                .iter()
+                .zip(line.split('\t'))
+                .map(|(h, v)| (h.to_string(), unescape(v)))
+                .collect())
+        })
+        .collect()
+}
+
+/// Formats the scanner must show (the core set), as named in MANIFEST.tsv.
+pub const CORE_FORMATS: &[&str] = &[
+    "mp3",
+    "flac",
+    "ogg-vorbis",
+    "ogg-opus",
+    "mp4-aac",
+    "mp4-alac",
+    "wav",
+    "aiff",
+    "wavpack",
+    "ape",
+];
+
+/// A synthetic library of `n` tracks, generated once per target dir and reused (generation
+/// takes ~11 ms per track). Concurrent tests wait for one another through a lock file.
+pub fn synthetic_library(n: usize) -> PathBuf {
+    let root = crate::workspace().join("target/test-libraries");
+    std::fs::create_dir_all(&root).expect("create target/test-libraries");
+    let dir = root.join(format!("synthetic-{n}"));
+    let lock = std::fs::File::create(root.join(format!("synthetic-{n}.lock"))).expect("lock");
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .expect("lock synthetic library");
+    if dir.join("MANIFEST.tsv").exists() {
+        return dir;
+    }
+    let partial = root.join(format!("synthetic-{n}.partial"));
+    let _ = std::fs::remove_dir_all(&partial);
+    let status = Command::new("bash")
+        .arg(corpus_dir().join("make-synthetic.sh"))
+        .arg(n.to_string())
+        .arg(&partial)
+        .status()
+        .expect("run make-synthetic.sh");
+    assert!(status.success(), "make-synthetic.sh {n} failed");
+    std::fs::rename(&partial, &dir).expect("publish synthetic library");
+    dir
+}
