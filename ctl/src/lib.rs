@@ -1,1 +1,40 @@
-//! placeholder
+//! musicfsctl: the admin CLI of MusicFS, and a supervisor for running it without systemd.
+//!
+//! `musicfsctl mount` checks everything first ([`preflight`]), then plays systemd's part
+//! ([`supervisor`]): it binds each worker's socket, hands it over as `LISTEN_FDS` ([`spawn`]),
+//! restarts what dies ([`backoff`]), shows the scan ([`progress`]) and writes what it runs to the
+//! supervisor file ([`record`]). `musicfsctl status` ([`status`], [`report`]) asks the workers
+//! over their sockets. It holds no state of its own beyond the lock and the supervisor file of a
+//! running supervisor.
+
+pub mod backoff;
+pub mod cli;
+pub mod lock;
+pub mod mounts;
+pub mod preflight;
+pub mod programs;
+pub mod progress;
+pub mod record;
+pub mod report;
+pub mod spawn;
+pub mod status;
+pub mod supervisor;
+
+use std::process::ExitCode;
+
+use musicfs_ipc::layout::StateDir;
+
+use crate::cli::{Cli, Command};
+
+/// Runs one command; the exit status says whether everything went (or answered) well.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let state_root = cli.state_dir.unwrap_or_else(StateDir::default_root);
+    match cli.command {
+        Command::Mount(args) => {
+            let plan = preflight::prepare(&args, &state_root)?;
+            supervisor::run(plan)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => status::run(&StateDir::new(state_root), &args),
+    }
+}

@@ -1,1 +1,85 @@
-//! placeholder
+//! musicfs-indexd: the search side of MusicFS.
+//!
+//! It will own the tantivy index and saved collections under the state dir's `index/`, following
+//! fetchd's catalog by its change sequence. For now it holds no index: it only answers the
+//! [`Worker`] service (`hello`, `health`) on its socket, so the supervisor and `musicfsctl status`
+//! can start, restart and watch it like every other worker. It never opens the network.
+
+use std::os::unix::net::UnixListener;
+
+use musicfs_ipc::{Health, Hello, Worker, WorkerError};
+use tarpc::context::Context;
+
+/// The service name, as in [`musicfs_ipc::layout::INDEXD`].
+pub const SERVICE: &str = musicfs_ipc::layout::INDEXD;
+
+/// The `Worker` service of indexd.
+#[derive(Clone, Debug, Default)]
+pub struct IndexServer;
+
+impl Worker for IndexServer {
+    async fn hello(self, _: Context) -> Hello {
+        Hello::new(SERVICE)
+    }
+
+    async fn health(self, _: Context) -> Result<Health, WorkerError> {
+        Ok(Health {
+            service: SERVICE.to_owned(),
+            pid: std::process::id(),
+            ok: true,
+            detail: "serving (no index yet)".to_owned(),
+        })
+    }
+}
+
+/// Serves `listener` until SIGTERM or SIGINT, on a runtime of its own.
+pub fn run(listener: UnixListener) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(listener))
+}
+
+/// Serves `listener` until SIGTERM or SIGINT (must run inside a tokio runtime).
+pub async fn serve(listener: UnixListener) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let listener = musicfs_ipc::listen::into_tokio(listener)?;
+    let server = IndexServer;
+    tracing::info!("serving on its socket");
+    tokio::select! {
+        () = musicfs_ipc::serve_unix!(listener, server.clone().serve()) => {}
+        _ = term.recv() => tracing::info!("SIGTERM: exiting"),
+        _ = int.recv() => tracing::info!("SIGINT: exiting"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use musicfs_ipc::client::Reconnecting;
+    use musicfs_ipc::WorkerClient;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_hello_and_health() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("indexd.sock");
+        let listener = musicfs_ipc::listen::bind(&path).unwrap();
+        let server = tokio::spawn(serve(listener));
+        let client = Reconnecting::<WorkerClient>::new(SERVICE, &path, Duration::from_secs(5));
+        let hello = client
+            .call(|c, ctx| async move { c.hello(ctx).await })
+            .await;
+        assert_eq!(hello.unwrap().service, "indexd");
+        let health = client
+            .call(|c, ctx| async move { c.health(ctx).await })
+            .await;
+        assert!(health.unwrap().unwrap().ok);
+        server.abort();
+    }
+}

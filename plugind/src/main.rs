@@ -1,0 +1,21 @@
+use std::path::PathBuf;
+
+use clap::Parser;
+use musicfs_ipc::layout::StateDir;
+
+/// The MusicFS plugin host (started by musicfsctl or systemd).
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// State dir (default: $MUSICFS_STATE_DIR, /var/lib/musicfs for root, else $XDG_STATE_HOME/musicfs).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    musicfs_ipc::logging::init("plugind");
+    let state = StateDir::new(args.state_dir.unwrap_or_else(StateDir::default_root));
+    let listener = musicfs_ipc::listen::take_or_bind(&state.socket(musicfs_plugind::SERVICE))?;
+    musicfs_plugind::run(listener)
+}
