@@ -68,7 +68,7 @@ pub fn run(opts: Options, listener: std::os::unix::net::UnixListener) -> anyhow:
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let listener = musicfs_ipc::listen::into_tokio(listener)?;
         let scanner = state.clone();
         tokio::task::spawn_blocking(move || rescan(&scanner, &template));
@@ -81,7 +81,11 @@ pub fn run(opts: Options, listener: std::os::unix::net::UnixListener) -> anyhow:
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         }
         anyhow::Ok(())
-    })
+    });
+    // A scan in flight must not hold up shutdown: its open write transaction is simply never
+    // committed, so the catalog stays as the last committed batch left it.
+    runtime.shutdown_background();
+    result
 }
 
 /// Scans all origins and, when anything changed (or the tree was never built), renders the
