@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod chunks;
+pub mod id3v2;
 pub mod names;
 pub mod namespace;
 pub mod origin;

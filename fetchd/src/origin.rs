@@ -1,10 +1,13 @@
 //! Local origins: folders of audio files. The only place fetchd opens origin files, so every
 //! byte read from an origin is counted here.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -109,10 +112,23 @@ impl LocalOrigin {
             .into_owned()
     }
 
-    /// Opens a file for the tag scanner; reads through it are counted.
-    pub fn open(&self, rel: &str) -> io::Result<CountingReader> {
+    /// Opens a file for the tag scanner. Reads go through a block cache shared by every
+    /// cursor made from it, so several parse attempts read each origin byte at most once.
+    pub fn open(&self, rel: &str) -> io::Result<CachedFile> {
         let file = File::open(self.root.join(rel))?;
+        let len = file.metadata()?.len();
         self.stats.files_opened.fetch_add(1, Ordering::Relaxed);
+        Ok(CachedFile {
+            file,
+            len,
+            blocks: RefCell::new(HashMap::new()),
+            stats: self.stats.clone(),
+        })
+    }
+
+    /// Opens a file to stream all of it (chunking a track); reads are counted.
+    pub fn stream(&self, rel: &str) -> io::Result<CountingReader> {
+        let file = File::open(self.root.join(rel))?;
         Ok(CountingReader {
             file,
             stats: self.stats.clone(),
@@ -156,7 +172,7 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
     i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
 }
 
-/// A file whose reads are added to the origin's byte counter.
+/// A whole-file reader whose reads are added to the origin's byte counter.
 pub struct CountingReader {
     file: File,
     stats: Arc<OriginStats>,
@@ -170,8 +186,114 @@ impl Read for CountingReader {
     }
 }
 
-impl Seek for CountingReader {
+/// Granularity of origin reads made for the tag scanner.
+const BLOCK: u64 = 16 * 1024;
+
+/// An origin file read in [`BLOCK`]s, each fetched once and counted in the origin's stats.
+pub struct CachedFile {
+    file: File,
+    len: u64,
+    blocks: RefCell<HashMap<u64, Rc<[u8]>>>,
+    stats: Arc<OriginStats>,
+}
+
+impl CachedFile {
+    /// A new reader positioned at the start.
+    pub fn cursor(&self) -> BlockCursor<'_> {
+        BlockCursor { file: self, pos: 0 }
+    }
+
+    fn block(&self, index: u64) -> io::Result<Rc<[u8]>> {
+        if let Some(block) = self.blocks.borrow().get(&index) {
+            return Ok(block.clone());
+        }
+        let start = index * BLOCK;
+        let len = BLOCK.min(self.len.saturating_sub(start)) as usize;
+        let mut buf = vec![0; len];
+        let mut done = 0;
+        while done < len {
+            match self.file.read_at(&mut buf[done..], start + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(done);
+        self.stats
+            .bytes_read
+            .fetch_add(done as u64, Ordering::Relaxed);
+        let block: Rc<[u8]> = buf.into();
+        self.blocks.borrow_mut().insert(index, block.clone());
+        Ok(block)
+    }
+}
+
+/// A `Read + Seek` view of a [`CachedFile`].
+pub struct BlockCursor<'a> {
+    file: &'a CachedFile,
+    pos: u64,
+}
+
+impl Read for BlockCursor<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.file.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let block = self.file.block(self.pos / BLOCK)?;
+        let from = (self.pos % BLOCK) as usize;
+        if from >= block.len() {
+            return Ok(0);
+        }
+        let n = buf.len().min(block.len() - from);
+        buf[..n].copy_from_slice(&block[from..from + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for BlockCursor<'_> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.file.seek(pos)
+        let target = match pos {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.file.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the file",
+            )
+        })?;
+        Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_share_blocks_and_count_each_byte_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("a.mp3"), &data).unwrap();
+        let stats = Arc::new(OriginStats::default());
+        let origin = LocalOrigin::new(dir.path(), stats.clone()).unwrap();
+        let file = origin.open("a.mp3").unwrap();
+        for _ in 0..3 {
+            let mut c = file.cursor();
+            let mut head = vec![0; 20_000];
+            c.read_exact(&mut head).unwrap();
+            assert_eq!(head, data[..20_000]);
+            c.seek(SeekFrom::End(-10)).unwrap();
+            let mut tail = Vec::new();
+            c.read_to_end(&mut tail).unwrap();
+            assert_eq!(tail, data[data.len() - 10..]);
+        }
+        // Two head blocks and one tail block, read once however many cursors asked.
+        let read = stats.bytes_read.load(Ordering::Relaxed);
+        assert_eq!(read, 2 * BLOCK + (data.len() as u64 % BLOCK));
+        assert_eq!(stats.files_opened.load(Ordering::Relaxed), 1);
     }
 }

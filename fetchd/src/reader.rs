@@ -170,7 +170,7 @@ impl TrackReader {
         if origin.stat(&location.path).map_err(unavailable)? != (record.size, record.mtime_ns) {
             return Err(changed());
         }
-        let reader = origin.open(&location.path).map_err(unavailable)?;
+        let reader = origin.stream(&location.path).map_err(unavailable)?;
         let mut chunks = Vec::new();
         let mut total = 0u64;
         for chunk in StreamCDC::new(

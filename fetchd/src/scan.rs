@@ -126,7 +126,10 @@ pub fn scan(
                 };
                 let origin = origin_list[*index];
                 let ext = extension(&file.path);
-                let parsed = tags::read(|| origin.open(&file.path), ext.as_deref());
+                let parsed = match origin.open(&file.path) {
+                    Ok(cached) => tags::read(|| Ok(cached.cursor()), ext.as_deref()),
+                    Err(e) => tags::Parsed::Unusable(format!("cannot open: {e}")),
+                };
                 let location = Location {
                     origin: origin.name().to_owned(),
                     path: file.path.clone(),
@@ -147,7 +150,7 @@ pub fn scan(
             match parsed {
                 Parsed::Ok(info) => batch.upserts.push((location, size, mtime_ns, info)),
                 Parsed::TagsUnreadable(info, reason) => {
-                    tracing::warn!(path = location.path, "shown as untagged: {reason}");
+                    tracing::warn!(path = location.path, "shown, with a warning: {reason}");
                     summary.problems += 1;
                     batch
                         .problems

@@ -11,7 +11,7 @@ use lofty::tag::Tag;
 
 use crate::track::TrackInfo;
 
-/// Buffer used between lofty and the origin; small, so seeking past audio wastes little.
+/// Buffer between lofty and the block-cached origin file.
 const READ_BUFFER: usize = 16 * 1024;
 
 /// Result of reading one file.
@@ -32,31 +32,49 @@ pub enum Parsed {
 /// that fails all three is still shown (as untagged) with the reason: a user's file must not
 /// vanish because its tags are broken. Empty files and unknown formats are left out.
 pub fn read<R: Read + Seek>(
-    mut open: impl FnMut() -> std::io::Result<R>,
+    open: impl Fn() -> std::io::Result<R>,
     extension: Option<&str>,
 ) -> Parsed {
     let hint = extension.and_then(FileType::from_ext);
-    let mut attempt = |tags: bool, properties: bool| -> Result<TrackInfo, Failure> {
+    let attempt = |tags: bool, properties: bool| -> Result<TrackInfo, Failure> {
         let reader = open().map_err(|e| Failure::Unknown(format!("cannot open: {e}")))?;
         probe(reader, hint, tags, properties)
     };
     let first = match attempt(true, true) {
-        Ok(info) => return Parsed::Ok(info),
+        Ok(mut info) => {
+            if matches!(info.format.as_str(), "mpeg" | "aiff" | "wav") {
+                if let Some(tags) = open().ok().and_then(crate::id3v2::read) {
+                    crate::id3v2::prefer(&mut info, tags);
+                }
+            }
+            return Parsed::Ok(info);
+        }
         Err(Failure::Unknown(reason)) => return Parsed::Unusable(reason),
         Err(Failure::Known(file_type, reason)) => (file_type, reason),
     };
     let (file_type, reason) = first;
+    let recovered = open().ok().and_then(crate::id3v2::read);
+    let note = |what: &str| match recovered {
+        Some(_) => format!("{what}; tags recovered by the lenient ID3v2 reader ({reason})"),
+        None => format!("{what}: {reason}"),
+    };
+    let with_recovered = |mut info: TrackInfo| {
+        if let Some(tags) = recovered.clone() {
+            crate::id3v2::fill(&mut info, tags);
+        }
+        info
+    };
     if let Ok(info) = attempt(false, true) {
-        return Parsed::TagsUnreadable(info, format!("tags unreadable: {reason}"));
+        return Parsed::TagsUnreadable(with_recovered(info), note("tags unreadable"));
     }
     if let Ok(info) = attempt(true, false) {
-        return Parsed::TagsUnreadable(info, format!("audio properties unreadable: {reason}"));
+        return Parsed::TagsUnreadable(with_recovered(info), note("audio properties unreadable"));
     }
     let info = TrackInfo {
         format: format_name(file_type),
         ..Default::default()
     };
-    Parsed::TagsUnreadable(info, format!("unparseable, shown untagged: {reason}"))
+    Parsed::TagsUnreadable(with_recovered(info), note("unparseable, shown untagged"))
 }
 
 enum Failure {
