@@ -72,13 +72,15 @@ find "$LIB" -type f -exec cat {} + >/dev/null   # warm the page cache for both s
 mpd --no-daemon "$MPDDIR/mpd.conf" 2>"$MPDDIR/log" & MPD_PID=$!
 until mpc -h "$MPDDIR/socket" status >/dev/null 2>&1; do sleep 0.05; done
 t0=$(now); mpc -q -h "$MPDDIR/socket" update --wait; t1=$(now)
-MPD_SCAN=$(secs "$t0" "$t1"); kill "$MPD_PID"; wait "$MPD_PID" 2>/dev/null || true; MPD_PID=
+MPD_SCAN=$(secs "$t0" "$t1")
+SCAN_FETCHD=$(grep -o 'scan finished.*ms=[0-9]*' "$ROOT/musicfs.log" | tail -1 | sed 's/.*ms=//'); kill "$MPD_PID"; wait "$MPD_PID" 2>/dev/null || true; MPD_PID=
 
 # --- MusicFS first scan --------------------------------------------------------------------
 t0=$(now); start_mount
 until mountpoint -q "$MNT"; do sleep 0.005; done
 "$BIN/musicfsctl" --state-dir "$STATE" status --wait-idle >/dev/null; t1=$(now)
 SCAN=$(secs "$t0" "$t1")
+SCAN_FETCHD=$(grep -o 'scan finished.*ms=[0-9]*' "$ROOT/musicfs.log" | tail -1 | sed 's/.*ms=//')
 STATUS=$("$BIN/musicfsctl" --state-dir "$STATE" status --json)
 stop_mount
 
@@ -121,7 +123,7 @@ echo "MusicFS walking-skeleton benchmark — $(date -u +%F) — $(nproc) cores, 
 echo "library: $NTRACKS tracks ($TRACKS synthetic + 20 five-minute FLACs), $(du -sh "$LIB" | cut -f1)"
 echo
 echo "first scan (warm page cache):"
-echo "  MusicFS  $SCAN s   $(echo "$NTRACKS / $SCAN" | bc -l | xargs printf '%.0f') tracks/s   (mount start to scan idle)"
+echo "  MusicFS  $SCAN s   $(echo "$NTRACKS / $SCAN" | bc -l | xargs printf '%.0f') tracks/s   (mount start to scan idle; fetchd's own scan: $SCAN_FETCHD ms)"
 echo "  MPD      $MPD_SCAN s   $(echo "$NTRACKS / $MPD_SCAN" | bc -l | xargs printf '%.0f') tracks/s   (mpc update --wait)"
 echo "  speed-up vs MPD: $(ratio "$MPD_SCAN" "$SCAN")x   (target >= 2)"
 echo "  origin bytes read by the scan: $(echo "$STATUS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["origin_reads"]["bytes"])') of $(du -sb "$LIB" | cut -f1)"

@@ -22,7 +22,7 @@ use crate::report::{Report, ReportedState, WorkerReport};
 
 /// How long one question to a worker may take.
 const DEADLINE: Duration = Duration::from_secs(2);
-const IDLE_POLL_EVERY: Duration = Duration::from_millis(500);
+const IDLE_POLL_EVERY: Duration = Duration::from_millis(50);
 const MOUNTD: &str = "mountd";
 
 pub fn run(state: &StateDir, args: &StatusArgs) -> anyhow::Result<ExitCode> {
