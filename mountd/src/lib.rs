@@ -7,15 +7,17 @@
 //! - [`core`]: the filesystem ([`FsCore`](core::FsCore)), tested without FUSE;
 //! - [`errno`]: the only place errors become errno values;
 //! - [`fuse`]: the thin fuser adapter;
+//! - [`notify`]: sd_notify messages for systemd (`READY=1`, `STOPPING=1`, watchdog);
 //! - this file: [`run`], which waits for fetchd, mounts, and unmounts on SIGTERM/SIGINT.
 
 pub mod backend;
 pub mod core;
 pub mod errno;
 pub mod fuse;
+pub mod notify;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -67,10 +69,17 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let mountpoint = opts.mountpoint.display();
     let session = fuser::spawn_mount(fs, &opts.mountpoint, &mount_config())
         .with_context(|| format!("mounting {mountpoint}"))?;
+    // This stat travels through the kernel to our own session: once it answers, the mount is live.
+    let root = std::fs::metadata(&opts.mountpoint)
+        .with_context(|| format!("{mountpoint} does not answer after mounting"))?;
     info!("mounted at {mountpoint}");
-    raise_readahead(&opts.mountpoint);
+    raise_readahead(&root);
+    notify::ready(&format!("mounted at {mountpoint}"));
+    notify::start_watchdog(runtime.handle());
 
-    match runtime.block_on(shutdown.wait(session_ended)) {
+    let ended_by = runtime.block_on(shutdown.wait(session_ended));
+    notify::stopping();
+    match ended_by {
         Some(signal) => {
             info!("{signal}: unmounting {mountpoint}");
             session
@@ -110,13 +119,10 @@ fn mount_config() -> fuser::Config {
 /// FUSE offers the kernel's default readahead (128 KiB) and lets the filesystem only lower it,
 /// so a player's sequential reads would reach fetchd as 128 KiB requests. Raising the mount's
 /// readahead to [`MAX_IO`] makes them 1 MiB. Only root may write it; otherwise this is skipped.
-fn raise_readahead(mountpoint: &Path) {
-    let Ok(meta) = std::fs::metadata(mountpoint) else {
-        return;
-    };
+fn raise_readahead(root: &std::fs::Metadata) {
     let (major, minor) = (
-        nix::sys::stat::major(meta.dev()),
-        nix::sys::stat::minor(meta.dev()),
+        nix::sys::stat::major(root.dev()),
+        nix::sys::stat::minor(root.dev()),
     );
     let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
     match std::fs::write(&knob, (MAX_IO / 1024).to_string()) {
