@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use musicfs_ipc::sandbox::{self, Policy};
 use musicfs_ipc::{config::Config, layout};
 
 /// musicfs-fetchd: origins, chunk cache and catalog for a MusicFS mount.
@@ -20,10 +21,11 @@ fn main() -> std::process::ExitCode {
     let result = Config::load(args.config.as_deref())
         .map_err(anyhow::Error::from)
         .and_then(|config| {
-            let socket = layout::StateDir::new(&args.state_dir).socket(layout::FETCHD);
-            let listener = musicfs_ipc::listen::take_or_bind(&socket)?;
+            let state = layout::StateDir::new(&args.state_dir);
+            let listener = musicfs_ipc::listen::take_or_bind(&state.socket(layout::FETCHD))?;
             let mut origins = args.origins;
             origins.extend(config.origins.iter().map(PathBuf::from));
+            sandbox::enter(Policy::fetchd(&state, &origins, &config))?;
             let opts = musicfs_fetchd::Options {
                 state_dir: args.state_dir,
                 origins,

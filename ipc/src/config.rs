@@ -5,6 +5,9 @@
 //! origins = ["/srv/music"]            # added to the origins given on the command line
 //! template = "$albumartist/$album ($year)/$disc-$track $title.$ext"
 //! retry_seconds = 30                  # how long a read waits for a restarting worker
+//!
+//! [users]                             # who each worker runs as when started as root
+//! fetchd = "musicfs"                  # default: stays root; indexd and plugind: nobody
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -36,6 +39,21 @@ pub struct Config {
     pub template: String,
     #[serde(default = "default_retry_seconds")]
     pub retry_seconds: u64,
+    #[serde(default)]
+    pub users: Users,
+}
+
+/// The user each worker switches to when started as root (see [`crate::sandbox`]). mountd has
+/// no entry: it mounts and unmounts, which takes root (or the setuid `fusermount3`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Users {
+    /// Default: fetchd stays root (origins may be readable only by root).
+    pub fetchd: Option<String>,
+    /// Default: `nobody`.
+    pub indexd: Option<String>,
+    /// Default: `nobody`.
+    pub plugind: Option<String>,
 }
 
 fn default_template() -> String {
@@ -51,6 +69,7 @@ impl Default for Config {
             origins: Vec::new(),
             template: default_template(),
             retry_seconds: default_retry_seconds(),
+            users: Users::default(),
         }
     }
 }
@@ -91,6 +110,23 @@ impl Config {
         check_template(&self.template)?;
         if self.retry_seconds == 0 {
             return Err("retry_seconds must be at least 1".into());
+        }
+        let users = &self.users;
+        for (worker, name) in [
+            ("fetchd", &users.fetchd),
+            ("indexd", &users.indexd),
+            ("plugind", &users.plugind),
+        ] {
+            let Some(name) = name else { continue };
+            match nix::unistd::User::from_name(name) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(format!(
+                        "users.{worker}: there is no user {name:?} on this system; create it (useradd --system {name}) or remove the line"
+                    ))
+                }
+                Err(e) => return Err(format!("users.{worker}: cannot look up {name:?}: {e}")),
+            }
         }
         Ok(())
     }
@@ -167,5 +203,20 @@ mod tests {
         std::fs::write(&path, "origns = []\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("origns"), "{err}");
+    }
+
+    #[test]
+    fn users_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[users]\nindexd = \"nobody\"\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.users.indexd.as_deref(), Some("nobody"));
+        std::fs::write(&path, "[users]\nfetchd = \"no-such-user-here\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("users.fetchd"), "{err}");
+        std::fs::write(&path, "[users]\nmountd = \"nobody\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("mountd"), "{err}");
     }
 }

@@ -42,6 +42,14 @@ impl StateDir {
     pub fn chunks(&self) -> PathBuf {
         self.root.join("chunks")
     }
+    /// indexd's search index (the only path indexd may write).
+    pub fn index(&self) -> PathBuf {
+        self.root.join("index")
+    }
+    /// Plugins plugind loads (read-only to it).
+    pub fn plugins(&self) -> PathBuf {
+        self.root.join("plugins")
+    }
     pub fn run_dir(&self) -> PathBuf {
         self.root.join("run")
     }

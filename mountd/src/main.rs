@@ -23,6 +23,10 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     musicfs_ipc::logging::init("mountd");
+    if let Err(err) = musicfs_ipc::sandbox::enter(musicfs_ipc::sandbox::Policy::mountd()) {
+        eprintln!("musicfs-mountd: {err}");
+        return ExitCode::FAILURE;
+    }
     let opts = musicfs_mountd::Options {
         state_dir: args.state_dir.unwrap_or_else(StateDir::default_root),
         mountpoint: args.mountpoint,
