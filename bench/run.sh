@@ -66,14 +66,18 @@ db_file "$MPDDIR/db"
 state_file "$MPDDIR/state"
 playlist_directory "$MPDDIR/playlists"
 bind_to_address "$MPDDIR/socket"
-audio_output { type "null" name "null" }
+audio_output {
+  type "null"
+  name "null"
+}
 CONF
 find "$LIB" -type f -exec cat {} + >/dev/null   # warm the page cache for both scanners
 mpd --no-daemon "$MPDDIR/mpd.conf" 2>"$MPDDIR/log" & MPD_PID=$!
-until mpc -h "$MPDDIR/socket" status >/dev/null 2>&1; do sleep 0.05; done
+for _ in $(seq 200); do mpc -h "$MPDDIR/socket" status >/dev/null 2>&1 && break; sleep 0.05; done
+mpc -h "$MPDDIR/socket" status >/dev/null || { cat "$MPDDIR/log" >&2; exit 1; }
 t0=$(now); mpc -q -h "$MPDDIR/socket" update --wait; t1=$(now)
 MPD_SCAN=$(secs "$t0" "$t1")
-SCAN_FETCHD=$(grep -o 'scan finished.*ms=[0-9]*' "$ROOT/musicfs.log" | tail -1 | sed 's/.*ms=//'); kill "$MPD_PID"; wait "$MPD_PID" 2>/dev/null || true; MPD_PID=
+kill "$MPD_PID"; wait "$MPD_PID" 2>/dev/null || true; MPD_PID=
 
 # --- MusicFS first scan --------------------------------------------------------------------
 t0=$(now); start_mount
@@ -114,7 +118,8 @@ for w in json.load(sys.stdin)["workers"]:
     pid=w.get("pid")
     try: kb=[int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0]
     except Exception: kb=0
-    print(f"  {w[\"name\"]:8} {kb/1024:7.1f} MB")')
+    name=w["name"]
+    print(f"  {name:8} {kb/1024:7.1f} MB")')
 stop_mount
 
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }

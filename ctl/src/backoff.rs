@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
-/// Delay before the first restart.
-pub const INITIAL: Duration = Duration::from_millis(100);
+/// Delay before the first restart: short, since a player is waiting on the restarted worker.
+pub const INITIAL: Duration = Duration::from_millis(20);
 /// Longest delay between two restarts.
 pub const MAX: Duration = Duration::from_secs(30);
-/// A worker that ran at least this long before dying did not crash-loop.
-pub const STABLE: Duration = Duration::from_secs(10);
+/// A worker that ran at least this long before dying did not crash-loop: a worker that cannot
+/// start (bad state, missing binary) dies well within it, while one killed at random moments
+/// under load has been serving for longer and is restarted at once.
+pub const STABLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backoff {
@@ -38,7 +40,7 @@ impl Backoff {
 mod tests {
     use super::*;
 
-    const QUICK: Duration = Duration::from_millis(50);
+    const QUICK: Duration = Duration::from_millis(30);
 
     #[test]
     fn doubles_while_crash_looping_up_to_the_cap() {
@@ -48,7 +50,7 @@ mod tests {
             .collect();
         assert_eq!(
             delays,
-            [100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000]
+            [20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 20480, 30000]
         );
     }
 

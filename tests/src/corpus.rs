@@ -110,3 +110,44 @@ pub fn synthetic_library(n: usize) -> PathBuf {
     std::fs::rename(&partial, &dir).expect("publish synthetic library");
     dir
 }
+
+/// A library of `count` FLAC tracks of `seconds` of pink noise each (noise does not compress, so
+/// the tracks are big: about 0.15 MB per second), tagged `Noise/Long Noise (2024)/NN Noise NN`.
+/// Generated once per target dir with ffmpeg and reused.
+pub fn noise_library(count: usize, seconds: u32) -> PathBuf {
+    let root = crate::workspace().join("target/test-libraries");
+    std::fs::create_dir_all(&root).expect("create target/test-libraries");
+    let dir = root.join(format!("noise-{count}x{seconds}s"));
+    let lock =
+        std::fs::File::create(root.join(format!("noise-{count}x{seconds}s.lock"))).expect("lock");
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .expect("lock noise library");
+    if dir.join("done").exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 1..=count {
+        let status = Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!(
+                "anoisesrc=d={seconds}:c=pink:a=0.2:r=44100:seed={i}"
+            ))
+            .args(["-ac", "2", "-metadata", "artist=Noise", "-metadata"])
+            .arg("album=Long Noise")
+            .args(["-metadata", "date=2024", "-metadata"])
+            .arg(format!("title=Noise {i:02}"))
+            .args(["-metadata", &format!("track={i}")])
+            .arg(dir.join(format!("noise-{i:02}.flac")))
+            .status()
+            .expect("ffmpeg is installed (apt-get install ffmpeg)");
+        assert!(status.success(), "ffmpeg failed making noise track {i}");
+    }
+    std::fs::write(dir.join("done"), b"").unwrap();
+    dir
+}
+
+/// Where a noise track shows in the mount (default template).
+pub fn noise_track_path(i: usize) -> String {
+    format!("Noise/Long Noise (2024)/{i:02} Noise {i:02}.flac")
+}
