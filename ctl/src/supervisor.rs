@@ -419,16 +419,21 @@ impl Supervisor {
 /// How to start each process, in start order; sockets are bound afterwards.
 fn worker_specs(plan: &MountPlan) -> Vec<WorkerSpec> {
     let state_args = || vec![OsString::from("--state-dir"), plan.state.root().into()];
+    // Workers that read the config (users to run as, template, ...) get it too.
+    let configured_args = || {
+        let mut args = state_args();
+        if let Some(config) = &plan.config_file {
+            args.extend([OsString::from("--config"), config.into()]);
+        }
+        args
+    };
     let spec = |name, program: &PathBuf, args| WorkerSpec {
         name,
         program: program.clone(),
         args,
         socket: None,
     };
-    let mut fetchd_args = state_args();
-    if let Some(config) = &plan.config_file {
-        fetchd_args.extend([OsString::from("--config"), config.into()]);
-    }
+    let mut fetchd_args = configured_args();
     fetchd_args.extend(plan.origins.iter().map(OsString::from));
     let mut mountd_args = state_args();
     if plan.config_file.is_some() {
@@ -439,8 +444,8 @@ fn worker_specs(plan: &MountPlan) -> Vec<WorkerSpec> {
     let programs = &plan.programs;
     vec![
         spec(layout::FETCHD, &programs.fetchd, fetchd_args),
-        spec(layout::INDEXD, &programs.indexd, state_args()),
-        spec(layout::PLUGIND, &programs.plugind, state_args()),
+        spec(layout::INDEXD, &programs.indexd, configured_args()),
+        spec(layout::PLUGIND, &programs.plugind, configured_args()),
         spec(MOUNTD, &programs.mountd, mountd_args),
     ]
 }
