@@ -52,6 +52,10 @@ pub fn run(opts: Options, listener: std::os::unix::net::UnixListener) -> anyhow:
     let state = Arc::new(State {
         reader: reader::TrackReader::new(catalog.clone(), store.clone(), origins.clone()),
         catalog,
+        generation: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            .into(),
         namespace: RwLock::new(Arc::new(namespace)),
         store,
         origins,

@@ -24,6 +24,8 @@ const MAX_READ: u32 = 4 << 20;
 
 pub struct State {
     pub catalog: Catalog,
+    /// Bumped on every namespace swap; starts from the clock so a restarted fetchd differs.
+    pub generation: std::sync::atomic::AtomicU64,
     pub namespace: RwLock<Arc<Namespace>>,
     pub reader: TrackReader,
     pub store: Arc<ChunkStore>,
@@ -42,6 +44,7 @@ impl State {
 
     pub fn set_namespace(&self, ns: Namespace) {
         *self.namespace.write().expect("namespace lock poisoned") = Arc::new(ns);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -120,6 +123,10 @@ impl Fetch for FetchServer {
             files: files + dirs,
             bytes,
         })
+    }
+
+    async fn generation(self, _: Context) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
     }
 
     async fn status(self, _: Context) -> Result<FetchStatus, FetchError> {

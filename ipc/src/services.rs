@@ -21,6 +21,9 @@ pub trait Fetch {
     /// `user.musicfs.*` attributes of a node: name and value.
     async fn xattrs(ino: Ino) -> Result<Vec<(String, String)>, FetchError>;
     async fn statfs() -> Result<FsStats, FetchError>;
+    /// Changes whenever the namespace changes (and when fetchd restarts); mountd then drops the
+    /// kernel's cached entries, attributes and listings.
+    async fn generation() -> u64;
     async fn status() -> Result<FetchStatus, FetchError>;
 }
 

@@ -47,6 +47,8 @@ pub trait Backend: Send + Sync + 'static {
     /// The node's `user.musicfs.*` attributes, as (full name, value).
     fn xattrs(&self, ino: Ino) -> Result<Vec<(String, String)>, BackendError>;
     fn statfs(&self) -> Result<FsStats, BackendError>;
+    /// The namespace generation: when it changes, cached entries are stale.
+    fn generation(&self) -> Result<u64, BackendError>;
 }
 
 /// [`Backend`] over fetchd's `Fetch` service. The client reconnects and retries by itself until
@@ -130,7 +132,20 @@ impl Backend for RpcBackend {
                 .call(|c, ctx| async move { c.statfs(ctx).await }),
         )
     }
+
+    fn generation(&self) -> Result<u64, BackendError> {
+        // Polled in the background: a short deadline, the next poll tries again.
+        let call = self
+            .fetchd
+            .call_within(GENERATION_DEADLINE, |c, ctx| async move {
+                c.generation(ctx).await
+            });
+        Ok(self.runtime.block_on(call)?)
+    }
 }
+
+/// How long one namespace-generation poll waits for fetchd.
+const GENERATION_DEADLINE: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

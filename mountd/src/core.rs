@@ -108,8 +108,9 @@ pub struct FsCore<B> {
     backend: B,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
-    /// Parent of each directory seen, to answer `..`.
-    parents: Mutex<HashMap<Ino, Ino>>,
+    /// Every node handed to the kernel (by lookup or a listing): its parent and name. Answers
+    /// `..`, and says what to invalidate in the kernel when the namespace changes.
+    known: Mutex<HashMap<Ino, (Ino, String)>>,
     /// The content version each file was last opened at, to tell when cached pages are stale.
     opened_versions: Mutex<HashMap<Ino, TrackRef>>,
 }
@@ -120,7 +121,7 @@ impl<B: Backend> FsCore<B> {
             backend,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
-            parents: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             opened_versions: Mutex::new(HashMap::new()),
         }
     }
@@ -129,14 +130,17 @@ impl<B: Backend> FsCore<B> {
         &self.backend
     }
 
+    /// `(parent, name)` of every node the kernel may hold an entry for.
+    pub fn known_entries(&self) -> Vec<(Ino, String)> {
+        lock(&self.known).values().cloned().collect()
+    }
+
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr, FsError> {
         let Some(name) = name.to_str() else {
             return Err(FetchError::NotFound.into());
         };
         let attr = self.backend.lookup(parent, name)?;
-        if attr.kind == NodeKind::Dir {
-            lock(&self.parents).insert(attr.ino, parent);
-        }
+        lock(&self.known).insert(attr.ino, (parent, name.to_owned()));
         Ok(attr)
     }
 
@@ -262,11 +266,11 @@ impl<B: Backend> FsCore<B> {
     fn list(&self, ino: Ino) -> Result<Arc<[DirEntry]>, FsError> {
         let children = self.backend.readdir(ino)?;
         let parent = {
-            let mut parents = lock(&self.parents);
-            for child in children.iter().filter(|c| c.attr.kind == NodeKind::Dir) {
-                parents.insert(child.attr.ino, ino);
+            let mut known = lock(&self.known);
+            for child in &children {
+                known.insert(child.attr.ino, (ino, child.name.clone()));
             }
-            parents.get(&ino).copied().unwrap_or(ROOT_INO)
+            known.get(&ino).map_or(ROOT_INO, |(parent, _)| *parent)
         };
         let mut entries = Vec::with_capacity(children.len() + 2);
         entries.push(dot_entry(".", ino));

@@ -2,9 +2,8 @@
 //! into replies. No filesystem logic lives here.
 //!
 //! What the kernel is told:
-//! - Entries and attributes stay valid for [`TTL`] (1 s): long enough that a player's or
-//!   scanner's burst of `stat`s costs one round trip, short enough that a renamed or retagged
-//!   track shows up at once.
+//! - Entries, attributes and directory listings stay cached (see [`TTL`]) until fetchd's
+//!   namespace changes; then [`crate::invalidate`] drops them, within a second.
 //! - Directories are `0o555`, files `0o444`, symlinks `0o777`, all owned by the user running
 //!   mountd; `st_blksize` is 1 MiB so tools read in big blocks.
 //! - Opened files may keep their page cache (`FOPEN_KEEP_CACHE`): bytes are immutable per track
@@ -15,6 +14,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -31,8 +31,9 @@ use crate::backend::Backend;
 use crate::core::{FsCore, FsError, WriteOp, Xattr};
 use crate::errno::ToErrno;
 
-/// How long the kernel may cache entries and attributes.
-pub const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache entries and attributes. Long, because the tree changes only
+/// when fetchd's namespace does, and then [`crate::invalidate`] drops the kernel's caches.
+pub const TTL: Duration = Duration::from_secs(3600);
 /// Largest read the kernel is asked to send in one request, and the block size `stat` reports.
 pub const MAX_IO: u32 = 1 << 20;
 /// Inode numbers are never reused for another node, so the generation is always 0.
@@ -42,7 +43,7 @@ const STATFS_BLOCK: u32 = 4096;
 const NAME_MAX: u32 = 255;
 
 pub struct FuseAdapter<B> {
-    core: FsCore<B>,
+    core: Arc<FsCore<B>>,
     uid: u32,
     gid: u32,
     /// Signalled when the session ends (unmounted, by us or from outside).
@@ -51,7 +52,7 @@ pub struct FuseAdapter<B> {
 
 impl<B: Backend> FuseAdapter<B> {
     /// Files appear owned by the user running mountd; `ended` fires when the session ends.
-    pub fn new(core: FsCore<B>, ended: oneshot::Sender<()>) -> Self {
+    pub fn new(core: Arc<FsCore<B>>, ended: oneshot::Sender<()>) -> Self {
         Self {
             core,
             uid: nix::unistd::getuid().as_raw(),
@@ -247,7 +248,11 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.core.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            // The kernel may keep listings too; invalidation drops them when the tree changes.
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Err(err) => reply.error(errno("opendir", &err)),
         }
     }

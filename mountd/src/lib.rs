@@ -14,10 +14,12 @@ pub mod backend;
 pub mod core;
 pub mod errno;
 pub mod fuse;
+pub mod invalidate;
 pub mod notify;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -65,7 +67,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
     let shutdown = Shutdown::install(&runtime)?;
     let (ended, session_ended) = oneshot::channel();
-    let fs = FuseAdapter::new(FsCore::new(backend), ended);
+    let core = Arc::new(FsCore::new(backend));
+    let fs = FuseAdapter::new(core.clone(), ended);
     let mountpoint = opts.mountpoint.display();
     let session = fuser::spawn_mount(fs, &opts.mountpoint, &mount_config())
         .with_context(|| format!("mounting {mountpoint}"))?;
@@ -73,6 +76,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let root = std::fs::metadata(&opts.mountpoint)
         .with_context(|| format!("{mountpoint} does not answer after mounting"))?;
     info!("mounted at {mountpoint}");
+    invalidate::spawn(core, session.notifier());
     raise_readahead(&root);
     notify::ready(&format!("mounted at {mountpoint}"));
     notify::start_watchdog(runtime.handle());

@@ -128,6 +128,10 @@ impl Fetch for FakeFetchd {
         })
     }
 
+    async fn generation(self, _: Context) -> u64 {
+        1
+    }
+
     async fn statfs(self, _: Context) -> Result<FsStats, FetchError> {
         Ok(FsStats {
             files: 1,

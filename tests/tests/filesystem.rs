@@ -135,3 +135,86 @@ fn tags_and_origin_are_exposed_as_user_xattrs() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("user.musicfs.album="), "{list}");
 }
+
+/// Listings and attributes are cached by the kernel for long, so the tree must be invalidated
+/// when fetchd's namespace changes: here a file added at the origin appears (and a removed one
+/// goes) once fetchd has rescanned, without a remount, though the directory was listed before.
+#[test]
+fn a_changed_tree_reaches_the_kernel_without_a_remount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let mount = Mount::start(&[&lib]);
+    let status = mount.status(true);
+    let album = mount.path("Led Zeppelin/Led Zeppelin (1969)");
+    let names = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&album), ["01 Good Times Bad Times.flac"]);
+    assert!(mount.path("The Prodigy").is_dir());
+    let old_root = names(&mount.mountpoint);
+
+    // Change the origin: one file moves out of the library, another comes in.
+    let corpus = musicfs_tests::corpus::corpus_dir();
+    std::fs::remove_file(lib.join("a.flac")).unwrap();
+    std::fs::copy(
+        corpus.join("audioscan/flac/picture.flac"),
+        lib.join("sub/c.flac"),
+    )
+    .unwrap();
+    std::fs::rename(lib.join("sub/c.flac"), lib.join("sub/renamed.flac")).unwrap();
+    std::fs::remove_file(lib.join("sub/b.flac")).unwrap();
+    // A restarted fetchd rescans at once (change detection without restarts comes later).
+    let fetchd = status["workers"][0]["pid"].as_i64().unwrap() as i32;
+    assert_eq!(status["workers"][0]["name"], "fetchd");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(fetchd),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let status = mount.status(false);
+        let restarted = status["workers"][0]["pid"]
+            .as_i64()
+            .is_some_and(|p| p as i32 != fetchd);
+        if restarted && status["scan"]["state"] == "idle" && status["scan"]["completed"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fetchd did not come back: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The Prodigy's track left the library; the album now holds the renamed copy only.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while names(&mount.mountpoint) == old_root || names(&album) != ["01 Good Times Bad Times.flac"]
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kernel still shows the old tree: {:?}",
+            names(&mount.mountpoint)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!mount.path("The Prodigy").exists());
+    assert_eq!(names(&album), ["01 Good Times Bad Times.flac"]);
+    let shown = album.join("01 Good Times Bad Times.flac");
+    let attr = std::process::Command::new("getfattr")
+        .args(["--only-values", "-n", "user.musicfs.origin_path"])
+        .arg(&shown)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&attr.stdout), "sub/renamed.flac");
+    assert_eq!(
+        std::fs::read(&shown).unwrap(),
+        std::fs::read(lib.join("sub/renamed.flac")).unwrap()
+    );
+}

@@ -198,6 +198,11 @@ impl Backend for Fake {
         Ok(self.xattrs.get(&ino).cloned().unwrap_or_default())
     }
 
+    fn generation(&self) -> Result<u64, BackendError> {
+        self.enter()?;
+        Ok(1)
+    }
+
     fn statfs(&self) -> Result<FsStats, BackendError> {
         self.enter()?;
         Ok(FsStats {
