@@ -111,6 +111,9 @@ pub struct FsCore<B> {
     /// Every node handed to the kernel (by lookup or a listing): its parent and name. Answers
     /// `..`, and says what to invalidate in the kernel when the namespace changes.
     known: Mutex<HashMap<Ino, (Ino, String)>>,
+    /// Listings being read without an open handle (the kernel skips `opendir` once told it is
+    /// not needed): taken at offset 0, dropped when read to the end.
+    unopened: Mutex<HashMap<Ino, Arc<[DirEntry]>>>,
     /// The content version each file was last opened at, to tell when cached pages are stale.
     opened_versions: Mutex<HashMap<Ino, TrackRef>>,
 }
@@ -122,6 +125,7 @@ impl<B: Backend> FsCore<B> {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             known: Mutex::new(HashMap::new()),
+            unopened: Mutex::new(HashMap::new()),
             opened_versions: Mutex::new(HashMap::new()),
         }
     }
@@ -218,6 +222,25 @@ impl<B: Backend> FsCore<B> {
             }
         };
         let start = usize::try_from(offset).map_or(entries.len(), |o| o.min(entries.len()));
+        Ok(DirPage { entries, start })
+    }
+
+    /// Like [`readdir`](Self::readdir) for a directory the kernel did not open (no handle):
+    /// offset 0 takes a snapshot that later offsets resume in, until the end is reached.
+    pub fn readdir_unopened(&self, ino: Ino, offset: u64) -> Result<DirPage, FsError> {
+        let kept = lock(&self.unopened).get(&ino).cloned();
+        let entries = match kept {
+            Some(entries) if offset > 0 => entries,
+            _ => {
+                let fresh = self.list(ino)?;
+                lock(&self.unopened).insert(ino, fresh.clone());
+                fresh
+            }
+        };
+        let start = usize::try_from(offset).map_or(entries.len(), |o| o.min(entries.len()));
+        if start >= entries.len() {
+            lock(&self.unopened).remove(&ino);
+        }
         Ok(DirPage { entries, start })
     }
 

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::backend::Backend;
-use crate::core::{FsCore, FsError, WriteOp, Xattr};
+use crate::core::{DirPage, FsCore, FsError, WriteOp, Xattr};
 use crate::errno::ToErrno;
 
 /// How long the kernel may cache entries and attributes. Long, because the tree changes only
@@ -46,6 +46,8 @@ pub struct FuseAdapter<B> {
     core: Arc<FsCore<B>>,
     uid: u32,
     gid: u32,
+    /// The kernel agreed to skip opendir/releasedir (`FUSE_NO_OPENDIR_SUPPORT`).
+    no_opendir: bool,
     /// Signalled when the session ends (unmounted, by us or from outside).
     ended: Option<oneshot::Sender<()>>,
 }
@@ -58,6 +60,15 @@ impl<B: Backend> FuseAdapter<B> {
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
             ended: Some(ended),
+            no_opendir: false,
+        }
+    }
+
+    /// A page of a listing: through the handle from `opendir`, or (handle 0) without one.
+    fn listing(&self, ino: INodeNo, fh: FileHandle, offset: u64) -> Result<DirPage, FsError> {
+        match fh.0 {
+            0 => self.core.readdir_unopened(ino.0, offset),
+            fh => self.core.readdir(fh, offset),
         }
     }
 
@@ -149,6 +160,11 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
                 debug!("kernel lacks {missing:?}");
             }
         }
+        // Directories need no open/release round trip: listings are snapshots anyway, and
+        // without opendir the kernel caches them (FOPEN_CACHE_DIR) by default.
+        self.no_opendir = config
+            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+            .is_ok();
         Ok(())
     }
 
@@ -247,6 +263,11 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_opendir {
+            // ENOSYS once tells the kernel never to send opendir/releasedir again.
+            reply.error(Errno::ENOSYS);
+            return;
+        }
         match self.core.opendir(ino.0) {
             // The kernel may keep listings too; invalidation drops them when the tree changes.
             Ok(fh) => reply.opened(
@@ -260,12 +281,12 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.core.readdir(fh.0, offset) {
+        match self.listing(ino, fh, offset) {
             Ok(page) => {
                 for (next, entry) in page.iter() {
                     let kind = file_type(entry.attr.kind);
@@ -282,12 +303,12 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
     fn readdirplus(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.core.readdir(fh.0, offset) {
+        match self.listing(ino, fh, offset) {
             Ok(page) => {
                 for (next, entry) in page.iter() {
                     let attr = self.file_attr(&entry.attr);

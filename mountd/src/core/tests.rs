@@ -468,3 +468,15 @@ fn a_track_gone_from_fetchd_is_estale() {
     fs.backend().contents.lock().unwrap().clear();
     assert_eq!(errno(fs.read(fh, 0, 1)), libc::ESTALE);
 }
+
+#[test]
+fn listing_without_a_handle_resumes_in_its_snapshot_and_forgets_it_at_the_end() {
+    let fs = FsCore::new(Fake::new());
+    let all = fs.readdir_unopened(ROOT_INO, 0).unwrap();
+    let total = all.iter().count() as u64;
+    assert!(total > 2, "root lists . and .. and entries");
+    let rest = fs.readdir_unopened(ROOT_INO, 2).unwrap();
+    assert_eq!(rest.iter().count() as u64, total - 2);
+    assert!(fs.readdir_unopened(ROOT_INO, total).unwrap().iter().next().is_none());
+    assert!(lock(&fs.unopened).is_empty(), "snapshot kept after the end was read");
+}
