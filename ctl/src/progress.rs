@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use musicfs_ipc::client::Reconnecting;
-use musicfs_ipc::{FetchClient, FetchStatus, ScanState};
+use musicfs_ipc::{FetchAdminClient, FetchStatus, ScanState};
 
 const POLL_EVERY: Duration = Duration::from_millis(500);
 const CALL_DEADLINE: Duration = Duration::from_secs(2);
@@ -48,7 +48,7 @@ impl ScanWatch {
 
 /// Follows fetchd for ever (the supervisor aborts the task when it stops).
 pub async fn follow(socket: PathBuf) {
-    let client = Reconnecting::<FetchClient>::new("fetchd", socket, CALL_DEADLINE);
+    let client = Reconnecting::<FetchAdminClient>::new("fetchd", socket, CALL_DEADLINE);
     let mut watch = ScanWatch::default();
     let mut display = Display::new();
     loop {

@@ -1,5 +1,5 @@
-//! Starting one worker process the way systemd socket activation does: its listening socket as
-//! fd 3 with `LISTEN_FDS=1` and `LISTEN_FDNAMES=<name>`. Children get their own process group (a
+//! Starting one worker process the way systemd socket activation does: its listening sockets
+//! from fd 3 on, with `LISTEN_FDS=<n>` and `LISTEN_FDNAMES=<name>:<name>...`. Children get their own process group (a
 //! Ctrl-C in the terminal reaches only the supervisor, which then stops them in order) and
 //! `SIGTERM` if the supervisor dies without stopping them.
 
@@ -15,14 +15,15 @@ use tokio::process::{Child, Command};
 /// The fd a socket-activated process finds its first socket on.
 const LISTEN_FD: RawFd = 3;
 
-/// How to start one worker. The supervisor keeps `socket` open for its whole life, so a restarted
-/// worker gets the same socket and requests queue while it is down.
+/// How to start one worker. The supervisor keeps `sockets` open for its whole life, so a
+/// restarted worker gets the same sockets and requests queue while it is down.
 #[derive(Debug)]
 pub struct WorkerSpec {
     pub name: &'static str,
     pub program: PathBuf,
     pub args: Vec<OsString>,
-    pub socket: Option<UnixListener>,
+    /// Named listening sockets, passed in this order.
+    pub sockets: Vec<(&'static str, UnixListener)>,
 }
 
 /// Starts the worker; stdout and stderr are inherited (its log goes where ours goes).
@@ -35,29 +36,33 @@ pub fn spawn(spec: &WorkerSpec) -> io::Result<Child> {
         .env_remove("LISTEN_PID")
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_FDNAMES");
-    if let Some(socket) = &spec.socket {
-        let fd = socket.as_raw_fd();
+    if !spec.sockets.is_empty() {
+        let fds: Vec<RawFd> = spec.sockets.iter().map(|(_, s)| s.as_raw_fd()).collect();
+        let names: Vec<&str> = spec.sockets.iter().map(|(name, _)| *name).collect();
         command
-            .env("LISTEN_FDS", "1")
-            .env("LISTEN_FDNAMES", spec.name);
-        // SAFETY: the closure only makes async-signal-safe system calls (dup2, fcntl).
-        unsafe { command.pre_exec(move || pass_as_listen_fd(fd)) };
+            .env("LISTEN_FDS", fds.len().to_string())
+            .env("LISTEN_FDNAMES", names.join(":"));
+        // SAFETY: the closure only makes async-signal-safe system calls (dup, dup2, fcntl).
+        unsafe { command.pre_exec(move || pass_as_listen_fds(&fds)) };
     }
     // SAFETY: prctl is async-signal-safe.
     unsafe { command.pre_exec(terminate_with_parent) };
     command.spawn()
 }
 
-/// In the child, between fork and exec: puts `fd` at fd 3 and lets it survive the exec.
-fn pass_as_listen_fd(fd: RawFd) -> io::Result<()> {
-    // SAFETY: plain fd syscalls on descriptors this (forked) process owns.
-    unsafe {
-        if fd != LISTEN_FD && libc::dup2(fd, LISTEN_FD) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let flags = libc::fcntl(LISTEN_FD, libc::F_GETFD);
-        if flags < 0 || libc::fcntl(LISTEN_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-            return Err(io::Error::last_os_error());
+/// In the child, between fork and exec: puts `fds` at fd 3, 4, ... and lets them survive the
+/// exec. Each is first moved above the target range, so no dup2 overwrites a source still needed.
+fn pass_as_listen_fds(fds: &[RawFd]) -> io::Result<()> {
+    let above = LISTEN_FD + fds.len() as RawFd;
+    for (i, &fd) in fds.iter().enumerate() {
+        // SAFETY: plain fd syscalls on descriptors this (forked) process owns.
+        unsafe {
+            let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above + i as RawFd);
+            let target = LISTEN_FD + i as RawFd;
+            if high < 0 || libc::dup2(high, target) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // dup2 leaves the new descriptor without FD_CLOEXEC: it survives the exec.
         }
     }
     Ok(())
@@ -87,7 +92,35 @@ mod tests {
             name: "indexd",
             program: "/bin/sh".into(),
             args: vec!["-c".into(), script.into()],
-            socket: Some(socket),
+            sockets: vec![("indexd", socket)],
+        };
+        let status = spawn(&spec).unwrap().wait().await.unwrap();
+        assert!(status.success());
+    }
+
+    fn inode(socket: &UnixListener) -> u64 {
+        nix::sys::stat::fstat(socket).unwrap().st_ino
+    }
+
+    #[tokio::test]
+    async fn several_sockets_arrive_in_order_with_their_names_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = UnixListener::bind(dir.path().join("d.sock")).unwrap();
+        let admin = UnixListener::bind(dir.path().join("a.sock")).unwrap();
+        let script = format!(
+            "[ \"$(readlink /proc/self/fd/3)\" = 'socket:[{0}]' ] && \
+             [ \"$(readlink /proc/self/fd/4)\" = 'socket:[{1}]' ] && \
+             [ \"$LISTEN_FDS\" = 2 ] && [ \"$LISTEN_FDNAMES\" = fetchd:fetchd-admin ] && \
+             [ $(ls -l /proc/self/fd/ | grep -c 'socket:\\[{0}\\]') = 1 ] && \
+             [ $(ls -l /proc/self/fd/ | grep -c 'socket:\\[{1}\\]') = 1 ]",
+            inode(&data),
+            inode(&admin)
+        );
+        let spec = WorkerSpec {
+            name: "fetchd",
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            sockets: vec![("fetchd", data), ("fetchd-admin", admin)],
         };
         let status = spawn(&spec).unwrap().wait().await.unwrap();
         assert!(status.success());

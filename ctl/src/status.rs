@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use musicfs_ipc::client::{CallError, Connect, Reconnecting};
 use musicfs_ipc::layout::{self, StateDir};
-use musicfs_ipc::{FetchClient, FetchStatus, ScanState, WorkerClient};
+use musicfs_ipc::{FetchAdminClient, FetchStatus, ScanState, WorkerClient};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
 use tokio::time::Instant;
@@ -84,7 +84,7 @@ pub async fn gather(state: &StateDir) -> Report {
 /// Polls fetchd until it has finished a scan and is idle; false if `timeout` passed first.
 async fn wait_idle(state: &StateDir, timeout: Option<Duration>) -> bool {
     let give_up = timeout.map(|t| Instant::now() + t);
-    let client = client::<FetchClient>(layout::FETCHD, state);
+    let client = client::<FetchAdminClient>(layout::FETCHD_ADMIN, state);
     loop {
         if let Ok(Ok(status)) = ask(&client, |c, ctx| async move { c.status(ctx).await }).await {
             if status.scan == ScanState::Idle && status.scans_completed >= 1 {
@@ -118,7 +118,7 @@ impl Answer {
 }
 
 async fn ask_fetchd(state: &StateDir) -> (Answer, Option<FetchStatus>) {
-    let client = client::<FetchClient>(layout::FETCHD, state);
+    let client = client::<FetchAdminClient>(layout::FETCHD_ADMIN, state);
     let hello = match ask(&client, |c, ctx| async move { c.hello(ctx).await }).await {
         Ok(hello) => hello,
         Err(e) => return (Answer::unhealthy(None, e), None),

@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -172,21 +173,27 @@ impl Supervisor {
         let mut specs = worker_specs(&plan);
         let mut bound: Vec<PathBuf> = Vec::new();
         for spec in specs.iter_mut().filter(|spec| spec.name != MOUNTD) {
-            let path = plan.state.socket(spec.name);
-            match musicfs_ipc::listen::bind(&path) {
-                Ok(socket) => spec.socket = Some(socket),
-                Err(e) => {
-                    for path in &bound {
-                        remove_if_present(path);
+            for name in socket_names(spec.name) {
+                let path = plan.state.socket(name);
+                match musicfs_ipc::listen::bind(&path) {
+                    Ok(socket) => spec.sockets.push((name, socket)),
+                    Err(e) => {
+                        for path in &bound {
+                            remove_if_present(path);
+                        }
+                        bail!(
+                            "cannot bind {} ({e}); is MusicFS already running under systemd on this state dir?",
+                            path.display()
+                        );
                     }
-                    bail!(
-                        "cannot bind {} ({e}); is MusicFS already running under systemd on this state dir?",
-                        path.display()
-                    );
                 }
+                bound.push(path);
             }
-            bound.push(path);
         }
+        // Sockets are 0660; the directory holding them is 0750: only the owner and its group
+        // get near them at all.
+        std::fs::set_permissions(plan.state.run_dir(), std::fs::Permissions::from_mode(0o750))
+            .with_context(|| format!("restricting {}", plan.state.run_dir().display()))?;
         Ok(Self {
             plan,
             workers: specs.into_iter().map(Worker::new).collect(),
@@ -328,7 +335,7 @@ impl Supervisor {
             mountpoint.display(),
             self.plan.state.root().display()
         );
-        let fetchd_socket = self.plan.state.socket(layout::FETCHD);
+        let fetchd_socket = self.plan.state.socket(layout::FETCHD_ADMIN);
         self.progress = Some(tokio::spawn(progress::follow(fetchd_socket)));
         Ok(())
     }
@@ -431,7 +438,7 @@ fn worker_specs(plan: &MountPlan) -> Vec<WorkerSpec> {
         name,
         program: program.clone(),
         args,
-        socket: None,
+        sockets: Vec::new(),
     };
     let mut fetchd_args = configured_args();
     fetchd_args.extend(plan.origins.iter().map(OsString::from));
@@ -455,8 +462,16 @@ fn say(message: std::fmt::Arguments) {
     let _ = writeln!(std::io::stderr(), "{message}");
 }
 
+/// The sockets a worker listens on: the data path first, then its admin socket if it has one.
+fn socket_names(worker: &'static str) -> Vec<&'static str> {
+    match worker {
+        layout::FETCHD => vec![layout::FETCHD, layout::FETCHD_ADMIN],
+        other => vec![other],
+    }
+}
+
 fn remove_sockets(state: &StateDir) {
-    for name in layout::WORKERS {
+    for name in layout::WORKERS.into_iter().flat_map(socket_names) {
         remove_if_present(&state.socket(name));
     }
 }

@@ -23,13 +23,14 @@ use std::time::Instant;
 use anyhow::Context as _;
 use musicfs_ipc::config::Config;
 use musicfs_ipc::layout::StateDir;
-use musicfs_ipc::Fetch as _;
+use musicfs_ipc::peer::AdminPolicy;
+use musicfs_ipc::{Fetch as _, FetchAdmin as _};
 
 use crate::catalog::Catalog;
 use crate::chunks::ChunkStore;
 use crate::namespace::Namespace;
 use crate::origins::Origins;
-use crate::service::{FetchServer, State};
+use crate::service::{AdminServer, FetchServer, State};
 use crate::template::Template;
 
 pub struct Options {
@@ -40,7 +41,12 @@ pub struct Options {
 
 /// Opens the state, serves the namespace persisted by the last run at once, rescans the
 /// origins in the background, and serves until SIGTERM/SIGINT.
-pub fn run(opts: Options, listener: std::os::unix::net::UnixListener) -> anyhow::Result<()> {
+/// `data` serves mountd (`Fetch`); `admin` serves `FetchAdmin` to the peers `AdminPolicy` admits.
+pub fn run(
+    opts: Options,
+    data: std::os::unix::net::UnixListener,
+    (admin, admins): (std::os::unix::net::UnixListener, AdminPolicy),
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let layout = StateDir::new(&opts.state_dir);
     let template = Template::parse(&opts.config.template).map_err(anyhow::Error::msg)?;
@@ -74,14 +80,22 @@ pub fn run(opts: Options, listener: std::os::unix::net::UnixListener) -> anyhow:
         .enable_all()
         .build()?;
     let result = runtime.block_on(async move {
-        let listener = musicfs_ipc::listen::into_tokio(listener)?;
+        let data = musicfs_ipc::listen::into_tokio(data)?;
+        let admin = musicfs_ipc::listen::into_tokio(admin)?;
         let scanner = state.clone();
         tokio::task::spawn_blocking(move || rescan(&scanner, &template));
+        let admin_server = AdminServer(state.clone());
         let server = FetchServer(state);
-        let serve = musicfs_ipc::serve_unix!(listener, server.clone().serve());
+        let serve = musicfs_ipc::serve_unix!(data, server.clone().serve());
+        let serve_admin = musicfs_ipc::serve_unix!(
+            admin,
+            admin_server.clone().serve(),
+            admit = move |stream| admins.check(stream)
+        );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = serve => {}
+            _ = serve_admin => {}
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         }

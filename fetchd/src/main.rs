@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use musicfs_ipc::peer::AdminPolicy;
 use musicfs_ipc::sandbox::{self, Policy};
 use musicfs_ipc::{config::Config, layout};
 
@@ -22,7 +23,16 @@ fn main() -> std::process::ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|config| {
             let state = layout::StateDir::new(&args.state_dir);
-            let listener = musicfs_ipc::listen::take_or_bind(&state.socket(layout::FETCHD))?;
+            let (data, admin) = (
+                state.socket(layout::FETCHD),
+                state.socket(layout::FETCHD_ADMIN),
+            );
+            let mut sockets = musicfs_ipc::listen::take_or_bind_named(&[
+                (layout::FETCHD, &data),
+                (layout::FETCHD_ADMIN, &admin),
+            ])?;
+            let admins =
+                AdminPolicy::new(config.admin_group.as_deref()).map_err(anyhow::Error::msg)?;
             let mut origins = args.origins;
             origins.extend(config.origins.iter().map(PathBuf::from));
             sandbox::enter(Policy::fetchd(&state, &origins, &config))?;
@@ -31,7 +41,8 @@ fn main() -> std::process::ExitCode {
                 origins,
                 config,
             };
-            musicfs_fetchd::run(opts, listener)
+            let admin = sockets.pop().expect("two sockets");
+            musicfs_fetchd::run(opts, sockets.remove(0), (admin, admins))
         });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use musicfs_ipc::{
-    Attr, DirEntry, Fetch, FetchError, FetchStatus, FsStats, Hello, Ino, NodeKind, TrackRef,
-    Unreadable,
+    Attr, DirEntry, Fetch, FetchAdmin, FetchError, FetchStatus, FsStats, Hello, Ino, NodeKind,
+    TrackRef, Unreadable,
 };
 use tarpc::context::Context;
 
@@ -127,6 +127,16 @@ impl Fetch for FetchServer {
 
     async fn generation(self, _: Context) -> u64 {
         self.0.generation.load(Ordering::Acquire)
+    }
+}
+
+/// The admin socket's service.
+#[derive(Clone)]
+pub struct AdminServer(pub Arc<State>);
+
+impl FetchAdmin for AdminServer {
+    async fn hello(self, _: Context) -> Hello {
+        Hello::new("fetchd")
     }
 
     async fn status(self, _: Context) -> Result<FetchStatus, FetchError> {

@@ -12,7 +12,7 @@ use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::services::{FetchClient, WorkerClient};
+use crate::services::{FetchAdminClient, FetchClient, WorkerClient};
 use crate::types::Hello;
 use crate::PROTOCOL_VERSION;
 
@@ -37,6 +37,19 @@ impl Connect for FetchClient {
     }
     fn hello(&self, ctx: Context) -> impl Future<Output = Result<Hello, RpcError>> + Send {
         FetchClient::hello(self, ctx)
+    }
+}
+
+impl Connect for FetchAdminClient {
+    fn start(stream: UnixStream) -> Self {
+        FetchAdminClient::new(
+            tarpc::client::Config::default(),
+            crate::codec::transport(stream),
+        )
+        .spawn()
+    }
+    fn hello(&self, ctx: Context) -> impl Future<Output = Result<Hello, RpcError>> + Send {
+        FetchAdminClient::hello(self, ctx)
     }
 }
 

@@ -5,6 +5,7 @@
 //! origins = ["/srv/music"]            # added to the origins given on the command line
 //! template = "$albumartist/$album ($year)/$disc-$track $title.$ext"
 //! retry_seconds = 30                  # how long a read waits for a restarting worker
+//! admin_group = "musicfs-admin"       # may use admin sockets (status, ...) besides root
 //!
 //! [users]                             # who each worker runs as when started as root
 //! fetchd = "musicfs"                  # default: stays root; indexd and plugind: nobody
@@ -41,6 +42,9 @@ pub struct Config {
     pub retry_seconds: u64,
     #[serde(default)]
     pub users: Users,
+    /// Members of this group may use admin sockets (besides root and the worker's own user).
+    #[serde(default)]
+    pub admin_group: Option<String>,
 }
 
 /// The user each worker switches to when started as root (see [`crate::sandbox`]). mountd has
@@ -70,6 +74,7 @@ impl Default for Config {
             template: default_template(),
             retry_seconds: default_retry_seconds(),
             users: Users::default(),
+            admin_group: None,
         }
     }
 }

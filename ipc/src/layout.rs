@@ -6,6 +6,8 @@ pub const FETCHD: &str = "fetchd";
 pub const INDEXD: &str = "indexd";
 pub const PLUGIND: &str = "plugind";
 pub const WORKERS: [&str; 3] = [FETCHD, INDEXD, PLUGIND];
+/// fetchd's admin socket (`LISTEN_FDNAMES` name and file stem).
+pub const FETCHD_ADMIN: &str = "fetchd-admin";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {

@@ -14,13 +14,14 @@ pub mod error;
 pub mod layout;
 pub mod listen;
 pub mod logging;
+pub mod peer;
 pub mod sandbox;
 pub mod server;
 pub mod services;
 pub mod types;
 
 pub use error::{FetchError, WorkerError};
-pub use services::{Fetch, FetchClient, Worker, WorkerClient};
+pub use services::{Fetch, FetchAdmin, FetchAdminClient, FetchClient, Worker, WorkerClient};
 pub use types::*;
 
 /// Version of the wire protocol; both ends compare it in the handshake and refuse to talk on a

@@ -24,10 +24,48 @@ where
     }
 }
 
+/// Like [`accept_loop`], refusing (closing at once, with a logged reason) every connection
+/// `admit` rejects.
+pub async fn accept_loop_admitting<A, F, Fut>(listener: UnixListener, admit: A, handle: F)
+where
+    A: Fn(&UnixStream) -> Result<(), String>,
+    F: Fn(UnixStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    accept_loop(listener, |stream| {
+        let admitted = admit(&stream);
+        if let Err(why) = &admitted {
+            tracing::warn!("refused a connection: {why}");
+        }
+        let served = admitted.ok().map(|()| handle(stream));
+        async move {
+            if let Some(served) = served {
+                served.await;
+            }
+        }
+    })
+    .await
+}
+
 /// Serves one tarpc service on `listener`: `$serve` is an expression building the generated
 /// `Serve*` value (for example `server.clone().serve()`), evaluated per connection.
 #[macro_export]
 macro_rules! serve_unix {
+    ($listener:expr, $serve:expr, admit = $admit:expr) => {{
+        use $crate::__reexport::{futures::StreamExt as _, tarpc::server::Channel as _};
+        $crate::server::accept_loop_admitting($listener, $admit, move |stream| {
+            let transport = $crate::codec::transport(stream);
+            let serve = $serve;
+            async move {
+                $crate::__reexport::tarpc::server::BaseChannel::with_defaults(transport)
+                    .execute(serve)
+                    .for_each(|response| async move {
+                        tokio::spawn(response);
+                    })
+                    .await;
+            }
+        })
+    }};
     ($listener:expr, $serve:expr) => {{
         use $crate::__reexport::{futures::StreamExt as _, tarpc::server::Channel as _};
         $crate::server::accept_loop($listener, move |stream| {

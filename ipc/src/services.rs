@@ -24,6 +24,13 @@ pub trait Fetch {
     /// Changes whenever the namespace changes (and when fetchd restarts); mountd then drops the
     /// kernel's cached entries, attributes and listings.
     async fn generation() -> u64;
+}
+
+/// fetchd's admin operations, on their own socket: only root, fetchd's own user, or the
+/// configured admin group may connect (checked with `SO_PEERCRED`).
+#[tarpc::service]
+pub trait FetchAdmin {
+    async fn hello() -> Hello;
     async fn status() -> Result<FetchStatus, FetchError>;
 }
 

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use musicfs_ipc::layout::{StateDir, FETCHD};
 use musicfs_ipc::{
-    Attr, DirEntry, Fetch, FetchError, FetchStatus, FsStats, Hello, Ino, NodeKind, ScanState,
-    TrackId, TrackRef, ROOT_INO,
+    Attr, DirEntry, Fetch, FetchError, FsStats, Hello, Ino, NodeKind, TrackId, TrackRef, ROOT_INO,
 };
 use musicfs_mountd::backend::{Backend, BackendError, RpcBackend};
 use serde_bytes::ByteBuf;
@@ -136,22 +135,6 @@ impl Fetch for FakeFetchd {
         Ok(FsStats {
             files: 1,
             bytes: SONG_LEN as u64,
-        })
-    }
-
-    async fn status(self, _: Context) -> Result<FetchStatus, FetchError> {
-        Ok(FetchStatus {
-            pid: std::process::id(),
-            tracks: 1,
-            directories: 3,
-            origins: Vec::new(),
-            unreadable: Vec::new(),
-            scan: ScanState::Idle,
-            scans_completed: 1,
-            origin_files_read: 0,
-            origin_bytes_read: 0,
-            cache_chunks: 0,
-            cache_bytes: 0,
         })
     }
 }

@@ -15,15 +15,16 @@ use std::time::{Duration, Instant};
 
 use musicfs_ipc::client::Reconnecting;
 use musicfs_ipc::layout::{self, StateDir};
-use musicfs_ipc::{FetchClient, WorkerClient};
+use musicfs_ipc::{FetchAdminClient, FetchClient, WorkerClient};
 use musicfs_tests::mount::is_mounted;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// Every unit file `systemd/` must ship.
-const UNITS: [&str; 8] = [
+const UNITS: [&str; 9] = [
     "musicfs-fetchd.service",
     "musicfs-fetchd.socket",
+    "musicfs-fetchd-admin.socket",
     "musicfs-indexd.service",
     "musicfs-indexd.socket",
     "musicfs-mountd@.service",
@@ -188,7 +189,7 @@ fn install_stages_users_links_and_enables_the_whole_set() {
     let state = StateDir::new(STATE_DIR);
     let run_link = dest.join(state.run_dir().strip_prefix("/").unwrap());
     let target = std::fs::read_link(&run_link).expect("the state dir's run/ is a link");
-    for worker in layout::WORKERS {
+    for worker in layout::WORKERS.into_iter().chain([layout::FETCHD_ADMIN]) {
         let socket_unit = units_dir(&dest).join(format!("musicfs-{worker}.socket"));
         let listen = PathBuf::from(unit_value(&socket_unit, "ListenStream"));
         let file_name = state.socket(worker).file_name().unwrap().to_owned();
@@ -211,6 +212,7 @@ fn install_stages_users_links_and_enables_the_whole_set() {
     assert!(wants("multi-user.target").contains("musicfs.target"));
     let expected: BTreeSet<String> = [
         "musicfs-fetchd.socket",
+        "musicfs-fetchd-admin.socket",
         "musicfs-indexd.socket",
         "musicfs-plugind.socket",
         MOUNTD_INSTANCE,
@@ -366,8 +368,14 @@ fn fetchd_serves_on_a_socket_inherited_from_systemd() {
         process.pid(),
         "the activated process itself answers"
     );
+    // Only the data socket was passed: fetchd binds its admin socket itself.
+    let admin = Reconnecting::<FetchAdminClient>::new(
+        layout::FETCHD_ADMIN,
+        state.socket(layout::FETCHD_ADMIN),
+        CALL_DEADLINE,
+    );
     let status = rt
-        .block_on(client.call(|c, ctx| async move { c.status(ctx).await }))
+        .block_on(admin.call(|c, ctx| async move { c.status(ctx).await }))
         .unwrap()
         .unwrap();
     assert_eq!(status.pid, process.pid());

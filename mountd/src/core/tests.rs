@@ -477,6 +477,14 @@ fn listing_without_a_handle_resumes_in_its_snapshot_and_forgets_it_at_the_end() 
     assert!(total > 2, "root lists . and .. and entries");
     let rest = fs.readdir_unopened(ROOT_INO, 2).unwrap();
     assert_eq!(rest.iter().count() as u64, total - 2);
-    assert!(fs.readdir_unopened(ROOT_INO, total).unwrap().iter().next().is_none());
-    assert!(lock(&fs.unopened).is_empty(), "snapshot kept after the end was read");
+    assert!(fs
+        .readdir_unopened(ROOT_INO, total)
+        .unwrap()
+        .iter()
+        .next()
+        .is_none());
+    assert!(
+        lock(&fs.unopened).is_empty(),
+        "snapshot kept after the end was read"
+    );
 }
