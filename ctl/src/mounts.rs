@@ -123,11 +123,18 @@ pub fn is_live(path: &Path) -> bool {
     is_mounted(path) && stat_within(path, STAT_TIMEOUT).is_ok()
 }
 
-/// `stat(path)` on a helper thread, so a hung FUSE server cannot hang the caller.
+/// `statfs(path)` on a helper thread, so a hung FUSE server cannot hang the caller. statfs, not
+/// stat: the kernel answers a `stat` of a dead FUSE mount's root from its attribute cache, but
+/// always takes a `statfs` to the server, so only a live server answers it.
 pub fn stat_within(path: &Path, timeout: Duration) -> io::Result<()> {
     let (tx, rx) = mpsc::channel();
     let owned = path.to_owned();
-    std::thread::spawn(move || drop(tx.send(std::fs::metadata(owned).map(drop))));
+    std::thread::spawn(move || {
+        let answer = nix::sys::statvfs::statvfs(&owned)
+            .map(drop)
+            .map_err(io::Error::from);
+        drop(tx.send(answer));
+    });
     rx.recv_timeout(timeout).unwrap_or_else(|_| {
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
