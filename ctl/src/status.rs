@@ -4,12 +4,12 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use musicfs_ipc::client::{CallError, Connect, Reconnecting};
-use musicfs_ipc::layout::{self, StateDir};
+use musicfs_ipc::layout::{self, MountdRecord, StateDir};
 use musicfs_ipc::{FetchAdminClient, FetchStatus, ScanState, WorkerClient};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
@@ -59,6 +59,7 @@ fn write_stdout(text: &str) -> std::io::Result<()> {
 /// Asks everyone and builds the report.
 pub async fn gather(state: &StateDir) -> Report {
     let record = record::read(&state.supervisor_file()).filter(|r| record::pid_alive(r.pid));
+    let own = MountdRecord::read(&state.mountd_file()).filter(|r| record::pid_alive(r.pid));
     let (fetchd, indexd, plugind) = tokio::join!(
         ask_fetchd(state),
         ask_worker(layout::INDEXD, state),
@@ -70,11 +71,14 @@ pub async fn gather(state: &StateDir) -> Report {
         worker_report(layout::FETCHD, fetchd, record),
         worker_report(layout::INDEXD, indexd, record),
         worker_report(layout::PLUGIND, plugind, record),
-        worker_report(MOUNTD, mountd_answer(record), record),
+        worker_report(MOUNTD, mountd_answer(record, own.as_ref()), record),
     ];
+    let mountpoint = record
+        .map(|r| r.mountpoint.clone())
+        .or_else(|| own.map(|o| o.mountpoint.display().to_string()));
     Report::new(
         state.root().display().to_string(),
-        record.map(|r| r.mountpoint.clone()),
+        mountpoint,
         record.map(|r| r.pid),
         workers,
         fetch_status.as_ref(),
@@ -154,26 +158,28 @@ async fn ask_worker(name: &'static str, state: &StateDir) -> Answer {
     }
 }
 
-/// mountd has no socket: it is healthy when the supervisor runs it and the mount answers.
-fn mountd_answer(record: Option<&SupervisorRecord>) -> Answer {
-    let Some(record) = record else {
-        return Answer::unhealthy(
-            None,
-            "no musicfsctl supervisor running; mount state unknown",
-        );
+/// mountd has no socket: it is healthy when it runs (by the supervisor's record, or by its own
+/// record under systemd) and the mount answers.
+fn mountd_answer(record: Option<&SupervisorRecord>, own: Option<&MountdRecord>) -> Answer {
+    let (pid, mountpoint) = match (record, own) {
+        (Some(record), _) => (
+            record.worker(MOUNTD).and_then(|w| w.pid),
+            PathBuf::from(&record.mountpoint),
+        ),
+        (None, Some(own)) => (Some(own.pid), own.mountpoint.clone()),
+        (None, None) => return Answer::unhealthy(None, "no mountd running on this state dir"),
     };
-    let pid = record.worker(MOUNTD).and_then(|w| w.pid);
-    let mountpoint = Path::new(&record.mountpoint);
+    let shown = mountpoint.display();
     match (
         pid.is_some_and(record::pid_alive),
-        mounts::is_live(mountpoint),
+        mounts::is_live(&mountpoint),
     ) {
         (true, true) => Answer {
             pid,
             healthy: true,
-            detail: format!("mounted at {}", record.mountpoint),
+            detail: format!("mounted at {shown}"),
         },
-        (true, false) => Answer::unhealthy(pid, format!("{} is not mounted", record.mountpoint)),
+        (true, false) => Answer::unhealthy(pid, format!("{shown} is not mounted")),
         (false, _) => Answer::unhealthy(None, "not running"),
     }
 }
@@ -263,8 +269,25 @@ mod tests {
     }
 
     #[test]
-    fn mountd_without_a_supervisor_is_unknown() {
-        assert!(!mountd_answer(None).healthy);
+    fn mountd_without_any_record_is_not_running() {
+        assert!(!mountd_answer(None, None).healthy);
+    }
+
+    #[test]
+    fn mountd_with_its_own_record_but_no_mount_is_unhealthy_and_keeps_its_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = MountdRecord {
+            pid: std::process::id(),
+            mountpoint: dir.path().to_owned(),
+        };
+        let answer = mountd_answer(None, Some(&own));
+        assert!(!answer.healthy);
+        assert_eq!(answer.pid, Some(std::process::id()));
+        assert!(
+            answer.detail.contains("is not mounted"),
+            "{}",
+            answer.detail
+        );
     }
 
     #[tokio::test]

@@ -62,8 +62,55 @@ impl StateDir {
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("musicfs.lock")
     }
+    /// Written by mountd once its mount is live, removed when it stops: `PID\nMOUNTPOINT\n`. Lets
+    /// `musicfsctl status` report the mount when no supervisor runs (under systemd).
+    pub fn mountd_file(&self) -> PathBuf {
+        self.run_dir().join("mountd.pid")
+    }
     /// Written by the supervisor: its pid, the mount point and each worker's pid and restarts.
     pub fn supervisor_file(&self) -> PathBuf {
         self.run_dir().join("supervisor.json")
+    }
+}
+
+/// mountd's record of itself (see [`StateDir::mountd_file`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountdRecord {
+    pub pid: u32,
+    pub mountpoint: PathBuf,
+}
+
+impl MountdRecord {
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let text = format!("{}\n{}\n", self.pid, self.mountpoint.display());
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(tmp, path)
+    }
+
+    pub fn read(path: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let (pid, mountpoint) = text.split_once('\n')?;
+        Some(Self {
+            pid: pid.trim().parse().ok()?,
+            mountpoint: mountpoint.trim_end_matches('\n').into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountd_record_round_trips_paths_with_spaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mountd.pid");
+        let record = MountdRecord {
+            pid: 42,
+            mountpoint: "/srv/my music".into(),
+        };
+        record.write(&path).unwrap();
+        assert_eq!(MountdRecord::read(&path), Some(record));
     }
 }

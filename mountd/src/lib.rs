@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fuser::{MountOption, SessionACL};
 use musicfs_ipc::client::Reconnecting;
-use musicfs_ipc::layout::{StateDir, FETCHD};
+use musicfs_ipc::layout::{MountdRecord, StateDir, FETCHD};
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
@@ -77,12 +77,21 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("{mountpoint} does not answer after mounting"))?;
     info!("mounted at {mountpoint}");
     invalidate::spawn(core, session.notifier());
+    let record_file = StateDir::new(&opts.state_dir).mountd_file();
+    let record = MountdRecord {
+        pid: std::process::id(),
+        mountpoint: opts.mountpoint.clone(),
+    };
+    if let Err(e) = record.write(&record_file) {
+        debug!("cannot write {}: {e}", record_file.display());
+    }
     raise_readahead(&root);
     notify::ready(&format!("mounted at {mountpoint}"));
     notify::start_watchdog(runtime.handle());
 
     let ended_by = runtime.block_on(shutdown.wait(session_ended));
     notify::stopping();
+    let _ = std::fs::remove_file(&record_file);
     match ended_by {
         Some(signal) => {
             info!("{signal}: unmounting {mountpoint}");

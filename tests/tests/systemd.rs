@@ -474,6 +474,19 @@ fn mountd_notifies_ready_watchdog_and_stopping() {
     for _ in 0..2 {
         wait_for(&notify, "WATCHDOG=1", Duration::from_secs(5));
     }
+    // With no musicfsctl supervisor (as under systemd), status still finds the mount.
+    let out = Command::new(musicfs_tests::bin("musicfsctl"))
+        .arg("--state-dir")
+        .arg(state.root())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mountd_report = &report["workers"][3];
+    assert_eq!(mountd_report["name"], "mountd");
+    assert_eq!(mountd_report["healthy"], true, "{report}");
+    assert_eq!(mountd_report["pid"], mountd.pid());
+    assert_eq!(report["mountpoint"], mnt.to_str().unwrap());
 
     mountd.signal(Signal::SIGTERM);
     wait_for(&notify, "STOPPING=1", Duration::from_secs(20));
