@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::track::{Location, Problem, TrackRecord};
 
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 const MAP_SIZE: usize = 16 << 30;
 
 type Id = U64<BigEndian>;
@@ -69,6 +69,35 @@ pub struct Catalog {
     nodes: Database<Id, SerdeRmp<Node>>,
     inos: Database<Bytes, Id>,
     manifests: Database<Id, SerdeRmp<Manifest>>,
+    /// Change sequence number of each removal → the removed track (for indexd's catch-up).
+    removed: Database<Id, Id>,
+}
+
+/// Catalog changes after some sequence number, for indexd.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub catalog_id: u64,
+    /// The sequence number the catalog is at: every change up to it is included.
+    pub seq: u64,
+    /// Tracks added or changed, with their sequence number (the record's `version`).
+    pub upserts: Vec<(TrackId, TrackRecord)>,
+    /// Removed tracks, with the sequence number of the removal.
+    pub removed: Vec<(u64, TrackId)>,
+}
+
+/// A catalog's identity, so indexd can tell a new catalog (rebuild) from the one it follows.
+fn new_catalog_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    xxhash_rust::xxh3::xxh3_64(
+        &[
+            nanos.to_le_bytes(),
+            u128::from(std::process::id()).to_le_bytes(),
+        ]
+        .concat(),
+    )
+    .max(1)
 }
 
 fn path_key(text: &str) -> [u8; 16] {
@@ -93,7 +122,7 @@ impl Catalog {
         }
         .map_err(lmdb)?;
         let wtxn = env.write_txn()?;
-        let (meta, tracks, files, problems, nodes, inos, manifests) = env
+        let (meta, tracks, files, problems, nodes, inos, manifests, removed) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     opener.create_database(wtxn, Some("meta"))?,
@@ -103,6 +132,7 @@ impl Catalog {
                     opener.create_database(wtxn, Some("nodes"))?,
                     opener.create_database(wtxn, Some("inos"))?,
                     opener.create_database(wtxn, Some("manifests"))?,
+                    opener.create_database(wtxn, Some("removed"))?,
                 )))
             })?
             .unwrap_commit();
@@ -115,10 +145,16 @@ impl Catalog {
             nodes,
             inos,
             manifests,
+            removed,
         };
         let mut wtxn = env.write_txn()?;
         match catalog.meta.get(&wtxn, "format")? {
-            None => catalog.meta.put(&mut wtxn, "format", &FORMAT_VERSION)?,
+            None => {
+                catalog.meta.put(&mut wtxn, "format", &FORMAT_VERSION)?;
+                catalog
+                    .meta
+                    .put(&mut wtxn, "catalog_id", &new_catalog_id())?;
+            }
             Some(FORMAT_VERSION) => {}
             Some(found) => {
                 return Err(CatalogError::Format {
@@ -176,16 +212,13 @@ impl Catalog {
     }
 
     /// Applies a scan batch in one transaction. A changed file keeps its track id and gets a new
-    /// content version.
+    /// content version; every change takes the next sequence number (indexd follows them).
     pub fn apply(&self, batch: Batch) -> Result<(), CatalogError> {
         let mut wtxn = self.env.write_txn()?;
+        let mut seq = self.meta.get(&wtxn, "version")?.unwrap_or(0);
         for location in &batch.removed {
             let key = path_key(&location.key());
-            if let Some(id) = self.files.get(&wtxn, &key)? {
-                self.tracks.delete(&mut wtxn, &id)?;
-                self.manifests.delete(&mut wtxn, &id)?;
-                self.files.delete(&mut wtxn, &key)?;
-            }
+            self.forget_track(&mut wtxn, &key, &mut seq)?;
             self.problems.delete(&mut wtxn, &key)?;
         }
         for (location, problem) in &batch.problems {
@@ -193,42 +226,96 @@ impl Catalog {
             self.problems
                 .put(&mut wtxn, &key, &(location.clone(), problem.clone()))?;
             if !problem.shown {
-                if let Some(id) = self.files.get(&wtxn, &key)? {
-                    self.tracks.delete(&mut wtxn, &id)?;
-                    self.manifests.delete(&mut wtxn, &id)?;
-                    self.files.delete(&mut wtxn, &key)?;
-                }
+                self.forget_track(&mut wtxn, &key, &mut seq)?;
             }
         }
-        let mut version = self.meta.get(&wtxn, "version")?.unwrap_or(0);
         let mut next_id = self.meta.get(&wtxn, "next_track")?.unwrap_or(1);
-        for (location, size, mtime_ns, info) in batch.upserts {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let with_problem: std::collections::HashSet<&Location> =
+            batch.problems.iter().map(|(l, _)| l).collect();
+        for (location, size, mtime_ns, info) in &batch.upserts {
             let key = path_key(&location.key());
-            if !batch.problems.iter().any(|(l, _)| l == &location) {
+            if !with_problem.contains(location) {
                 self.problems.delete(&mut wtxn, &key)?;
             }
-            let id = match self.files.get(&wtxn, &key)? {
-                Some(id) => id,
+            let (id, added_secs) = match self.files.get(&wtxn, &key)? {
+                Some(id) => {
+                    let added = self.tracks.get(&wtxn, &id)?.map_or(now, |r| r.added_secs);
+                    (id, added)
+                }
                 None => {
                     next_id += 1;
                     self.files.put(&mut wtxn, &key, &(next_id - 1))?;
-                    next_id - 1
+                    (next_id - 1, now)
                 }
             };
-            version += 1;
+            seq += 1;
             let record = TrackRecord {
-                location,
-                size,
-                mtime_ns,
-                version,
-                info,
+                location: location.clone(),
+                size: *size,
+                mtime_ns: *mtime_ns,
+                version: seq,
+                info: info.clone(),
+                added_secs,
             };
             self.tracks.put(&mut wtxn, &id, &record)?;
         }
-        self.meta.put(&mut wtxn, "version", &version)?;
+        self.meta.put(&mut wtxn, "version", &seq)?;
         self.meta.put(&mut wtxn, "next_track", &next_id)?;
         wtxn.commit()?;
         Ok(())
+    }
+
+    /// Removes the track stored for a file key (if any), recording the removal's sequence number.
+    fn forget_track(
+        &self,
+        wtxn: &mut heed::RwTxn,
+        key: &[u8; 16],
+        seq: &mut u64,
+    ) -> Result<(), CatalogError> {
+        if let Some(id) = self.files.get(wtxn, key)? {
+            self.tracks.delete(wtxn, &id)?;
+            self.manifests.delete(wtxn, &id)?;
+            self.files.delete(wtxn, key)?;
+            *seq += 1;
+            self.removed.put(wtxn, seq, &id)?;
+        }
+        Ok(())
+    }
+
+    /// (catalog id, current change sequence number).
+    pub fn position(&self) -> Result<(u64, u64), CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        Ok((
+            self.meta.get(&rtxn, "catalog_id")?.unwrap_or(0),
+            self.meta.get(&rtxn, "version")?.unwrap_or(0),
+        ))
+    }
+
+    /// Every change after `since` (all tracks when `since` is 0).
+    pub fn changes_since(&self, since: u64) -> Result<Changes, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        let mut changes = Changes {
+            catalog_id: self.meta.get(&rtxn, "catalog_id")?.unwrap_or(0),
+            seq: self.meta.get(&rtxn, "version")?.unwrap_or(0),
+            ..Default::default()
+        };
+        for item in self.tracks.iter(&rtxn)? {
+            let (id, record) = item?;
+            if record.version > since {
+                changes.upserts.push((TrackId(id), record));
+            }
+        }
+        if since > 0 {
+            for item in self.removed.range(&rtxn, &((since + 1)..))? {
+                let (seq, id) = item?;
+                changes.removed.push((seq, TrackId(id)));
+            }
+        }
+        changes.upserts.sort_by_key(|(_, r)| r.version);
+        Ok(changes)
     }
 
     /// The persisted tree, in inode order.
@@ -359,6 +446,35 @@ mod tests {
         })
         .unwrap();
         assert!(c.tracks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn changes_since_gives_upserts_and_removals_after_a_sequence_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(dir.path()).unwrap();
+        let up = |paths: &[&str]| Batch {
+            upserts: paths
+                .iter()
+                .map(|p| (loc(p), 1, 1, TrackInfo::default()))
+                .collect(),
+            ..Default::default()
+        };
+        c.apply(up(&["a.mp3", "b.mp3"])).unwrap();
+        let all = c.changes_since(0).unwrap();
+        assert_eq!((all.seq, all.upserts.len(), all.removed.len()), (2, 2, 0));
+        assert_ne!(all.catalog_id, 0);
+        let b_id = all.upserts[1].0;
+        c.apply(Batch {
+            removed: vec![loc("b.mp3")],
+            ..up(&["c.mp3"])
+        })
+        .unwrap();
+        let later = c.changes_since(2).unwrap();
+        assert_eq!(later.seq, 4);
+        assert_eq!(later.removed, [(3, b_id)]);
+        assert_eq!(later.upserts.len(), 1);
+        assert_eq!(later.upserts[0].1.location.path, "c.mp3");
+        assert_eq!(c.position().unwrap(), (all.catalog_id, 4));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod chunks;
+pub mod feeder;
 pub mod id3v2;
 pub mod names;
 pub mod namespace;
@@ -58,6 +59,7 @@ pub fn run(
     let state = Arc::new(State {
         reader: reader::TrackReader::new(catalog.clone(), store.clone(), origins.clone()),
         catalog,
+        catalog_changed: tokio::sync::Notify::new(),
         generation: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -82,6 +84,10 @@ pub fn run(
     let result = runtime.block_on(async move {
         let data = musicfs_ipc::listen::into_tokio(data)?;
         let admin = musicfs_ipc::listen::into_tokio(admin)?;
+        tokio::spawn(feeder::run(
+            state.clone(),
+            layout.socket(musicfs_ipc::layout::INDEXD),
+        ));
         let scanner = state.clone();
         tokio::task::spawn_blocking(move || rescan(&scanner, &template));
         let admin_server = AdminServer(state.clone());

@@ -210,6 +210,7 @@ mod tests {
             mtime_ns: 0,
             version: 1,
             info: TrackInfo::default(),
+            added_secs: 0,
         };
         let chunks = lens.iter().map(|l| (*l, u128::from(*l))).collect();
         Layout::new(record, Manifest { version: 1, chunks })

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use musicfs_ipc::{
     Attr, DirEntry, Fetch, FetchAdmin, FetchError, FetchStatus, FsStats, Hello, Ino, NodeKind,
-    TrackRef, Unreadable,
+    TrackId, TrackRef, Unreadable,
 };
 use tarpc::context::Context;
 
@@ -26,6 +26,8 @@ pub struct State {
     pub catalog: Catalog,
     /// Bumped on every namespace swap; starts from the clock so a restarted fetchd differs.
     pub generation: std::sync::atomic::AtomicU64,
+    /// Woken when the catalog changed, so the index feeder sends the changes to indexd.
+    pub catalog_changed: tokio::sync::Notify,
     pub namespace: RwLock<Arc<Namespace>>,
     pub reader: TrackReader,
     pub store: Arc<ChunkStore>,
@@ -45,6 +47,7 @@ impl State {
     pub fn set_namespace(&self, ns: Namespace) {
         *self.namespace.write().expect("namespace lock poisoned") = Arc::new(ns);
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.catalog_changed.notify_one();
     }
 }
 
@@ -127,6 +130,11 @@ impl Fetch for FetchServer {
 
     async fn generation(self, _: Context) -> u64 {
         self.0.generation.load(Ordering::Acquire)
+    }
+
+    async fn paths(self, _: Context, tracks: Vec<TrackId>) -> Vec<Option<String>> {
+        let ns = self.0.namespace();
+        tracks.into_iter().map(|t| ns.path_of(t)).collect()
     }
 }
 

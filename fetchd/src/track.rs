@@ -73,6 +73,8 @@ pub struct TrackRecord {
     /// Changes whenever the file's size or mtime changes; reads name the version they expect.
     pub version: u64,
     pub info: TrackInfo,
+    /// When the catalog first saw this file (seconds since the epoch); kept across changes.
+    pub added_secs: i64,
 }
 
 /// A file that could not be catalogued (or was, with a warning), and why.

@@ -12,7 +12,7 @@ use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::services::{FetchAdminClient, FetchClient, WorkerClient};
+use crate::services::{FetchAdminClient, FetchClient, IndexClient, WorkerClient};
 use crate::types::Hello;
 use crate::PROTOCOL_VERSION;
 
@@ -50,6 +50,19 @@ impl Connect for FetchAdminClient {
     }
     fn hello(&self, ctx: Context) -> impl Future<Output = Result<Hello, RpcError>> + Send {
         FetchAdminClient::hello(self, ctx)
+    }
+}
+
+impl Connect for IndexClient {
+    fn start(stream: UnixStream) -> Self {
+        IndexClient::new(
+            tarpc::client::Config::default(),
+            crate::codec::transport(stream),
+        )
+        .spawn()
+    }
+    fn hello(&self, ctx: Context) -> impl Future<Output = Result<Hello, RpcError>> + Send {
+        IndexClient::hello(self, ctx)
     }
 }
 

@@ -27,6 +27,24 @@ pub enum FetchError {
     Catalog(String),
 }
 
+/// What an indexd call can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum IndexError {
+    /// The index is being (re)built; searches answer again once it is.
+    #[error("the index is not ready: {0}")]
+    NotReady(String),
+    /// The query does not parse; the message says where and why.
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    #[error("no such collection: {0}")]
+    NoSuchCollection(String),
+    /// Built-in collections cannot be removed or replaced.
+    #[error("collection {0} is built in")]
+    BuiltinCollection(String),
+    #[error("index failure: {0}")]
+    Index(String),
+}
+
 /// Errors of the small worker services (indexd, plugind) that answer only health for now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum WorkerError {

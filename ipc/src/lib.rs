@@ -20,8 +20,10 @@ pub mod server;
 pub mod services;
 pub mod types;
 
-pub use error::{FetchError, WorkerError};
-pub use services::{Fetch, FetchAdmin, FetchAdminClient, FetchClient, Worker, WorkerClient};
+pub use error::{FetchError, IndexError, WorkerError};
+pub use services::{
+    Fetch, FetchAdmin, FetchAdminClient, FetchClient, Index, IndexClient, Worker, WorkerClient,
+};
 pub use types::*;
 
 /// Version of the wire protocol; both ends compare it in the handshake and refuse to talk on a

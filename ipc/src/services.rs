@@ -1,7 +1,10 @@
 //! The tarpc service traits. Server and client both come from these definitions.
 
-use crate::error::{FetchError, WorkerError};
-use crate::types::{Attr, DirEntry, FetchStatus, FsStats, Health, Hello, Ino, TrackRef};
+use crate::error::{FetchError, IndexError, WorkerError};
+use crate::types::{
+    Attr, Collection, DirEntry, FetchStatus, FsStats, Health, Hello, Hit, IndexBatch, IndexedUpTo,
+    Ino, TrackId, TrackRef,
+};
 
 /// fetchd: the catalog's namespace, track bytes, and status. Every call is idempotent, so the
 /// client may retry any of them across a reconnect.
@@ -24,6 +27,8 @@ pub trait Fetch {
     /// Changes whenever the namespace changes (and when fetchd restarts); mountd then drops the
     /// kernel's cached entries, attributes and listings.
     async fn generation() -> u64;
+    /// Where each track is shown, relative to the mount's root (`None`: not in the tree).
+    async fn paths(tracks: Vec<TrackId>) -> Vec<Option<String>>;
 }
 
 /// fetchd's admin operations, on their own socket: only root, fetchd's own user, or the
@@ -34,7 +39,26 @@ pub trait FetchAdmin {
     async fn status() -> Result<FetchStatus, FetchError>;
 }
 
-/// The part every worker answers (indexd and plugind answer only this for now).
+/// indexd: the search index over the catalog, and saved collections. fetchd feeds it catalog
+/// changes; mountd and `musicfsctl` search it.
+#[tarpc::service]
+pub trait Index {
+    async fn hello() -> Hello;
+    async fn health() -> Result<Health, WorkerError>;
+    /// What the index holds (committed), so the feeder knows what to send next.
+    async fn indexed_up_to() -> Result<IndexedUpTo, IndexError>;
+    /// Applies and commits one batch of catalog changes; returns what is now committed.
+    async fn apply(batch: IndexBatch) -> Result<IndexedUpTo, IndexError>;
+    /// Runs a query (see doc/SEARCH.md for the language), best hits first, at most `limit`.
+    async fn search(query: String, limit: u32) -> Result<Vec<Hit>, IndexError>;
+    /// Saved and built-in collections.
+    async fn collections() -> Result<Vec<Collection>, IndexError>;
+    /// Saves (or replaces) a collection; the query must parse.
+    async fn add_collection(name: String, query: String) -> Result<(), IndexError>;
+    async fn remove_collection(name: String) -> Result<(), IndexError>;
+}
+
+/// The part every worker answers (plugind answers only this for now).
 #[tarpc::service]
 pub trait Worker {
     async fn hello() -> Hello;

@@ -116,3 +116,66 @@ pub struct FetchStatus {
     pub cache_chunks: u64,
     pub cache_bytes: u64,
 }
+
+/// One track as indexd indexes it (sent by fetchd as the catalog changes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexDoc {
+    pub track: TrackId,
+    pub artists: Vec<String>,
+    pub album_artists: Vec<String>,
+    pub album: Option<String>,
+    pub title: Option<String>,
+    pub genres: Vec<String>,
+    pub composers: Vec<String>,
+    pub year: Option<u32>,
+    pub track_number: Option<u32>,
+    /// Container format (`flac`, `mpeg`, ...).
+    pub format: String,
+    /// File name extension, lower case (`flac`, `mp3`, ...), for result names.
+    pub ext: String,
+    pub duration_ms: u64,
+    /// The origin's name (its path or URL).
+    pub origin: String,
+    /// When the catalog first saw the track (seconds since the epoch).
+    pub added_secs: i64,
+    /// The file name without extension: the title of an untagged track.
+    pub file_stem: String,
+}
+
+/// Catalog changes after `from_seq` up to and including `to_seq`. `reset` asks indexd to drop
+/// everything first (a new or rebuilt catalog).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexBatch {
+    /// Identifies the catalog; indexd rebuilds when it changes.
+    pub catalog_id: u64,
+    pub reset: bool,
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub upserts: Vec<IndexDoc>,
+    pub removed: Vec<TrackId>,
+}
+
+/// What indexd has committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedUpTo {
+    pub catalog_id: u64,
+    pub seq: u64,
+}
+
+/// One search result, with what a result's name is made of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    pub track: TrackId,
+    pub artist: String,
+    pub title: String,
+    pub ext: String,
+}
+
+/// A saved query shown under `/.collections/<name>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Collection {
+    pub name: String,
+    pub query: String,
+    /// Built in (Recently Added, decades, genres): cannot be removed.
+    pub builtin: bool,
+}

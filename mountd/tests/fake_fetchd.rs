@@ -131,6 +131,10 @@ impl Fetch for FakeFetchd {
         1
     }
 
+    async fn paths(self, _: Context, tracks: Vec<TrackId>) -> Vec<Option<String>> {
+        tracks.iter().map(|_| None).collect()
+    }
+
     async fn statfs(self, _: Context) -> Result<FsStats, FetchError> {
         Ok(FsStats {
             files: 1,
