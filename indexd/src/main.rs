@@ -24,5 +24,5 @@ fn main() -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let listener = musicfs_ipc::listen::take_or_bind(&state.socket(musicfs_indexd::SERVICE))?;
     sandbox::enter(Policy::indexd(&state, &config))?;
-    musicfs_indexd::run(listener)
+    musicfs_indexd::run(listener, &state.index())
 }
