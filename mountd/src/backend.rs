@@ -9,7 +9,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use musicfs_ipc::client::{CallError, Reconnecting};
-use musicfs_ipc::{Attr, DirEntry, FetchClient, FetchError, FsStats, Hello, Ino, TrackRef};
+use musicfs_ipc::{
+    Attr, DirEntry, FetchClient, FetchError, FsStats, Hello, IndexError, Ino, TrackRef,
+};
 use tokio::runtime::Handle;
 
 /// Why a backend call failed.
@@ -24,6 +26,9 @@ pub enum BackendError {
     /// fetchd answered, but not in a way this build understands.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// indexd answered a search with an error.
+    #[error(transparent)]
+    Index(#[from] IndexError),
 }
 
 impl From<CallError> for BackendError {

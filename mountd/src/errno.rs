@@ -2,7 +2,7 @@
 //! variant does not compile until someone decides what the kernel should see for it.
 
 use libc::c_int;
-use musicfs_ipc::FetchError;
+use musicfs_ipc::{FetchError, IndexError};
 
 use crate::backend::BackendError;
 use crate::core::FsError;
@@ -29,11 +29,25 @@ impl ToErrno for FetchError {
     }
 }
 
+impl ToErrno for IndexError {
+    fn errno(&self) -> c_int {
+        match self {
+            // A query that does not parse names nothing.
+            IndexError::BadQuery(_) | IndexError::NoSuchCollection(_) => libc::ENOENT,
+            // The index is being built: try again shortly.
+            IndexError::NotReady(_) => libc::EAGAIN,
+            IndexError::BuiltinCollection(_) => libc::EPERM,
+            IndexError::Index(_) => libc::EIO,
+        }
+    }
+}
+
 impl ToErrno for BackendError {
     fn errno(&self) -> c_int {
         match self {
             BackendError::Fetch(err) => err.errno(),
             BackendError::Unavailable(_) | BackendError::Protocol(_) => libc::EIO,
+            BackendError::Index(err) => err.errno(),
         }
     }
 }

@@ -34,6 +34,16 @@ use crate::errno::ToErrno;
 /// How long the kernel may cache entries and attributes. Long, because the tree changes only
 /// when fetchd's namespace does, and then [`crate::invalidate`] drops the kernel's caches.
 pub const TTL: Duration = Duration::from_secs(3600);
+/// Search results (`/.search`, `/.collections`) change with the index, not the tree: the kernel
+/// keeps them only briefly.
+pub const VIRTUAL_TTL: Duration = crate::views::FRESH_FOR;
+
+fn ttl(ino: u64) -> &'static Duration {
+    match crate::views::is_virtual(ino) {
+        true => &VIRTUAL_TTL,
+        false => &TTL,
+    }
+}
 /// Largest read the kernel is asked to send in one request, and the block size `stat` reports.
 pub const MAX_IO: u32 = 1 << 20;
 /// Inode numbers are never reused for another node, so the generation is always 0.
@@ -176,14 +186,14 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.core.lookup(parent.0, name) {
-            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), GENERATION),
+            Ok(attr) => reply.entry(ttl(attr.ino), &self.file_attr(&attr), GENERATION),
             Err(err) => reply.error(errno("lookup", &err)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.core.getattr(ino.0) {
-            Ok(attr) => reply.attr(&TTL, &self.file_attr(&attr)),
+            Ok(attr) => reply.attr(ttl(attr.ino), &self.file_attr(&attr)),
             Err(err) => reply.error(errno("getattr", &err)),
         }
     }
@@ -312,7 +322,8 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
             Ok(page) => {
                 for (next, entry) in page.iter() {
                     let attr = self.file_attr(&entry.attr);
-                    if reply.add(attr.ino, next, &entry.name, &TTL, &attr, GENERATION) {
+                    let ttl = ttl(attr.ino.0);
+                    if reply.add(attr.ino, next, &entry.name, ttl, &attr, GENERATION) {
                         break;
                     }
                 }

@@ -16,6 +16,8 @@ pub mod errno;
 pub mod fuse;
 pub mod invalidate;
 pub mod notify;
+pub mod search;
+pub mod views;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fuser::{MountOption, SessionACL};
 use musicfs_ipc::client::Reconnecting;
-use musicfs_ipc::layout::{MountdRecord, StateDir, FETCHD};
+use musicfs_ipc::layout::{MountdRecord, StateDir, FETCHD, INDEXD};
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
@@ -34,6 +36,8 @@ use tracing::{debug, info};
 use crate::backend::RpcBackend;
 use crate::core::FsCore;
 use crate::fuse::{FuseAdapter, MAX_IO};
+use crate::search::{RpcSearch, SEARCH_DEADLINE};
+use crate::views::Views;
 
 /// Threads driving the fetchd connection.
 const RPC_THREADS: usize = 2;
@@ -67,7 +71,13 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
     let shutdown = Shutdown::install(&runtime)?;
     let (ended, session_ended) = oneshot::channel();
-    let core = Arc::new(FsCore::new(backend));
+    let index_socket = StateDir::new(&opts.state_dir).socket(INDEXD);
+    let search = RpcSearch::new(
+        runtime.handle().clone(),
+        Reconnecting::new(INDEXD, &index_socket, SEARCH_DEADLINE),
+        Reconnecting::new(FETCHD, &socket, opts.retry_for),
+    );
+    let core = Arc::new(FsCore::new(Views::new(backend, search)));
     let fs = FuseAdapter::new(core.clone(), ended);
     let mountpoint = opts.mountpoint.display();
     let session = fuser::spawn_mount(fs, &opts.mountpoint, &mount_config())

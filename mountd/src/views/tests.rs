@@ -1,0 +1,161 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use musicfs_ipc::IndexError;
+
+use super::*;
+use crate::errno::ToErrno;
+
+/// A library with nothing but its root.
+struct EmptyLibrary;
+
+impl Backend for EmptyLibrary {
+    fn lookup(&self, _: Ino, _: &str) -> Result<Attr, BackendError> {
+        Err(FetchError::NotFound.into())
+    }
+    fn getattr(&self, ino: Ino) -> Result<Attr, BackendError> {
+        Ok(dir_attr(ino, UNIX_EPOCH))
+    }
+    fn readdir(&self, _: Ino) -> Result<Vec<DirEntry>, BackendError> {
+        Ok(Vec::new())
+    }
+    fn readlink(&self, _: Ino) -> Result<String, BackendError> {
+        Err(FetchError::NotASymlink.into())
+    }
+    fn read(&self, _: TrackRef, _: u64, _: u32) -> Result<Vec<u8>, BackendError> {
+        Ok(Vec::new())
+    }
+    fn xattrs(&self, _: Ino) -> Result<Vec<(String, String)>, BackendError> {
+        Ok(Vec::new())
+    }
+    fn statfs(&self) -> Result<FsStats, BackendError> {
+        Ok(FsStats { files: 0, bytes: 0 })
+    }
+    fn generation(&self) -> Result<u64, BackendError> {
+        Ok(1)
+    }
+}
+
+/// Answers `björk` with two hits (one not in the tree), `later` with NotReady, `(` with
+/// BadQuery; one saved collection `Nordic` = `björk`.
+#[derive(Default)]
+struct FakeIndex {
+    searches: AtomicUsize,
+}
+
+impl Search for FakeIndex {
+    fn search(&self, query: &str, _: u32) -> Result<Vec<Hit>, BackendError> {
+        self.searches.fetch_add(1, Ordering::SeqCst);
+        let hit = |id, artist: &str, title: &str| Hit {
+            track: TrackId(id),
+            artist: artist.into(),
+            title: title.into(),
+            ext: "flac".into(),
+        };
+        match query {
+            "björk" => Ok(vec![
+                hit(1, "Björk", "Joga"),
+                hit(2, "Björk", "Gone"),
+                hit(3, "AC/DC", "T"),
+            ]),
+            "later" => Err(IndexError::NotReady("rebuilding".into()).into()),
+            _ => Err(IndexError::BadQuery(format!("cannot parse {query:?}")).into()),
+        }
+    }
+    fn collections(&self) -> Result<Vec<(String, String)>, BackendError> {
+        Ok(vec![("Nordic".into(), "björk".into())])
+    }
+    fn paths(&self, tracks: Vec<TrackId>) -> Result<Vec<Option<String>>, BackendError> {
+        Ok(tracks
+            .into_iter()
+            .map(|t| match t.0 {
+                1 => Some("Björk/Homogenic (1997)/03 Joga.flac".into()),
+                3 => Some("AC∕DC/X/01 T.flac".into()),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+fn views() -> Views<EmptyLibrary, FakeIndex> {
+    Views::new(EmptyLibrary, FakeIndex::default())
+}
+
+fn names(entries: &[DirEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.name.as_str()).collect()
+}
+
+#[test]
+fn the_virtual_directories_answer_lookups_but_stay_out_of_the_root_listing() {
+    let v = views();
+    assert!(v.readdir(ROOT_INO).unwrap().is_empty());
+    assert_eq!(
+        v.lookup(ROOT_INO, COLLECTIONS_NAME).unwrap().kind,
+        NodeKind::Dir
+    );
+    let search = v.lookup(ROOT_INO, SEARCH_NAME).unwrap();
+    assert_eq!(search.kind, NodeKind::Dir);
+    assert!(
+        v.readdir(search.ino).unwrap().is_empty(),
+        "/.search lists nothing"
+    );
+}
+
+#[test]
+fn a_query_directory_holds_ranked_symlinks_into_the_tree() {
+    let v = views();
+    let search = v.lookup(ROOT_INO, SEARCH_NAME).unwrap().ino;
+    let dir = v.lookup(search, "björk").unwrap();
+    assert_eq!(dir.kind, NodeKind::Dir);
+    let entries = v.readdir(dir.ino).unwrap();
+    // The hit that is not in the tree is left out; `/` in a tag cannot make a directory.
+    assert_eq!(
+        names(&entries),
+        ["001 Björk - Joga.flac", "002 AC∕DC - T.flac"]
+    );
+    assert_eq!(entries[0].attr.kind, NodeKind::Symlink);
+    assert_eq!(
+        v.readlink(entries[0].attr.ino).unwrap(),
+        "../../Björk/Homogenic (1997)/03 Joga.flac"
+    );
+    let looked_up = v.lookup(dir.ino, "002 AC∕DC - T.flac").unwrap();
+    assert_eq!(
+        v.readlink(looked_up.ino).unwrap(),
+        "../../AC∕DC/X/01 T.flac"
+    );
+    // Within FRESH_FOR the listing is reused: lookup + readdir + lookup ran one search.
+    assert_eq!(v.search.searches.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn bad_queries_are_enoent_and_an_index_being_built_is_eagain() {
+    let v = views();
+    let search = v.lookup(ROOT_INO, SEARCH_NAME).unwrap().ino;
+    assert_eq!(v.lookup(search, "(").unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(v.lookup(search, "later").unwrap_err().errno(), libc::EAGAIN);
+}
+
+#[test]
+fn collections_list_their_saved_queries_results() {
+    let v = views();
+    let collections = v.lookup(ROOT_INO, COLLECTIONS_NAME).unwrap().ino;
+    let entries = v.readdir(collections).unwrap();
+    assert_eq!(names(&entries), ["Nordic"]);
+    assert_eq!(v.readdir(entries[0].attr.ino).unwrap().len(), 2);
+    assert_eq!(
+        v.lookup(collections, "Nope").unwrap_err().errno(),
+        libc::ENOENT
+    );
+}
+
+#[test]
+fn long_names_are_cut_to_fit_with_their_extension() {
+    let hit = Hit {
+        track: TrackId(1),
+        artist: "A".repeat(200),
+        title: "é".repeat(100),
+        ext: "flac".into(),
+    };
+    let name = result_name(7, 3, &hit);
+    assert!(name.len() <= 255, "{}", name.len());
+    assert!(name.starts_with("007 AAA") && name.ends_with(".flac"));
+}
