@@ -23,6 +23,33 @@ pub enum Command {
     Mount(MountArgs),
     /// Show the supervisor, the workers, the catalog and the scan.
     Status(StatusArgs),
+    /// Search the library (query language: doc/SEARCH.md).
+    Search(SearchArgs),
+    /// Saved searches shown under /.collections/.
+    #[command(subcommand)]
+    Collection(CollectionCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The query, e.g. `artist:bjork year:1990..1999` (quote it for the shell).
+    pub query: String,
+    /// At most this many results.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+    /// Print JSON: [{"rank","track","artist","title","path"}].
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CollectionCommand {
+    /// Save QUERY as /.collections/NAME/.
+    Add { name: String, query: String },
+    /// List built-in and saved collections (name, query, kind).
+    List,
+    /// Remove a saved collection.
+    Remove { name: String },
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod programs;
 pub mod progress;
 pub mod record;
 pub mod report;
+pub mod search;
 pub mod spawn;
 pub mod status;
 pub mod supervisor;
@@ -36,5 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => status::run(&StateDir::new(state_root), &args),
+        Command::Search(args) => search::search(&StateDir::new(state_root), &args),
+        Command::Collection(command) => search::collection(&StateDir::new(state_root), &command),
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use musicfs_ipc::client::{CallError, Connect, Reconnecting};
 use musicfs_ipc::layout::{self, MountdRecord, StateDir};
-use musicfs_ipc::{FetchAdminClient, FetchStatus, ScanState, WorkerClient};
+use musicfs_ipc::{FetchAdminClient, FetchStatus, IndexClient, ScanState, WorkerClient};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
 use tokio::time::Instant;
@@ -146,8 +146,18 @@ async fn ask_fetchd(state: &StateDir) -> (Answer, Option<FetchStatus>) {
 }
 
 async fn ask_worker(name: &'static str, state: &StateDir) -> Answer {
-    let client = client::<WorkerClient>(name, state);
-    match ask(&client, |c, ctx| async move { c.health(ctx).await }).await {
+    // indexd serves the Index service, plugind the plain Worker one; both answer `health`.
+    let health = match name {
+        layout::INDEXD => {
+            let client = client::<IndexClient>(name, state);
+            ask(&client, |c, ctx| async move { c.health(ctx).await }).await
+        }
+        _ => {
+            let client = client::<WorkerClient>(name, state);
+            ask(&client, |c, ctx| async move { c.health(ctx).await }).await
+        }
+    };
+    match health {
         Ok(Ok(health)) => Answer {
             pid: Some(health.pid),
             healthy: health.ok,
