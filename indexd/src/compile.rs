@@ -143,8 +143,11 @@ impl<'a> Compiler<'a> {
 
     /// The tracks with the `n` greatest `added_secs` (ties: the first indexed).
     fn recent(&self, n: u32) -> tantivy::Result<Boxed> {
-        let newest =
-            TopDocs::with_limit(n as usize).order_by_fast_field::<i64>(ADDED_SECS, Order::Desc);
+        let n = u64::from(n).min(self.searcher.num_docs()) as usize;
+        if n == 0 {
+            return Ok(Box::new(EmptyQuery));
+        }
+        let newest = TopDocs::with_limit(n).order_by_fast_field::<i64>(ADDED_SECS, Order::Desc);
         let docs = self.searcher.search(&AllQuery, &newest)?;
         let mut terms = Vec::with_capacity(docs.len());
         for (_, address) in docs {

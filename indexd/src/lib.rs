@@ -7,8 +7,8 @@
 //!
 //! Code map: `schema.rs` (fields, analyzers, documents), `query.rs` (the query language's
 //! parser), `compile.rs` (parsed query → tantivy query), `store.rs` (open/rebuild, apply,
-//! commit with the catalog sequence), `search.rs` (ranking and hits), `collections.rs` (saved
-//! and built-in collections), `service.rs` (the tarpc service).
+//! commit with the catalog sequence), `search.rs` (query to hits), `rank.rs` (the order of
+//! hits), `collections.rs` (saved and built-in collections), `service.rs` (the tarpc service).
 
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -16,6 +16,7 @@ use std::path::Path;
 pub mod collections;
 pub mod compile;
 pub mod query;
+pub mod rank;
 pub mod schema;
 pub mod search;
 pub mod service;

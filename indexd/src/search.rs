@@ -1,20 +1,16 @@
 //! Running a query: parse, compile against the current searcher, rank, and turn the best
 //! documents into [`Hit`]s.
 //!
-//! Ranking is BM25 (tantivy's score), ties broken by artist, album and track number (the
-//! folded sort keys of `schema.rs`; a track without album or number comes after those with
-//! one). The ordering is one tantivy sort key, so the cut at `limit` honours the ties too.
+//! Ranking is BM25 (tantivy's score), ties broken by artist, album and track number (see
+//! `rank.rs`). The ordering is one sort key, so the cut at `limit` honours the ties too.
 
 use musicfs_ipc::{Hit, IndexError, TrackId};
-use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue, SortByString};
-use tantivy::collector::TopDocs;
 use tantivy::schema::Value;
-use tantivy::{DocAddress, Order, TantivyDocument};
+use tantivy::{DocAddress, TantivyDocument};
 
 use crate::compile::Compiler;
-use crate::query;
-use crate::schema::{ALBUM_SORT, ARTIST_SORT, TRACK_NUMBER};
 use crate::store::IndexStore;
+use crate::{query, rank};
 
 /// Runs `query` on what the index has committed: best hits first, at most `limit`.
 pub fn search(store: &IndexStore, query: &str, limit: u32) -> Result<Vec<Hit>, IndexError> {
@@ -24,30 +20,19 @@ pub fn search(store: &IndexStore, query: &str, limit: u32) -> Result<Vec<Hit>, I
             "the index is being rebuilt from the catalog".to_owned(),
         ));
     }
+    let failed = |e: tantivy::TantivyError| IndexError::Index(format!("search failed: {e}"));
+    let searcher = store.searcher();
+    // tantivy reserves room for the limit up front: never more than there are tracks.
+    let limit = u64::from(limit).min(searcher.num_docs()) as usize;
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let failed = |e: tantivy::TantivyError| IndexError::Index(format!("search failed: {e}"));
-    let searcher = store.searcher();
     let compiled = Compiler::new(store.fields(), &searcher, store.analyzers())
         .compile(&parsed)
         .map_err(failed)?;
-    // Nested pairs rather than a 4-tuple: tantivy 0.27's 4-tuple sort key ignores the orders
-    // of its parts when merging segments (it sorts every part descending).
-    let ranking = TopDocs::with_limit(limit as usize).order_by((
-        (SortBySimilarityScore, Order::Desc),
-        (
-            (SortByString::for_field(ARTIST_SORT), Order::Asc),
-            (
-                (SortByString::for_field(ALBUM_SORT), Order::Asc),
-                (
-                    SortByStaticFastValue::<u64>::for_field(TRACK_NUMBER),
-                    Order::Asc,
-                ),
-            ),
-        ),
-    ));
-    let best = searcher.search(&compiled, &ranking).map_err(failed)?;
+    let best = searcher
+        .search(&compiled, &rank::top(store.tie_order(&searcher)?, limit))
+        .map_err(failed)?;
     best.into_iter()
         .map(|(_, address)| hit(store, &searcher, address).map_err(failed))
         .collect()

@@ -12,12 +12,13 @@
 //! ready" until the feeder (which sees seq 0) has sent the catalog again.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use musicfs_ipc::{Collection, IndexBatch, IndexError, IndexedUpTo};
 use serde::{Deserialize, Serialize};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyError, Term};
 
+use crate::rank::TieOrder;
 use crate::schema::{self, Analyzers, Fields};
 
 /// The index's subdirectory of the index dir (collections.json sits beside it).
@@ -44,8 +45,36 @@ pub struct IndexStore {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     committed: Mutex<IndexedUpTo>,
-    /// Built-in collections, with the searcher generation they were computed from.
-    builtins: Mutex<Option<(u64, Vec<Collection>)>>,
+    /// Built-in collections and the ranking's tie order, as of the last commit.
+    builtins: PerCommit<Vec<Collection>>,
+    tie_order: PerCommit<Arc<TieOrder>>,
+}
+
+/// A value computed from the index, kept until the next commit.
+struct PerCommit<T>(Mutex<Option<(u64, T)>>);
+
+impl<T: Clone> PerCommit<T> {
+    fn new() -> Self {
+        Self(Mutex::new(None))
+    }
+
+    /// The value for `searcher`'s commit, computed by `compute` unless already known.
+    fn get(
+        &self,
+        searcher: &Searcher,
+        compute: impl FnOnce(&Searcher) -> tantivy::Result<T>,
+    ) -> tantivy::Result<T> {
+        let generation = searcher.generation().generation_id();
+        let mut slot = lock(&self.0);
+        match slot.as_ref() {
+            Some((known, value)) if *known == generation => Ok(value.clone()),
+            _ => {
+                let value = compute(searcher)?;
+                *slot = Some((generation, value.clone()));
+                Ok(value)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for IndexStore {
@@ -154,7 +183,8 @@ impl IndexStore {
             reader,
             writer: Mutex::new(writer),
             committed: Mutex::new(committed),
-            builtins: Mutex::new(None),
+            builtins: PerCommit::new(),
+            tie_order: PerCommit::new(),
         })
     }
 
@@ -258,24 +288,28 @@ impl IndexStore {
         prepared.set_payload(&payload);
         prepared.commit()?;
         *lock(&self.committed) = up_to;
-        self.reader.reload()?;
+        // The commit holds; a reader that cannot see it yet is retried at the next commit.
+        if let Err(e) = self.reader.reload() {
+            tracing::warn!(
+                "cannot reload the index after committing seq {}: {e}",
+                up_to.seq
+            );
+        }
         Ok(up_to)
     }
 
     /// The built-in collections of the current commit (computed once per commit).
     pub fn builtin_collections(&self) -> Result<Vec<Collection>, IndexError> {
-        let searcher = self.searcher();
-        let generation = searcher.generation().generation_id();
-        let mut cache = lock(&self.builtins);
-        if let Some((cached, builtins)) = cache.as_ref() {
-            if *cached == generation {
-                return Ok(builtins.clone());
-            }
-        }
-        let builtins = crate::collections::builtins(&searcher)
-            .map_err(|e| IndexError::Index(format!("cannot list genres and decades: {e}")))?;
-        *cache = Some((generation, builtins.clone()));
-        Ok(builtins)
+        self.builtins
+            .get(&self.searcher(), crate::collections::builtins)
+            .map_err(|e| IndexError::Index(format!("cannot list genres and decades: {e}")))
+    }
+
+    /// The ranking's tie order for `searcher`'s commit (computed once per commit).
+    pub fn tie_order(&self, searcher: &Searcher) -> Result<Arc<TieOrder>, IndexError> {
+        self.tie_order
+            .get(searcher, |s| TieOrder::build(s).map(Arc::new))
+            .map_err(|e| IndexError::Index(format!("cannot order artists and albums: {e}")))
     }
 
     /// Stages a batch without committing, as a crash between the two would leave it (tests).

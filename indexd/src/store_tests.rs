@@ -96,6 +96,17 @@ fn a_crash_before_the_commit_never_advances_the_seq() {
 }
 
 #[test]
+fn an_empty_catalog_is_ready_and_finds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IndexStore::open(dir.path()).unwrap();
+    store.apply(&reset(0, Vec::new())).unwrap();
+    assert!(store.is_ready());
+    for query in ["blur", "recent:200", "-blur", "year:1990.."] {
+        assert_eq!(search(&store, query, 1000).unwrap(), Vec::new(), "{query}");
+    }
+}
+
+#[test]
 fn upserts_replace_and_removals_delete() {
     let dir = tempfile::tempdir().unwrap();
     let store = IndexStore::open(dir.path()).unwrap();
