@@ -32,7 +32,7 @@ use crate::chunks::ChunkStore;
 use crate::namespace::Namespace;
 use crate::origins::Origins;
 use crate::service::{AdminServer, FetchServer, State};
-use crate::template::Template;
+use crate::template::Templates;
 
 pub struct Options {
     pub state_dir: PathBuf,
@@ -50,7 +50,8 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let layout = StateDir::new(&opts.state_dir);
-    let template = Template::parse(&opts.config.template).map_err(anyhow::Error::msg)?;
+    let templates =
+        Templates::parse(&opts.config.template, &opts.config.views).map_err(anyhow::Error::msg)?;
     let catalog = Catalog::open(&layout.catalog())?;
     let store = Arc::new(ChunkStore::open(&layout.chunks()).context("opening the chunk store")?);
     let stats = Arc::default();
@@ -89,7 +90,7 @@ pub fn run(
             layout.socket(musicfs_ipc::layout::INDEXD),
         ));
         let scanner = state.clone();
-        tokio::task::spawn_blocking(move || rescan(&scanner, &template));
+        tokio::task::spawn_blocking(move || rescan(&scanner, &templates));
         let admin_server = AdminServer(state.clone());
         let server = FetchServer(state);
         let serve = musicfs_ipc::serve_unix!(data, server.clone().serve());
@@ -115,12 +116,12 @@ pub fn run(
 
 /// Scans all origins and, when anything changed (or the tree was never built), renders the
 /// namespace again and swaps it in.
-fn rescan(state: &State, template: &Template) {
+fn rescan(state: &State, templates: &Templates) {
     let started = Instant::now();
     let result = scan::scan(&state.origins, &state.catalog, &state.progress).and_then(|summary| {
         let tracks = state.catalog.tracks()?;
         let mut inodes = state.catalog.inode_allocator()?;
-        let (ns, nodes) = Namespace::build(&tracks, template, &mut inodes)?;
+        let (ns, nodes) = Namespace::build(&tracks, templates, &mut inodes)?;
         inodes.commit(&nodes)?;
         state.set_namespace(ns);
         Ok(summary)

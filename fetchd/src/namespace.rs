@@ -8,7 +8,7 @@ use musicfs_ipc::{Attr, DirEntry, FetchError, Ino, NodeKind, TrackId, TrackRef, 
 
 use crate::catalog::{CatalogError, InodeAllocator, Node};
 use crate::names::NameSet;
-use crate::template::Template;
+use crate::template::{Templates, VIEWS_DIR};
 use crate::track::TrackRecord;
 
 #[derive(Debug, Default)]
@@ -27,7 +27,26 @@ impl Namespace {
         for (ino, node) in nodes {
             ns.insert(ino, node);
         }
+        // Search results link to a track's place in the main tree, never in a view.
+        let main_tree: Vec<(TrackId, Ino)> = ns
+            .nodes
+            .iter()
+            .filter_map(|(ino, node)| Some((node.track?.id, *ino)))
+            .filter(|(_, ino)| !ns.in_views(*ino))
+            .collect();
+        ns.tracks = main_tree.into_iter().collect();
         ns
+    }
+
+    /// Whether a node lies under `/.views`.
+    fn in_views(&self, mut ino: Ino) -> bool {
+        while let Some(node) = self.nodes.get(&ino) {
+            if node.parent == ROOT_INO {
+                return node.name == VIEWS_DIR;
+            }
+            ino = node.parent;
+        }
+        false
     }
 
     fn insert(&mut self, ino: Ino, node: Node) {
@@ -42,9 +61,6 @@ impl Namespace {
         if node.kind == NodeKind::Dir {
             self.children.entry(ino).or_default();
         }
-        if let Some(track) = node.track {
-            self.tracks.insert(track.id, ino);
-        }
         self.nodes.insert(ino, node);
     }
 
@@ -53,15 +69,21 @@ impl Namespace {
     /// node list to persist.
     pub fn build(
         tracks: &[(TrackId, TrackRecord)],
-        template: &Template,
+        templates: &Templates,
         inodes: &mut InodeAllocator<'_>,
     ) -> Result<(Self, Vec<(Ino, Node)>), CatalogError> {
-        let mut order: Vec<&(TrackId, TrackRecord)> = tracks.iter().collect();
-        order.sort_by(|a, b| a.1.location.cmp(&b.1.location));
-        let rendered: Vec<Vec<String>> = order
+        let mut sorted: Vec<&(TrackId, TrackRecord)> = tracks.iter().collect();
+        sorted.sort_by(|a, b| a.1.location.cmp(&b.1.location));
+        // Every place each track appears: the main tree first, then each view.
+        let (order, rendered): (Vec<&(TrackId, TrackRecord)>, Vec<Vec<String>>) = sorted
             .iter()
-            .map(|(_, r)| template.render(&r.info, &r.location))
-            .collect();
+            .flat_map(|t| {
+                templates
+                    .render_all(&t.1.info, &t.1.location)
+                    .into_iter()
+                    .map(move |parts| (*t, parts))
+            })
+            .unzip();
 
         // Directories first (a directory name is never renamed), then files claim names.
         let mut dirs: BTreeSet<String> = BTreeSet::new();
@@ -189,9 +211,14 @@ impl Namespace {
         Some(parts.join("/"))
     }
 
+    /// (tracks in the main tree, directories everywhere).
     pub fn counts(&self) -> (u64, u64) {
-        let files = self.tracks.len() as u64;
-        (files, self.nodes.len() as u64 - files)
+        let dirs = self
+            .nodes
+            .values()
+            .filter(|n| n.kind == NodeKind::Dir)
+            .count();
+        (self.tracks.len() as u64, dirs as u64)
     }
 }
 
@@ -260,12 +287,21 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-        let template = Template::parse(DEFAULT_TEMPLATE).unwrap();
+        let templates = Templates::parse(DEFAULT_TEMPLATE, &views()).unwrap();
         let tracks = catalog.tracks().unwrap();
         let mut alloc = catalog.inode_allocator().unwrap();
-        let (ns, nodes) = Namespace::build(&tracks, &template, &mut alloc).unwrap();
+        let (ns, nodes) = Namespace::build(&tracks, &templates, &mut alloc).unwrap();
         alloc.commit(&nodes).unwrap();
         (dir, catalog, ns)
+    }
+
+    /// One view, by genre.
+    fn views() -> std::collections::BTreeMap<String, String> {
+        [(
+            "By Genre".to_owned(),
+            "$genre/$albumartist/$title.$ext".to_owned(),
+        )]
+        .into()
     }
 
     fn resolve(ns: &Namespace, path: &str) -> Result<Attr, FetchError> {
@@ -290,7 +326,22 @@ mod tests {
             .map(|e| e.name)
             .collect();
         assert_eq!(names, ["01 One.flac", "02 Two.flac"]);
-        assert_eq!(ns.counts(), (2, 3));
+    }
+
+    #[test]
+    fn views_show_the_same_tracks_under_their_own_template() {
+        let mut one = info("A", "B", "One", 1);
+        one.genres = vec!["Jazz".into()];
+        let (_d, _c, ns) = build(vec![("x/1.flac", one)]);
+        let main = resolve(&ns, "A/B/01 One.flac").unwrap();
+        let view = resolve(&ns, ".views/By Genre/Jazz/A/One.flac").unwrap();
+        assert_eq!(main.track, view.track);
+        assert_ne!(main.ino, view.ino);
+        // Search results point into the main tree, never into a view.
+        assert_eq!(
+            ns.path_of(main.track.unwrap().id).unwrap(),
+            "A/B/01 One.flac"
+        );
     }
 
     #[test]
@@ -314,9 +365,9 @@ mod tests {
         let (_d, catalog, ns) = build(vec![("1.ogg", info("A", "B", "One", 1))]);
         let before = resolve(&ns, "A/B/01 One.ogg").unwrap().ino;
         let tracks = catalog.tracks().unwrap();
-        let template = Template::parse(DEFAULT_TEMPLATE).unwrap();
+        let templates = Templates::parse(DEFAULT_TEMPLATE, &views()).unwrap();
         let mut alloc = catalog.inode_allocator().unwrap();
-        let (again, nodes) = Namespace::build(&tracks, &template, &mut alloc).unwrap();
+        let (again, nodes) = Namespace::build(&tracks, &templates, &mut alloc).unwrap();
         alloc.commit(&nodes).unwrap();
         assert_eq!(resolve(&again, "A/B/01 One.ogg").unwrap().ino, before);
         let reloaded = Namespace::from_nodes(catalog.nodes().unwrap());

@@ -18,6 +18,47 @@ enum Piece {
     Var(String),
 }
 
+/// The directory holding the configured views (`/.views/<name>/...`).
+pub const VIEWS_DIR: &str = ".views";
+
+/// The main tree's template and each view's, as configured.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    main: Template,
+    views: Vec<(String, Template)>,
+}
+
+impl Templates {
+    /// Parses the main template and every `(name, template)` view; an error names the view.
+    pub fn parse(
+        main: &str,
+        views: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self, String> {
+        let views = views
+            .iter()
+            .map(|(name, text)| {
+                let template = Template::parse(text).map_err(|e| format!("view {name}: {e}"))?;
+                Ok((sanitize(name, "view"), template))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            main: Template::parse(main)?,
+            views,
+        })
+    }
+
+    /// Every path a track appears at: the main tree's, then `.views/<name>/...` for each view.
+    pub fn render_all(&self, info: &TrackInfo, location: &Location) -> Vec<Vec<String>> {
+        let mut all = vec![self.main.render(info, location)];
+        for (name, template) in &self.views {
+            let mut parts = vec![VIEWS_DIR.to_owned(), name.clone()];
+            parts.extend(template.render(info, location));
+            all.push(parts);
+        }
+        all
+    }
+}
+
 /// A parsed template: one list of pieces per path component.
 #[derive(Debug, Clone)]
 pub struct Template {

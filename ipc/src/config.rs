@@ -7,6 +7,9 @@
 //! retry_seconds = 30                  # how long a read waits for a restarting worker
 //! admin_group = "musicfs-admin"       # may use admin sockets (status, ...) besides root
 //!
+//! [views]                              # extra trees under /.views/<name>/
+//! "By Genre" = "$genre/$albumartist/$album/$track $title.$ext"
+//!
 //! [users]                             # who each worker runs as when started as root
 //! fetchd = "musicfs"                  # default: stays root; indexd and plugind: nobody
 //! ```
@@ -45,6 +48,9 @@ pub struct Config {
     /// Members of this group may use admin sockets (besides root and the worker's own user).
     #[serde(default)]
     pub admin_group: Option<String>,
+    /// Extra trees under `/.views/<name>/`, each rendered from its own path template.
+    #[serde(default)]
+    pub views: std::collections::BTreeMap<String, String>,
 }
 
 /// The user each worker switches to when started as root (see [`crate::sandbox`]). mountd has
@@ -75,6 +81,7 @@ impl Default for Config {
             retry_seconds: default_retry_seconds(),
             users: Users::default(),
             admin_group: None,
+            views: Default::default(),
         }
     }
 }
@@ -113,6 +120,12 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn check(&self) -> Result<(), String> {
         check_template(&self.template)?;
+        for (name, template) in &self.views {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(format!("view name {name:?} must be a plain directory name"));
+            }
+            check_template(template).map_err(|e| format!("view {name}: {e}"))?;
+        }
         if self.retry_seconds == 0 {
             return Err("retry_seconds must be at least 1".into());
         }
