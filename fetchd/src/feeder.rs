@@ -33,8 +33,13 @@ enum FeedError {
 pub async fn run(state: Arc<State>, indexd_socket: PathBuf) {
     let indexd = Reconnecting::<IndexClient>::new("indexd", indexd_socket, CALL_DEADLINE);
     loop {
+        let started = std::time::Instant::now();
         match sync(&state, &indexd).await {
-            Ok(Some(sent)) => tracing::info!(changes = sent, "index caught up with the catalog"),
+            Ok(Some(sent)) => tracing::info!(
+                changes = sent,
+                ms = started.elapsed().as_millis() as u64,
+                "index caught up with the catalog"
+            ),
             Ok(None) => {}
             Err(FeedError::Call(e)) => tracing::debug!("indexd not reachable: {e}"),
             Err(e) => tracing::warn!("feeding indexd failed: {e}"),
