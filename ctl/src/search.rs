@@ -11,6 +11,7 @@ use musicfs_ipc::{FetchClient, Hit, IndexClient, IndexError};
 use serde::Serialize;
 
 use crate::cli::{CollectionCommand, SearchArgs};
+use crate::status::write_stdout;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -82,15 +83,17 @@ pub fn search(state: &StateDir, args: &SearchArgs) -> anyhow::Result<ExitCode> {
                 path,
             })
             .collect();
-        if args.json {
-            println!("{}", serde_json::to_string(&results)?);
+        let text = if args.json {
+            serde_json::to_string(&results)? + "\n"
         } else {
+            let mut text = String::new();
             for r in &results {
                 let place = r.path.as_deref().unwrap_or("(not in the tree)");
-                println!("{:>4}  {} - {}  {place}", r.rank, r.artist, r.title);
+                text += &format!("{:>4}  {} - {}  {place}\n", r.rank, r.artist, r.title);
             }
-            eprintln!("{} result(s)", results.len());
-        }
+            text
+        };
+        write_stdout(&text)?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -104,10 +107,12 @@ pub fn collection(state: &StateDir, command: &CollectionCommand) -> anyhow::Resu
                     .call(|c, ctx| async move { c.collections(ctx).await })
                     .await?
                     .map_err(explain)?;
+                let mut text = String::new();
                 for c in all {
                     let kind = if c.builtin { "built-in" } else { "saved" };
-                    println!("{}\t{}\t{kind}", c.name, c.query);
+                    text += &format!("{}\t{}\t{kind}\n", c.name, c.query);
                 }
+                write_stdout(&text)?;
             }
             CollectionCommand::Add { name, query } => {
                 if name.contains('/') || name.starts_with('.') || name.is_empty() {

@@ -48,7 +48,7 @@ pub fn run(state: &StateDir, args: &StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints `text`; a reader that went away (`status | head`) is not an error.
-fn write_stdout(text: &str) -> std::io::Result<()> {
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
