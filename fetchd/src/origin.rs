@@ -144,22 +144,25 @@ impl LocalOrigin {
     /// Bytes `[offset, offset + len)` of a file (short only at end of file).
     pub fn read_range(&self, rel: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let file = File::open(self.root.join(rel))?;
-        let mut buf = vec![0; len];
-        let mut done = 0;
-        while done < len {
-            match file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(done);
-        self.stats
-            .bytes_read
-            .fetch_add(done as u64, Ordering::Relaxed);
-        Ok(buf)
+        read_counted(&file, offset, len, &self.stats)
     }
+}
+
+/// Bytes `[offset, offset + len)` of `file` (short only at its end), added to `stats`.
+fn read_counted(file: &File, offset: u64, len: usize, stats: &OriginStats) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    let mut done = 0;
+    while done < len {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(done);
+    stats.bytes_read.fetch_add(done as u64, Ordering::Relaxed);
+    Ok(buf)
 }
 
 pub fn is_audio(path: &Path) -> bool {
@@ -209,21 +212,7 @@ impl CachedFile {
         }
         let start = index * BLOCK;
         let len = BLOCK.min(self.len.saturating_sub(start)) as usize;
-        let mut buf = vec![0; len];
-        let mut done = 0;
-        while done < len {
-            match self.file.read_at(&mut buf[done..], start + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(done);
-        self.stats
-            .bytes_read
-            .fetch_add(done as u64, Ordering::Relaxed);
-        let block: Rc<[u8]> = buf.into();
+        let block: Rc<[u8]> = read_counted(&self.file, start, len, &self.stats)?.into();
         self.blocks.borrow_mut().insert(index, block.clone());
         Ok(block)
     }

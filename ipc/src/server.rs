@@ -66,19 +66,11 @@ macro_rules! serve_unix {
             }
         })
     }};
-    ($listener:expr, $serve:expr) => {{
-        use $crate::__reexport::{futures::StreamExt as _, tarpc::server::Channel as _};
-        $crate::server::accept_loop($listener, move |stream| {
-            let transport = $crate::codec::transport(stream);
-            let serve = $serve;
-            async move {
-                $crate::__reexport::tarpc::server::BaseChannel::with_defaults(transport)
-                    .execute(serve)
-                    .for_each(|response| async move {
-                        tokio::spawn(response);
-                    })
-                    .await;
-            }
-        })
-    }};
+    ($listener:expr, $serve:expr) => {
+        $crate::serve_unix!(
+            $listener,
+            $serve,
+            admit = |_: &tokio::net::UnixStream| Ok(())
+        )
+    };
 }
