@@ -183,6 +183,20 @@ fn install_stages_users_links_and_enables_the_whole_set() {
             "sysusers.d does not create {user}"
         );
     }
+    // fetchd connects to indexd's socket (group musicfs) to keep the search index fed.
+    let group = std::fs::read_to_string(dest.join("etc/group")).unwrap();
+    let indexd_socket = units_dir(&dest).join("musicfs-indexd.socket");
+    let socket_group = unit_value(&indexd_socket, "SocketGroup");
+    let fetchd_user = unit_value(&units_dir(&dest).join("musicfs-fetchd.service"), "User");
+    let members = group
+        .lines()
+        .find(|l| l.starts_with(&format!("{socket_group}:")))
+        .and_then(|l| l.rsplit(':').next())
+        .unwrap_or_default();
+    assert!(
+        members.split(',').any(|m| m == fetchd_user),
+        "{fetchd_user} cannot reach indexd's socket (group {socket_group}: {members:?})"
+    );
 
     // mountd and musicfsctl find each worker at <state dir>/run/<worker>.sock; systemd listens
     // at the socket unit's ListenStream=. The run/ link must make them the same file.
