@@ -31,7 +31,26 @@ pub enum Parsed {
 /// Attempts, in order: tags and properties; properties only; tags only. A file of a known format
 /// that fails all three is still shown (as untagged) with the reason: a user's file must not
 /// vanish because its tags are broken. Empty files and unknown formats are left out.
+///
+/// A tag library that panics on a hostile file costs that file only: the panic is caught and
+/// the file left out with the reason, instead of taking the scan (and fetchd) down, again at
+/// every restart.
 pub fn read<R: Read + Seek>(
+    open: impl Fn() -> std::io::Result<R>,
+    extension: Option<&str>,
+) -> Parsed {
+    let attempt = std::panic::AssertUnwindSafe(|| read_unguarded(open, extension));
+    std::panic::catch_unwind(attempt).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Parsed::Unusable(format!("the tag reader crashed on this file: {what}"))
+    })
+}
+
+fn read_unguarded<R: Read + Seek>(
     open: impl Fn() -> std::io::Result<R>,
     extension: Option<&str>,
 ) -> Parsed {
@@ -222,6 +241,29 @@ mod tests {
                 assert!(!reason.is_empty());
             }
             other => panic!("expected TagsUnreadable, got {other:?}"),
+        }
+    }
+
+    /// A reader that panics, as a tag library bug on a hostile file would.
+    struct Explodes;
+
+    impl std::io::Read for Explodes {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            panic!("hostile bytes")
+        }
+    }
+
+    impl std::io::Seek for Explodes {
+        fn seek(&mut self, _: std::io::SeekFrom) -> std::io::Result<u64> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn a_panic_while_reading_leaves_the_file_out_with_the_reason() {
+        match read(|| Ok(Explodes), Some("mp3")) {
+            Parsed::Unusable(reason) => assert!(reason.contains("hostile bytes"), "{reason}"),
+            other => panic!("expected Unusable, got {other:?}"),
         }
     }
 
