@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod chunks;
 pub mod feeder;
 pub mod id3v2;
+pub mod local;
 pub mod names;
 pub mod namespace;
 pub mod origin;

@@ -97,10 +97,11 @@ impl TrackReader {
             return Ok(bytes);
         }
         let location = &layout.record.location;
+        let origin = self.origins.get(&location.origin)?;
         let bytes = self
             .origins
-            .get(&location.origin)?
-            .read_range(&location.path, layout.starts[i], len as usize)
+            .file(origin, &location.path)
+            .and_then(|file| file.read_range(layout.starts[i], len as usize))
             .map_err(|e| FetchError::OriginUnavailable(format!("{}: {e}", location.path)))?;
         if chunk_hash(&bytes) != hash {
             return Err(FetchError::OriginChanged(format!(
@@ -170,7 +171,11 @@ impl TrackReader {
         if origin.stat(&location.path).map_err(unavailable)? != (record.size, record.mtime_ns) {
             return Err(changed());
         }
-        let reader = origin.stream(&location.path).map_err(unavailable)?;
+        let reader = self
+            .origins
+            .file(origin, &location.path)
+            .map_err(unavailable)?
+            .stream();
         let mut chunks = Vec::new();
         let mut total = 0u64;
         for chunk in StreamCDC::new(

@@ -126,8 +126,11 @@ pub fn scan(
                 };
                 let origin = origin_list[*index];
                 let ext = extension(&file.path);
-                let parsed = match origin.open(&file.path) {
-                    Ok(cached) => tags::read(|| Ok(cached.cursor()), ext.as_deref()),
+                let parsed = match origins.file(origin, &file.path) {
+                    Ok(opened) => {
+                        let tags = opened.tags();
+                        tags::read(|| Ok(tags.cursor()), ext.as_deref())
+                    }
                     Err(e) => tags::Parsed::Unusable(format!("cannot open: {e}")),
                 };
                 let location = Location {
