@@ -144,7 +144,7 @@ impl<B: Backend> FsCore<B> {
             return Err(FetchError::NotFound.into());
         };
         let attr = self.backend.lookup(parent, name)?;
-        lock(&self.known).insert(attr.ino, (parent, name.to_owned()));
+        remember(&mut lock(&self.known), attr.ino, parent, name);
         Ok(attr)
     }
 
@@ -291,7 +291,7 @@ impl<B: Backend> FsCore<B> {
         let parent = {
             let mut known = lock(&self.known);
             for child in &children {
-                known.insert(child.attr.ino, (ino, child.name.clone()));
+                remember(&mut known, child.attr.ino, ino, &child.name);
             }
             known.get(&ino).map_or(ROOT_INO, |(parent, _)| *parent)
         };
@@ -332,6 +332,14 @@ fn sized(data: Vec<u8>, size: u32) -> Result<Xattr, FsError> {
 }
 
 /// A poisoned lock only means another thread panicked mid-operation; the maps stay usable.
+/// Records where the kernel saw a node. Search results are not recorded: they come and go with
+/// every query (their one-second TTL keeps the kernel honest) and would only grow the table.
+fn remember(known: &mut HashMap<Ino, (Ino, String)>, ino: Ino, parent: Ino, name: &str) {
+    if !crate::views::is_virtual(ino) {
+        known.insert(ino, (parent, name.to_owned()));
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

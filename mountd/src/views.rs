@@ -30,6 +30,9 @@ pub const COLLECTIONS_NAME: &str = ".collections";
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 /// Results per query.
 pub const RESULT_LIMIT: u32 = 1000;
+/// Query directories kept at once: a long-running mount that sees many different searches keeps
+/// memory bounded by forgetting the oldest (a later lookup of it simply runs the query again).
+pub const KEPT_QUERY_DIRS: usize = 64;
 
 pub fn is_virtual(ino: Ino) -> bool {
     ino >= VIRTUAL_BASE
@@ -59,7 +62,36 @@ struct Tables {
     listings: HashMap<Ino, Listing>,
     /// Result symlink inode → target.
     links: HashMap<Ino, String>,
+    /// Query directories, oldest first.
+    order: std::collections::VecDeque<Ino>,
     next: Ino,
+}
+
+impl Tables {
+    fn new_dir(&mut self, parent: Ino, name: &str) -> Ino {
+        let ino = self.next;
+        self.next += 1;
+        self.dirs.insert((parent, name.to_owned()), ino);
+        self.dir_of.insert(ino, (parent, name.to_owned()));
+        self.order.push_back(ino);
+        while self.order.len() > KEPT_QUERY_DIRS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.forget(oldest);
+            }
+        }
+        ino
+    }
+
+    fn forget(&mut self, dir: Ino) {
+        if let Some(key) = self.dir_of.remove(&dir) {
+            self.dirs.remove(&key);
+        }
+        if let Some(listing) = self.listings.remove(&dir) {
+            for (_, link, _) in listing.entries {
+                self.links.remove(&link);
+            }
+        }
+    }
 }
 
 pub struct Views<B, S> {
@@ -106,14 +138,7 @@ impl<B: Backend, S: Search> Views<B, S> {
         let existing = self.tables().dirs.get(&(parent, name.to_owned())).copied();
         let ino = match existing {
             Some(ino) => ino,
-            None => {
-                let mut t = self.tables();
-                let ino = t.next;
-                t.next += 1;
-                t.dirs.insert((parent, name.to_owned()), ino);
-                t.dir_of.insert(ino, (parent, name.to_owned()));
-                ino
-            }
+            None => self.tables().new_dir(parent, name),
         };
         self.refresh(ino)?;
         self.attr(ino)

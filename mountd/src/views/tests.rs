@@ -148,6 +148,33 @@ fn collections_list_their_saved_queries_results() {
 }
 
 #[test]
+fn many_different_searches_keep_memory_bounded() {
+    let v = views();
+    let search = v.lookup(ROOT_INO, SEARCH_NAME).unwrap().ino;
+    let first = v.lookup(search, "björk").unwrap().ino;
+    for i in 0..KEPT_QUERY_DIRS + 5 {
+        // Every query string is a directory of its own; these all fail to parse or find nothing
+        // except the first, but each still took a slot.
+        let _ = v.lookup(search, &format!("q{i}"));
+    }
+    let t = v.tables();
+    assert_eq!(t.dir_of.len(), KEPT_QUERY_DIRS);
+    assert!(
+        t.links.is_empty(),
+        "the forgotten listing's links are still held"
+    );
+    drop(t);
+    assert_eq!(v.getattr(first).unwrap_err().errno(), libc::ENOENT);
+    // Looking it up again simply runs the query again.
+    assert_eq!(
+        v.readdir(v.lookup(search, "björk").unwrap().ino)
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
 fn long_names_are_cut_to_fit_with_their_extension() {
     let hit = Hit {
         track: TrackId(1),
