@@ -15,6 +15,17 @@ use musicfs_tests::mount::{is_mounted, Mount};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// Lazily unmounts a path when dropped, so a failing test leaves no stale mount behind.
+struct DetachOnDrop(std::path::PathBuf);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).status();
+        }
+    }
+}
+
 /// Runs `musicfsctl mount ARGS` expecting it to refuse; returns its stderr.
 fn refused(state: &Path, args: &[&str]) -> String {
     let out = Command::new(musicfs_tests::bin("musicfsctl"))
@@ -175,6 +186,7 @@ fn a_stale_mount_left_by_kill_9_of_everything_is_cleaned_at_the_next_start() {
     }
     kill(supervisor, Signal::SIGKILL).unwrap();
     std::mem::forget(first); // its supervisor is dead; nothing to stop
+    let _cleanup = DetachOnDrop(mnt.clone());
     std::thread::sleep(Duration::from_millis(300));
     let statfs = nix::sys::statvfs::statvfs(&mnt);
     assert_eq!(
