@@ -3,7 +3,7 @@
 //! verified before it is stored and served. The first read of a track version cuts it into
 //! chunks (FastCDC) and records its manifest.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use fastcdc::v2020::StreamCDC;
@@ -49,16 +49,30 @@ impl Layout {
     }
 }
 
+#[derive(Clone)]
 pub struct TrackReader {
     catalog: Catalog,
     store: Arc<ChunkStore>,
     origins: Arc<Origins>,
     layouts: moka::sync::Cache<TrackRef, Arc<Layout>>,
-    ingesting: Mutex<HashMap<TrackRef, Arc<Mutex<()>>>>,
+    /// Tracks being cut into chunks in the background.
+    ingesting: Arc<Mutex<HashSet<TrackRef>>>,
+}
+
+/// Where a read is served from.
+enum Source {
+    /// The track's chunks (from the store, fetched again if missing).
+    Chunks(Arc<Layout>),
+    /// Straight from the origin, while the track is being cut into chunks.
+    Origin(Box<TrackRecord>),
 }
 
 fn cache_err(e: std::io::Error) -> FetchError {
     FetchError::Cache(e.to_string())
+}
+
+fn catalog_err(e: crate::catalog::CatalogError) -> FetchError {
+    FetchError::Catalog(e.to_string())
 }
 
 impl TrackReader {
@@ -68,13 +82,21 @@ impl TrackReader {
             store,
             origins,
             layouts: moka::sync::Cache::new(4096),
-            ingesting: Mutex::new(HashMap::new()),
+            ingesting: Arc::default(),
         }
     }
 
-    /// Bytes `[offset, offset + len)` of a track version, short only at its end.
+    /// Bytes `[offset, offset + len)` of a track version, short only at its end. The first read
+    /// of a version is served straight from the origin while the track is cut into chunks in
+    /// the background, so a player's first byte does not wait for the whole file.
     pub fn read(&self, track: TrackRef, offset: u64, len: u32) -> Result<Vec<u8>, FetchError> {
-        let layout = self.layout(track)?;
+        match self.source(track)? {
+            Source::Chunks(layout) => self.read_chunks(&layout, offset, len),
+            Source::Origin(record) => self.read_origin(&record, offset, len),
+        }
+    }
+
+    fn read_chunks(&self, layout: &Layout, offset: u64, len: u32) -> Result<Vec<u8>, FetchError> {
         let size = layout.record.size;
         let end = offset.saturating_add(u64::from(len)).min(size);
         if offset >= end {
@@ -83,12 +105,39 @@ impl TrackReader {
         let mut out = Vec::with_capacity((end - offset) as usize);
         for i in layout.covering(offset, end) {
             let start = layout.starts[i];
-            let bytes = self.chunk(&layout, i)?;
+            let bytes = self.chunk(layout, i)?;
             let from = offset.saturating_sub(start) as usize;
             let to = ((end - start) as usize).min(bytes.len());
             out.extend_from_slice(&bytes[from..to]);
         }
         Ok(out)
+    }
+
+    /// A range read from the origin, after checking the file is still the version catalogued.
+    fn read_origin(
+        &self,
+        record: &TrackRecord,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, FetchError> {
+        let end = offset.saturating_add(u64::from(len)).min(record.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let location = &record.location;
+        let origin = self.origins.get(&location.origin)?;
+        let unavailable =
+            |e: std::io::Error| FetchError::OriginUnavailable(format!("{}: {e}", location.path));
+        if origin.stat(&location.path).map_err(unavailable)? != (record.size, record.mtime_ns) {
+            return Err(FetchError::OriginChanged(format!(
+                "{} changed since it was scanned",
+                location.path
+            )));
+        }
+        self.origins
+            .file(origin, &location.path)
+            .and_then(|file| file.read_range(offset, (end - offset) as usize))
+            .map_err(unavailable)
     }
 
     fn chunk(&self, layout: &Layout, i: usize) -> Result<Vec<u8>, FetchError> {
@@ -113,33 +162,11 @@ impl TrackReader {
         Ok(bytes)
     }
 
-    fn layout(&self, track: TrackRef) -> Result<Arc<Layout>, FetchError> {
+    /// The track's chunks if it has been cut; else the origin, with the cutting started.
+    fn source(&self, track: TrackRef) -> Result<Source, FetchError> {
         if let Some(layout) = self.layouts.get(&track) {
-            return Ok(layout);
+            return Ok(Source::Chunks(layout));
         }
-        let gate = self
-            .ingesting
-            .lock()
-            .expect("ingest table poisoned")
-            .entry(track)
-            .or_default()
-            .clone();
-        let _one_at_a_time = gate.lock().expect("ingest gate poisoned");
-        let result = self.load_or_ingest(track);
-        self.ingesting
-            .lock()
-            .expect("ingest table poisoned")
-            .remove(&track);
-        let layout = Arc::new(result?);
-        self.layouts.insert(track, layout.clone());
-        Ok(layout)
-    }
-
-    fn load_or_ingest(&self, track: TrackRef) -> Result<Layout, FetchError> {
-        if let Some(layout) = self.layouts.get(&track) {
-            return Ok(Arc::unwrap_or_clone(layout));
-        }
-        let catalog_err = |e: crate::catalog::CatalogError| FetchError::Catalog(e.to_string());
         let record = self
             .catalog
             .track(track.id)
@@ -150,14 +177,54 @@ impl TrackReader {
         }
         if let Some(manifest) = self.catalog.manifest(track.id).map_err(catalog_err)? {
             if manifest.version == track.version {
-                return Ok(Layout::new(record, manifest));
+                let layout = Arc::new(Layout::new(record, manifest));
+                self.layouts.insert(track, layout.clone());
+                return Ok(Source::Chunks(layout));
             }
         }
-        let manifest = self.ingest(&record)?;
-        self.catalog
-            .put_manifest(track.id, &manifest)
-            .map_err(catalog_err)?;
-        Ok(Layout::new(record, manifest))
+        self.ingest_in_background(track, record.clone());
+        Ok(Source::Origin(Box::new(record)))
+    }
+
+    /// Cuts a track into chunks on a thread of its own (once, however many reads ask).
+    fn ingest_in_background(&self, track: TrackRef, record: TrackRecord) {
+        if !lock(&self.ingesting).insert(track) {
+            return;
+        }
+        let reader = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ingest".into())
+            .spawn(move || {
+                let result = reader.ingest(&record).and_then(|manifest| {
+                    reader
+                        .catalog
+                        .put_manifest(track.id, &manifest)
+                        .map_err(catalog_err)?;
+                    Ok(manifest)
+                });
+                match result {
+                    Ok(manifest) => {
+                        let layout = Arc::new(Layout::new(record, manifest));
+                        reader.layouts.insert(track, layout);
+                    }
+                    Err(e) => tracing::warn!(
+                        path = record.location.path,
+                        "cutting the track into chunks failed: {e}"
+                    ),
+                }
+                lock(&reader.ingesting).remove(&track);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start chunking {}: {e}", track.id.0);
+            lock(&self.ingesting).remove(&track);
+        }
+    }
+
+    /// Waits until no track is being cut (tests and benchmarks).
+    pub fn wait_ingested(&self) {
+        while !lock(&self.ingesting).is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// Cuts the origin file into chunks, storing each, and returns its manifest.
@@ -200,6 +267,12 @@ impl TrackReader {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +292,74 @@ mod tests {
         };
         let chunks = lens.iter().map(|l| (*l, u128::from(*l))).collect();
         Layout::new(record, Manifest { version: 1, chunks })
+    }
+
+    /// A catalog holding one track: a 1 MB file in a temporary origin.
+    fn one_track() -> (tempfile::TempDir, TrackReader, TrackRef, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let music = dir.path().join("music");
+        std::fs::create_dir(&music).unwrap();
+        let data: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        std::fs::write(music.join("a.flac"), &data).unwrap();
+        let origins =
+            Arc::new(Origins::open(std::slice::from_ref(&music), Arc::default()).unwrap());
+        let origin = origins.iter().next().unwrap();
+        let (size, mtime_ns) = origin.stat("a.flac").unwrap();
+        let location = Location {
+            origin: origin.name().to_owned(),
+            path: "a.flac".into(),
+        };
+        let catalog = Catalog::open(&dir.path().join("catalog")).unwrap();
+        catalog
+            .apply(crate::catalog::Batch {
+                upserts: vec![(location, size, mtime_ns, TrackInfo::default())],
+                ..Default::default()
+            })
+            .unwrap();
+        let (id, record) = catalog.tracks().unwrap().remove(0);
+        let store = Arc::new(ChunkStore::open(&dir.path().join("chunks")).unwrap());
+        let reader = TrackReader::new(catalog, store, origins);
+        let track = TrackRef {
+            id,
+            version: record.version,
+        };
+        (dir, reader, track, data)
+    }
+
+    #[test]
+    fn the_first_read_comes_from_the_origin_while_chunking_runs_then_reads_use_chunks() {
+        let (_dir, reader, track, data) = one_track();
+        let first = reader.read(track, 4096, 100_000).unwrap();
+        assert_eq!(first, data[4096..104_096]);
+        reader.wait_ingested();
+        assert!(
+            reader.layouts.get(&track).is_some(),
+            "the track was not cut into chunks"
+        );
+        let (chunks, bytes) = reader.store.usage();
+        assert!(
+            chunks >= 4 && bytes == data.len() as u64,
+            "{chunks} chunks, {bytes} bytes"
+        );
+        assert_eq!(reader.read(track, 0, 2_000_000).unwrap(), data);
+        assert_eq!(reader.read(track, 999_990, 100).unwrap(), data[999_990..]);
+    }
+
+    #[test]
+    fn a_changed_origin_file_is_never_served_as_the_old_version() {
+        let (dir, reader, track, _) = one_track();
+        std::fs::write(dir.path().join("music/a.flac"), b"retagged").unwrap();
+        assert!(matches!(
+            reader.read(track, 0, 10),
+            Err(FetchError::OriginChanged(_))
+        ));
+        let stale = TrackRef {
+            version: track.version + 1,
+            ..track
+        };
+        assert_eq!(reader.read(stale, 0, 10), Err(FetchError::Stale));
     }
 
     #[test]
