@@ -86,7 +86,11 @@ pub fn check_origins(origins: impl IntoIterator<Item = PathBuf>) -> anyhow::Resu
 /// An origin must exist and be a directory this user can list.
 pub fn check_origin(origin: &Path) -> anyhow::Result<PathBuf> {
     let shown = origin.display();
-    if let Some(scheme) = origin.to_str().and_then(|o| o.split_once("://")).map(|(s, _)| s) {
+    if let Some(scheme) = origin
+        .to_str()
+        .and_then(|o| o.split_once("://"))
+        .map(|(s, _)| s)
+    {
         bail!("origin {shown}: {scheme}:// origins are not supported yet; give a local folder (mount remote storage with sshfs or rclone and give its folder)");
     }
     let meta = std::fs::metadata(origin).map_err(|e| match e.kind() {
@@ -212,9 +216,16 @@ mod tests {
 
     #[test]
     fn remote_origin_urls_are_refused_with_what_to_do() {
-        for url in ["sftp://me@nas/music", "s3://bucket/music", "https://example.org/music"] {
+        for url in [
+            "sftp://me@nas/music",
+            "s3://bucket/music",
+            "https://example.org/music",
+        ] {
             let err = check_origin(Path::new(url)).unwrap_err().to_string();
-            assert!(err.contains("not supported yet") && err.contains("local folder"), "{err}");
+            assert!(
+                err.contains("not supported yet") && err.contains("local folder"),
+                "{err}"
+            );
         }
     }
 
