@@ -100,13 +100,10 @@ pub fn run(
             admin_server.clone().serve(),
             admit = move |stream| admins.check(stream)
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = serve => {}
-            _ = serve_admin => {}
-            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-        }
+        musicfs_ipc::server::until_stopped(async {
+            tokio::join!(serve, serve_admin);
+        })
+        .await?;
         anyhow::Ok(())
     });
     // A scan in flight must not hold up shutdown: its open write transaction is simply never

@@ -42,16 +42,10 @@ pub fn run(listener: UnixListener, index_dir: &Path) -> anyhow::Result<()> {
 
 /// Serves `listener` until SIGTERM or SIGINT (must run inside a tokio runtime).
 pub async fn serve(listener: UnixListener, server: IndexServer) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let listener = musicfs_ipc::listen::into_tokio(listener)?;
     tracing::info!("serving on its socket");
-    tokio::select! {
-        () = musicfs_ipc::serve_unix!(listener, server.clone().serve()) => {}
-        _ = term.recv() => tracing::info!("SIGTERM: exiting"),
-        _ = int.recv() => tracing::info!("SIGINT: exiting"),
-    }
+    musicfs_ipc::server::until_stopped(musicfs_ipc::serve_unix!(listener, server.clone().serve()))
+        .await?;
     Ok(())
 }
 

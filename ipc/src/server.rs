@@ -24,6 +24,20 @@ where
     }
 }
 
+/// Runs `serving` until it ends or SIGTERM/SIGINT arrives, whichever is first; the signal is
+/// logged. Every worker's main loop.
+pub async fn until_stopped(serving: impl Future<Output = ()>) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        () = serving => {}
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+    Ok(())
+}
+
 /// Like [`accept_loop`], refusing (closing at once, with a logged reason) every connection
 /// `admit` rejects.
 pub async fn accept_loop_admitting<A, F, Fut>(listener: UnixListener, admit: A, handle: F)

@@ -146,16 +146,7 @@ fn a_changed_tree_reaches_the_kernel_without_a_remount() {
     let mount = Mount::start(&[&lib]);
     let status = mount.status(true);
     let album = mount.path("Led Zeppelin/Led Zeppelin (1969)");
-    let names = |dir: &Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    };
+    let names = musicfs_tests::sorted_names;
     assert_eq!(names(&album), ["01 Good Times Bad Times.flac"]);
     assert!(mount.path("The Prodigy").is_dir());
     let old_root = names(&mount.mountpoint);

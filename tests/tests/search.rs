@@ -2,7 +2,7 @@
 //! manifest gives; collections; and indexd killed while searches run.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -135,16 +135,7 @@ fn collections_built_in_and_saved() {
     let mount = Mount::start(&[&corpus]);
     wait_indexed(&mount);
     let collections = mount.path(".collections");
-    let listed = |dir: &Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    };
+    let listed = musicfs_tests::sorted_names;
     let names = listed(&collections);
     for builtin in ["Recently Added", "1960s", "Blues"] {
         assert!(
