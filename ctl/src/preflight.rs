@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use musicfs_ipc::config::Config;
 use musicfs_ipc::layout::StateDir;
+use musicfs_ipc::origin::{OriginConfig, OriginUrl};
 
 use crate::cli::MountArgs;
 use crate::lock::{self, StateLock};
@@ -21,8 +22,9 @@ pub struct MountPlan {
     pub state: StateDir,
     pub config_file: Option<PathBuf>,
     pub config: Config,
-    /// Absolute, symlink-free, without duplicates; command-line origins first.
-    pub origins: Vec<PathBuf>,
+    /// The command-line origins: local folders absolute and symlink-free, URLs as given;
+    /// without duplicates. (The config's origins reach fetchd through the config file.)
+    pub origins: Vec<String>,
     /// Absolute; an empty directory not inside any origin.
     pub mountpoint: PathBuf,
     pub programs: Programs,
@@ -34,10 +36,9 @@ pub fn prepare(args: &MountArgs, state_root: &Path) -> anyhow::Result<MountPlan>
     let config_file = args.config.as_deref().map(absolute).transpose()?;
     let config = Config::load(config_file.as_deref()).map_err(|e| anyhow!("{e}; fix the file"))?;
     let (cli_origins, mountpoint) = args.split();
-    let config_origins = config.origins.iter().map(PathBuf::from);
-    let origins = check_origins(cli_origins.iter().cloned().chain(config_origins))?;
+    let (origins, local) = check_origins(cli_origins, &config)?;
     let mountpoint = check_mountpoint_exists(mountpoint)?;
-    check_outside_origins(&mountpoint, &origins)?;
+    check_outside_origins(&mountpoint, &local)?;
     if !Path::new(FUSE_DEVICE).exists() {
         bail!("{FUSE_DEVICE} is missing; load the fuse module (modprobe fuse), or give a container the device (--device /dev/fuse)");
     }
@@ -68,31 +69,48 @@ pub fn prepare(args: &MountArgs, state_root: &Path) -> anyhow::Result<MountPlan>
     })
 }
 
-/// Checks each origin and returns them canonical and de-duplicated, in order.
-pub fn check_origins(origins: impl IntoIterator<Item = PathBuf>) -> anyhow::Result<Vec<PathBuf>> {
+/// Checks each origin: the command line's (returned canonical and de-duplicated, in order) and
+/// the config's local folders (all local folders are returned second). Remote origins are
+/// checked for what can be known without connecting; fetchd reports one that does not answer.
+pub fn check_origins(
+    cli: &[PathBuf],
+    config: &Config,
+) -> anyhow::Result<(Vec<String>, Vec<PathBuf>)> {
     let mut checked = Vec::new();
-    for origin in origins {
-        let origin = check_origin(&origin)?;
-        if !checked.contains(&origin) {
-            checked.push(origin);
+    let mut local = Vec::new();
+    for origin in cli {
+        let text = origin.to_string_lossy();
+        let spec = OriginConfig::from_url(text.as_ref());
+        let name = match spec.parsed() {
+            Ok(OriginUrl::Local(path)) => {
+                let path = check_origin(&path)?;
+                local.push(path.clone());
+                path.to_string_lossy().into_owned()
+            }
+            Ok(_) => {
+                spec.check().map_err(|e| anyhow!("{e}"))?;
+                text.into_owned()
+            }
+            Err(e) => bail!("{e}"),
+        };
+        if !checked.contains(&name) {
+            checked.push(name);
         }
     }
-    if checked.is_empty() {
-        bail!("no origin given; name at least one music folder before the mount point (or set `origins` in the config)");
+    for origin in &config.origins {
+        if let Ok(OriginUrl::Local(path)) = origin.0.parsed() {
+            local.push(check_origin(&path)?);
+        }
     }
-    Ok(checked)
+    if checked.is_empty() && config.origins.is_empty() {
+        bail!("no origin given; name at least one music folder or URL before the mount point (or set `origins` in the config)");
+    }
+    Ok((checked, local))
 }
 
 /// An origin must exist and be a directory this user can list.
 pub fn check_origin(origin: &Path) -> anyhow::Result<PathBuf> {
     let shown = origin.display();
-    if let Some(scheme) = origin
-        .to_str()
-        .and_then(|o| o.split_once("://"))
-        .map(|(s, _)| s)
-    {
-        bail!("origin {shown}: {scheme}:// origins are not supported yet; give a local folder (mount remote storage with sshfs or rclone and give its folder)");
-    }
     let meta = std::fs::metadata(origin).map_err(|e| match e.kind() {
         ErrorKind::NotFound => anyhow!("origin {shown} does not exist; check the path"),
         _ => anyhow!("origin {shown} cannot be opened ({e}); check its permissions"),
@@ -215,18 +233,22 @@ mod tests {
     }
 
     #[test]
-    fn remote_origin_urls_are_refused_with_what_to_do() {
-        for url in [
-            "sftp://me@nas/music",
-            "s3://bucket/music",
-            "https://example.org/music",
-        ] {
-            let err = check_origin(Path::new(url)).unwrap_err().to_string();
-            assert!(
-                err.contains("not supported yet") && err.contains("local folder"),
-                "{err}"
-            );
-        }
+    fn remote_origin_urls_are_checked_without_connecting() {
+        let config = Config::default();
+        let urls = [
+            PathBuf::from("sftp://me@nas/music"),
+            PathBuf::from("s3://bucket/music"),
+        ];
+        let (checked, local) = check_origins(&urls, &config).unwrap();
+        assert_eq!(checked, ["sftp://me@nas/music", "s3://bucket/music"]);
+        assert!(local.is_empty());
+        let err = message(check_origins(
+            &[PathBuf::from("sftp://me:pw@nas/m")],
+            &config,
+        ));
+        assert!(err.contains("password") && !err.contains("pw@"), "{err}");
+        let err = message(check_origins(&[PathBuf::from("gopher://nas/m")], &config));
+        assert!(err.contains("unknown scheme"), "{err}");
     }
 
     #[test]
@@ -247,8 +269,9 @@ mod tests {
     fn origins_are_deduplicated_and_at_least_one_is_needed() {
         let dir = tempfile::tempdir().unwrap();
         let twice = [dir.path().to_owned(), dir.path().join(".")];
-        assert_eq!(check_origins(twice).unwrap().len(), 1);
-        assert!(message(check_origins([])).contains("no origin given"));
+        let config = Config::default();
+        assert_eq!(check_origins(&twice, &config).unwrap().0.len(), 1);
+        assert!(message(check_origins(&[], &config)).contains("no origin given"));
     }
 
     #[test]

@@ -322,12 +322,8 @@ impl Supervisor {
             return Ok(());
         }
         self.ever_mounted = true;
-        let origins: Vec<String> = self
-            .plan
-            .origins
-            .iter()
-            .map(|o| o.display().to_string())
-            .collect();
+        let mut origins = self.plan.origins.clone();
+        origins.extend(self.plan.config.origins.iter().map(|o| o.0.url.clone()));
         let _ = writeln!(
             std::io::stdout(),
             "musicfs: mounted {} at {} (state dir {}); Ctrl-C to stop",
@@ -397,12 +393,7 @@ impl Supervisor {
         let record = SupervisorRecord {
             pid: std::process::id(),
             mountpoint: self.plan.mountpoint.display().to_string(),
-            origins: self
-                .plan
-                .origins
-                .iter()
-                .map(|o| o.display().to_string())
-                .collect(),
+            origins: self.plan.origins.clone(),
             workers: self
                 .workers
                 .iter()

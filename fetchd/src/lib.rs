@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod chunks;
 pub mod feeder;
+pub mod health;
 pub mod id3v2;
 pub mod local;
 pub mod names;
@@ -12,8 +13,10 @@ pub mod namespace;
 pub mod origin;
 pub mod origins;
 pub mod reader;
+pub mod s3;
 pub mod scan;
 pub mod service;
+pub mod sftp;
 pub mod tags;
 pub mod template;
 pub mod track;
@@ -37,7 +40,7 @@ use crate::template::Templates;
 
 pub struct Options {
     pub state_dir: PathBuf,
-    pub origins: Vec<PathBuf>,
+    pub origins: Vec<musicfs_ipc::origin::OriginConfig>,
     pub config: Config,
 }
 
@@ -116,14 +119,15 @@ pub fn run(
 /// namespace again and swaps it in.
 fn rescan(state: &State, templates: &Templates) {
     let started = Instant::now();
-    let result = scan::scan(&state.origins, &state.catalog, &state.progress).and_then(|summary| {
-        let tracks = state.catalog.tracks()?;
-        let mut inodes = state.catalog.inode_allocator()?;
-        let (ns, nodes) = Namespace::build(&tracks, templates, &mut inodes)?;
-        inodes.commit(&nodes)?;
-        state.set_namespace(ns);
-        Ok(summary)
-    });
+    let result =
+        scan::scan(&state.origins, None, &state.catalog, &state.progress).and_then(|summary| {
+            let tracks = state.catalog.tracks()?;
+            let mut inodes = state.catalog.inode_allocator()?;
+            let (ns, nodes) = Namespace::build(&tracks, templates, &mut inodes)?;
+            inodes.commit(&nodes)?;
+            state.set_namespace(ns);
+            Ok(summary)
+        });
     state.progress.finish();
     match result {
         Ok(s) => tracing::info!(

@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::origin::{is_audio, Found, Origin, RangeRead};
+use crate::origin::{is_audio, Found, Listing, Origin, RangeRead};
 
 #[derive(Debug)]
 pub struct LocalOrigin {
@@ -46,7 +46,9 @@ impl Origin for LocalOrigin {
 
     /// Every audio file below the root (following symlinks, loops skipped), and the entries
     /// that could not be listed or named, with the reason.
-    fn walk(&self) -> (Vec<Found>, Vec<(String, String)>) {
+    fn walk(&self) -> io::Result<Listing> {
+        // A root that has gone (an unmounted disk) is an unreachable origin, not an empty one.
+        std::fs::read_dir(&self.root)?;
         let mut found = Vec::new();
         let mut failed = Vec::new();
         for entry in walkdir::WalkDir::new(&self.root).follow_links(true) {
@@ -83,7 +85,7 @@ impl Origin for LocalOrigin {
                 Err(e) => failed.push((rel.to_owned(), format!("cannot stat: {e}"))),
             }
         }
-        (found, failed)
+        Ok((found, failed))
     }
 
     fn stat(&self, rel: &str) -> io::Result<(u64, i128)> {
@@ -95,6 +97,14 @@ impl Origin for LocalOrigin {
         let file = File::open(self.root.join(rel))?;
         let len = file.metadata()?.len();
         Ok(Box::new(LocalFile { file, len }))
+    }
+
+    fn probe(&self) -> io::Result<()> {
+        std::fs::read_dir(&self.root).map(drop)
+    }
+
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
     }
 }
 

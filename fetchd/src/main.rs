@@ -12,8 +12,8 @@ struct Args {
     state_dir: PathBuf,
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Local folders holding music (added to the config's origins).
-    origins: Vec<PathBuf>,
+    /// Folders or URLs holding music (added to the config's origins).
+    origins: Vec<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,8 +33,7 @@ fn main() -> std::process::ExitCode {
             ])?;
             let admins =
                 AdminPolicy::new(config.admin_group.as_deref()).map_err(anyhow::Error::msg)?;
-            let mut origins = args.origins;
-            origins.extend(config.origins.iter().map(PathBuf::from));
+            let origins = config.origins_with(&args.origins);
             sandbox::enter(Policy::fetchd(&state, &origins, &config))?;
             let opts = musicfs_fetchd::Options {
                 state_dir: args.state_dir,

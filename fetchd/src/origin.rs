@@ -38,16 +38,28 @@ pub struct Found {
     pub mtime_ns: i128,
 }
 
-/// A place music lives. Local folders today; remote stores implement the same four calls.
+/// What a walk found: every audio file, and the entries that could not be listed or named,
+/// with the reason.
+pub type Listing = (Vec<Found>, Vec<(String, String)>);
+
+/// A place music lives: a local folder, an SFTP server, an S3 bucket. Every call is bounded by
+/// the origin's timeout; none may block forever.
 pub trait Origin: Send + Sync + std::fmt::Debug {
-    /// The origin's name in the catalog and in status.
+    /// The origin's name in the catalog and in status (its path or URL; never a secret).
     fn name(&self) -> &str;
-    /// Every audio file, and the entries that could not be listed or named, with the reason.
-    fn walk(&self) -> (Vec<Found>, Vec<(String, String)>);
+    /// Every audio file below the origin's root. `Err` means the origin could not be listed
+    /// at all (unreachable): the scanner then keeps everything it knew about it.
+    fn walk(&self) -> io::Result<Listing>;
     /// Size and mtime of a file now.
     fn stat(&self, rel: &str) -> io::Result<(u64, i128)>;
     /// Opens a file for positioned reads.
     fn open(&self, rel: &str) -> io::Result<Box<dyn RangeRead>>;
+    /// A cheap request that succeeds only if the origin answers now (health checks).
+    fn probe(&self) -> io::Result<()>;
+    /// The folder to watch with inotify, for origins on this machine.
+    fn local_root(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// Positioned reads of one open origin file.

@@ -1,39 +1,122 @@
-//! The set of configured origins, looked up by name; files are opened through here so every
-//! read is counted in one [`OriginStats`].
+//! The set of configured origins, looked up by name, each with its options and its health;
+//! files are opened through here so every read is counted in one [`OriginStats`].
 
-use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use musicfs_ipc::origin::{OriginConfig, OriginUrl};
 use musicfs_ipc::FetchError;
 
+use crate::health::Health;
 use crate::local::LocalOrigin;
 use crate::origin::{Origin, OriginFile, OriginStats};
 
 #[derive(Debug)]
+struct Entry {
+    origin: Arc<dyn Origin>,
+    config: OriginConfig,
+    health: Arc<Health>,
+}
+
+#[derive(Debug)]
 pub struct Origins {
-    list: Vec<Box<dyn Origin>>,
+    list: Vec<Entry>,
     stats: Arc<OriginStats>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Makes the origin a config names. Remote origins connect lazily: a server that is down now
+/// is not an error here (it is reported by health and status), a bad option is.
+pub fn connect(config: &OriginConfig) -> std::io::Result<Arc<dyn Origin>> {
+    let url = config.parsed().map_err(std::io::Error::other)?;
+    Ok(match url {
+        OriginUrl::Local(path) => Arc::new(LocalOrigin::new(&path)?),
+        OriginUrl::Sftp { .. } => Arc::new(crate::sftp::SftpOrigin::new(config, &url)?),
+        OriginUrl::S3 { .. } => Arc::new(crate::s3::S3Origin::new(config, &url)?),
+        OriginUrl::Http { .. } => {
+            return Err(std::io::Error::other(format!(
+                "origin {}: http origins are not supported; serve the folder over SFTP or S3",
+                config.url
+            )))
+        }
+    })
 }
 
 impl Origins {
-    /// Opens every origin; a missing or unreadable one is an error naming it.
-    pub fn open(paths: &[PathBuf], stats: Arc<OriginStats>) -> std::io::Result<Self> {
-        let mut list: Vec<Box<dyn Origin>> = Vec::new();
-        for path in paths {
-            let origin = LocalOrigin::new(path)?;
-            if !list.iter().any(|o| o.name() == origin.name()) {
-                list.push(Box::new(origin));
+    /// Opens every origin; a missing local folder or a bad option is an error naming it.
+    pub fn open(configs: &[OriginConfig], stats: Arc<OriginStats>) -> std::io::Result<Self> {
+        let mut list: Vec<Entry> = Vec::new();
+        for config in configs {
+            let origin = connect(config)?;
+            if !list.iter().any(|e| e.origin.name() == origin.name()) {
+                let health = Arc::new(Health::new(origin.name()));
+                list.push(Entry {
+                    origin,
+                    config: config.clone(),
+                    health,
+                });
             }
         }
-        Ok(Self { list, stats })
+        Ok(Self {
+            list,
+            stats,
+            stop: Arc::default(),
+        })
+    }
+
+    /// Starts a health prober for every remote origin (local ones fail fast by themselves).
+    pub fn start_probes(&self) {
+        for entry in &self.list {
+            if entry.origin.local_root().is_none() {
+                let origin = entry.origin.clone();
+                crate::health::spawn_prober(
+                    entry.health.clone(),
+                    move || origin.probe(),
+                    self.stop.clone(),
+                );
+            }
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &dyn Origin> {
-        self.list.iter().map(|o| o.as_ref())
+        self.list.iter().map(|e| e.origin.as_ref())
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.list.iter().map(|o| o.name().to_owned()).collect()
+        self.list
+            .iter()
+            .map(|e| e.origin.name().to_owned())
+            .collect()
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.list.iter().position(|e| e.origin.name() == name)
+    }
+
+    pub fn config(&self, index: usize) -> &OriginConfig {
+        &self.list[index].config
+    }
+
+    pub fn health(&self, index: usize) -> &Health {
+        &self.list[index].health
+    }
+
+    pub fn origin(&self, index: usize) -> &Arc<dyn Origin> {
+        &self.list[index].origin
+    }
+
+    /// The priority of an origin by name (lower is preferred); unknown origins come last.
+    pub fn priority(&self, name: &str) -> i32 {
+        self.index_of(name)
+            .map_or(i32::MAX, |i| self.list[i].config.priority)
     }
 
     pub fn get(&self, name: &str) -> Result<&dyn Origin, FetchError> {
@@ -42,8 +125,30 @@ impl Origins {
         })
     }
 
+    /// Whether the named origin is up (unknown origins are not).
+    pub fn is_up(&self, name: &str) -> bool {
+        self.index_of(name)
+            .is_some_and(|i| self.list[i].health.is_up())
+    }
+
+    /// Records the outcome of a request to the named origin.
+    pub fn record<T>(&self, name: &str, result: &std::io::Result<T>) {
+        if let Some(i) = self.index_of(name) {
+            match result {
+                Ok(_) => self.list[i].health.succeeded(),
+                Err(e) => self.list[i].health.failed(e),
+            }
+        }
+    }
+
     /// Opens a file of `origin`, counting it and every byte read from it.
     pub fn file(&self, origin: &dyn Origin, rel: &str) -> std::io::Result<OriginFile> {
         OriginFile::open(origin, rel, &self.stats)
+    }
+}
+
+impl Drop for Origins {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -277,6 +277,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::track::{Location, TrackInfo};
+    use musicfs_ipc::origin::OriginConfig;
 
     fn layout(lens: &[u32]) -> Layout {
         let record = TrackRecord {
@@ -303,8 +304,13 @@ mod tests {
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
         std::fs::write(music.join("a.flac"), &data).unwrap();
-        let origins =
-            Arc::new(Origins::open(std::slice::from_ref(&music), Arc::default()).unwrap());
+        let origins = Arc::new(
+            Origins::open(
+                &[OriginConfig::from_url(music.to_str().unwrap())],
+                Arc::default(),
+            )
+            .unwrap(),
+        );
         let origin = origins.iter().next().unwrap();
         let (size, mtime_ns) = origin.stat("a.flac").unwrap();
         let location = Location {

@@ -54,6 +54,8 @@ pub struct ScanSummary {
     pub parsed: u64,
     pub removed: u64,
     pub problems: u64,
+    /// Origins that could not be listed.
+    pub unreachable: u64,
 }
 
 impl ScanSummary {
@@ -62,9 +64,12 @@ impl ScanSummary {
     }
 }
 
-/// Runs one scan of all origins. Leaves `progress` running: the caller calls `finish`.
+/// Runs one scan of the origins whose indices are in `which` (all when `None`). An origin that
+/// cannot be listed keeps every file the catalog knew on it. Leaves `progress` running: the
+/// caller calls `finish`.
 pub fn scan(
     origins: &Origins,
+    which: Option<&[usize]>,
     catalog: &Catalog,
     progress: &ScanProgress,
 ) -> Result<ScanSummary, CatalogError> {
@@ -76,8 +81,28 @@ pub fn scan(
     let mut seen: HashSet<Location> = HashSet::new();
     let mut work: Vec<(usize, Found)> = Vec::new();
     let mut batch = Batch::default();
+    let mut skipped: HashSet<&str> = HashSet::new();
     for (index, origin) in origins.iter().enumerate() {
-        let (found, failed) = origin.walk();
+        if which.is_some_and(|w| !w.contains(&index)) {
+            skipped.insert(origin.name());
+            continue;
+        }
+        let (found, failed) = match origin.walk() {
+            Ok(listing) => {
+                origins.health(index).succeeded();
+                listing
+            }
+            Err(e) => {
+                tracing::warn!(
+                    origin = origin.name(),
+                    "cannot list the origin ({e}); keeping what is known of it"
+                );
+                origins.health(index).failed(&e);
+                summary.unreachable += 1;
+                skipped.insert(origin.name());
+                continue;
+            }
+        };
         progress
             .total
             .fetch_add(found.len() as u64, Ordering::Relaxed);
@@ -106,7 +131,10 @@ pub fn scan(
             seen.insert(location);
         }
     }
-    batch.removed = known.into_keys().filter(|l| !seen.contains(l)).collect();
+    batch.removed = known
+        .into_keys()
+        .filter(|l| !seen.contains(l) && !skipped.contains(l.origin.as_str()))
+        .collect();
     summary.removed = batch.removed.len() as u64;
     summary.problems = batch.problems.len() as u64;
     catalog.apply(batch)?;

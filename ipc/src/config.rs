@@ -2,7 +2,8 @@
 //! fetchd and mountd to run with it. Unknown keys are errors, so a typo is never silently ignored.
 //!
 //! ```toml
-//! origins = ["/srv/music"]            # added to the origins given on the command line
+//! origins = ["/srv/music"]            # added to the origins given on the command line;
+//!                                     # entries may be URLs or tables (see [`crate::origin`])
 //! template = "$albumartist/$album ($year)/$disc-$track $title.$ext"
 //! retry_seconds = 30                  # how long a read waits for a restarting worker
 //! admin_group = "musicfs-admin"       # may use admin sockets (status, ...) besides root
@@ -17,6 +18,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::origin::{OriginConfig, OriginEntry};
 
 pub const DEFAULT_TEMPLATE: &str = "$albumartist/$album ($year)/$disc-$track $title.$ext";
 
@@ -38,7 +41,7 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
-    pub origins: Vec<String>,
+    pub origins: Vec<OriginEntry>,
     #[serde(default = "default_template")]
     pub template: String,
     #[serde(default = "default_retry_seconds")]
@@ -120,6 +123,9 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn check(&self) -> Result<(), String> {
         check_template(&self.template)?;
+        for origin in &self.origins {
+            origin.0.check()?;
+        }
         for (name, template) in &self.views {
             if name.is_empty() || name.contains('/') || name.starts_with('.') {
                 return Err(format!("view name {name:?} must be a plain directory name"));
@@ -147,6 +153,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The origins given on the command line (with default options) followed by the config's.
+    pub fn origins_with(&self, cli: &[String]) -> Vec<OriginConfig> {
+        cli.iter()
+            .map(OriginConfig::from_url)
+            .chain(self.origins.iter().map(|o| o.0.clone()))
+            .collect()
     }
 }
 
@@ -221,6 +237,29 @@ mod tests {
         std::fs::write(&path, "origns = []\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("origns"), "{err}");
+    }
+
+    #[test]
+    fn origins_are_strings_or_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[origins]]\nurl = \"/m\"\n[[origins]]\nurl = \"s3://b/p\"\nregion = \"r\"\npath_style = true\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.origins[1].0.region.as_deref(), Some("r"));
+        std::fs::write(&path, "origins = [\"/a\", \"sftp://u@h/m\"]\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        let all = config.origins_with(&["/cli".into()]);
+        assert_eq!(
+            all.iter().map(|o| o.url.as_str()).collect::<Vec<_>>(),
+            ["/cli", "/a", "sftp://u@h/m"]
+        );
+        std::fs::write(&path, "[[origins]]\nurl = \"s3://b\"\nregoin = \"r\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("regoin"), "{err}");
     }
 
     #[test]

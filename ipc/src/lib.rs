@@ -14,6 +14,7 @@ pub mod error;
 pub mod layout;
 pub mod listen;
 pub mod logging;
+pub mod origin;
 pub mod peer;
 pub mod sandbox;
 pub mod server;

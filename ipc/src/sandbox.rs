@@ -38,6 +38,7 @@ use seccompiler::{
 
 use crate::config::Config;
 use crate::layout::StateDir;
+use crate::origin::{OriginConfig, OriginUrl};
 
 /// Set to `;`-separated actions (`read=PATH`, `write=PATH`, `socket=inet|inet6|netlink|unix`)
 /// to make [`enter`] try them inside the sandbox, print `ACTION: ok` or `ACTION: ERRNO` for
@@ -72,16 +73,40 @@ struct Paths {
 }
 
 impl Policy {
-    /// fetchd: writes its catalog and chunk store, reads the origins; keeps the network
-    /// (remote origins).
-    pub fn fetchd(state: &StateDir, origins: &[PathBuf], config: &Config) -> Self {
+    /// fetchd: writes its catalog and chunk store, reads the local origins; keeps the network
+    /// and, when an origin is remote, reads `/etc` (name resolution, CA certificates, which
+    /// live partly in `/usr/share/ca-certificates`) and its SSH identity and known_hosts.
+    pub fn fetchd(state: &StateDir, origins: &[OriginConfig], config: &Config) -> Self {
+        let mut read_only = Vec::new();
+        let mut remote = false;
+        for origin in origins {
+            match origin.parsed() {
+                Ok(OriginUrl::Local(path)) => read_only.push(path),
+                Ok(OriginUrl::Sftp { .. }) => {
+                    remote = true;
+                    read_only.extend(origin.identity_file.iter().cloned());
+                    read_only.extend(origin.known_hosts.iter().cloned());
+                    if origin.identity_file.is_none() || origin.known_hosts.is_none() {
+                        read_only.extend(
+                            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh")),
+                        );
+                    }
+                }
+                Ok(_) => remote = true,
+                Err(_) => {}
+            }
+        }
+        if remote {
+            read_only.push("/etc".into());
+            read_only.push("/usr/share/ca-certificates".into());
+        }
         Self {
             service: crate::layout::FETCHD,
             user: config.users.fetchd.clone(),
             no_new_privs: true,
             landlock: Some(Paths {
                 read_write: vec![state.catalog(), state.chunks()],
-                read_only: origins.to_vec(),
+                read_only,
             }),
             no_network: false,
         }
