@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/deps.sh test
+# The S3-compatible server the tests start on 127.0.0.1 (it checks SigV4 signatures).
+command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --locked --features binary --quiet
 cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -4,6 +4,8 @@
 
 pub mod corpus;
 pub mod mount;
+pub mod s3server;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 
