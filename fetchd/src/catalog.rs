@@ -172,6 +172,18 @@ impl Catalog {
         Ok(self.tracks.get(&rtxn, &id.0)?)
     }
 
+    /// The track catalogued at a location, if any (the same file on another origin).
+    pub fn track_at(
+        &self,
+        location: &Location,
+    ) -> Result<Option<(TrackId, TrackRecord)>, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        let Some(id) = self.files.get(&rtxn, &path_key(&location.key()))? else {
+            return Ok(None);
+        };
+        Ok(self.tracks.get(&rtxn, &id)?.map(|r| (TrackId(id), r)))
+    }
+
     pub fn tracks(&self) -> Result<Vec<(TrackId, TrackRecord)>, CatalogError> {
         let rtxn = self.env.read_txn()?;
         let mut out = Vec::new();

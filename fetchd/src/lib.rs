@@ -20,6 +20,7 @@ pub mod sftp;
 pub mod tags;
 pub mod template;
 pub mod track;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -93,8 +94,12 @@ pub fn run(
             state.clone(),
             layout.socket(musicfs_ipc::layout::INDEXD),
         ));
-        let scanner = state.clone();
-        tokio::task::spawn_blocking(move || rescan(&scanner, &templates));
+        state.origins.start_probes();
+        let rescanner = watch::Rescanner::new(state.clone(), templates);
+        tokio::task::spawn_blocking(move || {
+            rescanner.rescan(None, true);
+            rescanner.start_watching();
+        });
         let admin_server = AdminServer(state.clone());
         let server = FetchServer(state);
         let serve = musicfs_ipc::serve_unix!(data, server.clone().serve());
@@ -113,31 +118,4 @@ pub fn run(
     // committed, so the catalog stays as the last committed batch left it.
     runtime.shutdown_background();
     result
-}
-
-/// Scans all origins and, when anything changed (or the tree was never built), renders the
-/// namespace again and swaps it in.
-fn rescan(state: &State, templates: &Templates) {
-    let started = Instant::now();
-    let result =
-        scan::scan(&state.origins, None, &state.catalog, &state.progress).and_then(|summary| {
-            let tracks = state.catalog.tracks()?;
-            let mut inodes = state.catalog.inode_allocator()?;
-            let (ns, nodes) = Namespace::build(&tracks, templates, &mut inodes)?;
-            inodes.commit(&nodes)?;
-            state.set_namespace(ns);
-            Ok(summary)
-        });
-    state.progress.finish();
-    match result {
-        Ok(s) => tracing::info!(
-            seen = s.seen,
-            read = s.parsed,
-            removed = s.removed,
-            problems = s.problems,
-            ms = started.elapsed().as_millis() as u64,
-            "scan finished"
-        ),
-        Err(e) => tracing::error!("scan failed: {e}"),
-    }
 }

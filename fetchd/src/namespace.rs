@@ -64,15 +64,32 @@ impl Namespace {
         self.nodes.insert(ino, node);
     }
 
-    /// Renders `tracks` with `template`. Tracks are placed in a fixed order (by origin and
-    /// path), so the same catalog always gives the same names. Returns the namespace and the
-    /// node list to persist.
+    /// Renders `tracks` with `template`. The same file on several origins (same path and size)
+    /// is shown once, as the copy on the origin with the best (lowest) `priority`; reads fail
+    /// over to the other copies. Tracks are placed in a fixed order (by origin and path), so
+    /// the same catalog always gives the same names. Returns the namespace and the node list
+    /// to persist.
     pub fn build(
         tracks: &[(TrackId, TrackRecord)],
         templates: &Templates,
+        priority: &dyn Fn(&str) -> i32,
         inodes: &mut InodeAllocator<'_>,
     ) -> Result<(Self, Vec<(Ino, Node)>), CatalogError> {
-        let mut sorted: Vec<&(TrackId, TrackRecord)> = tracks.iter().collect();
+        let mut preferred: HashMap<(&str, u64), &(TrackId, TrackRecord)> = HashMap::new();
+        for track in tracks {
+            let rank = |t: &(TrackId, TrackRecord)| {
+                (priority(&t.1.location.origin), t.1.location.origin.clone())
+            };
+            preferred
+                .entry((track.1.location.path.as_str(), track.1.size))
+                .and_modify(|best| {
+                    if rank(track) < rank(best) {
+                        *best = track;
+                    }
+                })
+                .or_insert(track);
+        }
+        let mut sorted: Vec<&(TrackId, TrackRecord)> = preferred.into_values().collect();
         sorted.sort_by(|a, b| a.1.location.cmp(&b.1.location));
         // Every place each track appears: the main tree first, then each view.
         let (order, rendered): (Vec<&(TrackId, TrackRecord)>, Vec<Vec<String>>) = sorted
@@ -290,7 +307,7 @@ mod tests {
         let templates = Templates::parse(DEFAULT_TEMPLATE, &views()).unwrap();
         let tracks = catalog.tracks().unwrap();
         let mut alloc = catalog.inode_allocator().unwrap();
-        let (ns, nodes) = Namespace::build(&tracks, &templates, &mut alloc).unwrap();
+        let (ns, nodes) = Namespace::build(&tracks, &templates, &|_| 0, &mut alloc).unwrap();
         alloc.commit(&nodes).unwrap();
         (dir, catalog, ns)
     }
@@ -367,11 +384,58 @@ mod tests {
         let tracks = catalog.tracks().unwrap();
         let templates = Templates::parse(DEFAULT_TEMPLATE, &views()).unwrap();
         let mut alloc = catalog.inode_allocator().unwrap();
-        let (again, nodes) = Namespace::build(&tracks, &templates, &mut alloc).unwrap();
+        let (again, nodes) = Namespace::build(&tracks, &templates, &|_| 0, &mut alloc).unwrap();
         alloc.commit(&nodes).unwrap();
         assert_eq!(resolve(&again, "A/B/01 One.ogg").unwrap().ino, before);
         let reloaded = Namespace::from_nodes(catalog.nodes().unwrap());
         assert_eq!(resolve(&reloaded, "A/B/01 One.ogg").unwrap().ino, before);
+    }
+
+    #[test]
+    fn the_same_file_on_two_origins_is_shown_once_from_the_preferred_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let at = |origin: &str, path: &str, size| {
+            let loc = Location {
+                origin: origin.into(),
+                path: path.into(),
+            };
+            (loc, size, 0, info("A", "B", &path.replace('/', "-"), 1))
+        };
+        let upserts = vec![
+            at("sftp://nas/m", "x/1.flac", 100),
+            at("s3://b", "x/1.flac", 100),
+            // Same path, other size: a different file, shown too.
+            at("s3://b", "y/1.flac", 100),
+            at("sftp://nas/m", "y/1.flac", 200),
+        ];
+        catalog
+            .apply(Batch {
+                upserts,
+                ..Default::default()
+            })
+            .unwrap();
+        let tracks = catalog.tracks().unwrap();
+        let templates = Templates::parse("$title.$ext", &Default::default()).unwrap();
+        let origin_of = |ns: &Namespace, name: &str| {
+            let id = resolve(ns, name).unwrap().track.unwrap().id;
+            let (_, record) = tracks.iter().find(|(i, _)| *i == id).unwrap();
+            record.location.origin.clone()
+        };
+        for (preferred, other) in [("s3://b", "sftp://nas/m"), ("sftp://nas/m", "s3://b")] {
+            let priority = |name: &str| if name == preferred { 1 } else { 2 };
+            let mut alloc = catalog.inode_allocator().unwrap();
+            let (ns, _) = Namespace::build(&tracks, &templates, &priority, &mut alloc).unwrap();
+            let names: Vec<String> = ns
+                .readdir(ROOT_INO)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            assert_eq!(names.len(), 3, "{names:?}");
+            assert_eq!(origin_of(&ns, "x-1.flac.flac"), preferred);
+            assert_ne!(origin_of(&ns, "x-1.flac.flac"), other);
+        }
     }
 
     #[test]

@@ -1,0 +1,203 @@
+//! Keeping the catalog in step with the origins while mounted: local folders are watched with
+//! inotify (a change is picked up after a short quiet spell), remote origins are listed again
+//! every `scan_interval_seconds`. Each rescan covers one origin, is cheap for unchanged files
+//! (same size and mtime: not opened), and swaps in a new tree only when something changed;
+//! mountd sees the new generation and drops the kernel's cached entries.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use inotify::{Inotify, WatchDescriptor, WatchMask};
+
+use crate::namespace::Namespace;
+use crate::scan::{self, ScanSummary};
+use crate::service::State;
+use crate::template::Templates;
+
+/// How long a watched folder must be quiet before it is rescanned (a copy of an album is many
+/// events), and the longest a busy folder waits.
+const QUIET: Duration = Duration::from_millis(300);
+const BUSY_MAX: Duration = Duration::from_secs(3);
+
+/// Runs scans one at a time and rebuilds the tree after them.
+pub struct Rescanner {
+    state: Arc<State>,
+    templates: Templates,
+    running: Mutex<()>,
+}
+
+impl Rescanner {
+    pub fn new(state: Arc<State>, templates: Templates) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            templates,
+            running: Mutex::new(()),
+        })
+    }
+
+    /// Scans `which` origins (all: `None`) and, when anything changed or `rebuild` is set,
+    /// renders the tree again and swaps it in.
+    pub fn rescan(&self, which: Option<&[usize]>, rebuild: bool) {
+        let _one_at_a_time = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = &self.state;
+        let started = Instant::now();
+        let result = scan::scan(&state.origins, which, &state.catalog, &state.progress).and_then(
+            |summary: ScanSummary| {
+                if rebuild || summary.changed() {
+                    let tracks = state.catalog.tracks()?;
+                    let mut inodes = state.catalog.inode_allocator()?;
+                    let origins = &state.origins;
+                    let (ns, nodes) = Namespace::build(
+                        &tracks,
+                        &self.templates,
+                        &|name| origins.priority(name),
+                        &mut inodes,
+                    )?;
+                    inodes.commit(&nodes)?;
+                    state.set_namespace(ns);
+                }
+                Ok(summary)
+            },
+        );
+        state.progress.finish();
+        match result {
+            Ok(s) => tracing::info!(
+                seen = s.seen,
+                read = s.parsed,
+                removed = s.removed,
+                problems = s.problems,
+                unreachable = s.unreachable,
+                ms = started.elapsed().as_millis() as u64,
+                "scan finished"
+            ),
+            Err(e) => tracing::error!("scan failed: {e}"),
+        }
+    }
+
+    /// Starts the watchers: a poller per origin with an interval, an inotify watcher per local
+    /// origin. Threads live as long as the process.
+    pub fn start_watching(self: &Arc<Self>) {
+        let origins = &self.state.origins;
+        for index in 0..origins.len() {
+            if let Some(every) = origins.config(index).poll_interval() {
+                let this = self.clone();
+                spawn("poll", move || loop {
+                    std::thread::sleep(every);
+                    this.rescan(Some(&[index]), false);
+                });
+            }
+            if let Some(root) = origins.origin(index).local_root() {
+                let (this, root) = (self.clone(), root.to_owned());
+                spawn("inotify", move || {
+                    if let Err(e) = watch_folder(&root, || this.rescan(Some(&[index]), false)) {
+                        tracing::warn!(
+                            origin = %root.display(),
+                            "cannot watch for changes ({e}); changes show after a restart or at the scan interval"
+                        );
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(f) {
+        tracing::warn!("cannot start the {name} thread: {e}");
+    }
+}
+
+const MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::DELETE)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
+
+/// Watches every directory below `root` and calls `changed` once per burst of events.
+fn watch_folder(root: &Path, changed: impl Fn()) -> std::io::Result<()> {
+    let mut inotify = Inotify::init()?;
+    let mut dirs: HashMap<WatchDescriptor, PathBuf> = HashMap::new();
+    add_tree(&mut inotify, root, &mut dirs);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&inotify);
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        // Block until the first event of a burst.
+        let mut new_dirs = Vec::new();
+        for event in inotify.read_events_blocking(&mut buffer)? {
+            note(&event, &dirs, &mut new_dirs);
+        }
+        // Then take events until the folder has been quiet for a while.
+        let burst = Instant::now();
+        while burst.elapsed() < BUSY_MAX && readable(fd, QUIET)? {
+            for event in inotify.read_events(&mut buffer)? {
+                note(&event, &dirs, &mut new_dirs);
+            }
+        }
+        for dir in new_dirs {
+            add_tree(&mut inotify, &dir, &mut dirs);
+        }
+        changed();
+    }
+}
+
+/// Remembers directories created or moved in, to watch them too.
+fn note(
+    event: &inotify::Event<&std::ffi::OsStr>,
+    dirs: &HashMap<WatchDescriptor, PathBuf>,
+    new_dirs: &mut Vec<PathBuf>,
+) {
+    if event.mask.contains(inotify::EventMask::ISDIR)
+        && event
+            .mask
+            .intersects(inotify::EventMask::CREATE | inotify::EventMask::MOVED_TO)
+    {
+        if let (Some(parent), Some(name)) = (dirs.get(&event.wd), event.name) {
+            new_dirs.push(parent.join(name));
+        }
+    }
+}
+
+fn add_tree(inotify: &mut Inotify, root: &Path, dirs: &mut HashMap<WatchDescriptor, PathBuf>) {
+    for entry in walkdir::WalkDir::new(root).follow_links(true) {
+        let Ok(entry) = entry else { continue };
+        if entry.file_type().is_dir() {
+            match inotify.watches().add(entry.path(), MASK) {
+                Ok(wd) => {
+                    dirs.insert(wd, entry.path().to_owned());
+                }
+                Err(e) => tracing::warn!(
+                    dir = %entry.path().display(),
+                    "cannot watch ({e}); raise fs.inotify.max_user_watches"
+                ),
+            }
+        }
+    }
+}
+
+/// Waits up to `timeout` for the inotify fd to have events.
+fn readable(fd: std::os::fd::RawFd, timeout: Duration) -> std::io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::Interrupted {
+            Ok(true)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(n > 0)
+}
