@@ -2,8 +2,10 @@
 //! namespace). It serves the `Fetch` service to mountd: lookups from the in-memory namespace,
 //! track bytes through the verified chunk store. It never serves FUSE itself.
 
+pub mod cache;
 pub mod catalog;
 pub mod chunks;
+pub mod delta;
 pub mod feeder;
 pub mod health;
 pub mod id3v2;
@@ -12,7 +14,10 @@ pub mod names;
 pub mod namespace;
 pub mod origin;
 pub mod origins;
+pub mod partial;
+pub mod pins;
 pub mod reader;
+pub mod replicas;
 pub mod s3;
 pub mod scan;
 pub mod service;
@@ -58,12 +63,21 @@ pub fn run(
     let templates =
         Templates::parse(&opts.config.template, &opts.config.views).map_err(anyhow::Error::msg)?;
     let catalog = Catalog::open(&layout.catalog())?;
-    let store = Arc::new(ChunkStore::open(&layout.chunks()).context("opening the chunk store")?);
+    let limits = cache::Limits::from_config(&opts.config.cache);
+    let store = Arc::new(
+        ChunkStore::open_with(&layout.chunks(), limits).context("opening the chunk store")?,
+    );
     let stats = Arc::default();
     let origins = Arc::new(Origins::open(&opts.origins, Arc::clone(&stats))?);
     let namespace = Namespace::from_nodes(catalog.nodes()?);
     let state = Arc::new(State {
-        reader: reader::TrackReader::new(catalog.clone(), store.clone(), origins.clone()),
+        reader: reader::TrackReader::new(
+            catalog.clone(),
+            store.clone(),
+            origins.clone(),
+            layout.chunks().join("staging"),
+        )
+        .context("preparing the staging area")?,
         catalog,
         catalog_changed: tokio::sync::Notify::new(),
         generation: std::time::SystemTime::now()
@@ -75,7 +89,14 @@ pub fn run(
         origins,
         stats,
         progress: Default::default(),
+        pins: Arc::new(pins::Pins::open(catalog.clone(), store.clone())?),
     });
+    pins::start(&state).context("starting the cache's background fetch")?;
+    let weak = Arc::downgrade(&state);
+    state.reader.set_next_track(Box::new(move |id| {
+        weak.upgrade()
+            .and_then(|state| state.namespace().next_track(id))
+    }));
     let (tracks, _) = state.namespace().counts();
     tracing::info!(
         tracks,

@@ -228,6 +228,50 @@ impl Namespace {
         Some(parts.join("/"))
     }
 
+    /// The node at a path relative to the mount's root (`""` is the root); components are
+    /// names, separated by `/`.
+    pub fn resolve(&self, path: &str) -> Option<Ino> {
+        let mut ino = ROOT_INO;
+        for name in path.split('/').filter(|n| !n.is_empty()) {
+            ino = *self.children.get(&ino)?.get(name)?;
+        }
+        Some(ino)
+    }
+
+    /// Every track at or below a node, each once, with its size.
+    pub fn tracks_under(&self, ino: Ino) -> Vec<(TrackRef, u64)> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![ino];
+        while let Some(ino) = stack.pop() {
+            let Some(node) = self.nodes.get(&ino) else {
+                continue;
+            };
+            if let Some(track) = node.track {
+                if seen.insert(track.id) {
+                    out.push((track, node.size));
+                }
+            }
+            if let Some(children) = self.children.get(&ino) {
+                stack.extend(children.values().rev());
+            }
+        }
+        out
+    }
+
+    /// The track after this one in its directory of the main tree (the next song of an album).
+    pub fn next_track(&self, track: TrackId) -> Option<TrackRef> {
+        let ino = self.tracks.get(&track)?;
+        let node = self.nodes.get(ino)?;
+        let siblings = self.children.get(&node.parent)?;
+        siblings
+            .range::<str, _>((
+                std::ops::Bound::Excluded(node.name.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .find_map(|(_, ino)| self.nodes.get(ino)?.track)
+    }
+
     /// (tracks in the main tree, directories everywhere).
     pub fn counts(&self) -> (u64, u64) {
         let dirs = self
@@ -343,6 +387,10 @@ mod tests {
             .map(|e| e.name)
             .collect();
         assert_eq!(names, ["01 One.flac", "02 Two.flac"]);
+        let one = resolve(&ns, "A/B/01 One.flac").unwrap().track.unwrap();
+        let two = resolve(&ns, "A/B/02 Two.flac").unwrap().track.unwrap();
+        assert_eq!(ns.next_track(one.id), Some(two));
+        assert_eq!(ns.next_track(two.id), None);
     }
 
     #[test]
@@ -436,6 +484,32 @@ mod tests {
             assert_eq!(origin_of(&ns, "x-1.flac.flac"), preferred);
             assert_ne!(origin_of(&ns, "x-1.flac.flac"), other);
         }
+    }
+
+    #[test]
+    fn paths_resolve_to_nodes_and_subtrees_list_their_tracks_once() {
+        let mut jazz = info("A", "B", "One", 1);
+        jazz.genres = vec!["Jazz".into()];
+        let (_d, _c, ns) = build(vec![
+            ("1.flac", jazz),
+            ("2.flac", info("A", "B", "Two", 2)),
+            ("3.flac", info("C", "D", "Three", 1)),
+        ]);
+        assert_eq!(ns.resolve(""), Some(ROOT_INO));
+        assert_eq!(ns.resolve("/A/B/"), ns.resolve("A/B"));
+        assert_eq!(ns.resolve("A/Nope"), None);
+        assert_eq!(ns.resolve("A/B/01 One.flac/x"), None);
+        let album = ns.resolve("A/B").unwrap();
+        assert_eq!(ns.tracks_under(album).len(), 2);
+        let file = ns.resolve("A/B/02 Two.flac").unwrap();
+        assert_eq!(
+            ns.tracks_under(file),
+            [(ns.attr(file).unwrap().track.unwrap(), 100)]
+        );
+        // The root holds every track once, though views show them again.
+        assert_eq!(ns.tracks_under(ROOT_INO).len(), 3);
+        let view = ns.resolve(".views/By Genre/Jazz").unwrap();
+        assert_eq!(ns.tracks_under(view).len(), 1);
     }
 
     #[test]

@@ -1,30 +1,40 @@
-//! Serving track bytes: a byte range is mapped to the chunks of the track's manifest, each chunk
-//! comes from the chunk store or, when missing or corrupt, is fetched again from the origin and
-//! verified before it is stored and served. The first read of a track version cuts it into
-//! chunks (FastCDC) and records its manifest.
+//! Serving track bytes. A track version that has been cut into chunks is read from its
+//! manifest: each chunk from the chunk store or, when missing or corrupt, fetched again from a
+//! copy of the track on any healthy origin and verified before it is stored and served. A
+//! version not yet cut is served through a [`Partial`] staging file that fetches exactly the
+//! pages asked for, reads ahead while the reader is sequential, and warms the head of the next
+//! track of the album; once complete it is cut into chunks (FastCDC) and its manifest recorded.
+//! A retagged file is seeded from its previous version's chunks ([`crate::delta`]).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use fastcdc::v2020::StreamCDC;
-use musicfs_ipc::{FetchError, TrackRef};
+use musicfs_ipc::{FetchError, TrackId, TrackRef};
 
 use crate::catalog::{Catalog, Manifest};
 use crate::chunks::{chunk_hash, ChunkStore, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use crate::delta;
 use crate::origins::Origins;
+use crate::partial::{Partial, FIRST_WINDOW};
+use crate::replicas::Replicas;
 use crate::track::TrackRecord;
+
+/// Staging files kept at once; the least recently used one goes first.
+const MAX_PARTIALS: usize = 64;
 
 /// A manifest ready for range lookups.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    record: TrackRecord,
+    size: u64,
     /// Start offset of each chunk, ascending.
     starts: Vec<u64>,
     chunks: Vec<(u32, u128)>,
 }
 
 impl Layout {
-    fn new(record: TrackRecord, manifest: Manifest) -> Self {
+    fn new(manifest: Manifest) -> Self {
         let mut starts = Vec::with_capacity(manifest.chunks.len());
         let mut at = 0u64;
         for (len, _) in &manifest.chunks {
@@ -32,7 +42,7 @@ impl Layout {
             at += u64::from(*len);
         }
         Self {
-            record,
+            size: at,
             starts,
             chunks: manifest.chunks,
         }
@@ -49,22 +59,34 @@ impl Layout {
     }
 }
 
+/// Which track follows another in its album (the next file of its directory).
+pub type NextTrack = Box<dyn Fn(TrackId) -> Option<TrackRef> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct TrackReader {
     catalog: Catalog,
     store: Arc<ChunkStore>,
-    origins: Arc<Origins>,
-    layouts: moka::sync::Cache<TrackRef, Arc<Layout>>,
-    /// Tracks being cut into chunks in the background.
-    ingesting: Arc<Mutex<HashSet<TrackRef>>>,
+    replicas: Replicas,
+    staging: PathBuf,
+    layouts: moka::sync::Cache<TrackRef, Arc<(TrackRecord, Layout)>>,
+    partials: Arc<Mutex<Partials>>,
+    /// Tracks being cut into chunks.
+    cutting: Arc<Mutex<HashSet<TrackRef>>>,
+    /// Background jobs running (read-ahead, warming, cutting).
+    busy: Arc<(Mutex<usize>, Condvar)>,
+    next_track: Arc<OnceLock<NextTrack>>,
+}
+
+#[derive(Default)]
+struct Partials {
+    map: HashMap<TrackRef, (Arc<Partial>, u64)>,
+    clock: u64,
 }
 
 /// Where a read is served from.
 enum Source {
-    /// The track's chunks (from the store, fetched again if missing).
-    Chunks(Arc<Layout>),
-    /// Straight from the origin, while the track is being cut into chunks.
-    Origin(Box<TrackRecord>),
+    Chunks(Arc<(TrackRecord, Layout)>),
+    Partial(Arc<Partial>),
 }
 
 fn cache_err(e: std::io::Error) -> FetchError {
@@ -76,36 +98,59 @@ fn catalog_err(e: crate::catalog::CatalogError) -> FetchError {
 }
 
 impl TrackReader {
-    pub fn new(catalog: Catalog, store: Arc<ChunkStore>, origins: Arc<Origins>) -> Self {
-        Self {
+    /// A reader over `store`, staging partial tracks in `staging` (emptied here).
+    pub fn new(
+        catalog: Catalog,
+        store: Arc<ChunkStore>,
+        origins: Arc<Origins>,
+        staging: PathBuf,
+    ) -> std::io::Result<Self> {
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)?;
+        }
+        std::fs::create_dir_all(&staging)?;
+        Ok(Self {
+            replicas: Replicas::new(catalog.clone(), origins),
             catalog,
             store,
-            origins,
+            staging,
             layouts: moka::sync::Cache::new(4096),
-            ingesting: Arc::default(),
-        }
+            partials: Arc::default(),
+            cutting: Arc::default(),
+            busy: Arc::default(),
+            next_track: Arc::default(),
+        })
     }
 
-    /// Bytes `[offset, offset + len)` of a track version, short only at its end. The first read
-    /// of a version is served straight from the origin while the track is cut into chunks in
-    /// the background, so a player's first byte does not wait for the whole file.
+    /// Tells the reader how to find the next track of an album (to warm its head).
+    pub fn set_next_track(&self, next: NextTrack) {
+        let _ = self.next_track.set(next);
+    }
+
+    /// Bytes `[offset, offset + len)` of a track version, short only at its end.
     pub fn read(&self, track: TrackRef, offset: u64, len: u32) -> Result<Vec<u8>, FetchError> {
         match self.source(track)? {
-            Source::Chunks(layout) => self.read_chunks(&layout, offset, len),
-            Source::Origin(record) => self.read_origin(&record, offset, len),
+            Source::Chunks(layout) => self.read_chunks(track.id, &layout, offset, len),
+            Source::Partial(partial) => self.read_partial(track, &partial, offset, len),
         }
     }
 
-    fn read_chunks(&self, layout: &Layout, offset: u64, len: u32) -> Result<Vec<u8>, FetchError> {
-        let size = layout.record.size;
-        let end = offset.saturating_add(u64::from(len)).min(size);
+    fn read_chunks(
+        &self,
+        id: TrackId,
+        layout: &(TrackRecord, Layout),
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, FetchError> {
+        let (record, layout) = layout;
+        let end = offset.saturating_add(u64::from(len)).min(layout.size);
         if offset >= end {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity((end - offset) as usize);
         for i in layout.covering(offset, end) {
             let start = layout.starts[i];
-            let bytes = self.chunk(layout, i)?;
+            let bytes = self.chunk(id, record, layout, i)?;
             let from = offset.saturating_sub(start) as usize;
             let to = ((end - start) as usize).min(bytes.len());
             out.extend_from_slice(&bytes[from..to]);
@@ -113,59 +158,112 @@ impl TrackReader {
         Ok(out)
     }
 
-    /// A range read from the origin, after checking the file is still the version catalogued.
-    fn read_origin(
+    fn chunk(
         &self,
+        id: TrackId,
         record: &TrackRecord,
-        offset: u64,
-        len: u32,
+        layout: &Layout,
+        i: usize,
     ) -> Result<Vec<u8>, FetchError> {
-        let end = offset.saturating_add(u64::from(len)).min(record.size);
-        if offset >= end {
-            return Ok(Vec::new());
-        }
-        let location = &record.location;
-        let origin = self.origins.get(&location.origin)?;
-        let unavailable =
-            |e: std::io::Error| FetchError::OriginUnavailable(format!("{}: {e}", location.path));
-        if origin.stat(&location.path).map_err(unavailable)? != (record.size, record.mtime_ns) {
-            return Err(FetchError::OriginChanged(format!(
-                "{} changed since it was scanned",
-                location.path
-            )));
-        }
-        self.origins
-            .file(origin, &location.path)
-            .and_then(|file| file.read_range(offset, (end - offset) as usize))
-            .map_err(unavailable)
-    }
-
-    fn chunk(&self, layout: &Layout, i: usize) -> Result<Vec<u8>, FetchError> {
         let (len, hash) = layout.chunks[i];
         if let Some(bytes) = self.store.get(hash).map_err(cache_err)? {
             return Ok(bytes);
         }
-        let location = &layout.record.location;
-        let origin = self.origins.get(&location.origin)?;
         let bytes = self
-            .origins
-            .file(origin, &location.path)
-            .and_then(|file| file.read_range(layout.starts[i], len as usize))
-            .map_err(|e| FetchError::OriginUnavailable(format!("{}: {e}", location.path)))?;
-        if chunk_hash(&bytes) != hash {
-            return Err(FetchError::OriginChanged(format!(
-                "{} changed since it was scanned",
-                location.path
-            )));
+            .replicas
+            .read(id, record, layout.starts[i], len as usize, &|bytes| {
+                chunk_hash(bytes) == hash
+            })?;
+        if let Err(e) = self.store.put(hash, &bytes) {
+            tracing::warn!("chunk not cached: {e}");
         }
-        self.store.put(hash, &bytes).map_err(cache_err)?;
         Ok(bytes)
     }
 
-    /// The track's chunks if it has been cut; else the origin, with the cutting started.
+    fn read_partial(
+        &self,
+        track: TrackRef,
+        partial: &Arc<Partial>,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, FetchError> {
+        let size = partial.record.size;
+        let end = offset.saturating_add(u64::from(len)).min(size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        partial.seeded.call_once(|| self.seed(track, partial));
+        self.fetch(track.id, partial, offset, end)?;
+        let bytes = partial.read(offset, end).map_err(cache_err)?;
+        if let Some((from, to)) = partial.read_ahead(offset, end) {
+            let (reader, p) = (self.clone(), partial.clone());
+            self.background(move || {
+                if let Err(e) = reader.fetch(track.id, &p, from, to) {
+                    tracing::debug!("read-ahead of {}: {e}", p.record.location.path);
+                }
+                p.read_ahead_done();
+                reader.cut_if_complete(track, &p);
+            });
+        }
+        if offset == 0 {
+            self.warm_next(track.id);
+        }
+        self.cut_if_complete(track, partial);
+        Ok(bytes)
+    }
+
+    /// Makes `[offset, end)` of a staging file present: fetches the missing pages nobody is
+    /// fetching and waits for the ones others are.
+    fn fetch(
+        &self,
+        id: TrackId,
+        partial: &Partial,
+        offset: u64,
+        end: u64,
+    ) -> Result<(), FetchError> {
+        for _ in 0..4 {
+            let (runs, _) = partial.claim(offset, end);
+            let mut runs = runs.into_iter();
+            while let Some(run) = runs.next() {
+                let fetched = self.replicas.read(
+                    id,
+                    &partial.record,
+                    run.start,
+                    (run.end - run.start) as usize,
+                    &|_| true,
+                );
+                let stored = fetched.and_then(|bytes| {
+                    partial.fill(run, &bytes).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => FetchError::OriginChanged(format!(
+                            "{} is shorter than catalogued",
+                            partial.record.location.path
+                        )),
+                        _ => cache_err(e),
+                    })
+                });
+                if let Err(e) = stored {
+                    partial.release(run);
+                    runs.for_each(|r| partial.release(r));
+                    return Err(e);
+                }
+            }
+            if partial.wait(offset, end) {
+                return Ok(());
+            }
+        }
+        Err(FetchError::OriginUnavailable(format!(
+            "{}: the bytes did not arrive",
+            partial.record.location.path
+        )))
+    }
+
+    /// The track's chunks if it has been cut; else its staging file.
     fn source(&self, track: TrackRef) -> Result<Source, FetchError> {
         if let Some(layout) = self.layouts.get(&track) {
             return Ok(Source::Chunks(layout));
+        }
+        if let Some(partial) = self.partial(track) {
+            return Ok(Source::Partial(partial));
         }
         let record = self
             .catalog
@@ -177,93 +275,244 @@ impl TrackReader {
         }
         if let Some(manifest) = self.catalog.manifest(track.id).map_err(catalog_err)? {
             if manifest.version == track.version {
-                let layout = Arc::new(Layout::new(record, manifest));
+                let layout = Arc::new((record, Layout::new(manifest)));
                 self.layouts.insert(track, layout.clone());
                 return Ok(Source::Chunks(layout));
             }
         }
-        self.ingest_in_background(track, record.clone());
-        Ok(Source::Origin(Box::new(record)))
+        let mut partials = lock(&self.partials);
+        partials.clock += 1;
+        let clock = partials.clock;
+        if let Some((partial, used)) = partials.map.get_mut(&track) {
+            *used = clock;
+            return Ok(Source::Partial(partial.clone()));
+        }
+        if partials.map.len() >= MAX_PARTIALS {
+            if let Some(oldest) = partials
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(t, _)| *t)
+            {
+                partials.map.remove(&oldest);
+                self.replicas.close(oldest.id);
+            }
+        }
+        let path = self
+            .staging
+            .join(format!("{}-{}", track.id.0, track.version));
+        let partial = Arc::new(Partial::create(&path, record).map_err(cache_err)?);
+        partials.map.insert(track, (partial.clone(), clock));
+        Ok(Source::Partial(partial))
     }
 
-    /// Cuts a track into chunks on a thread of its own (once, however many reads ask).
-    fn ingest_in_background(&self, track: TrackRef, record: TrackRecord) {
-        if !lock(&self.ingesting).insert(track) {
+    fn partial(&self, track: TrackRef) -> Option<Arc<Partial>> {
+        let mut partials = lock(&self.partials);
+        partials.clock += 1;
+        let clock = partials.clock;
+        let (partial, used) = partials.map.get_mut(&track)?;
+        *used = clock;
+        Some(partial.clone())
+    }
+
+    /// Starts fetching the head of the track after this one in its album, so the next song
+    /// starts at once.
+    fn warm_next(&self, id: TrackId) {
+        let Some(next) = self.next_track.get().and_then(|next| next(id)) else {
+            return;
+        };
+        let reader = self.clone();
+        self.background(move || {
+            if let Ok(Source::Partial(partial)) = reader.source(next) {
+                partial.seeded.call_once(|| reader.seed(next, &partial));
+                if let Err(e) = reader.fetch(next.id, &partial, 0, FIRST_WINDOW) {
+                    tracing::debug!("warming {}: {e}", partial.record.location.path);
+                }
+            }
+        });
+    }
+
+    /// Seeds a new version of a retagged track from the previous version's chunks.
+    fn seed(&self, track: TrackRef, partial: &Partial) {
+        let Ok(Some(old)) = self.catalog.manifest(track.id) else {
+            return;
+        };
+        if old.version == track.version {
             return;
         }
-        let reader = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ingest".into())
-            .spawn(move || {
-                let result = reader.ingest(&record).and_then(|manifest| {
-                    reader
-                        .catalog
-                        .put_manifest(track.id, &manifest)
-                        .map_err(catalog_err)?;
-                    Ok(manifest)
-                });
-                match result {
-                    Ok(manifest) => {
-                        let layout = Arc::new(Layout::new(record, manifest));
-                        reader.layouts.insert(track, layout);
+        let old = Layout::new(old);
+        match self.seed_from(track.id, &old, partial) {
+            Ok(Some(reused)) => tracing::info!(
+                path = partial.record.location.path,
+                reused,
+                "retagged track: audio reused from the previous version"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::debug!("delta sync of {}: {e}", partial.record.location.path),
+        }
+    }
+
+    fn seed_from(
+        &self,
+        id: TrackId,
+        old: &Layout,
+        partial: &Partial,
+    ) -> Result<Option<u64>, FetchError> {
+        let read_old = |offset: u64, len: u64| -> std::io::Result<Vec<u8>> {
+            let end = (offset + len).min(old.size);
+            let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+            for i in old.covering(offset, end) {
+                let start = old.starts[i];
+                let bytes = self.store.get(old.chunks[i].1)?.ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "old chunk evicted")
+                })?;
+                let from = offset.saturating_sub(start) as usize;
+                let to = ((end - start) as usize).min(bytes.len());
+                out.extend_from_slice(&bytes[from..to]);
+            }
+            Ok(out)
+        };
+        let mut read_new = |offset: u64, len: u64| -> std::io::Result<Vec<u8>> {
+            let end = (offset + len).min(partial.record.size);
+            self.fetch(id, partial, offset, end)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            partial.read(offset, end)
+        };
+        let Some(old_region) = delta::audio_region(old.size, &mut |o, l| read_old(o, l)) else {
+            return Ok(None);
+        };
+        let Some(new_region) = delta::audio_region(partial.record.size, &mut read_new) else {
+            return Ok(None);
+        };
+        let Some(shift) = delta::shift(old_region, new_region) else {
+            return Ok(None);
+        };
+        for (at, len) in delta::samples(shift.len) {
+            let new = read_new(shift.new_start + at, len).map_err(cache_err)?;
+            if read_old(shift.old_start + at, len).map_err(cache_err)? != new {
+                return Ok(None);
+            }
+        }
+        // Steps end on page boundaries of the new file, so no page straddles two of them.
+        let step: u64 = 1 << 20;
+        let mut at = 0;
+        while at < shift.len {
+            let n = (step - (shift.new_start + at) % crate::partial::PAGE).min(shift.len - at);
+            let bytes = read_old(shift.old_start + at, n).map_err(cache_err)?;
+            partial
+                .seed(shift.new_start + at, &bytes)
+                .map_err(cache_err)?;
+            at += n;
+        }
+        Ok(Some(shift.len))
+    }
+
+    /// Cuts a complete staging file into chunks in the background (once).
+    fn cut_if_complete(&self, track: TrackRef, partial: &Arc<Partial>) {
+        if !partial.complete() || !lock(&self.cutting).insert(track) {
+            return;
+        }
+        let (reader, partial) = (self.clone(), partial.clone());
+        self.background(move || {
+            match reader.cut(&partial) {
+                Ok(manifest) => {
+                    let stored = reader.catalog.put_manifest(track.id, &manifest);
+                    match stored {
+                        Ok(()) => {
+                            let layout = (partial.record.clone(), Layout::new(manifest));
+                            reader.layouts.insert(track, Arc::new(layout));
+                        }
+                        Err(e) => tracing::warn!("recording the chunks of a track failed: {e}"),
                     }
-                    Err(e) => tracing::warn!(
-                        path = record.location.path,
-                        "cutting the track into chunks failed: {e}"
-                    ),
                 }
-                lock(&reader.ingesting).remove(&track);
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start chunking {}: {e}", track.id.0);
-            lock(&self.ingesting).remove(&track);
-        }
+                Err(e) => tracing::warn!(
+                    path = partial.record.location.path,
+                    "cutting the track into chunks failed: {e}"
+                ),
+            }
+            lock(&reader.partials).map.remove(&track);
+            reader.replicas.close(track.id);
+            lock(&reader.cutting).remove(&track);
+        });
     }
 
-    /// Waits until no track is being cut (tests and benchmarks).
-    pub fn wait_ingested(&self) {
-        while !lock(&self.ingesting).is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    }
-
-    /// Cuts the origin file into chunks, storing each, and returns its manifest.
-    fn ingest(&self, record: &TrackRecord) -> Result<Manifest, FetchError> {
-        let location = &record.location;
-        let origin = self.origins.get(&location.origin)?;
-        let unavailable =
-            |e: std::io::Error| FetchError::OriginUnavailable(format!("{}: {e}", location.path));
-        let changed =
-            || FetchError::OriginChanged(format!("{} changed since it was scanned", location.path));
-        if origin.stat(&location.path).map_err(unavailable)? != (record.size, record.mtime_ns) {
-            return Err(changed());
-        }
-        let reader = self
-            .origins
-            .file(origin, &location.path)
-            .map_err(unavailable)?
-            .stream();
+    /// Cuts a complete staging file into chunks, storing each, and returns its manifest.
+    fn cut(&self, partial: &Partial) -> Result<Manifest, FetchError> {
+        let file = partial.file().try_clone().map_err(cache_err)?;
+        let reader = std::io::BufReader::with_capacity(1 << 20, ReadFrom { file, pos: 0 });
         let mut chunks = Vec::new();
-        let mut total = 0u64;
         for chunk in StreamCDC::new(
             reader,
             MIN_CHUNK as usize,
             AVG_CHUNK as usize,
             MAX_CHUNK as usize,
         ) {
-            let chunk = chunk.map_err(|e| unavailable(std::io::Error::other(e.to_string())))?;
+            let chunk = chunk.map_err(|e| FetchError::Cache(e.to_string()))?;
             let hash = chunk_hash(&chunk.data);
             self.store.put(hash, &chunk.data).map_err(cache_err)?;
             chunks.push((chunk.length as u32, hash));
-            total += chunk.length as u64;
-        }
-        if total != record.size {
-            return Err(changed());
         }
         Ok(Manifest {
-            version: record.version,
+            version: partial.record.version,
             chunks,
         })
+    }
+
+    fn background(&self, job: impl FnOnce() + Send + 'static) {
+        *lock(&self.busy.0) += 1;
+        let busy = self.busy.clone();
+        let done = move || {
+            *lock(&busy.0) -= 1;
+            busy.1.notify_all();
+        };
+        let spawned = std::thread::Builder::new()
+            .name("fetch-bg".into())
+            .spawn(move || {
+                job();
+                done();
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a background fetch: {e}");
+            *lock(&self.busy.0) -= 1;
+        }
+    }
+
+    /// Waits until no background fetch or cutting runs (tests and benchmarks).
+    pub fn wait_ingested(&self) {
+        let mut busy = lock(&self.busy.0);
+        while *busy > 0 {
+            busy = self
+                .busy
+                .1
+                .wait(busy)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Reads a whole track (pin, prefetch), so it ends up cut into chunks.
+    pub fn fetch_all(&self, track: TrackRef) -> Result<(), FetchError> {
+        let mut offset = 0;
+        loop {
+            let got = self.read(track, offset, 4 << 20)?;
+            if got.is_empty() {
+                return Ok(());
+            }
+            offset += got.len() as u64;
+        }
+    }
+}
+
+/// Sequential reads of a file by position (the staging file is shared with readers).
+struct ReadFrom {
+    file: std::fs::File,
+    pos: u64,
+}
+
+impl std::io::Read for ReadFrom {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
@@ -276,96 +525,260 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::origin::OriginStats;
     use crate::track::{Location, TrackInfo};
     use musicfs_ipc::origin::OriginConfig;
+    use std::sync::atomic::Ordering;
 
     fn layout(lens: &[u32]) -> Layout {
-        let record = TrackRecord {
-            location: Location {
-                origin: "/o".into(),
-                path: "a".into(),
-            },
-            size: lens.iter().map(|l| u64::from(*l)).sum(),
-            mtime_ns: 0,
-            version: 1,
-            info: TrackInfo::default(),
-            added_secs: 0,
-        };
         let chunks = lens.iter().map(|l| (*l, u128::from(*l))).collect();
-        Layout::new(record, Manifest { version: 1, chunks })
+        Layout::new(Manifest { version: 1, chunks })
     }
 
-    /// A catalog holding one track: a 1 MB file in a temporary origin.
-    fn one_track() -> (tempfile::TempDir, TrackReader, TrackRef, Vec<u8>) {
-        let dir = tempfile::tempdir().unwrap();
-        let music = dir.path().join("music");
-        std::fs::create_dir(&music).unwrap();
-        let data: Vec<u8> = (0..1_000_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        std::fs::write(music.join("a.flac"), &data).unwrap();
-        let origins = Arc::new(
-            Origins::open(
-                &[OriginConfig::from_url(music.to_str().unwrap())],
-                Arc::default(),
-            )
-            .unwrap(),
-        );
-        let origin = origins.iter().next().unwrap();
-        let (size, mtime_ns) = origin.stat("a.flac").unwrap();
-        let location = Location {
-            origin: origin.name().to_owned(),
-            path: "a.flac".into(),
-        };
-        let catalog = Catalog::open(&dir.path().join("catalog")).unwrap();
-        catalog
-            .apply(crate::catalog::Batch {
-                upserts: vec![(location, size, mtime_ns, TrackInfo::default())],
-                ..Default::default()
+    /// Bytes that never repeat a chunk (xorshift).
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15 ^ seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
             })
+            .collect()
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        reader: TrackReader,
+        catalog: Catalog,
+        origins: Arc<Origins>,
+        stats: Arc<OriginStats>,
+    }
+
+    impl Fixture {
+        /// Origins `music0..musicN`, each holding the same files.
+        fn new(origins: usize, files: &[(&str, &[u8])]) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let mut configs = Vec::new();
+            for o in 0..origins {
+                let music = dir.path().join(format!("music{o}"));
+                std::fs::create_dir(&music).unwrap();
+                for (name, data) in files {
+                    std::fs::write(music.join(name), data).unwrap();
+                }
+                let mut config = OriginConfig::from_url(music.to_str().unwrap());
+                config.priority = o as i32;
+                configs.push(config);
+            }
+            let stats = Arc::new(OriginStats::default());
+            let origins = Arc::new(Origins::open(&configs, stats.clone()).unwrap());
+            let catalog = Catalog::open(&dir.path().join("catalog")).unwrap();
+            let store = Arc::new(ChunkStore::open(&dir.path().join("chunks")).unwrap());
+            let reader = TrackReader::new(
+                catalog.clone(),
+                store,
+                origins.clone(),
+                dir.path().join("staging"),
+            )
             .unwrap();
-        let (id, record) = catalog.tracks().unwrap().remove(0);
-        let store = Arc::new(ChunkStore::open(&dir.path().join("chunks")).unwrap());
-        let reader = TrackReader::new(catalog, store, origins);
-        let track = TrackRef {
-            id,
-            version: record.version,
-        };
-        (dir, reader, track, data)
+            let fixture = Self {
+                dir,
+                reader,
+                catalog,
+                origins,
+                stats,
+            };
+            for (name, _) in files {
+                fixture.catalogue(name);
+            }
+            fixture
+        }
+
+        /// (Re)catalogues a file on every origin; returns the first origin's track.
+        fn catalogue(&self, name: &str) -> TrackRef {
+            let mut upserts = Vec::new();
+            for origin in self.origins.iter() {
+                let (size, mtime_ns) = origin.stat(name).unwrap();
+                let location = Location {
+                    origin: origin.name().to_owned(),
+                    path: name.into(),
+                };
+                upserts.push((location, size, mtime_ns, TrackInfo::default()));
+            }
+            let first = upserts[0].0.clone();
+            self.catalog
+                .apply(crate::catalog::Batch {
+                    upserts,
+                    ..Default::default()
+                })
+                .unwrap();
+            let (id, record) = self.catalog.track_at(&first).unwrap().unwrap();
+            TrackRef {
+                id,
+                version: record.version,
+            }
+        }
+
+        fn track(&self, name: &str) -> TrackRef {
+            let location = Location {
+                origin: self.origins.origin(0).name().to_owned(),
+                path: name.into(),
+            };
+            let (id, record) = self.catalog.track_at(&location).unwrap().unwrap();
+            TrackRef {
+                id,
+                version: record.version,
+            }
+        }
+
+        fn origin_bytes(&self) -> u64 {
+            self.stats.bytes_read.load(Ordering::Relaxed)
+        }
+
+        fn read_all(&self, track: TrackRef, piece: u32) -> Vec<u8> {
+            let mut out = Vec::new();
+            loop {
+                let got = self.reader.read(track, out.len() as u64, piece).unwrap();
+                if got.is_empty() {
+                    return out;
+                }
+                out.extend(got);
+            }
+        }
     }
 
     #[test]
-    fn the_first_read_comes_from_the_origin_while_chunking_runs_then_reads_use_chunks() {
-        let (_dir, reader, track, data) = one_track();
-        let first = reader.read(track, 4096, 100_000).unwrap();
-        assert_eq!(first, data[4096..104_096]);
-        reader.wait_ingested();
-        assert!(
-            reader.layouts.get(&track).is_some(),
-            "the track was not cut into chunks"
+    fn a_sequential_read_fetches_each_byte_once_then_the_track_is_cut_into_chunks() {
+        let data = noise(3_000_000, 1);
+        let f = Fixture::new(1, &[("a.flac", &data)]);
+        let track = f.track("a.flac");
+        assert_eq!(f.read_all(track, 128 * 1024), data);
+        f.reader.wait_ingested();
+        assert_eq!(
+            f.origin_bytes(),
+            data.len() as u64,
+            "read-ahead fetched twice"
         );
-        let (chunks, bytes) = reader.store.usage();
         assert!(
-            chunks >= 4 && bytes == data.len() as u64,
+            f.reader.layouts.get(&track).is_some(),
+            "not cut into chunks"
+        );
+        let (chunks, bytes) = f.reader.store.usage();
+        assert!(
+            chunks >= data.len() as u64 / u64::from(MAX_CHUNK) && bytes == data.len() as u64,
             "{chunks} chunks, {bytes} bytes"
         );
-        assert_eq!(reader.read(track, 0, 2_000_000).unwrap(), data);
-        assert_eq!(reader.read(track, 999_990, 100).unwrap(), data[999_990..]);
+        // Served from chunks now: the origin is not asked again.
+        assert_eq!(
+            f.reader.read(track, 999_990, 100).unwrap(),
+            data[999_990..1_000_090]
+        );
+        assert_eq!(f.origin_bytes(), data.len() as u64);
+        assert_eq!(
+            std::fs::read_dir(f.dir.path().join("staging"))
+                .unwrap()
+                .count(),
+            0,
+            "staging file left behind"
+        );
+    }
+
+    #[test]
+    fn a_random_read_of_an_uncached_track_fetches_little_more_than_asked() {
+        let data = noise(5_000_000, 2);
+        let f = Fixture::new(1, &[("a.flac", &data)]);
+        let track = f.track("a.flac");
+        let (offset, len) = (2_000_123u64, 65_536u32);
+        let got = f.reader.read(track, offset, len).unwrap();
+        assert_eq!(got, data[offset as usize..offset as usize + len as usize]);
+        f.reader.wait_ingested();
+        let fetched = f.origin_bytes();
+        assert!(
+            fetched <= u64::from(len) * 3 / 2,
+            "{fetched} bytes fetched for {len}"
+        );
     }
 
     #[test]
     fn a_changed_origin_file_is_never_served_as_the_old_version() {
-        let (dir, reader, track, _) = one_track();
-        std::fs::write(dir.path().join("music/a.flac"), b"retagged").unwrap();
+        let data = noise(1_000_000, 3);
+        let f = Fixture::new(1, &[("a.flac", &data)]);
+        let track = f.track("a.flac");
+        std::fs::write(f.dir.path().join("music0/a.flac"), b"retagged").unwrap();
         assert!(matches!(
-            reader.read(track, 0, 10),
+            f.reader.read(track, 0, 10),
             Err(FetchError::OriginChanged(_))
         ));
         let stale = TrackRef {
-            version: track.version + 1,
+            version: track.version + 100,
             ..track
         };
-        assert_eq!(reader.read(stale, 0, 10), Err(FetchError::Stale));
+        assert_eq!(f.reader.read(stale, 0, 10), Err(FetchError::Stale));
+    }
+
+    #[test]
+    fn reads_fail_over_to_another_origin_and_fail_fast_when_none_answers() {
+        let data = noise(2_000_000, 4);
+        let f = Fixture::new(2, &[("a.flac", &data)]);
+        let track = f.track("a.flac");
+        let timeout = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        f.origins.health(0).failed(&timeout);
+        assert_eq!(f.reader.read(track, 0, 1000).unwrap(), data[..1000]);
+        // The preferred origin is gone for real: the copy on the other still serves.
+        std::fs::remove_dir_all(f.dir.path().join("music0")).unwrap();
+        f.origins.health(0).succeeded();
+        assert_eq!(
+            f.reader.read(track, 500_000, 1000).unwrap(),
+            data[500_000..501_000]
+        );
+        f.origins.health(1).failed(&timeout);
+        f.origins.health(0).failed(&timeout);
+        assert!(matches!(
+            f.reader.read(track, 1_500_000, 1000),
+            Err(FetchError::OriginUnavailable(_))
+        ));
+    }
+
+    /// A FLAC-shaped file: metadata blocks with a comment of `comment` bytes, then `audio`.
+    fn flac(comment: usize, audio: &[u8]) -> Vec<u8> {
+        let mut f = b"fLaC".to_vec();
+        f.extend([0x00, 0, 0, 34]);
+        f.extend([0u8; 34]);
+        let len = comment as u32;
+        f.extend([0x84, (len >> 16) as u8, (len >> 8) as u8, len as u8]);
+        f.extend(std::iter::repeat_n(b'c', comment));
+        f.extend(audio);
+        f
+    }
+
+    #[test]
+    fn a_retagged_track_fetches_only_its_tags_and_the_edges_of_its_audio() {
+        let audio = noise(30_000_000, 5);
+        let old = flac(5_000, &audio);
+        let f = Fixture::new(1, &[("a.flac", &old)]);
+        let track = f.track("a.flac");
+        assert_eq!(f.read_all(track, 1 << 20), old);
+        f.reader.wait_ingested();
+        let before = f.origin_bytes();
+        // Retag: a longer comment shifts the audio by 7,000 bytes.
+        let new = flac(12_000, &audio);
+        let path = f.dir.path().join("music0/a.flac");
+        std::fs::write(&path, &new).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+            .unwrap();
+        let retagged = f.catalogue("a.flac");
+        assert_eq!(retagged.id, track.id);
+        assert_ne!(retagged.version, track.version);
+        assert_eq!(f.read_all(retagged, 128 * 1024), new);
+        f.reader.wait_ingested();
+        let refetched = f.origin_bytes() - before;
+        let tag_block = 4 + 38 + 4 + 12_000;
+        assert!(
+            refetched < 2 * u64::from(AVG_CHUNK) + tag_block,
+            "{refetched} bytes fetched again"
+        );
     }
 
     #[test]

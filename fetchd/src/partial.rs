@@ -1,0 +1,382 @@
+//! A track version that is not yet in the chunk store: a sparse staging file the size of the
+//! track, filled page by page with exactly the ranges readers ask for (plus read-ahead), so a
+//! random read of an uncached remote file moves little more than the bytes asked. Pages being
+//! fetched are claimed, so a read waits for read-ahead already on the wire instead of fetching
+//! the same bytes twice. Once every page is present the file is cut into chunks (see
+//! [`crate::reader`]) and the staging file goes.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::track::TrackRecord;
+
+/// Granularity of what is fetched and remembered: one kernel page.
+pub const PAGE: u64 = 4096;
+/// Longest single request to an origin (remote origins pipeline inside it).
+pub const MAX_RUN: u64 = 4 << 20;
+/// Read-ahead: the window after the first sequential read, and its cap (it doubles between).
+pub const FIRST_WINDOW: u64 = 256 << 10;
+pub const MAX_WINDOW: u64 = 16 << 20;
+/// How long a read waits for pages another fetch is bringing before it asks itself.
+const WAIT_FOR_OTHERS: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Missing,
+    Fetching,
+    Present,
+}
+
+#[derive(Debug)]
+struct Pages {
+    pages: Vec<Page>,
+    present: usize,
+    /// Where the next read would start if the reader is sequential.
+    expect: Option<u64>,
+    window: u64,
+    prefetching: bool,
+}
+
+#[derive(Debug)]
+pub struct Partial {
+    pub record: TrackRecord,
+    file: File,
+    path: PathBuf,
+    state: Mutex<Pages>,
+    arrived: Condvar,
+    /// Set once the delta seeding (or the decision not to seed) is done.
+    pub seeded: std::sync::Once,
+}
+
+/// A contiguous page range a fetcher has claimed: `[start, end)` in bytes, clamped to the size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Partial {
+    /// Creates the staging file for `record` at `path` (any old one there is replaced).
+    pub fn create(path: &Path, record: TrackRecord) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        file.set_len(record.size)?;
+        let pages = record.size.div_ceil(PAGE) as usize;
+        Ok(Self {
+            record,
+            file,
+            path: path.to_owned(),
+            state: Mutex::new(Pages {
+                pages: vec![Page::Missing; pages],
+                present: 0,
+                expect: None,
+                window: 0,
+                prefetching: false,
+            }),
+            arrived: Condvar::new(),
+            seeded: std::sync::Once::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pages> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn complete(&self) -> bool {
+        let s = self.lock();
+        s.present == s.pages.len()
+    }
+
+    /// Pages of `[offset, end)`: first and one past the last.
+    fn page_span(&self, offset: u64, end: u64) -> (usize, usize) {
+        let end = end.min(self.record.size);
+        ((offset / PAGE) as usize, end.div_ceil(PAGE) as usize)
+    }
+
+    /// Claims the missing pages of `[offset, end)` as runs for the caller to fetch; returns
+    /// them and whether pages fetched by others are pending in the range.
+    pub fn claim(&self, offset: u64, end: u64) -> (Vec<Run>, bool) {
+        let (first, last) = self.page_span(offset, end);
+        let mut s = self.lock();
+        let mut runs: Vec<Run> = Vec::new();
+        let mut pending = false;
+        for page in first..last.min(s.pages.len()) {
+            match s.pages[page] {
+                Page::Present => {}
+                Page::Fetching => pending = true,
+                Page::Missing => {
+                    s.pages[page] = Page::Fetching;
+                    let start = page as u64 * PAGE;
+                    let stop = (start + PAGE).min(self.record.size);
+                    match runs.last_mut() {
+                        Some(run) if run.end == start && run.end - run.start < MAX_RUN => {
+                            run.end = stop
+                        }
+                        _ => runs.push(Run { start, end: stop }),
+                    }
+                }
+            }
+        }
+        (runs, pending)
+    }
+
+    /// Stores the bytes of a claimed run (`bytes` may be short only at the end of the file).
+    pub fn fill(&self, run: Run, bytes: &[u8]) -> io::Result<()> {
+        let written = self.file.write_all_at(bytes, run.start);
+        let mut s = self.lock();
+        let (first, last) = self.page_span(run.start, run.end);
+        let complete_to = run.start + bytes.len() as u64;
+        for page in first..last {
+            let page_end = ((page as u64 + 1) * PAGE).min(self.record.size);
+            if written.is_ok() && page_end <= complete_to {
+                if s.pages[page] != Page::Present {
+                    s.present += 1;
+                }
+                s.pages[page] = Page::Present;
+            } else if s.pages[page] == Page::Fetching {
+                s.pages[page] = Page::Missing;
+            }
+        }
+        drop(s);
+        self.arrived.notify_all();
+        written?;
+        if complete_to < run.end {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the origin file is shorter than catalogued",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Gives back a claim whose fetch failed.
+    pub fn release(&self, run: Run) {
+        let (first, last) = self.page_span(run.start, run.end);
+        let mut s = self.lock();
+        for page in first..last {
+            if s.pages[page] == Page::Fetching {
+                s.pages[page] = Page::Missing;
+            }
+        }
+        drop(s);
+        self.arrived.notify_all();
+    }
+
+    /// Marks pages entirely inside `[offset, offset + bytes.len())` present after writing
+    /// `bytes` there (delta seeding from the previous version's chunks).
+    pub fn seed(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(bytes, offset)?;
+        let end = offset + bytes.len() as u64;
+        let first = offset.div_ceil(PAGE) as usize;
+        let mut s = self.lock();
+        let mut page = first;
+        while page < s.pages.len() {
+            let page_end = ((page as u64 + 1) * PAGE).min(self.record.size);
+            if page_end > end {
+                break;
+            }
+            if s.pages[page] == Page::Missing {
+                s.pages[page] = Page::Present;
+                s.present += 1;
+            }
+            page += 1;
+        }
+        Ok(())
+    }
+
+    /// Waits until every page of `[offset, end)` is present or nobody is fetching the missing
+    /// ones any more; returns whether all are present.
+    pub fn wait(&self, offset: u64, end: u64) -> bool {
+        let (first, last) = self.page_span(offset, end);
+        let mut s = self.lock();
+        loop {
+            let range = &s.pages[first..last.min(s.pages.len())];
+            if range.iter().all(|p| *p == Page::Present) {
+                return true;
+            }
+            if !range.contains(&Page::Fetching) {
+                return false;
+            }
+            let (next, timeout) = self
+                .arrived
+                .wait_timeout(s, WAIT_FOR_OTHERS)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if timeout.timed_out() {
+                return false;
+            }
+            s = next;
+        }
+    }
+
+    /// Bytes `[offset, end)` from the staging file (all pages must be present).
+    pub fn read(&self, offset: u64, end: u64) -> io::Result<Vec<u8>> {
+        let end = end.min(self.record.size);
+        let mut buf = vec![0; end.saturating_sub(offset) as usize];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    /// Notes a read of `[offset, end)` and returns the range to read ahead, if the reader is
+    /// sequential and no read-ahead is running: the window starts at [`FIRST_WINDOW`] and
+    /// doubles up to [`MAX_WINDOW`] while the reader stays sequential.
+    pub fn read_ahead(&self, offset: u64, end: u64) -> Option<(u64, u64)> {
+        let mut s = self.lock();
+        let sequential = s.expect == Some(offset) || (offset == 0 && s.expect.is_none());
+        s.expect = Some(end);
+        if !sequential {
+            s.window = 0;
+            return None;
+        }
+        s.window = if s.window == 0 {
+            FIRST_WINDOW
+        } else {
+            (s.window * 2).min(MAX_WINDOW)
+        };
+        if s.prefetching || end >= self.record.size {
+            return None;
+        }
+        s.prefetching = true;
+        Some((end, (end + s.window).min(self.record.size)))
+    }
+
+    pub fn read_ahead_done(&self) {
+        self.lock().prefetching = false;
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole staging file, for cutting into chunks.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::{Location, TrackInfo};
+
+    fn partial(size: u64) -> (tempfile::TempDir, Partial) {
+        let dir = tempfile::tempdir().unwrap();
+        let record = TrackRecord {
+            location: Location {
+                origin: "o".into(),
+                path: "p".into(),
+            },
+            size,
+            mtime_ns: 0,
+            version: 1,
+            info: TrackInfo::default(),
+            added_secs: 0,
+        };
+        let p = Partial::create(&dir.path().join("s"), record).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn claims_cover_only_missing_pages_and_nobody_fetches_a_page_twice() {
+        let (_d, p) = partial(10 * PAGE + 100);
+        let (runs, pending) = p.claim(100, 3 * PAGE);
+        assert_eq!(
+            runs,
+            [Run {
+                start: 0,
+                end: 3 * PAGE
+            }]
+        );
+        assert!(!pending);
+        // Overlapping claim: the first three pages are someone else's.
+        let (runs, pending) = p.claim(2 * PAGE, 5 * PAGE);
+        assert_eq!(
+            runs,
+            [Run {
+                start: 3 * PAGE,
+                end: 5 * PAGE
+            }]
+        );
+        assert!(pending);
+        p.fill(
+            Run {
+                start: 0,
+                end: 3 * PAGE,
+            },
+            &vec![7; 3 * PAGE as usize],
+        )
+        .unwrap();
+        p.release(Run {
+            start: 3 * PAGE,
+            end: 5 * PAGE,
+        });
+        assert!(p.wait(0, 3 * PAGE));
+        assert!(!p.wait(0, 4 * PAGE));
+        // The tail page is short.
+        let (runs, _) = p.claim(10 * PAGE, 11 * PAGE);
+        assert_eq!(
+            runs,
+            [Run {
+                start: 10 * PAGE,
+                end: 10 * PAGE + 100
+            }]
+        );
+        p.fill(runs[0], &[9; 100]).unwrap();
+        assert_eq!(p.read(10 * PAGE + 90, 20 * PAGE).unwrap(), [9; 10]);
+        assert!(!p.complete());
+    }
+
+    #[test]
+    fn read_ahead_starts_small_and_doubles_while_sequential() {
+        let (_d, p) = partial(100 << 20);
+        assert_eq!(p.read_ahead(0, 128 << 10), Some((128 << 10, 384 << 10)));
+        // One read-ahead at a time.
+        assert_eq!(p.read_ahead(128 << 10, 256 << 10), None);
+        p.read_ahead_done();
+        let (from, to) = p.read_ahead(256 << 10, 384 << 10).unwrap();
+        assert_eq!((from, to - from), (384 << 10, 1 << 20));
+        p.read_ahead_done();
+        // A seek resets the window.
+        assert_eq!(p.read_ahead(50 << 20, (50 << 20) + 4096), None);
+        assert_eq!(
+            p.read_ahead((50 << 20) + 4096, (50 << 20) + 8192),
+            Some(((50 << 20) + 8192, (50 << 20) + 8192 + FIRST_WINDOW))
+        );
+    }
+
+    #[test]
+    fn seeding_marks_only_whole_pages() {
+        let (_d, p) = partial(4 * PAGE);
+        p.seed(100, &vec![1; (2 * PAGE) as usize]).unwrap();
+        // [100, 8292): only page 1 ([4096, 8192)) is whole.
+        let (runs, _) = p.claim(0, 4 * PAGE);
+        assert_eq!(
+            runs,
+            [
+                Run {
+                    start: 0,
+                    end: PAGE
+                },
+                Run {
+                    start: 2 * PAGE,
+                    end: 4 * PAGE
+                }
+            ]
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Where a track's bytes can come from: the copy the tree shows and every other origin holding
+//! the same file (same path and size), healthy origins first, by priority. Open origin files
+//! are kept per track and origin, so a remote file is opened (and checked against the catalog)
+//! once, not per read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use musicfs_ipc::{FetchError, TrackId};
+
+use crate::catalog::Catalog;
+use crate::health::unreachable;
+use crate::origin::OriginFile;
+use crate::origins::Origins;
+use crate::track::{Location, TrackRecord};
+
+/// A copy of a track on one origin.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    pub origin: usize,
+    pub location: Location,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+/// Open files kept for reuse, per (track, origin).
+type Handles = HashMap<(TrackId, usize), Vec<OriginFile>>;
+
+#[derive(Clone)]
+pub struct Replicas {
+    catalog: Catalog,
+    origins: Arc<Origins>,
+    handles: Arc<Mutex<Handles>>,
+}
+
+impl Replicas {
+    pub fn new(catalog: Catalog, origins: Arc<Origins>) -> Self {
+        Self {
+            catalog,
+            origins,
+            handles: Arc::default(),
+        }
+    }
+
+    /// Every copy of `record` on an origin that is up, best first. An error says why none is.
+    pub fn copies(&self, record: &TrackRecord) -> Result<Vec<Copy>, FetchError> {
+        let mut copies = Vec::new();
+        let mut down = Vec::new();
+        for index in 0..self.origins.len() {
+            let name = self.origins.origin(index).name();
+            let copy = if name == record.location.origin {
+                Some(Copy {
+                    origin: index,
+                    location: record.location.clone(),
+                    size: record.size,
+                    mtime_ns: record.mtime_ns,
+                })
+            } else {
+                let location = Location {
+                    origin: name.to_owned(),
+                    path: record.location.path.clone(),
+                };
+                match self.catalog.track_at(&location) {
+                    Ok(Some((_, other))) if other.size == record.size => Some(Copy {
+                        origin: index,
+                        location,
+                        size: other.size,
+                        mtime_ns: other.mtime_ns,
+                    }),
+                    _ => None,
+                }
+            };
+            let Some(copy) = copy else { continue };
+            if self.origins.health(index).is_up() {
+                copies.push(copy);
+            } else {
+                down.push(name.to_owned());
+            }
+        }
+        copies.sort_by_key(|c| {
+            (
+                self.origins.config(c.origin).priority,
+                c.location != record.location,
+            )
+        });
+        if copies.is_empty() {
+            let why = if down.is_empty() {
+                format!("origin {} is not configured", record.location.origin)
+            } else {
+                format!("{} down", down.join(", "))
+            };
+            return Err(FetchError::OriginUnavailable(format!(
+                "{}: no origin holding it answers ({why})",
+                record.location.path
+            )));
+        }
+        Ok(copies)
+    }
+
+    /// Reads `[offset, offset + len)` of a track from the first copy that answers, marking
+    /// origins down on the way. `check` may reject the bytes (a chunk that does not match its
+    /// hash), which moves on to the next copy.
+    pub fn read(
+        &self,
+        track: TrackId,
+        record: &TrackRecord,
+        offset: u64,
+        len: usize,
+        check: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Vec<u8>, FetchError> {
+        let mut last = None;
+        for copy in self.copies(record)? {
+            match self.read_copy(track, &copy, offset, len) {
+                Ok(bytes) if check(&bytes) => return Ok(bytes),
+                Ok(_) => {
+                    self.forget(track, copy.origin);
+                    last = Some(changed(&copy.location));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| changed(&record.location)))
+    }
+
+    fn read_copy(
+        &self,
+        track: TrackId,
+        copy: &Copy,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, FetchError> {
+        let name = &copy.location.origin;
+        let file = match self.take(track, copy.origin) {
+            Some(file) => file,
+            None => self.open(copy)?,
+        };
+        let result = file.read_range(offset, len);
+        self.origins.record(name, &result);
+        match result {
+            Ok(bytes) => {
+                self.give_back(track, copy.origin, file);
+                Ok(bytes)
+            }
+            Err(e) if unreachable(&e) => Err(FetchError::OriginUnavailable(format!(
+                "{}: {e}",
+                copy.location.path
+            ))),
+            Err(_) => Err(changed(&copy.location)),
+        }
+    }
+
+    /// Opens a copy, checking it is still the file catalogued.
+    fn open(&self, copy: &Copy) -> Result<OriginFile, FetchError> {
+        let origin = self.origins.origin(copy.origin);
+        let name = &copy.location.origin;
+        let unavailable = |e: &std::io::Error| {
+            FetchError::OriginUnavailable(format!("{}: {e}", copy.location.path))
+        };
+        let stat = origin.stat(&copy.location.path);
+        self.origins.record(name, &stat);
+        match stat {
+            Ok(found) if found == (copy.size, copy.mtime_ns) => {}
+            Ok(_) => return Err(changed(&copy.location)),
+            Err(e) if unreachable(&e) => return Err(unavailable(&e)),
+            Err(_) => return Err(changed(&copy.location)),
+        }
+        let file = self.origins.file(origin.as_ref(), &copy.location.path);
+        self.origins.record(name, &file);
+        let file = file.map_err(|e| unavailable(&e))?;
+        if file.len() != copy.size {
+            return Err(changed(&copy.location));
+        }
+        Ok(file)
+    }
+
+    fn take(&self, track: TrackId, origin: usize) -> Option<OriginFile> {
+        lock(&self.handles).get_mut(&(track, origin))?.pop()
+    }
+
+    fn give_back(&self, track: TrackId, origin: usize, file: OriginFile) {
+        let mut handles = lock(&self.handles);
+        let kept = handles.entry((track, origin)).or_default();
+        if kept.len() < 4 {
+            kept.push(file);
+        }
+    }
+
+    fn forget(&self, track: TrackId, origin: usize) {
+        lock(&self.handles).remove(&(track, origin));
+    }
+
+    /// Closes every file kept open for a track (it is cached now, or gone).
+    pub fn close(&self, track: TrackId) {
+        lock(&self.handles).retain(|(t, _), _| *t != track);
+    }
+}
+
+fn changed(location: &Location) -> FetchError {
+    FetchError::OriginChanged(format!("{} changed since it was scanned", location.path))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
