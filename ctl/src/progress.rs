@@ -134,6 +134,8 @@ mod tests {
             origin_bytes_read: 0,
             cache_chunks: 0,
             cache_bytes: 0,
+            cache_budget: None,
+            cache_fetch: Default::default(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The status report: its stable JSON form (`musicfsctl status --json`, described in
 //! doc/STATUS-JSON.md; change it only by bumping [`FORMAT_VERSION`]) and its text form.
 
-use musicfs_ipc::{FetchStatus, ScanState};
+use musicfs_ipc::size::human;
+use musicfs_ipc::{BackgroundFetch, FetchStatus, ScanState};
 use serde::Serialize;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -20,6 +21,9 @@ pub struct Report {
     pub scan: Option<Scan>,
     pub origin_reads: Option<OriginReads>,
     pub cache: Option<Cache>,
+    /// For the text form (the JSON carries `cache.fetch`).
+    #[serde(skip)]
+    cache_fetch: Option<BackgroundFetch>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -95,6 +99,52 @@ pub struct OriginReads {
 pub struct Cache {
     pub chunks: u64,
     pub bytes: u64,
+    /// The configured budget; null: no limit.
+    pub budget: Option<u64>,
+    /// The background fetch of pinned and prefetched tracks.
+    pub fetch: CacheFetch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheFetch {
+    pub active: bool,
+    pub tracks_done: u64,
+    pub tracks_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub failed: u64,
+}
+
+impl From<&BackgroundFetch> for CacheFetch {
+    fn from(f: &BackgroundFetch) -> Self {
+        Self {
+            active: f.active,
+            tracks_done: f.tracks_done,
+            tracks_total: f.tracks_total,
+            bytes_done: f.bytes_done,
+            bytes_total: f.bytes_total,
+            failed: f.failed,
+        }
+    }
+}
+
+/// One line on the background fetch: `fetching 3/12 tracks, 40.0 MiB of 120.0 MiB`.
+pub fn fetch_line(f: &BackgroundFetch) -> String {
+    let verb = if f.active { "fetching" } else { "fetched" };
+    let mut line = format!(
+        "{verb} {}/{} tracks, {} of {}",
+        f.tracks_done,
+        f.tracks_total,
+        human(f.bytes_done),
+        human(f.bytes_total)
+    );
+    if f.failed > 0 {
+        line += &format!(", {} failed", f.failed);
+        if let Some(why) = &f.last_error {
+            line += &format!(" (last: {why})");
+        }
+    }
+    line
 }
 
 impl Report {
@@ -121,7 +171,10 @@ impl Report {
             cache: fetch.map(|s| Cache {
                 chunks: s.cache_chunks,
                 bytes: s.cache_bytes,
+                budget: s.cache_budget,
+                fetch: CacheFetch::from(&s.cache_fetch),
             }),
+            cache_fetch: fetch.map(|s| s.cache_fetch.clone()),
         }
     }
 
@@ -185,10 +238,25 @@ impl Report {
             );
         }
         if let Some(cache) = &self.cache {
+            let budget = match cache.budget {
+                Some(b) => format!(" of {} budget", human_bytes(b)),
+                None => String::new(),
+            };
             line(
                 "cache",
-                format!("{} chunks, {}", cache.chunks, human_bytes(cache.bytes)),
+                format!(
+                    "{} chunks, {}{budget}",
+                    cache.chunks,
+                    human_bytes(cache.bytes)
+                ),
             );
+        }
+        if let Some(fetch) = self
+            .cache_fetch
+            .as_ref()
+            .filter(|f| f.active || f.failed > 0)
+        {
+            line("cache fetch", fetch_line(fetch));
         }
         for file in catalog.unreadable.iter().take(UNREADABLE_SHOWN) {
             let shown = if file.shown {
@@ -243,18 +311,7 @@ fn scan(status: &FetchStatus) -> Scan {
 }
 
 fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    human(bytes)
 }
 
 #[cfg(test)]
@@ -296,6 +353,16 @@ mod tests {
             origin_bytes_read: 4096,
             cache_chunks: 1,
             cache_bytes: 65536,
+            cache_budget: Some(1 << 20),
+            cache_fetch: BackgroundFetch {
+                active: true,
+                tracks_done: 1,
+                tracks_total: 3,
+                bytes_done: 100,
+                bytes_total: 300,
+                failed: 0,
+                last_error: None,
+            },
         }
     }
 
@@ -320,7 +387,8 @@ mod tests {
             r#""catalog":{"tracks":5,"directories":2,"unreadable":[{"origin":"/srv/music","path":"bad.mp3","reason":"no tags","shown":true}]},"#,
             r#""scan":{"state":"scanning","done":3,"total":8,"completed":0},"#,
             r#""origin_reads":{"files":4,"bytes":4096},"#,
-            r#""cache":{"chunks":1,"bytes":65536}}"#,
+            r#""cache":{"chunks":1,"bytes":65536,"budget":1048576,"#,
+            r#""fetch":{"active":true,"tracks_done":1,"tracks_total":3,"bytes_done":100,"bytes_total":300,"failed":0}}}"#,
         );
         assert_eq!(report.to_json(), expected);
         assert!(report.all_healthy());
@@ -356,6 +424,14 @@ mod tests {
         let text = report.to_text();
         assert!(text.contains("idle (2 scans completed)"), "{text}");
         assert!(text.contains("4 files, 4.0 KiB"), "{text}");
+        assert!(
+            text.contains("1 chunks, 64.0 KiB of 1.0 MiB budget"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cache fetch  fetching 1/3 tracks, 100 B of 300 B"),
+            "{text}"
+        );
         assert!(
             text.contains("bad.mp3: no tags (shown, tags unread)"),
             "{text}"

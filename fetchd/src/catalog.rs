@@ -1,5 +1,6 @@
 //! The catalog: LMDB (heed) tables for tracks, the files they came from, files that could not be
-//! read, the rendered namespace with its stable inode numbers, and chunk manifests.
+//! read, the rendered namespace with its stable inode numbers, chunk manifests, and the paths
+//! pinned in the cache.
 //!
 //! Keys that are paths are stored as their XXH3-128 (LMDB keys are limited to 511 bytes); the
 //! full path is kept in the value. Every table's values are MessagePack. The format is
@@ -71,6 +72,8 @@ pub struct Catalog {
     manifests: Database<Id, SerdeRmp<Manifest>>,
     /// Change sequence number of each removal → the removed track (for indexd's catch-up).
     removed: Database<Id, Id>,
+    /// Paths pinned in the chunk cache (relative to the mount's root), keyed by their hash.
+    pins: Database<Bytes, Str>,
 }
 
 /// Catalog changes after some sequence number, for indexd.
@@ -117,12 +120,12 @@ impl Catalog {
             EnvOpenOptions::new()
                 .read_txn_without_tls()
                 .map_size(MAP_SIZE)
-                .max_dbs(8)
+                .max_dbs(16)
                 .open(dir)
         }
         .map_err(lmdb)?;
         let wtxn = env.write_txn()?;
-        let (meta, tracks, files, problems, nodes, inos, manifests, removed) = env
+        let (meta, tracks, files, problems, nodes, inos, manifests, removed, pins) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     opener.create_database(wtxn, Some("meta"))?,
@@ -133,6 +136,7 @@ impl Catalog {
                     opener.create_database(wtxn, Some("inos"))?,
                     opener.create_database(wtxn, Some("manifests"))?,
                     opener.create_database(wtxn, Some("removed"))?,
+                    opener.create_database(wtxn, Some("pins"))?,
                 )))
             })?
             .unwrap_commit();
@@ -146,6 +150,7 @@ impl Catalog {
             inos,
             manifests,
             removed,
+            pins,
         };
         let mut wtxn = env.write_txn()?;
         match catalog.meta.get(&wtxn, "format")? {
@@ -362,6 +367,33 @@ impl Catalog {
         wtxn.commit()?;
         Ok(())
     }
+
+    /// Paths pinned in the cache, sorted.
+    pub fn pins(&self) -> Result<Vec<String>, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.pins.iter(&rtxn)? {
+            out.push(item?.1.to_owned());
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Records a pinned path (pinning twice is pinning once).
+    pub fn add_pin(&self, path: &str) -> Result<(), CatalogError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.pins.put(&mut wtxn, &path_key(path), path)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Forgets a pinned path; false if it was not pinned.
+    pub fn remove_pin(&self, path: &str) -> Result<bool, CatalogError> {
+        let mut wtxn = self.env.write_txn()?;
+        let removed = self.pins.delete(&mut wtxn, &path_key(path))?;
+        wtxn.commit()?;
+        Ok(removed)
+    }
 }
 
 /// Hands out stable inode numbers inside one write transaction, then saves the new tree with
@@ -487,6 +519,22 @@ mod tests {
         assert_eq!(later.upserts.len(), 1);
         assert_eq!(later.upserts[0].1.location.path, "c.mp3");
         assert_eq!(c.position().unwrap(), (all.catalog_id, 4));
+    }
+
+    #[test]
+    fn pins_are_kept_across_reopen_and_removed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Catalog::open(dir.path()).unwrap();
+            c.add_pin("B/Album (2001)").unwrap();
+            c.add_pin("A").unwrap();
+            c.add_pin("A").unwrap();
+        }
+        let c = Catalog::open(dir.path()).unwrap();
+        assert_eq!(c.pins().unwrap(), ["A", "B/Album (2001)"]);
+        assert!(c.remove_pin("A").unwrap());
+        assert!(!c.remove_pin("A").unwrap());
+        assert_eq!(c.pins().unwrap(), ["B/Album (2001)"]);
     }
 
     #[test]

@@ -2,57 +2,124 @@
 //! written atomically (temporary file + rename) and checked against its name on every read. A
 //! chunk that fails the check is deleted and reported missing, so it is fetched again, never
 //! served.
+//!
+//! The store keeps to its [`Limits`]: before a chunk is written, least recently used chunks
+//! that are not pinned are deleted until the new one fits under the budget with the free-disk
+//! floor kept, and bytes being written count from the moment they are admitted, so many
+//! concurrent writers together never overshoot. When nothing more can be evicted the write
+//! fails (`StorageFull`) and the caller serves the bytes without keeping them. Recency lives in
+//! memory ([`Lru`]), seeded from the files' mtimes at start; a hit refreshes a file's mtime at
+//! most every few minutes, so the order survives restarts roughly.
 
-use std::io::{self, Write};
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use xxhash_rust::xxh3::xxh3_128;
+
+use crate::cache::{Limits, Lru};
 
 /// FastCDC sizes (bytes): minimum, average, maximum.
 pub const MIN_CHUNK: u32 = 16 * 1024;
 pub const AVG_CHUNK: u32 = 64 * 1024;
 pub const MAX_CHUNK: u32 = 256 * 1024;
 
+/// A hit refreshes the chunk file's mtime (its recency after a restart) when it is older.
+const TOUCH_EVERY: Duration = Duration::from_secs(600);
+/// `clear` deletes this many chunks per turn of the lock, so writers are not held up long.
+const CLEAR_BATCH: usize = 256;
+
 pub fn chunk_hash(bytes: &[u8]) -> u128 {
     xxh3_128(bytes)
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    lru: Lru,
+    /// Bytes admitted and being written (temporary files, renames not yet recorded).
+    writing: u64,
 }
 
 #[derive(Debug)]
 pub struct ChunkStore {
     dir: PathBuf,
-    chunks: AtomicU64,
-    bytes: AtomicU64,
+    limits: Limits,
+    held: Mutex<Held>,
     next_tmp: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+fn storage_full(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::StorageFull, message)
 }
 
 impl ChunkStore {
-    /// Opens (creating) the store and counts what it holds; leftover temporary files of an
-    /// interrupted write are removed.
+    /// Opens (creating) the store without limits.
     pub fn open(dir: &Path) -> io::Result<Self> {
+        Self::open_with(dir, Limits::unlimited())
+    }
+
+    /// Opens (creating) the store, learns what it holds (recency from the files' mtimes) and
+    /// evicts down to the budget if it holds more (a budget lowered since the last run).
+    /// Leftover temporary files of an interrupted write are removed.
+    pub fn open_with(dir: &Path, limits: Limits) -> io::Result<Self> {
         let tmp = dir.join("tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&tmp)?;
-        let store = Self {
-            dir: dir.to_owned(),
-            chunks: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            next_tmp: AtomicU64::new(0),
-        };
+        let mut found = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             if entry.file_name().len() != 2 {
                 continue;
             }
             for chunk in std::fs::read_dir(entry.path())? {
-                let meta = chunk?.metadata()?;
-                store.chunks.fetch_add(1, Ordering::Relaxed);
-                store.bytes.fetch_add(meta.len(), Ordering::Relaxed);
+                let chunk = chunk?;
+                let Some(hash) = chunk
+                    .file_name()
+                    .to_str()
+                    .filter(|n| n.len() == 32)
+                    .and_then(|n| u128::from_str_radix(n, 16).ok())
+                else {
+                    continue;
+                };
+                let meta = chunk.metadata()?;
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as i128);
+                found.push((hash, meta.len(), mtime));
+            }
+        }
+        let store = Self {
+            dir: dir.to_owned(),
+            limits,
+            held: Mutex::new(Held {
+                lru: Lru::seeded(found),
+                writing: 0,
+            }),
+            next_tmp: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        };
+        if let Some(budget) = store.limits.budget {
+            let mut held = store.lock();
+            let over = held.lru.usage().1.saturating_sub(budget);
+            if let Err(e) = store.evict(&mut held, over) {
+                tracing::warn!("the chunk cache holds more than its budget: {e}");
             }
         }
         Ok(store)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().expect("chunk store lock poisoned")
     }
 
     fn path(&self, hash: u128) -> PathBuf {
@@ -60,93 +127,215 @@ impl ChunkStore {
         self.dir.join(&hex[..2]).join(hex)
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Free bytes on the store's filesystem now.
+    pub fn free_disk(&self) -> io::Result<u64> {
+        (self.limits.free_space)(&self.dir)
+    }
+
     /// The chunk's bytes if present and intact. A corrupt chunk is deleted and `None` returned.
+    /// Every call counts as a hit or a miss.
     pub fn get(&self, hash: u128) -> io::Result<Option<Vec<u8>>> {
+        let found = self.read_verified(hash);
+        let counter = match found {
+            Ok(Some(_)) => &self.hits,
+            _ => &self.misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Ok(Some(_)) = found {
+            self.lock().lru.touch(hash);
+        }
+        found
+    }
+
+    fn read_verified(&self, hash: u128) -> io::Result<Option<Vec<u8>>> {
         let path = self.path(hash);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
+        let meta = file.metadata()?;
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut bytes)?;
         if chunk_hash(&bytes) != hash {
             tracing::warn!(chunk = %format!("{hash:032x}"), "chunk failed verification; dropped, will fetch again");
-            if std::fs::remove_file(&path).is_ok() {
-                self.chunks.fetch_sub(1, Ordering::Relaxed);
-                self.bytes.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
-            }
+            self.remove(hash)?;
             return Ok(None);
+        }
+        let now = SystemTime::now();
+        if meta
+            .modified()
+            .is_ok_and(|m| now.duration_since(m).unwrap_or_default() > TOUCH_EVERY)
+        {
+            // Recency for the next start; losing it costs nothing but order.
+            let _ = file.set_modified(now);
         }
         Ok(Some(bytes))
     }
 
+    /// Whether the chunk is held (as far as the store has recorded).
     pub fn contains(&self, hash: u128) -> bool {
-        self.path(hash).exists()
+        self.lock().lru.contains(hash)
     }
 
-    /// Stores `bytes` under `hash` (which the caller computed from them).
+    /// The chunks of `hashes` not held.
+    pub fn missing(&self, hashes: &[u128]) -> Vec<u128> {
+        let held = self.lock();
+        hashes
+            .iter()
+            .copied()
+            .filter(|h| !held.lru.contains(*h))
+            .collect()
+    }
+
+    /// Stores `bytes` under `hash` (which the caller computed from them), evicting least
+    /// recently used chunks first if the budget or the free-disk floor asks for it. Fails with
+    /// `StorageFull` when enough room cannot be made (everything left is pinned).
     pub fn put(&self, hash: u128, bytes: &[u8]) -> io::Result<()> {
         debug_assert_eq!(chunk_hash(bytes), hash);
-        let path = self.path(hash);
-        if path.exists() {
-            return Ok(());
+        let len = bytes.len() as u64;
+        {
+            let mut held = self.lock();
+            if held.lru.contains(hash) {
+                held.lru.touch(hash);
+                return Ok(());
+            }
+            self.make_room(&mut held, len)?;
+            held.writing += len;
         }
+        let written = self.write_file(hash, bytes);
+        let mut held = self.lock();
+        held.writing -= len;
+        written?;
+        held.lru.insert(hash, len);
+        Ok(())
+    }
+
+    /// Evicts until `len` more bytes fit under the budget and above the free-disk floor.
+    fn make_room(&self, held: &mut Held, len: u64) -> io::Result<()> {
+        let (_, bytes) = held.lru.usage();
+        let over_budget = match self.limits.budget {
+            Some(budget) if len > budget => {
+                return Err(storage_full(format!(
+                    "a chunk of {len} bytes is larger than the cache budget of {budget} bytes"
+                )))
+            }
+            Some(budget) => (bytes + held.writing + len).saturating_sub(budget),
+            None => 0,
+        };
+        let under_floor = match self.limits.min_free {
+            0 => 0,
+            floor => {
+                let free = self.free_disk()?;
+                (floor + held.writing + len).saturating_sub(free)
+            }
+        };
+        self.evict(held, over_budget.max(under_floor))
+    }
+
+    /// Deletes least recently used unpinned chunks until `needed` bytes are freed.
+    fn evict(&self, held: &mut Held, needed: u64) -> io::Result<()> {
+        let mut freed = 0;
+        while freed < needed {
+            let Some(victim) = held.lru.oldest_evictable() else {
+                let (_, pinned) = held.lru.pinned_usage();
+                return Err(storage_full(format!(
+                    "the chunk cache cannot make room for {needed} more bytes: everything left \
+                     ({pinned} bytes) is pinned or the disk is short of its free-space floor; \
+                     unpin something or raise [cache] budget"
+                )));
+            };
+            freed += self.delete(held, victim)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a held chunk's file and forgets it; the bytes freed.
+    fn delete(&self, held: &mut Held, hash: u128) -> io::Result<u64> {
+        match std::fs::remove_file(self.path(hash)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(held.lru.remove(hash).unwrap_or(0))
+    }
+
+    fn write_file(&self, hash: u128, bytes: &[u8]) -> io::Result<()> {
+        let path = self.path(hash);
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let tmp = self
             .dir
             .join("tmp")
             .join(format!("{}-{n}", std::process::id()));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        drop(file);
-        std::fs::create_dir_all(path.parent().expect("chunk path has a parent"))?;
-        std::fs::rename(&tmp, &path)?;
-        self.chunks.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(())
+        let result = (|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(bytes)?;
+            drop(file);
+            std::fs::create_dir_all(path.parent().expect("chunk path has a parent"))?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Deletes a chunk (pinned or not); a chunk not held is not an error.
+    pub fn remove(&self, hash: u128) -> io::Result<()> {
+        let mut held = self.lock();
+        self.delete(&mut held, hash).map(drop)
+    }
+
+    /// Deletes every chunk that is not pinned; returns (chunks, bytes) deleted.
+    pub fn clear(&self) -> io::Result<(u64, u64)> {
+        let victims = self.lock().lru.evictable();
+        let (mut chunks, mut bytes) = (0, 0);
+        for batch in victims.chunks(CLEAR_BATCH) {
+            let mut held = self.lock();
+            for hash in batch {
+                // Pinned since the list was taken: keep it.
+                if held.lru.evictable_contains(*hash) {
+                    bytes += self.delete(&mut held, *hash)?;
+                    chunks += 1;
+                }
+            }
+        }
+        Ok((chunks, bytes))
+    }
+
+    /// Makes `protected` the set of chunks never evicted (those of pinned tracks).
+    pub fn set_protected(&self, protected: HashSet<u128>) {
+        self.lock().lru.set_protected(protected);
+    }
+
+    /// Adds chunks to the protected set.
+    pub fn protect(&self, hashes: impl IntoIterator<Item = u128>) {
+        self.lock().lru.protect(hashes);
     }
 
     /// (chunks, bytes) held.
     pub fn usage(&self) -> (u64, u64) {
+        self.lock().lru.usage()
+    }
+
+    /// (chunks, bytes) held that belong to pinned tracks.
+    pub fn pinned_usage(&self) -> (u64, u64) {
+        self.lock().lru.pinned_usage()
+    }
+
+    /// (hits, misses) of `get` since the store was opened.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
         (
-            self.chunks.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
         )
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn put_get_roundtrip_and_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ChunkStore::open(dir.path()).unwrap();
-        let data = b"some audio bytes".to_vec();
-        let h = chunk_hash(&data);
-        assert_eq!(store.get(h).unwrap(), None);
-        store.put(h, &data).unwrap();
-        store.put(h, &data).unwrap();
-        assert_eq!(store.get(h).unwrap(), Some(data));
-        assert_eq!(store.usage(), (1, 16));
-        let reopened = ChunkStore::open(dir.path()).unwrap();
-        assert_eq!(reopened.usage(), (1, 16));
-    }
-
-    #[test]
-    fn corrupt_chunk_is_dropped_not_served() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ChunkStore::open(dir.path()).unwrap();
-        let data = vec![7u8; 4096];
-        let h = chunk_hash(&data);
-        store.put(h, &data).unwrap();
-        let path = store.path(h);
-        let mut bad = data.clone();
-        bad[100] ^= 1;
-        std::fs::write(&path, &bad).unwrap();
-        assert_eq!(store.get(h).unwrap(), None);
-        assert!(!path.exists());
-        store.put(h, &data).unwrap();
-        assert_eq!(store.get(h).unwrap(), Some(data));
-    }
-}
+#[path = "chunks_tests.rs"]
+mod tests;

@@ -70,6 +70,7 @@ pub fn run(
     let stats = Arc::default();
     let origins = Arc::new(Origins::open(&opts.origins, Arc::clone(&stats))?);
     let namespace = Namespace::from_nodes(catalog.nodes()?);
+    let pins = Arc::new(pins::Pins::open(catalog.clone(), store.clone())?);
     let state = Arc::new(State {
         reader: reader::TrackReader::new(
             catalog.clone(),
@@ -89,7 +90,7 @@ pub fn run(
         origins,
         stats,
         progress: Default::default(),
-        pins: Arc::new(pins::Pins::open(catalog.clone(), store.clone())?),
+        pins,
     });
     pins::start(&state).context("starting the cache's background fetch")?;
     let weak = Arc::downgrade(&state);

@@ -8,7 +8,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Extensions of files the scanner looks at; everything else in an origin is ignored.
 pub const AUDIO_EXTENSIONS: &[&str] = &[
@@ -23,11 +23,36 @@ pub fn is_audio(path: &Path) -> bool {
         .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// Reads from origins since start.
+/// Reads from origins since start: all origins together, and bytes by origin name.
 #[derive(Debug, Default)]
 pub struct OriginStats {
     pub files_opened: AtomicU64,
     pub bytes_read: AtomicU64,
+    per_origin: Mutex<HashMap<String, Arc<AtomicU64>>>,
+}
+
+impl OriginStats {
+    /// The byte counter of one origin (made on first use).
+    fn counter(&self, origin: &str) -> Arc<AtomicU64> {
+        let mut all = self.per_origin.lock().expect("origin stats lock poisoned");
+        if let Some(counter) = all.get(origin) {
+            return counter.clone();
+        }
+        let counter = Arc::new(AtomicU64::new(0));
+        all.insert(origin.to_owned(), counter.clone());
+        counter
+    }
+
+    /// Bytes read from each origin that was read from, by name.
+    pub fn bytes_per_origin(&self) -> Vec<(String, u64)> {
+        let all = self.per_origin.lock().expect("origin stats lock poisoned");
+        let mut out: Vec<(String, u64)> = all
+            .iter()
+            .map(|(name, n)| (name.clone(), n.load(Ordering::Relaxed)))
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 /// A file found by a walk.
@@ -72,10 +97,11 @@ pub trait RangeRead: Send {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
 }
 
-/// An open origin file whose reads are counted.
+/// An open origin file whose reads are counted (in all and for its origin).
 pub struct OriginFile {
     inner: Box<dyn RangeRead>,
     stats: Arc<OriginStats>,
+    origin_bytes: Arc<AtomicU64>,
 }
 
 impl OriginFile {
@@ -85,6 +111,7 @@ impl OriginFile {
         Ok(Self {
             inner,
             stats: stats.clone(),
+            origin_bytes: stats.counter(origin.name()),
         })
     }
 
@@ -107,6 +134,7 @@ impl OriginFile {
     fn read_into(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read_at(offset, buf)?;
         self.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        self.origin_bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 
@@ -250,5 +278,29 @@ mod tests {
             .unwrap();
         assert_eq!(all, data);
         assert_eq!(stats.bytes_read.load(Ordering::Relaxed), data.len() as u64);
+    }
+
+    #[test]
+    fn bytes_are_counted_per_origin_too() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(one.path().join("a.mp3"), vec![1u8; 1000]).unwrap();
+        std::fs::write(two.path().join("b.mp3"), vec![2u8; 3000]).unwrap();
+        let stats = Arc::new(OriginStats::default());
+        let (o1, o2) = (
+            LocalOrigin::new(one.path()).unwrap(),
+            LocalOrigin::new(two.path()).unwrap(),
+        );
+        for _ in 0..2 {
+            let file = OriginFile::open(&o1, "a.mp3", &stats).unwrap();
+            file.read_range(0, 600).unwrap();
+        }
+        OriginFile::open(&o2, "b.mp3", &stats)
+            .unwrap()
+            .read_range(0, 5000)
+            .unwrap();
+        let mut expected = vec![(o1.name().to_owned(), 1200), (o2.name().to_owned(), 3000)];
+        expected.sort();
+        assert_eq!(stats.bytes_per_origin(), expected);
+        assert_eq!(stats.bytes_read.load(Ordering::Relaxed), 4200);
     }
 }

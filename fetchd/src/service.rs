@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use musicfs_ipc::{
-    Attr, DirEntry, Fetch, FetchAdmin, FetchError, FetchStatus, FsStats, Hello, Ino, NodeKind,
-    TrackId, TrackRef, Unreadable,
+    Attr, CacheStats, Cleared, DirEntry, Fetch, FetchAdmin, FetchError, FetchStatus, FsStats,
+    Hello, Ino, NodeKind, Subtree, TrackId, TrackRef, Unreadable,
 };
 use tarpc::context::Context;
 
@@ -15,6 +15,7 @@ use crate::chunks::ChunkStore;
 use crate::namespace::Namespace;
 use crate::origin::OriginStats;
 use crate::origins::Origins;
+use crate::pins::Pins;
 use crate::reader::TrackReader;
 use crate::scan::ScanProgress;
 use crate::track::TrackInfo;
@@ -34,6 +35,8 @@ pub struct State {
     pub origins: Arc<Origins>,
     pub stats: Arc<OriginStats>,
     pub progress: ScanProgress,
+    /// Pinned paths and the background fetch.
+    pub pins: Arc<Pins>,
 }
 
 impl State {
@@ -48,6 +51,7 @@ impl State {
         *self.namespace.write().expect("namespace lock poisoned") = Arc::new(ns);
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.catalog_changed.notify_one();
+        self.pins.namespace_changed();
     }
 }
 
@@ -148,10 +152,72 @@ impl FetchAdmin for AdminServer {
     }
 
     async fn status(self, _: Context) -> Result<FetchStatus, FetchError> {
-        let state = self.0.clone();
-        tokio::task::spawn_blocking(move || status(&state))
+        self.blocking(status).await
+    }
+
+    async fn cache_stats(self, _: Context) -> Result<CacheStats, FetchError> {
+        self.blocking(|state| Ok(cache_stats(state))).await
+    }
+
+    async fn pin(self, _: Context, path: String) -> Result<Subtree, FetchError> {
+        self.blocking(move |state| state.pins.pin(&state.namespace(), &path))
             .await
-            .map_err(|e| FetchError::Catalog(format!("status task failed: {e}")))?
+    }
+
+    async fn unpin(self, _: Context, path: String) -> Result<bool, FetchError> {
+        self.blocking(move |state| state.pins.unpin(&state.namespace(), &path))
+            .await
+    }
+
+    async fn prefetch(self, _: Context, path: String) -> Result<Subtree, FetchError> {
+        self.blocking(move |state| state.pins.prefetch(&state.namespace(), &path))
+            .await
+    }
+
+    async fn clear(self, _: Context) -> Result<Cleared, FetchError> {
+        self.blocking(|state| {
+            let (chunks, bytes) = state
+                .store
+                .clear()
+                .map_err(|e| FetchError::Cache(e.to_string()))?;
+            tracing::info!(chunks, bytes, "cache cleared of every unpinned chunk");
+            Ok(Cleared { chunks, bytes })
+        })
+        .await
+    }
+}
+
+impl AdminServer {
+    /// Runs `f` on the blocking pool (catalog reads, file deletions).
+    async fn blocking<T: Send + 'static>(
+        self,
+        f: impl FnOnce(&State) -> Result<T, FetchError> + Send + 'static,
+    ) -> Result<T, FetchError> {
+        let state = self.0;
+        tokio::task::spawn_blocking(move || f(&state))
+            .await
+            .map_err(|e| FetchError::Catalog(format!("admin task failed: {e}")))?
+    }
+}
+
+fn cache_stats(state: &State) -> CacheStats {
+    let (chunks, bytes) = state.store.usage();
+    let (hits, misses) = state.store.hits_and_misses();
+    let (pinned_chunks, pinned_bytes) = state.store.pinned_usage();
+    let limits = state.store.limits();
+    CacheStats {
+        bytes,
+        chunks,
+        budget: limits.budget,
+        min_free: limits.min_free,
+        free_disk: state.store.free_disk().ok(),
+        hits,
+        misses,
+        pinned_chunks,
+        pinned_bytes,
+        per_origin: state.stats.bytes_per_origin(),
+        pins: state.pins.paths(),
+        fetch: state.pins.progress(),
     }
 }
 
@@ -182,6 +248,8 @@ fn status(state: &State) -> Result<FetchStatus, FetchError> {
         origin_bytes_read: state.stats.bytes_read.load(Ordering::Relaxed),
         cache_chunks,
         cache_bytes,
+        cache_budget: state.store.limits().budget,
+        cache_fetch: state.pins.progress(),
     })
 }
 

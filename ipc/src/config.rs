@@ -13,13 +13,22 @@
 //!
 //! [users]                             # who each worker runs as when started as root
 //! fetchd = "musicfs"                  # default: stays root; indexd and plugind: nobody
+//!
+//! [cache]                             # the chunk cache under the state dir's chunks/
+//! budget = "20 GiB"                   # at most this many chunk bytes (default: no limit);
+//!                                     # least recently used chunks are evicted, pinned never
+//! min_free = "1 GiB"                  # free space kept on the cache's filesystem (default)
 //! ```
+//!
+//! Sizes are strings with a unit (`"500 MiB"`, `"20 GiB"`, `"1.5G"`; `KB`/`MB`/`GB` count in
+//! 1000s) or integers of bytes (see [`crate::size`]). A budget must be at least 1 MiB.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::origin::{OriginConfig, OriginEntry};
+use crate::size::ByteSize;
 
 pub const DEFAULT_TEMPLATE: &str = "$albumartist/$album ($year)/$disc-$track $title.$ext";
 
@@ -54,6 +63,37 @@ pub struct Config {
     /// Extra trees under `/.views/<name>/`, each rendered from its own path template.
     #[serde(default)]
     pub views: std::collections::BTreeMap<String, String>,
+    /// The chunk cache's size limits.
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// Smallest budget accepted: a few of the largest chunks.
+pub const MIN_CACHE_BUDGET: u64 = ByteSize::MIB;
+
+/// How much the chunk cache may hold (`[cache]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// At most this many bytes of chunks; `None` (the default): no limit but `min_free`.
+    #[serde(default)]
+    pub budget: Option<ByteSize>,
+    /// Free space kept on the filesystem holding the chunks (default 1 GiB).
+    #[serde(default = "default_min_free")]
+    pub min_free: ByteSize,
+}
+
+fn default_min_free() -> ByteSize {
+    ByteSize(ByteSize::GIB)
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            budget: None,
+            min_free: default_min_free(),
+        }
+    }
 }
 
 /// The user each worker switches to when started as root (see [`crate::sandbox`]). mountd has
@@ -85,6 +125,7 @@ impl Default for Config {
             users: Users::default(),
             admin_group: None,
             views: Default::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -134,6 +175,13 @@ impl Config {
         }
         if self.retry_seconds == 0 {
             return Err("retry_seconds must be at least 1".into());
+        }
+        if let Some(budget) = self.cache.budget {
+            if budget.bytes() < MIN_CACHE_BUDGET {
+                return Err(format!(
+                    "cache.budget {budget} is too small to hold a few chunks; give at least 1 MiB"
+                ));
+            }
         }
         let users = &self.users;
         for (worker, name) in [
@@ -260,6 +308,36 @@ mod tests {
         std::fs::write(&path, "[[origins]]\nurl = \"s3://b\"\nregoin = \"r\"\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("regoin"), "{err}");
+    }
+
+    #[test]
+    fn cache_sizes_are_human_strings_or_integers_with_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path))
+        };
+        let config = load("").unwrap();
+        assert_eq!(config.cache.budget, None);
+        assert_eq!(config.cache.min_free, ByteSize(1 << 30));
+        let config = load("[cache]\nbudget = \"20 GiB\"\nmin_free = \"500 MiB\"\n").unwrap();
+        assert_eq!(config.cache.budget, Some(ByteSize(20 << 30)));
+        assert_eq!(config.cache.min_free, ByteSize(500 << 20));
+        let config = load("[cache]\nbudget = 8388608\n").unwrap();
+        assert_eq!(config.cache.budget, Some(ByteSize(8 << 20)));
+        let err = load("[cache]\nbudget = \"12 XB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown unit"), "{err}");
+        let err = load("[cache]\nbudget = \"100 KiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 1 MiB"), "{err}");
+        let err = load("[cache]\nbugdet = \"1 GiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bugdet"), "{err}");
     }
 
     #[test]

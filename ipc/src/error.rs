@@ -25,6 +25,9 @@ pub enum FetchError {
     Cache(String),
     #[error("catalog failure: {0}")]
     Catalog(String),
+    /// A path given to an admin call (pin, prefetch) names nothing in the mount.
+    #[error("no such path in the mount: {0}")]
+    NoSuchPath(String),
 }
 
 /// What an indexd call can fail with.

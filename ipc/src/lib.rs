@@ -19,6 +19,7 @@ pub mod peer;
 pub mod sandbox;
 pub mod server;
 pub mod services;
+pub mod size;
 pub mod types;
 
 pub use error::{FetchError, IndexError, WorkerError};

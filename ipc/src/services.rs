@@ -2,8 +2,8 @@
 
 use crate::error::{FetchError, IndexError, WorkerError};
 use crate::types::{
-    Attr, Collection, DirEntry, FetchStatus, FsStats, Health, Hello, Hit, IndexBatch, IndexedUpTo,
-    Ino, TrackId, TrackRef,
+    Attr, CacheStats, Cleared, Collection, DirEntry, FetchStatus, FsStats, Health, Hello, Hit,
+    IndexBatch, IndexedUpTo, Ino, Subtree, TrackId, TrackRef,
 };
 
 /// fetchd: the catalog's namespace, track bytes, and status. Every call is idempotent, so the
@@ -37,6 +37,17 @@ pub trait Fetch {
 pub trait FetchAdmin {
     async fn hello() -> Hello;
     async fn status() -> Result<FetchStatus, FetchError>;
+    /// The chunk cache: size, budget, hit ratio, bytes per origin, pins, background fetch.
+    async fn cache_stats() -> Result<CacheStats, FetchError>;
+    /// Pins a path (relative to the mount's root): its tracks' chunks are never evicted, and
+    /// every track below it is fetched in the background. Pinning twice is pinning once.
+    async fn pin(path: String) -> Result<Subtree, FetchError>;
+    /// Removes a pin; false when the path was not pinned.
+    async fn unpin(path: String) -> Result<bool, FetchError>;
+    /// Fetches every track below a path in the background, once, without pinning.
+    async fn prefetch(path: String) -> Result<Subtree, FetchError>;
+    /// Deletes every chunk not pinned (reads fetch them again).
+    async fn clear() -> Result<Cleared, FetchError>;
 }
 
 /// indexd: the search index over the catalog, and saved collections. fetchd feeds it catalog

@@ -115,6 +115,64 @@ pub struct FetchStatus {
     pub origin_bytes_read: u64,
     pub cache_chunks: u64,
     pub cache_bytes: u64,
+    /// The configured cache budget (`None`: no limit).
+    pub cache_budget: Option<u64>,
+    /// The background fetch of pinned and prefetched tracks.
+    pub cache_fetch: BackgroundFetch,
+}
+
+/// Progress of fetchd's background fetch (`musicfsctl cache pin` / `prefetch`). Counts start
+/// again from zero when work is queued while it is idle, and add up while it is busy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackgroundFetch {
+    /// Tracks are queued or being fetched.
+    pub active: bool,
+    pub tracks_done: u64,
+    pub tracks_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// Tracks that could not be fetched (or kept, for pins); `last_error` says why.
+    pub failed: u64,
+    pub last_error: Option<String>,
+}
+
+/// `musicfsctl cache stats`: the chunk cache and where its bytes came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStats {
+    /// Chunk bytes held (file sizes), never more than `budget`.
+    pub bytes: u64,
+    pub chunks: u64,
+    pub budget: Option<u64>,
+    /// Free space kept on the cache's filesystem.
+    pub min_free: u64,
+    /// Free space on the cache's filesystem now (`None`: could not be asked).
+    pub free_disk: Option<u64>,
+    /// Chunk lookups answered from the cache, and not (since fetchd started).
+    pub hits: u64,
+    pub misses: u64,
+    /// Chunks held that belong to pinned tracks (never evicted), and their bytes.
+    pub pinned_chunks: u64,
+    pub pinned_bytes: u64,
+    /// Bytes read from each origin since fetchd started (scans and fetches), by origin name.
+    pub per_origin: Vec<(String, u64)>,
+    /// Pinned paths, relative to the mount's root.
+    pub pins: Vec<String>,
+    pub fetch: BackgroundFetch,
+}
+
+/// A subtree queued for fetching: its normalized path and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subtree {
+    pub path: String,
+    pub tracks: u64,
+    pub bytes: u64,
+}
+
+/// What `clear` removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cleared {
+    pub chunks: u64,
+    pub bytes: u64,
 }
 
 /// One track as indexd indexes it (sent by fetchd as the catalog changes).

@@ -15,7 +15,7 @@ pub trait ToErrno {
 impl ToErrno for FetchError {
     fn errno(&self) -> c_int {
         match self {
-            FetchError::NotFound => libc::ENOENT,
+            FetchError::NotFound | FetchError::NoSuchPath(_) => libc::ENOENT,
             FetchError::NotADirectory => libc::ENOTDIR,
             FetchError::IsADirectory => libc::EISDIR,
             FetchError::NotASymlink => libc::EINVAL,
@@ -71,6 +71,7 @@ mod tests {
     fn fetch_errors_map_to_their_errno() {
         let cases = [
             (FetchError::NotFound, libc::ENOENT),
+            (FetchError::NoSuchPath("A/B".into()), libc::ENOENT),
             (FetchError::NotADirectory, libc::ENOTDIR),
             (FetchError::IsADirectory, libc::EISDIR),
             (FetchError::NotASymlink, libc::EINVAL),

@@ -1,0 +1,388 @@
+//! Pins and the background fetch. A pinned path (relative to the mount's root, kept in the
+//! catalog's `pins` table) protects the chunks of every track below it from eviction and has
+//! all of them fetched in the background, so the subtree plays offline; `prefetch` fetches a
+//! subtree once without protecting it.
+//!
+//! The protected chunks are those of the manifests of pinned tracks. They are computed again on
+//! pin, unpin and every namespace swap, and added track by track as the background fetch gets
+//! each pinned track cut into chunks. One worker thread fetches queued tracks one after another
+//! by reading them through the [`TrackReader`](crate::reader::TrackReader) in 1 MiB pieces,
+//! then checks every chunk of a pinned track is held, reading again what was evicted meanwhile.
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use musicfs_ipc::{BackgroundFetch, FetchError, Subtree, TrackId, TrackRef};
+
+use crate::catalog::{Catalog, Manifest};
+use crate::chunks::ChunkStore;
+use crate::namespace::Namespace;
+use crate::service::State;
+
+/// Size of each read the background fetch makes.
+const PIECE: u32 = 1 << 20;
+/// How long the fetch waits for a track it read whole to be cut into chunks: this, plus a
+/// second per MB.
+const CUT_WAIT: Duration = Duration::from_secs(30);
+/// Rounds of reading again the chunks of a pinned track evicted before they were protected.
+const KEEP_ROUNDS: usize = 3;
+
+#[derive(Debug, Default)]
+struct Pinned {
+    paths: BTreeSet<String>,
+    /// Tracks below the pinned paths in the namespace last seen.
+    tracks: HashSet<TrackId>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    track: TrackRef,
+    size: u64,
+    pin: bool,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Item>,
+    queued: HashSet<TrackId>,
+    /// The namespace changed: pinned tracks are to be found again.
+    refresh: bool,
+    /// The worker is on an item.
+    busy: bool,
+    progress: BackgroundFetch,
+}
+
+pub struct Pins {
+    catalog: Catalog,
+    store: Arc<ChunkStore>,
+    pinned: Mutex<Pinned>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+fn catalog_err(e: impl std::fmt::Display) -> FetchError {
+    FetchError::Catalog(e.to_string())
+}
+
+/// `"/A//B/./"` → `"A/B"`; `..` names nothing.
+pub fn normalize(path: &str) -> Result<String, FetchError> {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err(FetchError::NoSuchPath(format!(
+            "{path} (paths are relative to the mount's root; no '..')"
+        )));
+    }
+    Ok(parts.join("/"))
+}
+
+impl Pins {
+    /// Loads the pinned paths. Nothing is protected until the namespace is known
+    /// ([`start`] refreshes at once).
+    pub fn open(catalog: Catalog, store: Arc<ChunkStore>) -> Result<Self, FetchError> {
+        let paths = catalog.pins().map_err(catalog_err)?.into_iter().collect();
+        Ok(Self {
+            catalog,
+            store,
+            pinned: Mutex::new(Pinned {
+                paths,
+                tracks: HashSet::new(),
+            }),
+            queue: Mutex::default(),
+            wake: Condvar::new(),
+        })
+    }
+
+    fn pinned(&self) -> MutexGuard<'_, Pinned> {
+        self.pinned.lock().expect("pins lock poisoned")
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().expect("fetch queue lock poisoned")
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.pinned().paths.iter().cloned().collect()
+    }
+
+    pub fn progress(&self) -> BackgroundFetch {
+        let queue = self.queue();
+        BackgroundFetch {
+            active: queue.busy || !queue.items.is_empty() || queue.refresh,
+            ..queue.progress.clone()
+        }
+    }
+
+    /// Pins `path` and queues every track below it for fetching.
+    pub fn pin(&self, ns: &Namespace, path: &str) -> Result<Subtree, FetchError> {
+        let (subtree, tracks) = subtree(ns, path)?;
+        self.catalog.add_pin(&subtree.path).map_err(catalog_err)?;
+        self.pinned().paths.insert(subtree.path.clone());
+        self.refresh(ns)?;
+        self.enqueue(&tracks, true);
+        Ok(subtree)
+    }
+
+    /// Removes a pin; its chunks become evictable (unless another pin covers them).
+    pub fn unpin(&self, ns: &Namespace, path: &str) -> Result<bool, FetchError> {
+        let path = normalize(path)?;
+        let was = self.catalog.remove_pin(&path).map_err(catalog_err)?;
+        let had = self.pinned().paths.remove(&path);
+        self.refresh(ns)?;
+        Ok(was || had)
+    }
+
+    /// Queues every track below `path` for fetching, once, without pinning.
+    pub fn prefetch(&self, ns: &Namespace, path: &str) -> Result<Subtree, FetchError> {
+        let (subtree, tracks) = subtree(ns, path)?;
+        self.enqueue(&tracks, false);
+        Ok(subtree)
+    }
+
+    /// The namespace was swapped: the worker finds the pinned tracks again, protects their
+    /// chunks and fetches those not complete.
+    pub fn namespace_changed(&self) {
+        self.queue().refresh = true;
+        self.wake.notify_one();
+    }
+
+    /// Finds the tracks below the pinned paths and makes their chunks the protected set;
+    /// returns the pinned tracks not complete in the cache.
+    fn refresh(&self, ns: &Namespace) -> Result<Vec<(TrackRef, u64)>, FetchError> {
+        let mut pinned = self.pinned();
+        let mut tracks = Vec::new();
+        let mut ids = HashSet::new();
+        for path in &pinned.paths {
+            let Some(ino) = ns.resolve(path) else {
+                continue;
+            };
+            for (track, size) in ns.tracks_under(ino) {
+                if ids.insert(track.id) {
+                    tracks.push((track, size));
+                }
+            }
+        }
+        let mut protected = HashSet::new();
+        let mut incomplete = Vec::new();
+        for (track, size) in tracks {
+            let manifest = self.catalog.manifest(track.id).map_err(catalog_err)?;
+            let hashes: Vec<u128> = manifest
+                .iter()
+                .flat_map(|m| m.chunks.iter().map(|c| c.1))
+                .collect();
+            let current = manifest.is_some_and(|m| m.version == track.version);
+            if !current || !self.store.missing(&hashes).is_empty() {
+                incomplete.push((track, size));
+            }
+            protected.extend(hashes);
+        }
+        self.store.set_protected(protected);
+        pinned.tracks = ids;
+        Ok(incomplete)
+    }
+
+    fn enqueue(&self, tracks: &[(TrackRef, u64)], pin: bool) {
+        let mut queue = self.queue();
+        if !queue.busy && queue.items.is_empty() {
+            queue.progress = BackgroundFetch::default();
+        }
+        for (track, size) in tracks {
+            if !queue.queued.insert(track.id) {
+                if let Some(item) = queue.items.iter_mut().find(|i| i.track.id == track.id) {
+                    item.pin |= pin;
+                }
+                continue;
+            }
+            queue.items.push_back(Item {
+                track: *track,
+                size: *size,
+                pin,
+            });
+            queue.progress.tracks_total += 1;
+            queue.progress.bytes_total += size;
+        }
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    /// The track's manifest if it is of the track's version.
+    fn manifest(&self, track: TrackRef) -> Result<Option<Manifest>, FetchError> {
+        Ok(self
+            .catalog
+            .manifest(track.id)
+            .map_err(catalog_err)?
+            .filter(|m| m.version == track.version))
+    }
+
+    /// Protects a manifest's chunks if its track is (still) pinned; true if it is.
+    fn protect_if_pinned(&self, track: TrackId, manifest: &Manifest) -> bool {
+        let pinned = self.pinned();
+        let is = pinned.tracks.contains(&track);
+        if is {
+            self.store.protect(manifest.chunks.iter().map(|c| c.1));
+        }
+        is
+    }
+
+    /// Fetches one queued track: reads it whole unless every chunk is held already, and for a
+    /// pinned one makes sure every chunk is held and protected.
+    fn fetch(&self, state: &State, item: Item) -> Result<(), FetchError> {
+        let track = item.track;
+        if let Some(manifest) = self.manifest(track)? {
+            if item.pin {
+                self.protect_if_pinned(track.id, &manifest);
+            }
+            if self.store.missing(&hashes(&manifest)).is_empty() {
+                self.add_bytes(item.size);
+                return Ok(());
+            }
+        }
+        let mut offset = 0;
+        while offset < item.size {
+            let piece = state.reader.read(track, offset, PIECE)?;
+            if piece.is_empty() {
+                break;
+            }
+            offset += piece.len() as u64;
+            self.add_bytes(piece.len() as u64);
+        }
+        if item.pin {
+            self.keep(state, item)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for a pinned track to be cut into chunks, protects them and reads again the ones
+    /// evicted before they were protected.
+    fn keep(&self, state: &State, item: Item) -> Result<(), FetchError> {
+        let track = item.track;
+        let deadline = Instant::now() + CUT_WAIT + Duration::from_micros(item.size);
+        let manifest = loop {
+            if let Some(manifest) = self.manifest(track)? {
+                break manifest;
+            }
+            if Instant::now() > deadline {
+                return Err(FetchError::Cache(
+                    "the track was read but not cut into chunks in time".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !self.protect_if_pinned(track.id, &manifest) {
+            return Ok(());
+        }
+        let all = hashes(&manifest);
+        for _ in 0..KEEP_ROUNDS {
+            let missing: HashSet<u128> = self.store.missing(&all).into_iter().collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let mut start = 0u64;
+            for (len, hash) in &manifest.chunks {
+                if missing.contains(hash) {
+                    state.reader.read(track, start, *len)?;
+                }
+                start += u64::from(*len);
+            }
+        }
+        Err(FetchError::Cache(
+            "the cache budget is too small to keep every pinned chunk; raise [cache] budget".into(),
+        ))
+    }
+
+    fn add_bytes(&self, n: u64) {
+        self.queue().progress.bytes_done += n;
+    }
+
+    /// The next thing to do, waiting for it.
+    fn next_job(&self) -> Job {
+        let mut queue = self.queue();
+        queue.busy = false;
+        loop {
+            if std::mem::take(&mut queue.refresh) {
+                queue.busy = true;
+                return Job::Refresh;
+            }
+            if let Some(item) = queue.items.pop_front() {
+                queue.queued.remove(&item.track.id);
+                queue.busy = true;
+                return Job::Fetch(item);
+            }
+            queue = self.wake.wait(queue).expect("fetch queue lock poisoned");
+        }
+    }
+
+    fn finish(&self, item: Item, result: Result<(), FetchError>, ns: &Namespace) {
+        let mut queue = self.queue();
+        queue.progress.tracks_done += 1;
+        if let Err(e) = result {
+            let place = ns
+                .path_of(item.track.id)
+                .unwrap_or_else(|| format!("track {}", item.track.id.0));
+            tracing::warn!(track = place, "background fetch failed: {e}");
+            queue.progress.failed += 1;
+            queue.progress.last_error = Some(format!("{place}: {e}"));
+        }
+    }
+}
+
+fn hashes(manifest: &Manifest) -> Vec<u128> {
+    manifest.chunks.iter().map(|c| c.1).collect()
+}
+
+/// The subtree at `path` and its tracks; an unknown path is an error naming it.
+fn subtree(ns: &Namespace, path: &str) -> Result<(Subtree, Vec<(TrackRef, u64)>), FetchError> {
+    let normalized = normalize(path)?;
+    let ino = ns
+        .resolve(&normalized)
+        .ok_or_else(|| FetchError::NoSuchPath(path.to_owned()))?;
+    let tracks = ns.tracks_under(ino);
+    let subtree = Subtree {
+        path: normalized,
+        tracks: tracks.len() as u64,
+        bytes: tracks.iter().map(|t| t.1).sum(),
+    };
+    Ok((subtree, tracks))
+}
+
+enum Job {
+    Refresh,
+    Fetch(Item),
+}
+
+/// Starts the background fetch worker; it first protects the pinned tracks of the namespace
+/// served now and fetches those not complete. It ends when the state is gone.
+pub fn start(state: &Arc<State>) -> std::io::Result<()> {
+    state.pins.namespace_changed();
+    let pins = state.pins.clone();
+    let weak: Weak<State> = Arc::downgrade(state);
+    std::thread::Builder::new()
+        .name("cache-fetch".into())
+        .spawn(move || run(&pins, &weak))
+        .map(drop)
+}
+
+fn run(pins: &Pins, weak: &Weak<State>) {
+    loop {
+        let job = pins.next_job();
+        let Some(state) = weak.upgrade() else {
+            return;
+        };
+        match job {
+            Job::Refresh => match pins.refresh(&state.namespace()) {
+                Ok(incomplete) => pins.enqueue(&incomplete, true),
+                Err(e) => tracing::warn!("cannot find the pinned tracks: {e}"),
+            },
+            Job::Fetch(item) => {
+                let result = match item.pin && !pins.pinned().tracks.contains(&item.track.id) {
+                    true => Ok(()), // unpinned since it was queued
+                    false => pins.fetch(&state, item),
+                };
+                pins.finish(item, result, &state.namespace());
+            }
+        }
+    }
+}
