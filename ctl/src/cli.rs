@@ -28,6 +28,45 @@ pub enum Command {
     /// Saved searches shown under /.collections/.
     #[command(subcommand)]
     Collection(CollectionCommand),
+    /// The chunk cache: stats, pins (kept offline-ready), prefetch, clear.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// PATH is a place in the mount: an absolute path inside the mount point, or a path relative
+/// to the mount's root (`"Artist/Album (2001)"`).
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Size, budget, free disk, hit ratio, bytes fetched per origin, pins, background fetch.
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep PATH's tracks in the cache (never evicted) and fetch them all in the background;
+    /// shows progress until they are fetched.
+    Pin {
+        #[arg(value_name = "PATH")]
+        path: String,
+        /// Return once pinned, without waiting for the fetch.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Stop keeping PATH (its chunks may be evicted again).
+    Unpin {
+        #[arg(value_name = "PATH")]
+        path: String,
+    },
+    /// Fetch PATH's tracks into the cache once, in the background, without pinning them.
+    Prefetch {
+        #[arg(value_name = "PATH")]
+        path: String,
+        /// Show progress until they are fetched.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Delete every chunk that is not pinned (reads fetch them again).
+    Clear,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +148,20 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::Status(StatusArgs { json: true, .. })
+        ));
+    }
+
+    #[test]
+    fn cache_subcommands_parse() {
+        let cli = Cli::parse_from(["musicfsctl", "cache", "pin", "--no-wait", "A/B (2001)"]);
+        assert!(matches!(
+            cli.command,
+            Command::Cache(CacheCommand::Pin { ref path, no_wait: true }) if path == "A/B (2001)"
+        ));
+        let cli = Cli::parse_from(["musicfsctl", "cache", "stats", "--json"]);
+        assert!(matches!(
+            cli.command,
+            Command::Cache(CacheCommand::Stats { json: true })
         ));
     }
 

@@ -4,10 +4,11 @@
 //! ([`supervisor`]): it binds each worker's socket, hands it over as `LISTEN_FDS` ([`spawn`]),
 //! restarts what dies ([`backoff`]), shows the scan ([`progress`]) and writes what it runs to the
 //! supervisor file ([`record`]). `musicfsctl status` ([`status`], [`report`]) asks the workers
-//! over their sockets. It holds no state of its own beyond the lock and the supervisor file of a
-//! running supervisor.
+//! over their sockets; `musicfsctl cache` ([`cache`]) drives fetchd's chunk cache. It holds no
+//! state of its own beyond the lock and the supervisor file of a running supervisor.
 
 pub mod backoff;
+pub mod cache;
 pub mod cli;
 pub mod lock;
 pub mod mounts;
@@ -39,5 +40,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&StateDir::new(state_root), &args),
         Command::Search(args) => search::search(&StateDir::new(state_root), &args),
         Command::Collection(command) => search::collection(&StateDir::new(state_root), &command),
+        Command::Cache(command) => cache::run(&StateDir::new(state_root), &command),
     }
 }
