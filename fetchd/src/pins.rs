@@ -386,3 +386,102 @@ fn run(pins: &Pins, weak: &Weak<State>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use musicfs_ipc::config::DEFAULT_TEMPLATE;
+
+    use super::*;
+    use crate::catalog::Batch;
+    use crate::chunks::chunk_hash;
+    use crate::template::Templates;
+    use crate::track::{Location, TrackInfo};
+
+    /// Two albums of two tracks, each track cut into two chunks held by the store.
+    fn library() -> (tempfile::TempDir, Pins, Arc<ChunkStore>, Namespace) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("catalog")).unwrap();
+        let upserts = [("A", "One"), ("A", "Two"), ("B", "Three"), ("B", "Four")]
+            .iter()
+            .map(|(album, title)| {
+                let location = Location {
+                    origin: "/o".into(),
+                    path: format!("{album}-{title}.flac"),
+                };
+                let info = TrackInfo {
+                    artists: vec!["Artist".into()],
+                    album: Some((*album).into()),
+                    title: Some((*title).into()),
+                    ..Default::default()
+                };
+                (location, 2000, 1, info)
+            })
+            .collect();
+        catalog
+            .apply(Batch {
+                upserts,
+                ..Default::default()
+            })
+            .unwrap();
+        let store = Arc::new(ChunkStore::open(&dir.path().join("chunks")).unwrap());
+        let tracks = catalog.tracks().unwrap();
+        for (id, record) in &tracks {
+            let chunks = (0..2u8)
+                .map(|i| {
+                    let bytes = vec![id.0 as u8 * 2 + i; 1000];
+                    store.put(chunk_hash(&bytes), &bytes).unwrap();
+                    (1000, chunk_hash(&bytes))
+                })
+                .collect();
+            let manifest = Manifest {
+                version: record.version,
+                chunks,
+            };
+            catalog.put_manifest(*id, &manifest).unwrap();
+        }
+        let templates = Templates::parse(DEFAULT_TEMPLATE, &Default::default()).unwrap();
+        let mut inodes = catalog.inode_allocator().unwrap();
+        let (ns, nodes) = Namespace::build(&tracks, &templates, &|_| 0, &mut inodes).unwrap();
+        inodes.commit(&nodes).unwrap();
+        let pins = Pins::open(catalog, store.clone()).unwrap();
+        (dir, pins, store, ns)
+    }
+
+    #[test]
+    fn paths_normalize_and_dot_dot_names_nothing() {
+        assert_eq!(normalize("/A//B/./").unwrap(), "A/B");
+        assert_eq!(normalize("").unwrap(), "");
+        assert!(matches!(
+            normalize("A/../B"),
+            Err(FetchError::NoSuchPath(_))
+        ));
+    }
+
+    #[test]
+    fn a_pin_protects_its_tracks_chunks_until_unpinned_and_persists() {
+        let (dir, pins, store, ns) = library();
+        let err = pins.pin(&ns, "Artist/Nope (2001)").unwrap_err();
+        assert_eq!(err, FetchError::NoSuchPath("Artist/Nope (2001)".into()));
+        let album = "Artist/A/";
+        let subtree = pins.pin(&ns, album).unwrap();
+        assert_eq!(
+            (subtree.path.as_str(), subtree.tracks, subtree.bytes),
+            ("Artist/A", 2, 4000)
+        );
+        assert_eq!(store.pinned_usage(), (4, 4000));
+        // Queued for the background fetch (no worker runs here).
+        let progress = pins.progress();
+        assert!(progress.active);
+        assert_eq!((progress.tracks_total, progress.bytes_total), (2, 4000));
+        assert_eq!(store.clear().unwrap(), (4, 4000));
+        assert_eq!(store.usage(), (4, 4000));
+        // Kept across a restart of fetchd.
+        let reopened = Pins::open(pins.catalog.clone(), store.clone()).unwrap();
+        assert_eq!(reopened.paths(), ["Artist/A"]);
+        assert!(pins.unpin(&ns, "/Artist/A").unwrap());
+        assert!(!pins.unpin(&ns, "Artist/A").unwrap());
+        assert_eq!(store.pinned_usage(), (0, 0));
+        assert_eq!(store.clear().unwrap(), (4, 4000));
+        drop(dir);
+    }
+}
