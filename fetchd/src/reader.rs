@@ -449,7 +449,11 @@ impl TrackReader {
         ) {
             let chunk = chunk.map_err(|e| FetchError::Cache(e.to_string()))?;
             let hash = chunk_hash(&chunk.data);
-            self.store.put(hash, &chunk.data).map_err(cache_err)?;
+            // A cache left with only pinned chunks still gets the manifest: the chunk is
+            // fetched again (and served uncached) when read.
+            if let Err(e) = self.store.put(hash, &chunk.data) {
+                tracing::debug!("chunk not cached: {e}");
+            }
             chunks.push((chunk.length as u32, hash));
         }
         Ok(Manifest {
