@@ -161,7 +161,7 @@ fn a_changed_tree_reaches_the_kernel_without_a_remount() {
     .unwrap();
     std::fs::rename(lib.join("sub/c.flac"), lib.join("sub/renamed.flac")).unwrap();
     std::fs::remove_file(lib.join("sub/b.flac")).unwrap();
-    // A restarted fetchd rescans at once (change detection without restarts comes later).
+    // A restarted fetchd rescans at once (tests/tests/changes.rs covers changes without one).
     let fetchd = status["workers"][0]["pid"].as_i64().unwrap() as i32;
     assert_eq!(status["workers"][0]["name"], "fetchd");
     nix::sys::signal::kill(

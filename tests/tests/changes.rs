@@ -1,0 +1,133 @@
+//! Change detection on a live mount: files added, removed, retagged and renamed in a local
+//! origin show up through the mount without a remount or a restart (fetchd watches the folder
+//! with inotify), and the kernel's cached listings and attributes are never stale afterwards.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use musicfs_tests::mount::Mount;
+use musicfs_tests::sorted_names as names;
+
+const ZEP: &str = "Led Zeppelin/Led Zeppelin (1969)";
+const GOOD_TIMES: &str = "Led Zeppelin/Led Zeppelin (1969)/01 Good Times Bad Times.flac";
+/// Inotify's quiet spell, the rescan and mountd's generation poll all fit well inside this.
+const BOUND: Duration = Duration::from_secs(10);
+
+fn library(dir: &Path) -> PathBuf {
+    let corpus = musicfs_tests::corpus::corpus_dir();
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(lib.join("sub")).unwrap();
+    for (from, to) in [
+        ("audioscan/flac/picture.flac", "a.flac"),
+        ("audioscan/flac/audio-data.flac", "sub/b.flac"),
+    ] {
+        std::fs::copy(corpus.join(from), lib.join(to)).unwrap();
+    }
+    lib
+}
+
+/// Waits until `ready` holds, failing after [`BOUND`] with `what`.
+fn within_bound(what: &str, ready: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < BOUND,
+            "{what}: not seen within {BOUND:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+fn xattr(path: &Path, name: &str) -> String {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "-n", name])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn added_removed_retagged_and_renamed_files_show_up_without_a_remount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let mount = Mount::start(&[&lib]);
+    let fetchd = mount.status(true)["workers"][0]["pid"].as_i64().unwrap();
+    // Make the kernel cache every listing and attribute involved.
+    let root = names(&mount.mountpoint);
+    assert!(root.contains(&"Led Zeppelin".to_owned()), "{root:?}");
+    assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
+    let old_size = std::fs::metadata(mount.path(GOOD_TIMES)).unwrap().size();
+
+    // Added: a tagged file copied in (through a temporary name, as copy tools do).
+    let corpus = musicfs_tests::corpus::corpus_dir();
+    std::fs::copy(corpus.join("beets/full.flac"), lib.join("sub/.part")).unwrap();
+    std::fs::rename(lib.join("sub/.part"), lib.join("sub/new.flac")).unwrap();
+    let added = mount.path("the artist/the album (2001)");
+    let took = within_bound("added file", || {
+        names(&mount.mountpoint).contains(&"the artist".to_owned())
+    });
+    eprintln!("added file visible after {took:?}");
+    assert_eq!(names(&added), ["4-02 full.flac"]);
+
+    // Retagged: a new title (and size) renames the entry; stat and bytes follow the origin.
+    let status = Command::new("metaflac")
+        .args([
+            "--remove-tag=TITLE",
+            "--set-tag=TITLE=Retagged Times",
+            "--dont-use-padding",
+        ])
+        .arg(lib.join("a.flac"))
+        .status()
+        .expect("metaflac (apt-get install flac)");
+    assert!(status.success());
+    let retagged = mount.path(&format!("{ZEP}/01 Retagged Times.flac"));
+    let took = within_bound("retagged file", || {
+        names(&mount.path(ZEP)) == ["01 Retagged Times.flac"]
+    });
+    eprintln!("retag visible after {took:?}");
+    assert!(!mount.path(GOOD_TIMES).exists(), "old name still there");
+    let origin = std::fs::read(lib.join("a.flac")).unwrap();
+    assert_ne!(
+        origin.len() as u64,
+        old_size,
+        "the retag should change the size"
+    );
+    assert_eq!(
+        std::fs::metadata(&retagged).unwrap().size(),
+        origin.len() as u64
+    );
+    assert_eq!(std::fs::read(&retagged).unwrap(), origin);
+
+    // Renamed at the origin: same place in the tree, new origin path.
+    let first_in = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    };
+    let file = first_in(&first_in(&mount.path("The Prodigy")));
+    assert_eq!(xattr(&file, "user.musicfs.origin_path"), "sub/b.flac");
+    std::fs::rename(lib.join("sub/b.flac"), lib.join("sub/renamed.flac")).unwrap();
+    within_bound("renamed file", || {
+        xattr(&file, "user.musicfs.origin_path") == "sub/renamed.flac"
+    });
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        std::fs::read(lib.join("sub/renamed.flac")).unwrap()
+    );
+
+    // Removed: the file and its now empty directories go.
+    std::fs::remove_file(lib.join("sub/new.flac")).unwrap();
+    within_bound("removed file", || !added.exists());
+    assert!(!names(&mount.mountpoint).contains(&"the artist".to_owned()));
+
+    // All of it without restarting anything.
+    let now = mount.status(false)["workers"][0]["pid"].as_i64().unwrap();
+    assert_eq!(now, fetchd, "fetchd was restarted");
+}
