@@ -20,6 +20,8 @@ pub struct Report {
     pub catalog: Option<Catalog>,
     pub scan: Option<Scan>,
     pub origin_reads: Option<OriginReads>,
+    /// Each origin's health and the bytes read from it; null when fetchd did not answer.
+    pub origins: Option<Vec<musicfs_ipc::OriginStatus>>,
     pub cache: Option<Cache>,
     /// For the text form (the JSON carries `cache.fetch`).
     #[serde(skip)]
@@ -168,6 +170,7 @@ impl Report {
                 files: s.origin_files_read,
                 bytes: s.origin_bytes_read,
             }),
+            origins: fetch.map(|s| s.origins.clone()),
             cache: fetch.map(|s| Cache {
                 chunks: s.cache_chunks,
                 bytes: s.cache_bytes,
@@ -235,6 +238,21 @@ impl Report {
             line(
                 "origin reads",
                 format!("{} files, {}", reads.files, human_bytes(reads.bytes)),
+            );
+        }
+        for origin in self.origins.iter().flatten() {
+            let state = match (&origin.up, &origin.error) {
+                (true, _) => "up".to_owned(),
+                (false, Some(e)) => format!("DOWN for {} s: {e}", origin.since_secs),
+                (false, None) => format!("DOWN for {} s", origin.since_secs),
+            };
+            line(
+                "origin",
+                format!(
+                    "{}  {state}, {} read",
+                    origin.name,
+                    human_bytes(origin.bytes_read)
+                ),
             );
         }
         if let Some(cache) = &self.cache {
@@ -340,7 +358,13 @@ mod tests {
             pid: 10,
             tracks: 5,
             directories: 2,
-            origins: vec!["/srv/music".into()],
+            origins: vec![musicfs_ipc::OriginStatus {
+                name: "/srv/music".into(),
+                up: true,
+                since_secs: 3,
+                error: None,
+                bytes_read: 4096,
+            }],
             unreadable: vec![Unreadable {
                 origin: "/srv/music".into(),
                 path: "bad.mp3".into(),
@@ -387,6 +411,7 @@ mod tests {
             r#""catalog":{"tracks":5,"directories":2,"unreadable":[{"origin":"/srv/music","path":"bad.mp3","reason":"no tags","shown":true}]},"#,
             r#""scan":{"state":"scanning","done":3,"total":8,"completed":0},"#,
             r#""origin_reads":{"files":4,"bytes":4096},"#,
+            r#""origins":[{"name":"/srv/music","up":true,"since_secs":3,"error":null,"bytes_read":4096}],"#,
             r#""cache":{"chunks":1,"bytes":65536,"budget":1048576,"#,
             r#""fetch":{"active":true,"tracks_done":1,"tracks_total":3,"bytes_done":100,"bytes_total":300,"failed":0}}}"#,
         );
@@ -405,6 +430,7 @@ mod tests {
             "catalog",
             "scan",
             "origin_reads",
+            "origins",
             "cache",
         ] {
             assert!(json[key].is_null(), "{key}");

@@ -240,7 +240,7 @@ fn status(state: &State) -> Result<FetchStatus, FetchError> {
         pid: std::process::id(),
         tracks,
         directories,
-        origins: state.origins.names(),
+        origins: origin_status(state),
         unreadable,
         scan: state.progress.state(),
         scans_completed: state.progress.completed(),
@@ -279,4 +279,23 @@ fn tag_attributes(info: &TrackInfo) -> Vec<(String, String)> {
     put("has_cover", if info.has_cover { "1" } else { "0" }.into());
     put("format", info.format.clone());
     out
+}
+
+fn origin_status(state: &State) -> Vec<musicfs_ipc::OriginStatus> {
+    let bytes: std::collections::HashMap<String, u64> =
+        state.stats.bytes_per_origin().into_iter().collect();
+    (0..state.origins.len())
+        .map(|i| {
+            let name = state.origins.origin(i).name().to_owned();
+            let health = state.origins.health(i);
+            let (since, error) = health.detail();
+            musicfs_ipc::OriginStatus {
+                bytes_read: bytes.get(&name).copied().unwrap_or(0),
+                name,
+                up: health.is_up(),
+                since_secs: since.as_secs(),
+                error,
+            }
+        })
+        .collect()
 }

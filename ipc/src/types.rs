@@ -104,7 +104,7 @@ pub struct FetchStatus {
     pub pid: u32,
     pub tracks: u64,
     pub directories: u64,
-    pub origins: Vec<String>,
+    pub origins: Vec<OriginStatus>,
     pub unreadable: Vec<Unreadable>,
     pub scan: ScanState,
     /// Number of completed scans since fetchd started.
@@ -119,6 +119,21 @@ pub struct FetchStatus {
     pub cache_budget: Option<u64>,
     /// The background fetch of pinned and prefetched tracks.
     pub cache_fetch: BackgroundFetch,
+}
+
+/// One configured origin as fetchd sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginStatus {
+    /// Its path or URL (never a secret).
+    pub name: String,
+    /// Answered its last request or probe.
+    pub up: bool,
+    /// Seconds since it went up or down.
+    pub since_secs: u64,
+    /// Why it is down (the last failure).
+    pub error: Option<String>,
+    /// Bytes read from it since fetchd started.
+    pub bytes_read: u64,
 }
 
 /// Progress of fetchd's background fetch (`musicfsctl cache pin` / `prefetch`). Counts start

@@ -394,7 +394,7 @@ fn fetchd_serves_on_a_socket_inherited_from_systemd() {
         .unwrap();
     assert_eq!(status.pid, process.pid());
     assert!(
-        status.origins.iter().any(|o| Path::new(o) == origin),
+        status.origins.iter().any(|o| Path::new(&o.name) == origin),
         "{:?} does not list {}",
         status.origins,
         origin.display()
