@@ -1,1 +1,280 @@
-//! A real OpenSSH sshd on 127.0.0.1 for the SFTP tests (being written).
+//! A real OpenSSH `sshd` on 127.0.0.1 for the SFTP tests: its own config, host key, client key,
+//! authorized_keys and known_hosts in a temp dir (never `/etc/ssh`), on a free port, with its
+//! log in `sshd.log` there. It can be stopped and started again on the same port (failover),
+//! and stalled (SIGSTOP of the listener and every process serving a connection) so a client
+//! sees a server that stops answering mid-request.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const SSHD: &str = "/usr/sbin/sshd";
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct Sshd {
+    dir: tempfile::TempDir,
+    port: u16,
+    user: String,
+    child: Option<Child>,
+}
+
+impl Sshd {
+    /// Generates keys and a config in a fresh temp dir and starts sshd on a free port.
+    pub fn new() -> Sshd {
+        assert!(
+            Path::new(SSHD).exists(),
+            "{SSHD} is missing: install openssh-server (scripts/deps.sh test)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path();
+        keygen(&path.join("host_ed25519"));
+        keygen(&path.join("client_ed25519"));
+        std::fs::copy(
+            path.join("client_ed25519.pub"),
+            path.join("authorized_keys"),
+        )
+        .expect("write authorized_keys");
+        let port = free_port();
+        let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .expect("the current user has a name");
+        let config = format!(
+            "Port {port}\n\
+             ListenAddress 127.0.0.1\n\
+             HostKey {dir}/host_ed25519\n\
+             PidFile {dir}/sshd.pid\n\
+             AuthorizedKeysFile {dir}/authorized_keys\n\
+             Subsystem sftp internal-sftp\n\
+             UsePAM no\n\
+             StrictModes no\n\
+             PermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             MaxStartups 100\n\
+             MaxSessions 100\n\
+             LogLevel VERBOSE\n",
+            dir = path.display()
+        );
+        std::fs::write(path.join("sshd_config"), config).expect("write sshd_config");
+        let host_key = std::fs::read_to_string(path.join("host_ed25519.pub")).unwrap();
+        let mut fields = host_key.split_whitespace();
+        let (alg, key) = (fields.next().unwrap(), fields.next().unwrap());
+        std::fs::write(
+            path.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {alg} {key}\n"),
+        )
+        .expect("write known_hosts");
+        let mut sshd = Sshd {
+            dir,
+            port,
+            user,
+            child: None,
+        };
+        sshd.start();
+        sshd
+    }
+
+    /// Starts sshd again (on the same port) after [`Sshd::stop`]; waits until it answers.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "sshd is already running");
+        std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd (privilege separation)");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open sshd.log");
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(self.dir.path().join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!("sshd exited at start ({status}); its log:\n{}", self.log());
+            }
+            if banner(self.port) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not answer on port {} in time; its log:\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills sshd and every process serving a connection: clients see their connections
+    /// reset and new ones refused, until [`Sshd::start`].
+    pub fn stop(&mut self) {
+        for pid in self.processes() {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = child.wait();
+        // Connections' processes are no longer our children; wait until they are gone so the
+        // port is free and their sockets are closed.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Freezes sshd (SIGSTOP to the listener and every process below it): established
+    /// connections stop answering and new ones hang after the TCP handshake.
+    pub fn stall(&self) {
+        for pid in self.processes() {
+            let _ = kill(pid, Signal::SIGSTOP);
+        }
+    }
+
+    /// Undoes [`Sshd::stall`].
+    pub fn resume(&self) {
+        for pid in self.processes() {
+            let _ = kill(pid, Signal::SIGCONT);
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The user tests log in as (the current user; root in CI).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// `sftp://user@127.0.0.1:PORT/path` (`path` absolute).
+    pub fn url(&self, path: &Path) -> String {
+        format!(
+            "sftp://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            path.display()
+        )
+    }
+
+    /// The client's private key (authorized by the server).
+    pub fn identity_file(&self) -> PathBuf {
+        self.dir.path().join("client_ed25519")
+    }
+
+    /// A known_hosts file holding the server's key for `[127.0.0.1]:PORT`.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// The temp dir holding the config, keys and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("sshd.log")
+    }
+
+    /// What sshd has logged so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The listener and all its descendants (processes serving connections), listener first.
+    fn processes(&self) -> Vec<Pid> {
+        let Some(child) = &self.child else {
+            return Vec::new();
+        };
+        let mut all = vec![child.id() as i32];
+        let parents = parent_pids();
+        let mut i = 0;
+        while i < all.len() {
+            let parent = all[i];
+            all.extend(
+                parents
+                    .iter()
+                    .filter(|(_, ppid)| *ppid == parent)
+                    .map(|(pid, _)| *pid),
+            );
+            i += 1;
+        }
+        all.into_iter().map(Pid::from_raw).collect()
+    }
+}
+
+impl Default for Sshd {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes an ed25519 key pair without a passphrase at `path` and `path.pub`.
+pub fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "musicfs-test", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh-keygen (install openssh-client)");
+    assert!(
+        out.status.success(),
+        "ssh-keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A port free on 127.0.0.1 now.
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// Whether an SSH server answers on the port with its version banner.
+fn banner(port: u16) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 4];
+    stream.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
+}
+
+/// (pid, ppid) of every process, from /proc.
+fn parent_pids() -> Vec<(i32, i32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // pid (comm) state ppid ...; comm may hold spaces and parentheses.
+        let after = &stat[stat.rfind(')')? + 1..];
+        let ppid = after.split_whitespace().nth(1)?.parse().ok()?;
+        Some((pid, ppid))
+    })
+    .collect()
+}

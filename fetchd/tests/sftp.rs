@@ -1,0 +1,494 @@
+//! The SFTP origin against a real OpenSSH sshd on 127.0.0.1 (musicfs-tests' `Sshd`): listing,
+//! positioned reads, host key checking, and what happens when the server goes away or stops
+//! answering.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use musicfs_fetchd::health::unreachable;
+use musicfs_fetchd::origin::{Found, Origin};
+use musicfs_fetchd::sftp::SftpOrigin;
+use musicfs_ipc::origin::OriginConfig;
+use musicfs_tests::corpus::corpus_dir;
+use musicfs_tests::sshd::{keygen, Sshd};
+
+/// Corpus files copied into the served folder, by the path they get there.
+const FILES: &[(&str, &str)] = &[
+    ("top.mp3", "audioscan/mp3/no-tags-no-xing-vbr.mp3"),
+    (
+        "Artist/Album/01 Large.flac",
+        "audioscan/flac/picture-large.flac",
+    ),
+    ("Artist/Album/02 Noise.flac", "beets/whitenoise.flac"),
+    (
+        "Artist/Other/deep/tron.opus",
+        "audioscan/opus/tron.6ch.tinypkts.opus",
+    ),
+    ("Artist/Other/pages.ogg", "audioscan/ogg/large-pagesize.ogg"),
+];
+
+/// A served folder: corpus files in nested dirs, a big file (pipelined reads), files that are
+/// not audio, a symlinked directory and a symlink loop.
+fn library() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (to, from) in FILES {
+        let to = dir.path().join(to);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(corpus_dir().join(from), &to).unwrap();
+    }
+    std::fs::write(dir.path().join("big.wav"), noise(5_000_000, 7)).unwrap();
+    std::fs::write(dir.path().join("Artist/Album/cover.jpg"), b"not audio").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"not audio").unwrap();
+    std::os::unix::fs::symlink("Artist/Other", dir.path().join("linked")).unwrap();
+    std::os::unix::fs::symlink("../..", dir.path().join("Artist/Other/loop")).unwrap();
+    dir
+}
+
+/// What a walk must find: every audio file, with the link's files under its name too.
+fn expected(root: &Path) -> Vec<Found> {
+    let mut paths: Vec<String> = FILES.iter().map(|(p, _)| p.to_string()).collect();
+    paths.push("big.wav".into());
+    paths.push("linked/deep/tron.opus".into());
+    paths.push("linked/pages.ogg".into());
+    let mut found: Vec<Found> = paths
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(root.join(&path)).unwrap();
+            Found {
+                path,
+                size: meta.len(),
+                // SFTP (v3) carries whole seconds.
+                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000,
+            }
+        })
+        .collect();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
+fn config(sshd: &Sshd, root: &Path) -> OriginConfig {
+    let mut config = OriginConfig::from_url(sshd.url(root));
+    config.identity_file = Some(sshd.identity_file());
+    config.known_hosts = Some(sshd.known_hosts());
+    config.timeout_seconds = Some(2);
+    config
+}
+
+fn origin(config: &OriginConfig) -> io::Result<SftpOrigin> {
+    SftpOrigin::new(config, &config.parsed().unwrap())
+}
+
+/// Deterministic pseudo-random bytes.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    (0..len).map(|_| rng.next() as u8).collect()
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Reads `[offset, offset + len)` of an origin file, checking it against the local bytes.
+fn check_read(file: &dyn musicfs_fetchd::origin::RangeRead, local: &[u8], offset: u64, len: usize) {
+    let mut buf = vec![0xAA; len];
+    let n = file.read_at(offset, &mut buf).unwrap();
+    let start = (offset as usize).min(local.len());
+    let want = &local[start..(start + len).min(local.len())];
+    assert_eq!(n, want.len(), "length read at {offset}+{len}");
+    assert!(buf[..n] == *want, "bytes read at {offset}+{len} differ");
+}
+
+/// Asserts that `f` fails within `limit` with an error that marks the origin down.
+fn fails_unreachable<T: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> io::Result<T>,
+) {
+    let start = Instant::now();
+    let err = f().expect_err(what);
+    let took = start.elapsed();
+    assert!(took < limit, "{what} took {took:?}: {err}");
+    assert!(
+        unreachable(&err),
+        "{what}: {:?} does not mark the origin down: {err}",
+        err.kind()
+    );
+}
+
+#[test]
+fn walk_stat_and_reads_match_the_served_files() {
+    let sshd = Sshd::new();
+    let lib = library();
+    let origin = origin(&config(&sshd, lib.path())).unwrap();
+    assert_eq!(
+        origin.name(),
+        format!(
+            "sftp://{}@127.0.0.1:{}{}",
+            sshd.user(),
+            sshd.port(),
+            lib.path().display()
+        )
+    );
+
+    let (found, failed) = origin.walk().unwrap();
+    assert_eq!(found, expected(lib.path()));
+    assert!(failed.is_empty(), "{failed:?}");
+
+    for f in &found {
+        assert_eq!(
+            origin.stat(&f.path).unwrap(),
+            (f.size, f.mtime_ns),
+            "{}",
+            f.path
+        );
+    }
+    let missing = origin.stat("Artist/nope.flac").unwrap_err();
+    assert_eq!(missing.kind(), io::ErrorKind::NotFound, "{missing}");
+    assert!(
+        missing.to_string().contains("Artist/nope.flac"),
+        "{missing}"
+    );
+    assert_eq!(
+        origin.open("nope.mp3").err().unwrap().kind(),
+        io::ErrorKind::NotFound
+    );
+    origin.probe().unwrap();
+
+    let mut rng = Rng(42);
+    for f in &found {
+        let local = std::fs::read(lib.path().join(&f.path)).unwrap();
+        let file = origin.open(&f.path).unwrap();
+        assert_eq!(file.len(), local.len() as u64);
+        let len = local.len() as u64;
+        // Whole file, a read spanning the end, reads at and past the end.
+        check_read(&*file, &local, 0, local.len());
+        check_read(&*file, &local, len - 1000, 64 * 1024);
+        check_read(&*file, &local, len, 10);
+        check_read(&*file, &local, len + 5000, 10);
+        for _ in 0..20 {
+            let size = [1, 4096, 16 * 1024, 64 * 1024, 300_000, 1 << 20][rng.below(6) as usize];
+            check_read(&*file, &local, rng.below(len), size);
+        }
+    }
+
+    // Many threads at once over the pool, each with its own file.
+    let big = std::fs::read(lib.path().join("big.wav")).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (origin, big) = (&origin, &big);
+            s.spawn(move || {
+                let mut rng = Rng(t + 1);
+                let file = origin.open("big.wav").unwrap();
+                for _ in 0..10 {
+                    let offset = rng.below(big.len() as u64);
+                    check_read(&*file, big, offset, 256 * 1024 + 17);
+                    check_read(&*file, big, offset, 64 * 1024);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn unknown_or_changed_host_keys_are_refused() {
+    let sshd = Sshd::new();
+    let lib = library();
+    let mut config = config(&sshd, lib.path());
+    let other = sshd.dir().join("other_key");
+    keygen(&other);
+    let other_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let mut fields = other_key.split_whitespace();
+    let (alg, key) = (fields.next().unwrap(), fields.next().unwrap());
+
+    let changed = sshd.dir().join("changed_known_hosts");
+    std::fs::write(
+        &changed,
+        format!("[127.0.0.1]:{} {alg} {key}\n", sshd.port()),
+    )
+    .unwrap();
+    let empty = sshd.dir().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let absent = sshd.dir().join("absent_known_hosts");
+    let cases = [
+        (&changed, "does not match"),
+        (&empty, "is not in known_hosts"),
+        (&absent, "does not exist"),
+    ];
+    for (known_hosts, says) in cases {
+        config.known_hosts = Some(known_hosts.clone());
+        let origin = origin(&config).unwrap();
+        let err = origin.probe().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(says), "{msg}");
+        assert!(
+            msg.contains(&format!("[127.0.0.1]:{}", sshd.port())),
+            "{msg}"
+        );
+        assert!(msg.contains(&known_hosts.display().to_string()), "{msg}");
+        assert!(
+            unreachable(&err),
+            "a refused host marks the origin down: {msg}"
+        );
+        assert!(origin.walk().is_err());
+        assert!(origin.open("top.mp3").is_err());
+    }
+    // The right key, on its own line among others, is accepted.
+    let good = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    std::fs::write(&empty, format!("# keys\nother.example {alg} {key}\n{good}")).unwrap();
+    config.known_hosts = Some(empty);
+    origin(&config).unwrap().probe().unwrap();
+}
+
+#[test]
+fn configuration_errors_fail_new_and_a_down_server_does_not() {
+    let sshd = Sshd::new();
+    let lib = library();
+    let mut config = config(&sshd, lib.path());
+    let missing = sshd.dir().join("no_such_key");
+    config.identity_file = Some(missing.clone());
+    let err = origin(&config).unwrap_err().to_string();
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+
+    std::fs::write(sshd.dir().join("garbage_key"), "not a key").unwrap();
+    config.identity_file = Some(sshd.dir().join("garbage_key"));
+    let err = origin(&config).unwrap_err().to_string();
+    assert!(err.contains("garbage_key"), "{err}");
+
+    // No network in `new`: a server that is not there is found out by the first request.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut config = OriginConfig::from_url(format!("sftp://nobody@127.0.0.1:{port}/music"));
+    config.identity_file = Some(sshd.identity_file());
+    config.known_hosts = Some(sshd.known_hosts());
+    let origin = origin(&config).unwrap();
+    let err = origin.probe().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+#[test]
+fn a_stopped_server_fails_fast_and_a_restarted_one_is_used_again() {
+    let mut sshd = Sshd::new();
+    let lib = library();
+    let origin = origin(&config(&sshd, lib.path())).unwrap();
+    let local = std::fs::read(lib.path().join("top.mp3")).unwrap();
+    let file = origin.open("top.mp3").unwrap();
+    check_read(&*file, &local, 0, 4096);
+
+    sshd.stop();
+    let limit = Duration::from_millis(2500);
+    fails_unreachable("probe", limit, || origin.probe());
+    fails_unreachable("stat", limit, || origin.stat("top.mp3"));
+    fails_unreachable("walk", limit, || origin.walk());
+    fails_unreachable("open", limit, || origin.open("top.mp3").map(|_| ()));
+    fails_unreachable("read", limit, || file.read_at(0, &mut [0; 4096]));
+
+    sshd.start();
+    origin.probe().unwrap();
+    assert_eq!(origin.walk().unwrap().0, expected(lib.path()));
+    // The file opened before the restart reads again, on a new connection.
+    check_read(&*file, &local, 1000, 100_000);
+}
+
+#[test]
+fn a_stalled_server_times_out_and_is_used_again_when_it_answers() {
+    let sshd = Sshd::new();
+    let lib = library();
+    let origin = origin(&config(&sshd, lib.path())).unwrap();
+    let local = std::fs::read(lib.path().join("big.wav")).unwrap();
+    let file = origin.open("big.wav").unwrap();
+    check_read(&*file, &local, 0, 1 << 20);
+
+    sshd.stall();
+    let limit = Duration::from_millis(3500);
+    let start = Instant::now();
+    let err = file.read_at(1 << 20, &mut vec![0; 1 << 20]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        start.elapsed() < limit,
+        "a stalled read took {:?}",
+        start.elapsed()
+    );
+    fails_unreachable("probe", limit, || origin.probe());
+    fails_unreachable("stat", limit, || origin.stat("big.wav"));
+
+    sshd.resume();
+    origin.probe().unwrap();
+    check_read(&*file, &local, 1 << 20, 1 << 20);
+    assert_eq!(origin.stat("big.wav").unwrap().0, local.len() as u64);
+}
+
+/// Throughput and latency over loopback (run with `--ignored`; prints its figures).
+#[test]
+#[ignore = "a measurement, not a check"]
+fn throughput_over_loopback() {
+    let sshd = Sshd::new();
+    let dir = tempfile::tempdir().unwrap();
+    let data = noise(30 << 20, 3);
+    std::fs::write(dir.path().join("big.flac"), &data).unwrap();
+    let mut config = config(&sshd, dir.path());
+    config.timeout_seconds = Some(10);
+    let origin = origin(&config).unwrap();
+    let file = origin.open("big.flac").unwrap();
+    for block in [64 << 10, 1 << 20, 4 << 20] {
+        let start = Instant::now();
+        let mut buf = vec![0; block];
+        let mut offset = 0;
+        while offset < data.len() {
+            let n = file.read_at(offset as u64, &mut buf).unwrap();
+            assert_eq!(buf[..n], data[offset..offset + n]);
+            offset += n;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "sequential, {} KiB reads: {:.0} MB/s",
+            block >> 10,
+            data.len() as f64 / secs / 1e6
+        );
+    }
+    // Four readers at once, each with its own file, opened together.
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let file = origin.open("big.flac").unwrap();
+                let mut buf = vec![0; 1 << 20];
+                let mut offset = 0;
+                while offset < data.len() {
+                    offset += file.read_at(offset as u64, &mut buf).unwrap();
+                }
+            });
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "four readers at once, 1024 KiB reads: {:.0} MB/s in all",
+        4.0 * data.len() as f64 / secs / 1e6
+    );
+    let mut rng = Rng(9);
+    let mut times: Vec<Duration> = (0..300)
+        .map(|_| {
+            let mut buf = vec![0; 64 << 10];
+            let offset = rng.below((data.len() - buf.len()) as u64);
+            let start = Instant::now();
+            file.read_at(offset, &mut buf).unwrap();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    eprintln!(
+        "random 64 KiB reads: median {:?}, p90 {:?}",
+        times[times.len() / 2],
+        times[times.len() * 9 / 10]
+    );
+}
+
+/// Round trips and throughput over a link with 20 ms each way (a TCP proxy that delays every
+/// byte), run with `--ignored`; prints its figures.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn reads_over_a_slow_link() {
+    let sshd = Sshd::new();
+    let dir = tempfile::tempdir().unwrap();
+    let data = noise(20 << 20, 5);
+    std::fs::write(dir.path().join("big.flac"), &data).unwrap();
+    let port = delayed_proxy(sshd.port(), Duration::from_millis(20));
+    let mut config = OriginConfig::from_url(format!(
+        "sftp://{}@127.0.0.1:{port}{}",
+        sshd.user(),
+        dir.path().display()
+    ));
+    let known = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    let known = known.replace(&format!(":{} ", sshd.port()), &format!(":{port} "));
+    std::fs::write(dir.path().join("known_hosts"), known).unwrap();
+    config.known_hosts = Some(dir.path().join("known_hosts"));
+    config.identity_file = Some(sshd.identity_file());
+    let origin = origin(&config).unwrap();
+    let start = Instant::now();
+    let file = origin.open("big.flac").unwrap();
+    eprintln!("connect and open: {:?}", start.elapsed());
+    let mut rng = Rng(1);
+    let mut times: Vec<Duration> = (0..20)
+        .map(|_| {
+            let mut buf = vec![0; 64 << 10];
+            let start = Instant::now();
+            let offset = rng.below((data.len() - buf.len()) as u64);
+            file.read_at(offset, &mut buf).unwrap();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    eprintln!(
+        "64 KiB reads over 40 ms RTT: median {:?}",
+        times[times.len() / 2]
+    );
+    for block in [1 << 20, 4 << 20, 16 << 20] {
+        let start = Instant::now();
+        let mut buf = vec![0; block];
+        let mut offset = 0;
+        while offset < data.len() {
+            offset += file.read_at(offset as u64, &mut buf).unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "sequential {} KiB reads over 40 ms RTT: {:.1} MB/s",
+            block >> 10,
+            data.len() as f64 / secs / 1e6
+        );
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 to `to` that delays every byte by `delay` each way.
+fn delayed_proxy(to: u16, delay: Duration) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = TcpStream::connect(("127.0.0.1", to)).unwrap();
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let pairs = [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ];
+            for (mut from, mut into) in pairs {
+                let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0; 1 << 16];
+                    while let Ok(n @ 1..) = from.read(&mut buf) {
+                        if tx
+                            .send((Instant::now() + delay, buf[..n].to_vec()))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    for (due, bytes) in rx {
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                        if into.write_all(&bytes).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    port
+}
