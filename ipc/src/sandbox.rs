@@ -75,7 +75,7 @@ struct Paths {
 impl Policy {
     /// fetchd: writes its catalog and chunk store, reads the local origins; keeps the network
     /// and, when an origin is remote, reads `/etc` (name resolution, CA certificates, which
-    /// live partly in `/usr/share/ca-certificates`) and its SSH identity and known_hosts.
+    /// live partly in `/usr/share/ca-certificates` and `/usr/local/share/ca-certificates`) and its SSH identity and known_hosts.
     pub fn fetchd(state: &StateDir, origins: &[OriginConfig], config: &Config) -> Self {
         let mut read_only = Vec::new();
         let mut remote = false;
@@ -99,6 +99,7 @@ impl Policy {
         if remote {
             read_only.push("/etc".into());
             read_only.push("/usr/share/ca-certificates".into());
+            read_only.push("/usr/local/share/ca-certificates".into());
         }
         Self {
             service: crate::layout::FETCHD,
