@@ -292,3 +292,72 @@ fn reads_fail_over_play_offline_fail_with_eio_and_come_back() {
         "track 5 not read from the returning NAS"
     );
 }
+
+/// Where the audio of a FLAC file starts: after its last metadata block.
+fn flac_audio_start(bytes: &[u8]) -> usize {
+    assert_eq!(&bytes[..4], b"fLaC");
+    let mut at = 4;
+    loop {
+        let header = &bytes[at..at + 4];
+        let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+        at += 4 + len;
+        if header[0] & 0x80 != 0 {
+            return at;
+        }
+    }
+}
+
+#[test]
+fn a_retagged_30_mb_flac_is_fetched_again_only_in_its_tags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nas = tmp.path().join("nas");
+    std::fs::create_dir_all(&nas).unwrap();
+    let big = noise_library(1, 300).join("noise-01.flac");
+    std::fs::copy(&big, nas.join("big.flac")).unwrap();
+    let size = std::fs::metadata(nas.join("big.flac")).unwrap().len();
+    assert!(size > 30_000_000, "{size}");
+    let sshd = Sshd::new();
+    let mount = mount_with(tmp.path(), &sftp_origin(&sshd, &nas, 1));
+    mount.status(true);
+    let shown = mount.path(&noise_track_path(1));
+    assert_eq!(
+        std::fs::read(&shown).unwrap(),
+        std::fs::read(nas.join("big.flac")).unwrap()
+    );
+    // Cached: wait for it to be cut into chunks.
+    wait_for("track cached", Duration::from_secs(20), || {
+        mount.status(false)["cache"]["bytes"].as_u64().unwrap() >= size
+    });
+
+    // Retag at the origin; without padding to absorb it, the audio moves.
+    let status = std::process::Command::new("metaflac")
+        .args([
+            "--set-tag=COMMENT=retagged on the NAS",
+            "--set-tag=MOOD=calm",
+        ])
+        .arg("--dont-use-padding")
+        .arg(nas.join("big.flac"))
+        .status()
+        .expect("metaflac (apt-get install flac)");
+    assert!(status.success());
+    let new = std::fs::read(nas.join("big.flac")).unwrap();
+    assert_ne!(new.len() as u64, size, "the retag should move the audio");
+    let before = origin(&mount.status(false), "sftp://")["bytes_read"]
+        .as_u64()
+        .unwrap();
+    wait_for("retag seen", Duration::from_secs(10), || {
+        std::fs::metadata(&shown).is_ok_and(|m| m.size() == new.len() as u64)
+    });
+    assert_eq!(std::fs::read(&shown).unwrap(), new);
+    let refetched = origin(&mount.status(false), "sftp://")["bytes_read"]
+        .as_u64()
+        .unwrap()
+        - before;
+    let tag_block = flac_audio_start(&new) as u64;
+    let bound = 2 * 64 * 1024 + tag_block;
+    eprintln!("retag of a {size}-byte FLAC: {refetched} bytes fetched again (bound {bound}, tag block {tag_block})");
+    assert!(
+        refetched < bound,
+        "{refetched} bytes fetched again (bound {bound})"
+    );
+}
