@@ -52,12 +52,24 @@ pub struct Manifest {
     pub chunks: Vec<(u32, u128)>,
 }
 
+/// The blocks of a file the scanner read (its tag bytes), kept in the chunk store, so reads of
+/// a remote file's head or tail before it is cached need not ask the origin again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// The file version the blocks are of.
+    pub size: u64,
+    pub mtime_ns: i128,
+    /// `(offset, length, xxh3-128)` of each block.
+    pub blocks: Vec<(u64, u32, u128)>,
+}
+
 /// What one scan batch changes, applied in one transaction.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub upserts: Vec<(Location, u64, i128, crate::track::TrackInfo)>,
     pub problems: Vec<(Location, Problem)>,
     pub removed: Vec<Location>,
+    pub heads: Vec<(Location, Head)>,
 }
 
 #[derive(Clone)]
@@ -74,6 +86,8 @@ pub struct Catalog {
     removed: Database<Id, Id>,
     /// Paths pinned in the chunk cache (relative to the mount's root), keyed by their hash.
     pins: Database<Bytes, Str>,
+    /// Tag blocks the scanner read, by location key.
+    heads: Database<Bytes, SerdeRmp<Head>>,
 }
 
 /// Catalog changes after some sequence number, for indexd.
@@ -125,7 +139,7 @@ impl Catalog {
         }
         .map_err(lmdb)?;
         let wtxn = env.write_txn()?;
-        let (meta, tracks, files, problems, nodes, inos, manifests, removed, pins) = env
+        let (meta, tracks, files, problems, nodes, inos, manifests, removed, pins, heads) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     opener.create_database(wtxn, Some("meta"))?,
@@ -137,6 +151,7 @@ impl Catalog {
                     opener.create_database(wtxn, Some("manifests"))?,
                     opener.create_database(wtxn, Some("removed"))?,
                     opener.create_database(wtxn, Some("pins"))?,
+                    opener.create_database(wtxn, Some("heads"))?,
                 )))
             })?
             .unwrap_commit();
@@ -151,6 +166,7 @@ impl Catalog {
             manifests,
             removed,
             pins,
+            heads,
         };
         let mut wtxn = env.write_txn()?;
         match catalog.meta.get(&wtxn, "format")? {
@@ -187,6 +203,19 @@ impl Catalog {
             return Ok(None);
         };
         Ok(self.tracks.get(&rtxn, &id)?.map(|r| (TrackId(id), r)))
+    }
+
+    /// The tag blocks the scanner kept of the file at `location`, if any.
+    pub fn head(&self, location: &Location) -> Result<Option<Head>, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.heads.get(&rtxn, &path_key(&location.key()))?)
+    }
+
+    /// Drops the tag blocks kept of a file (it is cut into chunks now).
+    pub fn forget_head(&self, location: &Location) -> Result<(), CatalogError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.heads.delete(&mut wtxn, &path_key(&location.key()))?;
+        Ok(wtxn.commit()?)
     }
 
     pub fn tracks(&self) -> Result<Vec<(TrackId, TrackRecord)>, CatalogError> {
@@ -235,6 +264,7 @@ impl Catalog {
         let mut seq = self.meta.get(&wtxn, "version")?.unwrap_or(0);
         for location in &batch.removed {
             let key = path_key(&location.key());
+            self.heads.delete(&mut wtxn, &key)?;
             self.forget_track(&mut wtxn, &key, &mut seq)?;
             self.problems.delete(&mut wtxn, &key)?;
         }
@@ -245,6 +275,10 @@ impl Catalog {
             if !problem.shown {
                 self.forget_track(&mut wtxn, &key, &mut seq)?;
             }
+        }
+        for (location, head) in &batch.heads {
+            self.heads
+                .put(&mut wtxn, &path_key(&location.key()), head)?;
         }
         let mut next_id = self.meta.get(&wtxn, "next_track")?.unwrap_or(1);
         let now = std::time::SystemTime::now()

@@ -167,6 +167,18 @@ impl TagReader<'_> {
         BlockCursor { file: self, pos: 0 }
     }
 
+    /// Every block read so far, by offset, in order.
+    pub fn blocks(&self) -> Vec<(u64, Vec<u8>)> {
+        let mut out: Vec<(u64, Vec<u8>)> = self
+            .blocks
+            .borrow()
+            .iter()
+            .map(|(index, bytes)| (index * BLOCK, bytes.to_vec()))
+            .collect();
+        out.sort_by_key(|(offset, _)| *offset);
+        out
+    }
+
     fn block(&self, index: u64) -> io::Result<Rc<[u8]>> {
         if let Some(block) = self.blocks.borrow().get(&index) {
             return Ok(block.clone());

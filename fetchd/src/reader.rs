@@ -196,6 +196,10 @@ impl TrackReader {
         self.fetch(track.id, partial, offset, end)?;
         let bytes = partial.read(offset, end).map_err(cache_err)?;
         if let Some((from, to)) = partial.read_ahead(offset, end) {
+            if from <= crate::partial::MAX_WINDOW {
+                // Playing from the start, not just reading tags: warm the next track too.
+                self.warm_next(track.id);
+            }
             let (reader, p) = (self.clone(), partial.clone());
             self.background(move || {
                 if let Err(e) = reader.fetch(track.id, &p, from, to) {
@@ -204,9 +208,6 @@ impl TrackReader {
                 p.read_ahead_done();
                 reader.cut_if_complete(track, &p);
             });
-        }
-        if offset == 0 {
-            self.warm_next(track.id);
         }
         self.cut_if_complete(track, partial);
         Ok(bytes)
@@ -302,8 +303,33 @@ impl TrackReader {
             .staging
             .join(format!("{}-{}", track.id.0, track.version));
         let partial = Arc::new(Partial::create(&path, record).map_err(cache_err)?);
+        self.seed_head(&partial);
         partials.map.insert(track, (partial.clone(), clock));
         Ok(Source::Partial(partial))
+    }
+
+    /// Fills a new staging file with the tag blocks the scanner kept of this file version.
+    fn seed_head(&self, partial: &Partial) {
+        let record = &partial.record;
+        let Ok(Some(head)) = self.catalog.head(&record.location) else {
+            return;
+        };
+        if (head.size, head.mtime_ns) != (record.size, record.mtime_ns) {
+            return;
+        }
+        for (offset, len, hash) in head.blocks {
+            if let Ok(Some(bytes)) = self.store.get(hash) {
+                if bytes.len() == len as usize {
+                    let _ = partial.seed(offset, &bytes);
+                }
+            }
+        }
+    }
+
+    /// Forgets the tag blocks kept for a track that is now cut into chunks. The blocks stay
+    /// in the store for the cache's LRU to drop: the same bytes may be another copy's head.
+    fn forget_head(&self, record: &TrackRecord) {
+        let _ = self.catalog.forget_head(&record.location);
     }
 
     fn partial(&self, track: TrackRef) -> Option<Arc<Partial>> {
@@ -419,6 +445,7 @@ impl TrackReader {
                     let stored = reader.catalog.put_manifest(track.id, &manifest);
                     match stored {
                         Ok(()) => {
+                            reader.forget_head(&partial.record);
                             let layout = (partial.record.clone(), Layout::new(manifest));
                             reader.layouts.insert(track, Arc::new(layout));
                         }

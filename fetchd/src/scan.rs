@@ -8,7 +8,8 @@ use std::sync::mpsc;
 
 use musicfs_ipc::ScanState;
 
-use crate::catalog::{Batch, Catalog, CatalogError};
+use crate::catalog::{Batch, Catalog, CatalogError, Head};
+use crate::chunks::{chunk_hash, ChunkStore};
 use crate::origin::Found;
 use crate::origins::Origins;
 use crate::tags::{self, Parsed};
@@ -65,12 +66,14 @@ impl ScanSummary {
 }
 
 /// Runs one scan of the origins whose indices are in `which` (all when `None`). An origin that
-/// cannot be listed keeps every file the catalog knew on it. Leaves `progress` running: the
-/// caller calls `finish`.
+/// cannot be listed keeps every file the catalog knew on it. The tag bytes read from remote
+/// origins are kept in `store` (see [`Head`]). Leaves `progress` running: the caller calls
+/// `finish`.
 pub fn scan(
     origins: &Origins,
     which: Option<&[usize]>,
     catalog: &Catalog,
+    store: &ChunkStore,
     progress: &ScanProgress,
 ) -> Result<ScanSummary, CatalogError> {
     progress.done.store(0, Ordering::Relaxed);
@@ -142,7 +145,7 @@ pub fn scan(
     let origin_list: Vec<_> = origins.iter().collect();
     let next = AtomicUsize::new(0);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let (tx, rx) = mpsc::sync_channel::<(Location, u64, i128, Parsed)>(256);
+    let (tx, rx) = mpsc::sync_channel::<(Location, u64, i128, Parsed, Option<Head>)>(256);
     std::thread::scope(|s| -> Result<(), CatalogError> {
         for _ in 0..threads {
             let tx = tx.clone();
@@ -154,19 +157,22 @@ pub fn scan(
                 };
                 let origin = origin_list[*index];
                 let ext = extension(&file.path);
-                let parsed = match origins.file(origin, &file.path) {
+                let (parsed, head) = match origins.file(origin, &file.path) {
                     Ok(opened) => {
                         let tags = opened.tags();
-                        tags::read(|| Ok(tags.cursor()), ext.as_deref())
+                        let parsed = tags::read(|| Ok(tags.cursor()), ext.as_deref());
+                        let head = (origin.local_root().is_none())
+                            .then(|| keep_head(store, file, tags.blocks()));
+                        (parsed, head)
                     }
-                    Err(e) => tags::Parsed::Unusable(format!("cannot open: {e}")),
+                    Err(e) => (tags::Parsed::Unusable(format!("cannot open: {e}")), None),
                 };
                 let location = Location {
                     origin: origin.name().to_owned(),
                     path: file.path.clone(),
                 };
                 if tx
-                    .send((location, file.size, file.mtime_ns, parsed))
+                    .send((location, file.size, file.mtime_ns, parsed, head))
                     .is_err()
                 {
                     break;
@@ -175,9 +181,12 @@ pub fn scan(
         }
         drop(tx);
         let mut batch = Batch::default();
-        for (location, size, mtime_ns, parsed) in rx {
+        for (location, size, mtime_ns, parsed, head) in rx {
             summary.parsed += 1;
             progress.done.fetch_add(1, Ordering::Relaxed);
+            if let (Some(head), false) = (head, matches!(parsed, Parsed::Unusable(_))) {
+                batch.heads.push((location.clone(), head));
+            }
             match parsed {
                 Parsed::Ok(info) => batch.upserts.push((location, size, mtime_ns, info)),
                 Parsed::TagsUnreadable(info, reason) => {
@@ -203,6 +212,23 @@ pub fn scan(
         catalog.apply(batch)
     })?;
     Ok(summary)
+}
+
+/// Stores the blocks the tag reader fetched, so a later read of them needs no origin.
+fn keep_head(store: &ChunkStore, file: &Found, blocks: Vec<(u64, Vec<u8>)>) -> Head {
+    let mut kept = Vec::new();
+    for (offset, bytes) in blocks {
+        let hash = chunk_hash(&bytes);
+        match store.put(hash, &bytes) {
+            Ok(()) => kept.push((offset, bytes.len() as u32, hash)),
+            Err(e) => tracing::debug!(path = file.path, "tag block not kept: {e}"),
+        }
+    }
+    Head {
+        size: file.size,
+        mtime_ns: file.mtime_ns,
+        blocks: kept,
+    }
 }
 
 fn extension(path: &str) -> Option<String> {

@@ -46,7 +46,13 @@ impl Rescanner {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let state = &self.state;
         let started = Instant::now();
-        let result = scan::scan(&state.origins, which, &state.catalog, &state.progress).and_then(
+        let result = scan::scan(
+            &state.origins,
+            which,
+            &state.catalog,
+            &state.store,
+            &state.progress,
+        ).and_then(
             |summary: ScanSummary| {
                 if rebuild || summary.changed() {
                     let tracks = state.catalog.tracks()?;
