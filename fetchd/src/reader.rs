@@ -813,6 +813,29 @@ mod tests {
     }
 
     #[test]
+    fn playing_a_track_warms_the_head_of_the_next_and_a_tag_read_warms_nothing() {
+        let (one, two) = (noise(4_000_000, 6), noise(4_000_000, 7));
+        let f = Fixture::new(1, &[("1.flac", &one), ("2.flac", &two)]);
+        let (first, second) = (f.track("1.flac"), f.track("2.flac"));
+        f.reader
+            .set_next_track(Box::new(move |id| (id == first.id).then_some(second)));
+        // A tag reader: one read at the head. Nothing is read ahead or warmed.
+        f.reader.read(first, 0, 16 * 1024).unwrap();
+        f.reader.wait_ingested();
+        assert_eq!(f.origin_bytes(), 16 * 1024);
+        // A player goes on reading: the next track's head is fetched before it is asked for.
+        f.reader.read(first, 16 * 1024, 128 * 1024).unwrap();
+        f.reader.wait_ingested();
+        let warmed = f.origin_bytes();
+        f.reader.read(second, 0, FIRST_WINDOW as u32).unwrap();
+        assert_eq!(
+            f.origin_bytes(),
+            warmed,
+            "the next track's head was not warm"
+        );
+    }
+
+    #[test]
     fn byte_ranges_map_to_the_chunks_that_cover_them() {
         let l = layout(&[100, 50, 200]); // [0,100) [100,150) [150,350)
         assert_eq!(l.covering(0, 1), 0..1);
