@@ -32,10 +32,26 @@ impl Mount {
 
     /// Mounts `origins` with the given state dir and mount point (kept after drop).
     pub fn start_at(origins: &[&Path], state: &Path, mnt: &Path, extra: &[&str]) -> Mount {
+        Self::spawn(origins, state, mnt, extra, Stdio::inherit())
+    }
+
+    /// Like [`Mount::start_at`], with every process's log (stdout and stderr) in `log`.
+    pub fn start_logged(
+        origins: &[&Path],
+        state: &Path,
+        mnt: &Path,
+        extra: &[&str],
+        log: &Path,
+    ) -> Mount {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Self::spawn(origins, state, mnt, extra, Stdio::from(file))
+    }
+
+    fn spawn(origins: &[&Path], state: &Path, mnt: &Path, extra: &[&str], log: Stdio) -> Mount {
         let mut cmd = Command::new(crate::bin("musicfsctl"));
         cmd.arg("mount").arg("--state-dir").arg(state).args(extra);
         cmd.args(origins).arg(mnt);
-        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.stdout(Stdio::null()).stderr(log);
         let child = cmd.spawn().expect("start musicfsctl mount");
         let mut m = Mount {
             child: Some(child),

@@ -194,7 +194,11 @@ fn the_corpus_reads_back_identical_through_sftp_and_s3_and_scans_read_only_tags(
             read_head(entry.path(), 4096);
         }
     }
-    assert_eq!(origin_bytes(&mount.status(false)), before, "head reads went to an origin");
+    assert_eq!(
+        origin_bytes(&mount.status(false)),
+        before,
+        "head reads went to an origin"
+    );
 
     // Every track in the tree is byte-identical to an original.
     let by_sha: BTreeMap<String, &String> = originals.iter().map(|(r, b)| (sha(b), r)).collect();
@@ -263,9 +267,13 @@ fn reads_fail_over_play_offline_fail_with_eio_and_come_back() {
     });
     eprintln!("stalled NAS marked down after {took:?}");
     // While the NAS is down, tracks come from S3 only.
-    let sftp_before = origin(&mount.status(false), "sftp://")["bytes_read"].as_u64().unwrap();
+    let sftp_before = origin(&mount.status(false), "sftp://")["bytes_read"]
+        .as_u64()
+        .unwrap();
     assert_eq!(read(3).unwrap(), originals[&3]);
-    let sftp_after = origin(&mount.status(false), "sftp://")["bytes_read"].as_u64().unwrap();
+    let sftp_after = origin(&mount.status(false), "sftp://")["bytes_read"]
+        .as_u64()
+        .unwrap();
     assert_eq!(sftp_after, sftp_before, "a down origin was asked");
 
     // Every origin gone: cached tracks still play; the listing is whole; uncached reads fail
@@ -387,4 +395,86 @@ fn a_retagged_30_mb_flac_is_fetched_again_only_in_its_tags() {
         refetched < bound,
         "{refetched} bytes fetched again (bound {bound})"
     );
+}
+
+#[test]
+fn secrets_never_reach_logs_process_lists_or_status() {
+    const SECRET: &str = "s3-secret-that-must-not-leak";
+    const PASSWORD: &str = "sftp-password-that-must-not-leak";
+    let tmp = tempfile::tempdir().unwrap();
+    let nas = tmp.path().join("nas");
+    corpus_copy(&nas);
+    let sshd = Sshd::new();
+    let s3 = S3Server::new();
+    s3.put(
+        BUCKET,
+        "lib/a.flac",
+        &std::fs::read(corpus_dir().join("beets/full.flac")).unwrap(),
+    );
+    // A wrong S3 secret (refused on every request, so errors are logged), and a password for an
+    // SFTP server that is not there (so connection errors are logged).
+    let wrong = format!(
+        "[[origins]]\nurl = \"s3://{BUCKET}/lib\"\nendpoint = \"{}\"\npath_style = true\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{SECRET}\"\ntimeout_seconds = 2\n\
+         [[origins]]\nurl = \"sftp://nobody@127.0.0.1:1/music\"\npassword = \"{PASSWORD}\"\n\
+         known_hosts = \"{}\"\ntimeout_seconds = 2\n",
+        s3.endpoint(),
+        s3.access_key(),
+        sshd.known_hosts().display()
+    );
+    let config = sftp_origin(&sshd, &nas, 1) + &wrong;
+    let config_path = tmp.path().join("config.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let log = tmp.path().join("musicfs.log");
+    let mount = Mount::start_logged(
+        &[],
+        &tmp.path().join("state"),
+        &mnt,
+        &["--config", config_path.to_str().unwrap()],
+        &log,
+    );
+    let status = mount.status(true);
+    // Let the probes fail a few times.
+    std::thread::sleep(Duration::from_secs(3));
+    let text = mount.ctl(&["status"]);
+    let json = mount.ctl(&["status", "--json"]);
+    let mut seen = String::from_utf8_lossy(&text.stdout).into_owned();
+    seen += &String::from_utf8_lossy(&json.stdout);
+    let mut pids: Vec<i64> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["pid"].as_i64())
+        .collect();
+    pids.push(status["supervisor_pid"].as_i64().unwrap());
+    for pid in pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        seen += &String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    }
+    drop(mount);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("s3://music/lib") && logged.contains("sftp://nobody@127.0.0.1:1/music"),
+        "the failing origins were not reported: {logged}"
+    );
+    for secret in [SECRET, PASSWORD] {
+        assert!(!logged.contains(secret), "{secret} in the log:\n{logged}");
+        assert!(!seen.contains(secret), "{secret} in status or ps:\n{seen}");
+    }
+    // The refused signature is reported as what it is.
+    let s3_status = origin(&json_value(&json.stdout), "s3://").clone();
+    assert_eq!(
+        s3_status["up"], true,
+        "a refused key is not an outage: {s3_status}"
+    );
+    assert!(
+        logged.to_lowercase().contains("denied") || logged.contains("403"),
+        "{logged}"
+    );
+}
+
+fn json_value(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap()
 }
