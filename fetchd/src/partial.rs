@@ -348,7 +348,10 @@ mod tests {
         let (_d, p) = partial(100 << 20);
         // A first read alone (a tag reader) reads nothing ahead.
         assert_eq!(p.read_ahead(0, 128 << 10), None);
-        assert_eq!(p.read_ahead(128 << 10, 256 << 10), Some((256 << 10, 512 << 10)));
+        assert_eq!(
+            p.read_ahead(128 << 10, 256 << 10),
+            Some((256 << 10, 512 << 10))
+        );
         // One read-ahead at a time.
         assert_eq!(p.read_ahead(256 << 10, 384 << 10), None);
         p.read_ahead_done();

@@ -52,24 +52,23 @@ impl Rescanner {
             &state.catalog,
             &state.store,
             &state.progress,
-        ).and_then(
-            |summary: ScanSummary| {
-                if rebuild || summary.changed() {
-                    let tracks = state.catalog.tracks()?;
-                    let mut inodes = state.catalog.inode_allocator()?;
-                    let origins = &state.origins;
-                    let (ns, nodes) = Namespace::build(
-                        &tracks,
-                        &self.templates,
-                        &|name| origins.priority(name),
-                        &mut inodes,
-                    )?;
-                    inodes.commit(&nodes)?;
-                    state.set_namespace(ns);
-                }
-                Ok(summary)
-            },
-        );
+        )
+        .and_then(|summary: ScanSummary| {
+            if rebuild || summary.changed() {
+                let tracks = state.catalog.tracks()?;
+                let mut inodes = state.catalog.inode_allocator()?;
+                let origins = &state.origins;
+                let (ns, nodes) = Namespace::build(
+                    &tracks,
+                    &self.templates,
+                    &|name| origins.priority(name),
+                    &mut inodes,
+                )?;
+                inodes.commit(&nodes)?;
+                state.set_namespace(ns);
+            }
+            Ok(summary)
+        });
         state.progress.finish();
         match result {
             Ok(s) => tracing::info!(
