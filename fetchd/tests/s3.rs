@@ -324,42 +324,34 @@ fn a_stalled_server_times_out_instead_of_hanging() {
     assert_eq!(read(&*file, 0, 4 << 20).unwrap(), data[..4 << 20]);
 }
 
-/// Figures for the record: sequential reads of a 30 MB object, and 64 KiB random reads.
+/// A large object read front to back in 4 MiB and 1 MiB pieces (each split into parallel
+/// ranged GETs, the last one short) comes back whole, and random 64 KiB reads land in place.
+/// Throughput is measured by `examples/origin_bench.rs`.
 #[test]
-fn throughput_over_loopback() {
+fn a_large_object_reads_back_whole_in_sequential_and_random_reads() {
     let server = S3Server::new();
     let data = noise(30_000_000, 11);
     server.put(BUCKET, "lib/thirty.flac", &data);
     let origin = origin(&server);
     let file = origin.open("thirty.flac").unwrap();
     for chunk in [4 << 20, 1 << 20] {
-        let started = Instant::now();
         let mut all = Vec::with_capacity(data.len());
         while all.len() < data.len() {
-            all.extend(read(&*file, all.len() as u64, chunk).unwrap());
+            let got = read(&*file, all.len() as u64, chunk).unwrap();
+            assert!(!got.is_empty(), "nothing read at {}", all.len());
+            all.extend(got);
         }
-        let secs = started.elapsed().as_secs_f64();
         assert!(
             all == data,
             "sequential read with {chunk}-byte reads differs"
         );
-        eprintln!(
-            "sequential, {} KiB reads: {:.0} MB/s",
-            chunk / 1024,
-            data.len() as f64 / secs / 1e6
-        );
     }
-    let mut times = Vec::new();
     for i in 0..200u64 {
         let offset = (i * 7_919_993) % (data.len() as u64 - 65536);
-        let started = Instant::now();
         let got = read(&*file, offset, 65536).unwrap();
-        times.push(started.elapsed());
-        assert!(got == data[offset as usize..offset as usize + 65536]);
+        assert!(
+            got == data[offset as usize..offset as usize + 65536],
+            "at {offset}"
+        );
     }
-    times.sort();
-    eprintln!(
-        "64 KiB random reads: median {:?}, p90 {:?}, max {:?}",
-        times[100], times[180], times[199]
-    );
 }

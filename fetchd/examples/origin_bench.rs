@@ -1,0 +1,281 @@
+//! Throughput and latency of the remote origins against real servers on this machine:
+//! `cargo run --release -p musicfs-fetchd --example origin_bench -- [sftp|s3|all]`.
+//!
+//! - SFTP on loopback (OpenSSH's sshd, musicfs-tests' `Sshd`): sequential reads of a 30 MiB file
+//!   in 64 KiB, 1 MiB and 4 MiB pieces, four readers at once, random 64 KiB reads.
+//! - SFTP over a link with 20 ms each way (a TCP proxy that delays every byte): connecting, one
+//!   64 KiB read, sequential reads of a 20 MiB file in 1, 4 and 16 MiB pieces.
+//! - S3 on loopback (s3s-fs, musicfs-tests' `S3Server`): the same figures as SFTP on loopback.
+//!
+//! Every read is checked against the bytes served, so a fast wrong answer does not count.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use musicfs_fetchd::origin::{Origin, RangeRead};
+use musicfs_fetchd::s3::S3Origin;
+use musicfs_fetchd::sftp::SftpOrigin;
+use musicfs_ipc::origin::{OriginConfig, Secret};
+use musicfs_tests::s3server::S3Server;
+use musicfs_tests::sshd::Sshd;
+
+/// The file read on loopback, and the one read over the slow link.
+const LOOPBACK_SIZE: usize = 30 << 20;
+const SLOW_SIZE: usize = 20 << 20;
+/// Each way, on the slow link.
+const DELAY: Duration = Duration::from_millis(20);
+const RANDOM_READS: usize = 300;
+const SLOW_READS: usize = 20;
+const TIMEOUT_SECONDS: u64 = 10;
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    match which.as_str() {
+        "sftp" => sftp(),
+        "s3" => s3(),
+        "all" => {
+            sftp();
+            s3();
+        }
+        other => {
+            eprintln!("unknown origin {other:?}; usage: origin_bench [sftp|s3|all]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn sftp() {
+    let sshd = Sshd::new();
+    let dir = tempfile::tempdir().unwrap();
+
+    let data = noise(LOOPBACK_SIZE, 3);
+    std::fs::write(dir.path().join("big.flac"), &data).unwrap();
+    let mut config = OriginConfig::from_url(sshd.url(dir.path()));
+    config.identity_file = Some(sshd.identity_file());
+    config.known_hosts = Some(sshd.known_hosts());
+    config.timeout_seconds = Some(TIMEOUT_SECONDS);
+    let origin = SftpOrigin::new(&config, &config.parsed().unwrap()).unwrap();
+    println!(
+        "SFTP on loopback (OpenSSH sshd), a {} MiB file",
+        LOOPBACK_SIZE >> 20
+    );
+    loopback(&origin, "big.flac", &data);
+
+    let data = noise(SLOW_SIZE, 5);
+    std::fs::write(dir.path().join("slow.flac"), &data).unwrap();
+    let port = delayed_proxy(sshd.port(), DELAY);
+    let mut config = OriginConfig::from_url(format!(
+        "sftp://{}@127.0.0.1:{port}{}",
+        sshd.user(),
+        dir.path().display()
+    ));
+    // The proxy answers with sshd's host key, under its own port.
+    let known = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    let known = known.replace(&format!(":{} ", sshd.port()), &format!(":{port} "));
+    std::fs::write(dir.path().join("known_hosts"), known).unwrap();
+    config.known_hosts = Some(dir.path().join("known_hosts"));
+    config.identity_file = Some(sshd.identity_file());
+    config.timeout_seconds = Some(TIMEOUT_SECONDS);
+    let origin = SftpOrigin::new(&config, &config.parsed().unwrap()).unwrap();
+    println!(
+        "SFTP over {} ms each way (delaying proxy), a {} MiB file",
+        DELAY.as_millis(),
+        SLOW_SIZE >> 20
+    );
+    slow_link(&origin, "slow.flac", &data);
+}
+
+fn s3() {
+    let server = S3Server::new();
+    let data = noise(LOOPBACK_SIZE, 11);
+    server.put("music", "lib/big.flac", &data);
+    let mut config = OriginConfig::from_url("s3://music/lib");
+    config.endpoint = Some(server.endpoint());
+    config.path_style = true;
+    config.access_key_id = Some(server.access_key().to_owned());
+    config.secret_access_key = Some(Secret::new(server.secret_key()));
+    config.timeout_seconds = Some(TIMEOUT_SECONDS);
+    let origin = S3Origin::new(&config, &config.parsed().unwrap()).unwrap();
+    println!(
+        "S3 on loopback (s3s-fs), a {} MiB object",
+        LOOPBACK_SIZE >> 20
+    );
+    loopback(&origin, "big.flac", &data);
+}
+
+/// Sequential reads in three sizes, four readers at once, random 64 KiB reads.
+fn loopback(origin: &dyn Origin, rel: &str, data: &[u8]) {
+    let file = origin.open(rel).unwrap();
+    for block in [64 << 10, 1 << 20, 4 << 20] {
+        let secs = sequential(&*file, data, block);
+        row(
+            &format!("sequential, {} reads", size(block)),
+            format!("{:.0} MB/s", data.len() as f64 / secs / 1e6),
+        );
+    }
+
+    // Four readers at once, each with its own file, opened together.
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| sequential(&*origin.open(rel).unwrap(), data, 1 << 20));
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    row(
+        "four readers at once, 1 MiB reads",
+        format!("{:.0} MB/s in all", 4.0 * data.len() as f64 / secs / 1e6),
+    );
+
+    let times = random_reads(&*file, data, RANDOM_READS, 9);
+    row(
+        &format!("random 64 KiB reads ({RANDOM_READS})"),
+        format!(
+            "median {}, p90 {}",
+            ms(percentile(&times, 50)),
+            ms(percentile(&times, 90))
+        ),
+    );
+}
+
+/// Connecting, single 64 KiB reads, and sequential reads in large pieces.
+fn slow_link(origin: &dyn Origin, rel: &str, data: &[u8]) {
+    let start = Instant::now();
+    let file = origin.open(rel).unwrap();
+    row("connect and open", ms(start.elapsed()));
+    let times = random_reads(&*file, data, SLOW_READS, 1);
+    row(
+        &format!("one 64 KiB read (median of {SLOW_READS})"),
+        ms(percentile(&times, 50)),
+    );
+    for block in [1 << 20, 4 << 20, 16 << 20] {
+        let secs = sequential(&*file, data, block);
+        row(
+            &format!("sequential, {} reads", size(block)),
+            format!("{:.1} MB/s", data.len() as f64 / secs / 1e6),
+        );
+    }
+}
+
+/// Reads the whole file front to back, `block` bytes at a time; returns the seconds taken.
+fn sequential(file: &dyn RangeRead, data: &[u8], block: usize) -> f64 {
+    let start = Instant::now();
+    let mut buf = vec![0; block];
+    let mut offset = 0;
+    while offset < data.len() {
+        let n = file.read_at(offset as u64, &mut buf).unwrap();
+        assert!(n > 0, "no bytes at {offset}");
+        assert!(buf[..n] == data[offset..offset + n], "bytes at {offset}");
+        offset += n;
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// The times of `count` 64 KiB reads at random offsets, sorted.
+fn random_reads(file: &dyn RangeRead, data: &[u8], count: usize, seed: u64) -> Vec<Duration> {
+    let mut rng = Rng(seed);
+    let mut buf = vec![0; 64 << 10];
+    let mut times: Vec<Duration> = (0..count)
+        .map(|_| {
+            let offset = rng.below((data.len() - buf.len()) as u64) as usize;
+            let start = Instant::now();
+            let n = file.read_at(offset as u64, &mut buf).unwrap();
+            let took = start.elapsed();
+            assert!(
+                buf[..n] == data[offset..offset + buf.len()],
+                "bytes at {offset}"
+            );
+            took
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+fn row(what: &str, figure: String) {
+    println!("  {what:<40} {figure}");
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn size(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    (0..len).map(|_| rng.next() as u8).collect()
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 to `to` that delays every byte by `delay` each way.
+fn delayed_proxy(to: u16, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                continue;
+            };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+                continue;
+            };
+            for (from, into) in [(client2, server2), (server, client)] {
+                pump(from, into, delay);
+            }
+        }
+    });
+    port
+}
+
+/// Copies `from` into `into`, each read held back until `delay` after it arrived.
+fn pump(mut from: TcpStream, mut into: TcpStream, delay: Duration) {
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0; 1 << 16];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            if tx
+                .send((Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for (due, bytes) in rx {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if into.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = into.shutdown(Shutdown::Write);
+    });
+}
