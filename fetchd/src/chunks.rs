@@ -6,8 +6,9 @@
 //! The store keeps to its [`Limits`]: before a chunk is written, least recently used chunks
 //! that are not pinned are deleted until the new one fits under the budget with the free-disk
 //! floor kept, and bytes being written count from the moment they are admitted, so many
-//! concurrent writers together never overshoot. When nothing more can be evicted the write
-//! fails (`StorageFull`) and the caller serves the bytes without keeping them. Recency lives in
+//! concurrent writers together never overshoot; a writer whose room is taken by writes in
+//! flight waits for them to end. When nothing more can be evicted (only pinned chunks are left)
+//! the write fails (`StorageFull`) and the caller serves the bytes without keeping them. Recency lives in
 //! memory ([`Lru`]), seeded from the files' mtimes at start; a hit refreshes a file's mtime at
 //! most every few minutes, so the order survives restarts roughly.
 
@@ -15,7 +16,7 @@ use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use xxhash_rust::xxh3::xxh3_128;
@@ -31,6 +32,8 @@ pub const MAX_CHUNK: u32 = 256 * 1024;
 const TOUCH_EVERY: Duration = Duration::from_secs(600);
 /// `clear` deletes this many chunks per turn of the lock, so writers are not held up long.
 const CLEAR_BATCH: usize = 256;
+/// How long a writer waits for writes in flight to make room before it gives up.
+const ROOM_WAIT: Duration = Duration::from_secs(10);
 
 pub fn chunk_hash(bytes: &[u8]) -> u128 {
     xxh3_128(bytes)
@@ -48,6 +51,9 @@ pub struct ChunkStore {
     dir: PathBuf,
     limits: Limits,
     held: Mutex<Held>,
+    /// Signalled when room may have appeared: a write in flight ended (its bytes are now
+    /// evictable, or released), chunks were deleted or unpinned.
+    written: Condvar,
     next_tmp: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -104,6 +110,7 @@ impl ChunkStore {
                 lru: Lru::seeded(found),
                 writing: 0,
             }),
+            written: Condvar::new(),
             next_tmp: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -111,9 +118,7 @@ impl ChunkStore {
         if let Some(budget) = store.limits.budget {
             let mut held = store.lock();
             let over = held.lru.usage().1.saturating_sub(budget);
-            if let Err(e) = store.evict(&mut held, over) {
-                tracing::warn!("the chunk cache holds more than its budget: {e}");
-            }
+            store.evict(&mut held, over)?;
         }
         Ok(store)
     }
@@ -199,59 +204,85 @@ impl ChunkStore {
         debug_assert_eq!(chunk_hash(bytes), hash);
         let len = bytes.len() as u64;
         {
-            let mut held = self.lock();
+            let mut held = self.make_room(hash, len)?;
             if held.lru.contains(hash) {
                 held.lru.touch(hash);
                 return Ok(());
             }
-            self.make_room(&mut held, len)?;
             held.writing += len;
         }
         let written = self.write_file(hash, bytes);
         let mut held = self.lock();
         held.writing -= len;
-        written?;
-        held.lru.insert(hash, len);
-        Ok(())
+        if written.is_ok() {
+            held.lru.insert(hash, len);
+        }
+        drop(held);
+        self.written.notify_all();
+        written
     }
 
-    /// Evicts until `len` more bytes fit under the budget and above the free-disk floor.
-    fn make_room(&self, held: &mut Held, len: u64) -> io::Result<()> {
-        let (_, bytes) = held.lru.usage();
-        let over_budget = match self.limits.budget {
-            Some(budget) if len > budget => {
-                return Err(storage_full(format!(
-                    "a chunk of {len} bytes is larger than the cache budget of {budget} bytes"
-                )))
+    /// Takes the lock once `len` more bytes fit under the budget and above the free-disk floor,
+    /// evicting least recently used chunks for it. While other writes are in flight, their
+    /// bytes may be what stands in the way: it waits for them to end (then evictable) before it
+    /// gives up. Returns early if the chunk arrived meanwhile.
+    fn make_room(&self, hash: u128, len: u64) -> io::Result<MutexGuard<'_, Held>> {
+        if let Some(budget) = self.limits.budget.filter(|b| len > *b) {
+            return Err(storage_full(format!(
+                "a chunk of {len} bytes is larger than the cache budget of {budget} bytes"
+            )));
+        }
+        let give_up = std::time::Instant::now() + ROOM_WAIT;
+        let mut held = self.lock();
+        loop {
+            if held.lru.contains(hash) {
+                return Ok(held);
             }
-            Some(budget) => (bytes + held.writing + len).saturating_sub(budget),
-            None => 0,
-        };
-        let under_floor = match self.limits.min_free {
-            0 => 0,
-            floor => {
-                let free = self.free_disk()?;
-                (floor + held.writing + len).saturating_sub(free)
+            let needed = self.shortfall(&held, len)?;
+            if self.evict(&mut held, needed)? >= needed {
+                return Ok(held);
             }
-        };
-        self.evict(held, over_budget.max(under_floor))
-    }
-
-    /// Deletes least recently used unpinned chunks until `needed` bytes are freed.
-    fn evict(&self, held: &mut Held, needed: u64) -> io::Result<()> {
-        let mut freed = 0;
-        while freed < needed {
-            let Some(victim) = held.lru.oldest_evictable() else {
+            let now = std::time::Instant::now();
+            if held.writing == 0 || now >= give_up {
                 let (_, pinned) = held.lru.pinned_usage();
                 return Err(storage_full(format!(
-                    "the chunk cache cannot make room for {needed} more bytes: everything left \
+                    "the chunk cache cannot make room for {len} more bytes: everything left \
                      ({pinned} bytes) is pinned or the disk is short of its free-space floor; \
                      unpin something or raise [cache] budget"
                 )));
+            }
+            held = self
+                .written
+                .wait_timeout(held, give_up - now)
+                .expect("chunk store lock poisoned")
+                .0;
+        }
+    }
+
+    /// Bytes to free before `len` more fit under the budget and above the free-disk floor.
+    fn shortfall(&self, held: &Held, len: u64) -> io::Result<u64> {
+        let (_, bytes) = held.lru.usage();
+        let over_budget = self.limits.budget.map_or(0, |budget| {
+            (bytes + held.writing + len).saturating_sub(budget)
+        });
+        let under_floor = match self.limits.min_free {
+            0 => 0,
+            floor => (floor + held.writing + len).saturating_sub(self.free_disk()?),
+        };
+        Ok(over_budget.max(under_floor))
+    }
+
+    /// Deletes least recently used unpinned chunks until `needed` bytes are freed or none is
+    /// left to delete; returns the bytes freed.
+    fn evict(&self, held: &mut Held, needed: u64) -> io::Result<u64> {
+        let mut freed = 0;
+        while freed < needed {
+            let Some(victim) = held.lru.oldest_evictable() else {
+                break;
             };
             freed += self.delete(held, victim)?;
         }
-        Ok(())
+        Ok(freed)
     }
 
     /// Deletes a held chunk's file and forgets it; the bytes freed.
@@ -287,7 +318,10 @@ impl ChunkStore {
     /// Deletes a chunk (pinned or not); a chunk not held is not an error.
     pub fn remove(&self, hash: u128) -> io::Result<()> {
         let mut held = self.lock();
-        self.delete(&mut held, hash).map(drop)
+        let deleted = self.delete(&mut held, hash).map(drop);
+        drop(held);
+        self.written.notify_all();
+        deleted
     }
 
     /// Deletes every chunk that is not pinned; returns (chunks, bytes) deleted.
@@ -303,6 +337,8 @@ impl ChunkStore {
                     chunks += 1;
                 }
             }
+            drop(held);
+            self.written.notify_all();
         }
         Ok((chunks, bytes))
     }
@@ -310,6 +346,7 @@ impl ChunkStore {
     /// Makes `protected` the set of chunks never evicted (those of pinned tracks).
     pub fn set_protected(&self, protected: HashSet<u128>) {
         self.lock().lru.set_protected(protected);
+        self.written.notify_all();
     }
 
     /// Adds chunks to the protected set.

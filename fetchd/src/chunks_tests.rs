@@ -96,6 +96,7 @@ fn concurrent_puts_over_a_tiny_budget_never_exceed_it_on_disk_or_on_the_books() 
                 assert!(books <= BUDGET, "books say {books} > {BUDGET}");
                 assert!(disk <= books, "{disk} bytes on disk, {books} on the books");
                 samples += 1;
+                std::thread::sleep(Duration::from_millis(2));
             }
             samples
         })
@@ -109,6 +110,8 @@ fn concurrent_puts_over_a_tiny_budget_never_exceed_it_on_disk_or_on_the_books() 
                     let size = MIN_CHUNK as usize
                         + (seed as usize * 7919) % (MAX_CHUNK - MIN_CHUNK) as usize;
                     let (hash, bytes) = chunk(seed, size);
+                    // Never refused: with nothing pinned a writer waits for the writes in
+                    // flight (whose bytes may fill the budget) rather than fail.
                     store.put(hash, &bytes).unwrap();
                     assert!(store.usage().1 <= BUDGET);
                     // Some reads of recent chunks: hits refresh recency.
@@ -129,6 +132,36 @@ fn concurrent_puts_over_a_tiny_budget_never_exceed_it_on_disk_or_on_the_books() 
     assert_eq!(bytes, bytes_on_disk(dir.path()));
     let reopened = ChunkStore::open(dir.path()).unwrap();
     assert_eq!(reopened.usage(), (chunks, bytes));
+}
+
+#[test]
+fn a_writer_waits_for_room_held_by_writes_in_flight_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ChunkStore::open_with(dir.path(), limits(Some(60_000))).unwrap());
+    let (a, b) = (chunk(50, 40_000), chunk(51, 30_000));
+    // A write of 40 KB is in flight: 20 KB of room, and nothing held to evict yet.
+    store.lock().writing += 40_000;
+    let writer = {
+        let (store, b) = (store.clone(), b.clone());
+        std::thread::spawn(move || store.put(b.0, &b.1))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !writer.is_finished(),
+        "the put did not wait: {:?}",
+        writer.join()
+    );
+    // The write in flight ends; its chunk is held, and evictable for the waiting one.
+    store.write_file(a.0, &a.1).unwrap();
+    {
+        let mut held = store.lock();
+        held.writing -= 40_000;
+        held.lru.insert(a.0, 40_000);
+    }
+    store.written.notify_all();
+    writer.join().unwrap().unwrap();
+    assert_eq!(store.missing(&[a.0, b.0]), [a.0]);
+    assert_eq!(store.usage(), (1, 30_000));
 }
 
 #[test]
