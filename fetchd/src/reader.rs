@@ -17,12 +17,15 @@ use crate::catalog::{Catalog, Manifest};
 use crate::chunks::{chunk_hash, ChunkStore, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 use crate::delta;
 use crate::origins::Origins;
-use crate::partial::{Partial, FIRST_WINDOW};
+use crate::partial::{Partial, Run, FIRST_WINDOW};
 use crate::replicas::Replicas;
 use crate::track::TrackRecord;
 
 /// Why [`TrackReader::fetch`] kept nothing: the budget is full of pinned chunks.
 const NO_ROOM: &str = "no room in the cache for the bytes";
+
+/// Runs of one fetch requested from origins at once.
+const PARALLEL_RUNS: usize = 4;
 
 /// Staging files kept at once; the least recently used one goes first.
 const MAX_PARTIALS: usize = 64;
@@ -234,33 +237,40 @@ impl TrackReader {
     ) -> Result<bool, FetchError> {
         for _ in 0..4 {
             let (runs, _) = partial.claim(offset, end);
-            let mut runs = runs.into_iter();
-            while let Some(run) = runs.next() {
-                let fetched = self.replicas.read(
-                    id,
-                    &partial.record,
-                    run.start,
-                    (run.end - run.start) as usize,
-                    &|_| true,
-                );
-                let stored = fetched.and_then(|bytes| {
-                    partial.fill(run, &bytes).map_err(|e| match e.kind() {
-                        std::io::ErrorKind::UnexpectedEof => FetchError::OriginChanged(format!(
-                            "{} is shorter than catalogued",
-                            partial.record.location.path
-                        )),
-                        std::io::ErrorKind::StorageFull => FetchError::Cache(NO_ROOM.into()),
-                        _ => cache_err(e),
-                    })
-                });
-                if let Err(e) = stored {
-                    partial.release(run);
-                    runs.for_each(|r| partial.release(r));
-                    return match e {
-                        FetchError::Cache(why) if why == NO_ROOM => Ok(false),
-                        e => Err(e),
-                    };
+            // Runs go out side by side (a read-ahead window is several), each on its own
+            // origin file, so a remote origin has several requests in flight.
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let failed: Mutex<Option<FetchError>> = Mutex::new(None);
+            let work = || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(run) = runs.get(i) else { break };
+                if lock(&failed).is_some() {
+                    partial.release(*run);
+                    continue;
                 }
+                if let Err(e) = self.fetch_run(id, partial, *run) {
+                    partial.release(*run);
+                    lock(&failed).get_or_insert(e);
+                }
+            };
+            let workers = runs.len().min(PARALLEL_RUNS);
+            if workers > 1 {
+                std::thread::scope(|s| {
+                    for _ in 1..workers {
+                        s.spawn(work);
+                    }
+                    work();
+                });
+            } else {
+                work();
+            }
+            match failed
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            {
+                Some(FetchError::Cache(why)) if why == NO_ROOM => return Ok(false),
+                Some(e) => return Err(e),
+                None => {}
             }
             if partial.wait(offset, end) {
                 return Ok(true);
@@ -270,6 +280,22 @@ impl TrackReader {
             "{}: the bytes did not arrive",
             partial.record.location.path
         )))
+    }
+
+    /// Fetches one claimed run into the staging file.
+    fn fetch_run(&self, id: TrackId, partial: &Partial, run: Run) -> Result<(), FetchError> {
+        let len = (run.end - run.start) as usize;
+        let bytes = self
+            .replicas
+            .read(id, &partial.record, run.start, len, &|_| true)?;
+        partial.fill(run, &bytes).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => FetchError::OriginChanged(format!(
+                "{} is shorter than catalogued",
+                partial.record.location.path
+            )),
+            std::io::ErrorKind::StorageFull => FetchError::Cache(NO_ROOM.into()),
+            _ => cache_err(e),
+        })
     }
 
     /// The track's chunks if it has been cut; else its staging file.
