@@ -18,8 +18,9 @@ use crate::track::TrackRecord;
 
 /// Granularity of what is fetched and remembered: one kernel page.
 pub const PAGE: u64 = 4096;
-/// Longest single request to an origin (remote origins pipeline inside it).
-pub const MAX_RUN: u64 = 4 << 20;
+/// Longest single request to an origin (remote origins pipeline inside it); several go out at
+/// once, and a reader waiting on a page waits for its run only.
+pub const MAX_RUN: u64 = 1 << 20;
 /// Read-ahead: the window after the first sequential read, and its cap (it doubles between).
 pub const FIRST_WINDOW: u64 = 256 << 10;
 pub const MAX_WINDOW: u64 = 16 << 20;
@@ -40,7 +41,8 @@ struct Pages {
     /// Where the next read would start if the reader is sequential.
     expect: Option<u64>,
     window: u64,
-    prefetching: bool,
+    /// End of what read-ahead has asked for so far.
+    frontier: u64,
     /// Bytes admitted into the store's budget for this file.
     staged: u64,
 }
@@ -85,7 +87,7 @@ impl Partial {
                 present: 0,
                 expect: None,
                 window: 0,
-                prefetching: false,
+                frontier: 0,
                 staged: 0,
             }),
             arrived: Condvar::new(),
@@ -243,15 +245,17 @@ impl Partial {
 
     /// Notes a read of `[offset, end)` and returns the range to read ahead, if the reader is
     /// sequential (this read continues the last one: one read alone may be a tag reader
-    /// looking at the head, which must cost no more than it asks) and no read-ahead is
-    /// running: the window starts at [`FIRST_WINDOW`] and doubles up to [`MAX_WINDOW`] while
-    /// the reader stays sequential.
+    /// looking at the head, which must cost no more than it asks). The window starts at
+    /// [`FIRST_WINDOW`] and doubles up to [`MAX_WINDOW`] while the reader stays sequential;
+    /// once the reader is within half a window of what has been asked for, the next stretch
+    /// is asked for, so bytes are always on their way before the reader needs them.
     pub fn read_ahead(&self, offset: u64, end: u64) -> Option<(u64, u64)> {
         let mut s = self.lock();
         let sequential = s.expect == Some(offset);
         s.expect = Some(end);
         if !sequential {
             s.window = 0;
+            s.frontier = 0;
             return None;
         }
         s.window = if s.window == 0 {
@@ -259,15 +263,13 @@ impl Partial {
         } else {
             (s.window * 2).min(MAX_WINDOW)
         };
-        if s.prefetching || end >= self.record.size {
+        let from = s.frontier.max(end);
+        let to = (end + s.window).min(self.record.size);
+        if from >= self.record.size || from - end > s.window / 2 || to <= from {
             return None;
         }
-        s.prefetching = true;
-        Some((end, (end + s.window).min(self.record.size)))
-    }
-
-    pub fn read_ahead_done(&self) {
-        self.lock().prefetching = false;
+        s.frontier = to;
+        Some((from, to))
     }
 
     pub fn path(&self) -> &Path {
@@ -361,25 +363,42 @@ mod tests {
     }
 
     #[test]
-    fn read_ahead_starts_small_and_doubles_while_sequential() {
-        let (_d, p) = partial(100 << 20);
+    fn read_ahead_starts_small_doubles_and_stays_ahead_of_a_sequential_reader() {
+        let size = 100 << 20;
+        let (_d, p) = partial(size);
         // A first read alone (a tag reader) reads nothing ahead.
         assert_eq!(p.read_ahead(0, 128 << 10), None);
         assert_eq!(
             p.read_ahead(128 << 10, 256 << 10),
             Some((256 << 10, 512 << 10))
         );
-        // One read-ahead at a time.
-        assert_eq!(p.read_ahead(256 << 10, 384 << 10), None);
-        p.read_ahead_done();
-        let (from, to) = p.read_ahead(384 << 10, 512 << 10).unwrap();
-        assert_eq!((from, to - from), (512 << 10, 1 << 20));
-        p.read_ahead_done();
-        // A seek resets the window.
+        // 1 MiB reads to the end: each asked stretch starts where the last one (or the read
+        // itself) ended, never exceeds the window, and keeps ahead of the reader.
+        let mut frontier = 512 << 10;
+        let mut end = 256 << 10;
+        while end < size {
+            let next = (end + (1 << 20)).min(size);
+            if let Some((from, to)) = p.read_ahead(end, next) {
+                assert_eq!(from, frontier.max(next), "a gap or an overlap at {end}");
+                assert!(to - from <= MAX_WINDOW);
+                frontier = to;
+            }
+            end = next;
+            assert!(frontier >= end.min(size), "the reader caught up at {end}");
+            if end > 32 << 20 && end < size - MAX_WINDOW {
+                assert!(
+                    frontier - end >= MAX_WINDOW / 2,
+                    "only {} ahead",
+                    frontier - end
+                );
+            }
+        }
+        assert_eq!(frontier, size);
+        // A seek starts over from the first window.
         assert_eq!(p.read_ahead(50 << 20, (50 << 20) + 4096), None);
         assert_eq!(
             p.read_ahead((50 << 20) + 4096, (50 << 20) + 8192),
-            Some(((50 << 20) + 8192, (50 << 20) + 8192 + FIRST_WINDOW))
+            Some(((50 << 20) + 8192, (50 << 20) + 4096 + 4096 + FIRST_WINDOW))
         );
     }
 

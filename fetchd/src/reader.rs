@@ -25,7 +25,7 @@ use crate::track::TrackRecord;
 const NO_ROOM: &str = "no room in the cache for the bytes";
 
 /// Runs of one fetch requested from origins at once.
-const PARALLEL_RUNS: usize = 4;
+const PARALLEL_RUNS: usize = 6;
 
 /// Staging files kept at once; the least recently used one goes first.
 const MAX_PARTIALS: usize = 64;
@@ -217,7 +217,6 @@ impl TrackReader {
                 if let Err(e) = reader.fetch(track.id, &p, from, to) {
                     tracing::debug!("read-ahead of {}: {e}", p.record.location.path);
                 }
-                p.read_ahead_done();
                 reader.cut_if_complete(track, &p);
             });
         }

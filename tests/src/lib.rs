@@ -65,3 +65,24 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         .map(|b| format!("{b:02x}"))
         .collect())
 }
+
+/// Waits until every thread of `pid` is stopped (state `T` in /proc), after a SIGSTOP: the
+/// signal is delivered asynchronously, and a test must not race a server still answering.
+pub fn wait_stopped(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+        let all_stopped = tasks.is_ok_and(|tasks| {
+            tasks.filter_map(|t| t.ok()).all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                // The state follows the command name's closing parenthesis.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+            })
+        });
+        if all_stopped || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}

@@ -149,6 +149,8 @@ impl S3Server {
     /// nothing is answered until [`resume`](Self::resume).
     pub fn stall(&self) {
         self.signal(Signal::SIGSTOP);
+        let child = self.child.as_ref().expect("the server is running");
+        crate::wait_stopped(child.id() as i32);
     }
 
     pub fn resume(&self) {

@@ -140,8 +140,12 @@ impl Sshd {
     /// Freezes sshd (SIGSTOP to the listener and every process below it): established
     /// connections stop answering and new ones hang after the TCP handshake.
     pub fn stall(&self) {
-        for pid in self.processes() {
-            let _ = kill(pid, Signal::SIGSTOP);
+        let pids = self.processes();
+        for pid in &pids {
+            let _ = kill(*pid, Signal::SIGSTOP);
+        }
+        for pid in pids {
+            crate::wait_stopped(pid.as_raw());
         }
     }
 
