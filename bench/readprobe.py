@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""readprobe.py: the timed reads of bench/remote.sh, the same code for every mount.
+
+    readprobe.py first FILE ORIGIN        open FILE, read its first 4 KiB; prints the seconds
+    readprobe.py seq FILE                 read FILE whole, 1 MiB at a time; prints "BYTES SECONDS"
+    readprobe.py random FILE ORIGIN N SIZE SEED
+                                          N preads of SIZE bytes at random 4 KiB-aligned offsets
+                                          (POSIX_FADV_RANDOM, so the kernel reads no more than
+                                          asked); prints "MEDIAN P99 ASKED UNIQUE" (seconds,
+                                          bytes)
+    readprobe.py wait-quiet COUNTFILE [QUIET_S] [TIMEOUT_S]
+                                          waits until the proxy's DOWN count has grown by less
+                                          than 32 KiB over QUIET_S seconds (default 1.5); prints it
+
+Timing covers only the reads (not Python's start-up). Every read is compared with the same
+bytes of ORIGIN (the file on the server's disk) after the timing, so a wrong byte fails the run.
+"""
+
+import os
+import random
+import sys
+import time
+
+
+def fail(msg):
+    sys.exit(f"readprobe: {msg}")
+
+
+def first(path, origin):
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_RDONLY)
+    data = os.read(fd, 4096)
+    t1 = time.perf_counter()
+    os.close(fd)
+    with open(origin, "rb") as f:
+        if f.read(4096) != data:
+            fail(f"{path}: the first 4 KiB differ from the origin's")
+    print(f"{t1 - t0:.6f}")
+
+
+def seq(path):
+    buf = bytearray(1 << 20)
+    total = 0
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            total += n
+    t1 = time.perf_counter()
+    print(f"{total} {t1 - t0:.6f}")
+
+
+def random_reads(path, origin, n, size, seed):
+    file_size = os.stat(path).st_size
+    rng = random.Random(seed)
+    offsets = [rng.randrange(0, (file_size - size) // 4096) * 4096 for _ in range(n)]
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    took, got = [], []
+    for off in offsets:
+        t0 = time.perf_counter()
+        data = os.pread(fd, size, off)
+        took.append(time.perf_counter() - t0)
+        got.append(data)
+    os.close(fd)
+    with open(origin, "rb") as f:
+        for off, data in zip(offsets, got):
+            f.seek(off)
+            if f.read(size) != data:
+                fail(f"{path}: {size} bytes at {off} differ from the origin's")
+    took.sort()
+    median = took[len(took) // 2]
+    p99 = took[min(len(took) - 1, int(len(took) * 0.99))]
+    pages = set()
+    for off in offsets:
+        pages.update(range(off // 4096, (off + size) // 4096))
+    print(f"{median:.6f} {p99:.6f} {n * size} {len(pages) * 4096}")
+
+
+def down(countfile):
+    with open(countfile) as f:
+        return int(f.read().split()[0])
+
+
+def wait_quiet(countfile, quiet=1.5, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    history = []  # (time, down)
+    while True:
+        now, count = time.monotonic(), down(countfile)
+        history.append((now, count))
+        old = [c for t, c in history if t <= now - quiet]
+        if old and count - old[-1] < 32 << 10:
+            print(count)
+            return
+        if now > deadline:
+            print(f"readprobe: still transferring after {timeout:.0f} s", file=sys.stderr)
+            print(count)
+            return
+        time.sleep(0.1)
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        fail(__doc__)
+    cmd, rest = args[0], args[1:]
+    if cmd == "first" and len(rest) == 2:
+        first(*rest)
+    elif cmd == "seq" and len(rest) == 1:
+        seq(rest[0])
+    elif cmd == "random" and len(rest) == 5:
+        random_reads(rest[0], rest[1], int(rest[2]), int(rest[3]), int(rest[4]))
+    elif cmd == "wait-quiet" and 1 <= len(rest) <= 3:
+        wait_quiet(rest[0], *map(float, rest[1:]))
+    else:
+        fail(__doc__)
+
+
+if __name__ == "__main__":
+    main()

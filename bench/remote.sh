@@ -1,0 +1,426 @@
+#!/usr/bin/env bash
+# bench/remote.sh: MusicFS over SFTP vs sshfs vs `rclone mount --vfs-cache-mode full`, side by
+# side in one run, against the same OpenSSH sshd (on 127.0.0.1, with its own config and keys in a
+# temp dir) and the same files: a library of 12 five-minute FLACs (~32 MB each, 4 albums of 3).
+# Every client connects through bench/tcpcount.py, a byte-counting TCP proxy in front of sshd, so
+# the bytes each one pulls over the wire are counted the same way. Measured for each system:
+#   - time to first byte: open + read of the first 4 KiB of never-read files (median, max)
+#   - cold sequential read of a never-read file (MB/s) and the wire bytes it caused
+#   - warm re-read of that file after dropping the page cache (MB/s, wire bytes)
+#   - random 64 KiB reads on a never-read file: median and p99 latency, wire bytes / asked bytes;
+#     then the same reads again (page cache dropped), served from each system's cache if it has one
+#   - MusicFS only: the wire bytes of its own first scan, as a share of the library's size
+#   - an MPD scan of the mount (on a fresh mount; for MusicFS after its own scan): wire bytes
+# The page cache is dropped before every cold measurement, and every system reads the same files
+# in the same order. Prints the report and writes it to bench/remote-report.txt.
+# Needs root (mounts, drop_caches, sshd); installs what it needs with apt-get.
+# BENCH_SKIP_BUILD=1 uses the release binaries already built; BENCH_DIR moves target/bench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=${BENCH_DIR:-target/bench}
+mkdir -p "$ROOT"
+ROOT=$(cd "$ROOT" && pwd)
+LIB=$ROOT/remote-lib          # the library, made once and kept (the sshd serves it)
+RUN=$ROOT/remote-run          # this run: sshd dir, configs, state dirs, caches, logs
+MNT=$RUN/mnt                  # every system mounts here, one after the other
+RESULTS=$RUN/results.tsv      # "system key value" lines, rendered into the report at the end
+REPORT=bench/remote-report.txt
+BIN=$(pwd)/target/release
+PROBE=(python3 "$(pwd)/bench/readprobe.py")
+SYSTEMS=(musicfs sshfs rclone)
+
+# The files each measurement reads, as "album/track" (origin: album-A/track-1.flac, title
+# "Noise A1"). Opening track N makes MusicFS warm the head of track N+1 of the album, so the
+# measured files are never a track that follows one opened before: tracks 2 stay unread.
+FIRST_BYTE_FILES=(A/1 B/1 C/1 D/1 A/3 D/3)
+SEQ_FILE=B/3
+RANDOM_FILE=C/3
+RANDOM_READS=200
+RANDOM_SIZE=65536
+
+log() { printf '== %s\n' "$*" >&2; }
+now() { date +%s.%N; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+result() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$RESULTS"; }
+# Bytes sshd has sent to clients so far, once nothing more has been sent for 1.5 s (background
+# read-ahead, warming and cache fills count towards the measurement that caused them).
+wire_down() { "${PROBE[@]}" wait-quiet "$RUN/wire.count"; }
+
+install_deps() {
+  local need=() p
+  for p in openssh-server openssh-client sshfs rclone mpd mpc ffmpeg fuse3 bc; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
+  done
+  [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
+
+# 4 albums x 3 tracks of 300 s pink noise, each with its own noise seed (identical files would
+# let a content-addressed cache share chunks between them).
+make_library() {
+  [ -f "$LIB.complete" ] && return
+  log "making the library in $LIB"
+  rm -rf "$LIB" "$LIB.complete"; mkdir -p "$LIB"
+  local album track seed=0
+  for album in A B C D; do
+    mkdir -p "$LIB/album-$album"
+    for track in 1 2 3; do
+      seed=$((seed + 1))
+      ffmpeg -nostdin -loglevel error -y -f lavfi -i "anoisesrc=d=300:c=pink:a=0.2:r=44100:seed=$seed" -ac 2 \
+        -metadata artist="Bench Remote" -metadata album="Remote Album $album" \
+        -metadata title="Noise $album$track" -metadata track="$track" -metadata date=2024 \
+        "$LIB/album-$album/track-$track.flac"
+    done
+  done
+  touch "$LIB.complete"
+}
+
+origin_of() { echo "$LIB/album-${1%/*}/track-${1#*/}.flac"; }
+
+# Where a file of the library is in the mount: the same path for sshfs and rclone; by its tags
+# in MusicFS (looked up before measuring: MusicFS's tree needs no origin request).
+path_in_mount() {
+  local system=$1 rel=$2
+  if [ "$system" = musicfs ]; then
+    find "$MNT" -name "* Noise ${rel%/*}${rel#*/}.flac" | head -1
+  else
+    echo "$MNT/album-${rel%/*}/track-${rel#*/}.flac"
+  fi
+}
+
+# --- sshd and the counting proxy ---------------------------------------------------------------
+start_sshd() {
+  local dir=$RUN/sshd
+  mkdir -p "$dir" /run/sshd
+  ssh-keygen -q -t ed25519 -N '' -C musicfs-bench -f "$dir/host_ed25519"
+  ssh-keygen -q -t ed25519 -N '' -C musicfs-bench -f "$dir/client_ed25519"
+  cp "$dir/client_ed25519.pub" "$dir/authorized_keys"
+  SSHD_PORT=$(free_port); PROXY_PORT=$(free_port)
+  cat > "$dir/sshd_config" <<CONF
+Port $SSHD_PORT
+ListenAddress 127.0.0.1
+HostKey $dir/host_ed25519
+PidFile $dir/sshd.pid
+AuthorizedKeysFile $dir/authorized_keys
+Subsystem sftp internal-sftp
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+MaxStartups 100
+MaxSessions 100
+LogLevel DEBUG1
+CONF
+  # Clients connect to the proxy's port: that is the host key's name for them.
+  local key; key=$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")
+  printf '[127.0.0.1]:%s %s\n[127.0.0.1]:%s %s\n' "$PROXY_PORT" "$key" "$SSHD_PORT" "$key" > "$dir/known_hosts"
+  IDENTITY=$dir/client_ed25519; KNOWN_HOSTS=$dir/known_hosts
+  /usr/sbin/sshd -D -e -f "$dir/sshd_config" 2>"$dir/sshd.log" &
+  SSHD_PID=$!
+  python3 bench/tcpcount.py "$PROXY_PORT" "$SSHD_PORT" "$RUN/wire.count" 2>"$RUN/tcpcount.log" &
+  PROXY_PID=$!
+  local _
+  for _ in $(seq 300); do
+    # A banner through the proxy: both are up.
+    [ -f "$RUN/wire.count" ] && head -c4 2>/dev/null < /dev/tcp/127.0.0.1/"$PROXY_PORT" | grep -q SSH- && return
+    sleep 0.05
+  done
+  cat "$dir/sshd.log" >&2; echo "sshd or the proxy did not start" >&2; exit 1
+}
+
+# --- mounting each system -----------------------------------------------------------------------
+wait_mounted() {   # PID of the mounting process
+  local _
+  for _ in $(seq 1200); do
+    mountpoint -q "$MNT" && return
+    kill -0 "$1" 2>/dev/null || { echo "the mount process exited" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "not mounted after 60 s" >&2; return 1
+}
+
+wait_unmounted() {   # PID of the mounting process
+  local _
+  for _ in $(seq 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+  mountpoint -q "$MNT" && fusermount3 -uz "$MNT"
+  wait "$1" 2>/dev/null || true
+}
+
+# MusicFS: a fresh state dir each session; returns once the mount is up and the first scan done.
+mount_musicfs() {   # SESSION
+  local state=$RUN/musicfs-state-$1
+  rm -rf "$state"
+  cat > "$RUN/musicfs.toml" <<CONF
+[[origins]]
+url = "sftp://root@127.0.0.1:$PROXY_PORT$LIB"
+identity_file = "$IDENTITY"
+known_hosts = "$KNOWN_HOSTS"
+timeout_seconds = 10
+CONF
+  "$BIN/musicfsctl" mount --state-dir "$state" --config "$RUN/musicfs.toml" "$MNT" \
+    >"$RUN/musicfs-$1.out" 2>"$RUN/musicfs-$1.log" &
+  MOUNT_PID=$!
+  wait_mounted "$MOUNT_PID"
+  "$BIN/musicfsctl" --state-dir "$state" status --wait-idle --timeout 600 --json >"$RUN/musicfs-$1.status.json" || true
+}
+umount_musicfs() { kill -TERM "$MOUNT_PID"; wait_unmounted "$MOUNT_PID"; }
+
+mount_sshfs() {
+  sshfs -f -p "$PROXY_PORT" \
+    -o "IdentityFile=$IDENTITY,UserKnownHostsFile=$KNOWN_HOSTS,GlobalKnownHostsFile=/dev/null" \
+    -o StrictHostKeyChecking=yes,BatchMode=yes \
+    "root@127.0.0.1:$LIB" "$MNT" 2>"$RUN/sshfs-$1.log" &
+  MOUNT_PID=$!
+  wait_mounted "$MOUNT_PID"
+}
+umount_sshfs() { fusermount3 -u "$MNT"; wait_unmounted "$MOUNT_PID"; }
+
+mount_rclone() {   # SESSION: a fresh cache dir each session
+  cat > "$RUN/rclone.conf" <<CONF
+[bench]
+type = sftp
+host = 127.0.0.1
+port = $PROXY_PORT
+user = root
+key_file = $IDENTITY
+known_hosts_file = $KNOWN_HOSTS
+CONF
+  rm -rf "$RUN/rclone-cache-$1"
+  rclone --config "$RUN/rclone.conf" mount "bench:$LIB" "$MNT" --vfs-cache-mode full \
+    --cache-dir "$RUN/rclone-cache-$1" --log-file "$RUN/rclone-$1.log" &
+  MOUNT_PID=$!
+  wait_mounted "$MOUNT_PID"
+}
+umount_rclone() { fusermount3 -u "$MNT"; wait_unmounted "$MOUNT_PID"; }
+
+# --- the measurements -----------------------------------------------------------------------------
+# Session 1: first byte, cold and warm sequential reads, random reads (and MusicFS's scan).
+measure_reads() {
+  local system=$1 before after rel t bytes secs i=0
+  log "$system: mounting"
+  local mark; mark=$(wc -l < "$RUN/sshd/sshd.log")
+  before=$(wire_down)
+  "mount_$system" 1
+  after=$(wire_down)
+  result "$system" mount_wire $((after - before))
+  if [ "$system" = musicfs ]; then
+    # MusicFS's own first scan (mount start until idle): tag bytes only, ideally.
+    result musicfs scan_origin_bytes "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["origin_reads"]["bytes"])' < "$RUN/musicfs-1.status.json")"
+  fi
+  declare -A paths
+  for rel in "${FIRST_BYTE_FILES[@]}" "$SEQ_FILE" "$RANDOM_FILE"; do
+    paths[$rel]=$(path_in_mount "$system" "$rel")
+    [ -f "${paths[$rel]}" ] || { echo "$system: no $rel in the mount" >&2; exit 1; }
+  done
+
+  # Time to first byte: each file never read before, page cache dropped before each open.
+  log "$system: first byte"
+  for rel in "${FIRST_BYTE_FILES[@]}"; do
+    drop_caches; before=$(wire_down)
+    t=$("${PROBE[@]}" first "${paths[$rel]}" "$(origin_of "$rel")")
+    after=$(wire_down)
+    i=$((i + 1))
+    result "$system" "first_byte_$i" "$t"
+    result "$system" "first_byte_wire_$i" $((after - before))
+  done
+
+  # Cold sequential read of a whole never-read file.
+  log "$system: cold sequential read"
+  drop_caches; before=$(wire_down)
+  read -r bytes secs < <("${PROBE[@]}" seq "${paths[$SEQ_FILE]}")
+  after=$(wire_down)
+  result "$system" seq_cold_secs "$secs"; result "$system" seq_bytes "$bytes"
+  result "$system" seq_cold_wire $((after - before))
+  sleep 1   # let MusicFS finish cutting the completed file into chunks (local work only)
+
+  # Warm re-read: the page cache dropped again, so MusicFS and rclone serve it from their own
+  # disk caches and sshfs goes to the wire.
+  log "$system: warm re-read"
+  drop_caches; before=$(wire_down)
+  read -r bytes secs < <("${PROBE[@]}" seq "${paths[$SEQ_FILE]}")
+  after=$(wire_down)
+  result "$system" seq_warm_secs "$secs"
+  result "$system" seq_warm_wire $((after - before))
+  cmp "${paths[$SEQ_FILE]}" "$(origin_of "$SEQ_FILE")" || { echo "$system: $SEQ_FILE differs from the origin" >&2; exit 1; }
+
+  # Random 64 KiB reads on a never-read file (the same offsets for every system).
+  log "$system: random reads"
+  drop_caches; before=$(wire_down)
+  local median p99 asked unique
+  read -r median p99 asked unique < <("${PROBE[@]}" random "${paths[$RANDOM_FILE]}" "$(origin_of "$RANDOM_FILE")" \
+    "$RANDOM_READS" "$RANDOM_SIZE" 42)
+  after=$(wire_down)
+  result "$system" random_median "$median"; result "$system" random_p99 "$p99"
+  result "$system" random_asked "$asked"; result "$system" random_unique "$unique"
+  result "$system" random_wire $((after - before))
+
+  # The same reads again, page cache dropped: MusicFS and rclone answer from their caches, sshfs
+  # from the wire; this separates each system's own overhead from the origin's round trip.
+  log "$system: random re-reads"
+  drop_caches; before=$(wire_down)
+  read -r median p99 asked unique < <("${PROBE[@]}" random "${paths[$RANDOM_FILE]}" "$(origin_of "$RANDOM_FILE")" \
+    "$RANDOM_READS" "$RANDOM_SIZE" 42)
+  after=$(wire_down)
+  result "$system" random_again_median "$median"; result "$system" random_again_p99 "$p99"
+  result "$system" random_again_wire $((after - before))
+
+  log "$system: unmounting"
+  "umount_$system"
+  ssh_sessions "$system" "$mark"
+}
+
+# The SSH connections a session made and the cipher sshd negotiated with them (from sshd's log).
+ssh_sessions() {   # SYSTEM LOG_LINE_MARK
+  local new; new=$(tail -n +"$(($2 + 1))" "$RUN/sshd/sshd.log")
+  result "$1" ssh_connections "$(grep -c '^Connection from' <<<"$new" || true)"
+  grep -o 'server->client cipher: [^ ]*' <<<"$new" | sort -u | cut -d' ' -f3 | paste -sd, > "$RUN/ciphers-$1"
+}
+
+# Session 2, on a fresh mount (fresh caches): MPD scans the whole mount; for MusicFS once its own
+# scan is done. Counts the wire bytes from mpd's start until its update is finished.
+measure_mpd_scan() {
+  local system=$1 before after t0 t1 songs
+  log "$system: mounting for the MPD scan"
+  "mount_$system" 2
+  if [ "$system" = musicfs ]; then
+    result musicfs scan2_origin_bytes "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["origin_reads"]["bytes"])' < "$RUN/musicfs-2.status.json")"
+  fi
+  local dir=$RUN/mpd-$system port
+  rm -rf "$dir"; mkdir -p "$dir/playlists"; port=$(free_port)
+  cat > "$dir/mpd.conf" <<CONF
+music_directory "$MNT"
+db_file "$dir/db"
+state_file "$dir/state"
+playlist_directory "$dir/playlists"
+bind_to_address "127.0.0.1"
+port "$port"
+zeroconf_enabled "no"
+audio_output {
+  type "null"
+  name "null"
+}
+CONF
+  # mpd runs its first update itself at start (it has no database yet); `mpc update --wait`
+  # then waits for it and for a second pass that finds nothing new.
+  log "$system: MPD scan"
+  before=$(wire_down); t0=$(now)
+  mpd --no-daemon "$dir/mpd.conf" 2>"$dir/log" &
+  MPD_PID=$!
+  local _
+  for _ in $(seq 200); do mpc -p "$port" status >/dev/null 2>&1 && break; sleep 0.05; done
+  mpc -q -p "$port" update --wait
+  t1=$(now)
+  after=$(wire_down)
+  songs=$(mpc -p "$port" stats | awk '/^Songs:/{print $2}')
+  kill "$MPD_PID"; wait "$MPD_PID" 2>/dev/null || true; MPD_PID=
+  result "$system" mpd_secs "$(echo "$t1 - $t0" | bc -l)"
+  result "$system" mpd_songs "$songs"
+  result "$system" mpd_wire $((after - before))
+  "umount_$system"
+}
+
+cleanup() {
+  set +e
+  [ -n "${MPD_PID:-}" ] && kill "$MPD_PID" 2>/dev/null && wait "$MPD_PID" 2>/dev/null
+  if [ -n "${MOUNT_PID:-}" ] && kill -0 "$MOUNT_PID" 2>/dev/null; then
+    kill -TERM "$MOUNT_PID"
+    for _ in $(seq 100); do kill -0 "$MOUNT_PID" 2>/dev/null || break; sleep 0.05; done
+  fi
+  mountpoint -q "$MNT" 2>/dev/null && fusermount3 -uz "$MNT"
+  [ -n "${MOUNT_PID:-}" ] && kill "$MOUNT_PID" 2>/dev/null && wait "$MOUNT_PID" 2>/dev/null
+  [ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+  if [ -n "${SSHD_PID:-}" ]; then
+    # sshd's per-connection processes are its children; they are ours to end too.
+    for pid in $(pgrep -P "$SSHD_PID"); do kill "$pid" 2>/dev/null; done
+    kill "$SSHD_PID" 2>/dev/null && wait "$SSHD_PID" 2>/dev/null
+  fi
+}
+
+# --- the report ----------------------------------------------------------------------------------
+report() {
+  python3 - "$RESULTS" "$(du -sb "$LIB" | cut -f1)" "${#FIRST_BYTE_FILES[@]}" <<'PY'
+import statistics, sys
+from collections import defaultdict
+r = defaultdict(dict)
+for line in open(sys.argv[1]):
+    system, key, value = line.rstrip("\n").split("\t")
+    r[system][key] = float(value)
+lib_bytes, nfirst = int(sys.argv[2]), int(sys.argv[3])
+S = ["musicfs", "sshfs", "rclone"]
+def first(s):
+    return [r[s][f"first_byte_{i}"] * 1000 for i in range(1, nfirst + 1)]
+def mbps(s, k): return r[s]["seq_bytes"] / r[s][k] / 1e6
+def row(label, f, fmt):
+    cells = []
+    for s in S:
+        try: cells.append(fmt.format(f(s)))
+        except (KeyError, ZeroDivisionError): cells.append("-")
+    print(f"{label:<40}" + "".join(f"{c:>14}" for c in cells))
+def mb(b): return b / 1e6
+print(f"{'':<40}" + "".join(f"{n:>14}" for n in ["MusicFS", "sshfs", "rclone"]))
+row("first byte (4 KiB), median ms", lambda s: statistics.median(first(s)), "{:.2f}")
+row("first byte (4 KiB), max ms", lambda s: max(first(s)), "{:.2f}")
+row("  wire KB per first-byte open", lambda s: statistics.mean(r[s][f"first_byte_wire_{i}"] for i in range(1, nfirst + 1)) / 1e3, "{:.0f}")
+row("cold sequential read, MB/s", lambda s: mbps(s, "seq_cold_secs"), "{:.0f}")
+row("  wire bytes / file size", lambda s: r[s]["seq_cold_wire"] / r[s]["seq_bytes"], "{:.3f}")
+row("warm re-read (page cache dropped), MB/s", lambda s: mbps(s, "seq_warm_secs"), "{:.0f}")
+row("  wire bytes / file size", lambda s: r[s]["seq_warm_wire"] / r[s]["seq_bytes"], "{:.3f}")
+row("random 64 KiB read, median ms", lambda s: r[s]["random_median"] * 1000, "{:.3f}")
+row("random 64 KiB read, p99 ms", lambda s: r[s]["random_p99"] * 1000, "{:.3f}")
+row("  wire bytes / asked bytes", lambda s: r[s]["random_wire"] / r[s]["random_asked"], "{:.2f}")
+row("same reads again, median ms", lambda s: r[s]["random_again_median"] * 1000, "{:.3f}")
+row("same reads again, p99 ms", lambda s: r[s]["random_again_p99"] * 1000, "{:.3f}")
+row("  wire bytes / asked bytes", lambda s: r[s]["random_again_wire"] / r[s]["random_asked"], "{:.2f}")
+row("mount (until idle), wire MB", lambda s: mb(r[s]["mount_wire"]), "{:.3f}")
+row("SSH connections (reads session)", lambda s: r[s]["ssh_connections"], "{:.0f}")
+row("MPD start + scan of a fresh mount, s", lambda s: r[s]["mpd_secs"], "{:.2f}")
+row("MPD scan, songs found", lambda s: r[s]["mpd_songs"], "{:.0f}")
+row("MPD scan, wire MB", lambda s: mb(r[s]["mpd_wire"]), "{:.3f}")
+m, sh, rc = r["musicfs"], r["sshfs"], r["rclone"]
+asked = m["random_asked"]
+print()
+print(f"library: {lib_bytes / 1e6:.0f} MB; random reads: {asked / 65536:.0f} x 64 KiB = {mb(asked):.1f} MB asked"
+      f" ({mb(m['random_unique']):.1f} MB distinct)")
+print("targets (MusicFS):")
+fm, fs = statistics.median(first("musicfs")), statistics.median(first("sshfs"))
+def ok(c): return "met" if c else "MISSED"
+print(f"  first byte median vs sshfs: {fm / fs:.2f}x (<= 1: {ok(fm <= fs)}); max {max(first('musicfs')):.1f} ms (< 50 ms: {ok(max(first('musicfs')) < 50)})")
+cs, cr = mbps("musicfs", "seq_cold_secs") / mbps("sshfs", "seq_cold_secs"), mbps("musicfs", "seq_cold_secs") / mbps("rclone", "seq_cold_secs")
+print(f"  cold sequential vs sshfs {cs:.2f}x, vs rclone {cr:.2f}x (>= 2x both: {ok(cs >= 2 and cr >= 2)})")
+print(f"  warm re-read vs sshfs {mbps('musicfs', 'seq_warm_secs') / mbps('sshfs', 'seq_warm_secs'):.2f}x, vs rclone {mbps('musicfs', 'seq_warm_secs') / mbps('rclone', 'seq_warm_secs'):.2f}x")
+print(f"  random 64 KiB median {m['random_median'] * 1000:.3f} ms (< 0.5 ms: {ok(m['random_median'] < 0.0005)}),"
+      f" wire/asked {m['random_wire'] / asked:.2f} (<= 1.5: {ok(m['random_wire'] / asked <= 1.5)})")
+print(f"  first scan: {mb(m['mount_wire']):.3f} MB on the wire = {100 * m['mount_wire'] / lib_bytes:.3f} % of the library"
+      f" (< 1 %: {ok(m['mount_wire'] < lib_bytes / 100)}); fetchd counted {mb(m['scan_origin_bytes']):.3f} MB of file bytes")
+print(f"  MPD scan after MusicFS's own scan: {mb(m['mpd_wire']):.3f} MB from the origin (nothing: {ok(m['mpd_wire'] < 64 * 1024)});"
+      f" sshfs {mb(sh['mpd_wire']):.3f} MB, rclone {mb(rc['mpd_wire']):.3f} MB")
+PY
+}
+
+main() {
+  [ "$(id -u)" = 0 ] || { echo "bench/remote.sh needs root (mounts, drop_caches, sshd)" >&2; exit 1; }
+  install_deps
+  if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
+    log "building release binaries"
+    cargo build --release --quiet --bins
+  fi
+  make_library
+  rm -rf "$RUN"; mkdir -p "$MNT"; : > "$RESULTS"
+  trap cleanup EXIT
+  start_sshd
+  local system
+  for system in "${SYSTEMS[@]}"; do measure_reads "$system"; done
+  for system in "${SYSTEMS[@]}"; do measure_mpd_scan "$system"; done
+  {
+    echo "MusicFS remote-origin benchmark — $(date -u +%F) — $(nproc) cores, $(uname -r)"
+    echo "one OpenSSH sshd on 127.0.0.1, every client through the same byte-counting proxy;"
+    echo "wire = bytes sshd sent to the client (SSH framing included); page cache dropped before each read"
+    echo "sshfs $(sshfs --version 2>&1 | awk '/SSHFS version/{print $3}'), rclone $(rclone version | awk 'NR==1{print $2}'), $(mpd --version | head -1)"
+    echo "ciphers sshd negotiated: MusicFS $(cat "$RUN/ciphers-musicfs"), sshfs $(cat "$RUN/ciphers-sshfs"), rclone $(cat "$RUN/ciphers-rclone")"
+    echo
+    report
+  } | tee "$REPORT"
+}
+
+main "$@"
