@@ -44,8 +44,6 @@ struct Held {
     lru: Lru,
     /// Bytes admitted and being written (temporary files, renames not yet recorded).
     writing: u64,
-    /// Bytes held outside the store that count against its budget (staging files' pages).
-    staged: u64,
 }
 
 #[derive(Debug)]
@@ -111,7 +109,6 @@ impl ChunkStore {
             held: Mutex::new(Held {
                 lru: Lru::seeded(found),
                 writing: 0,
-                staged: 0,
             }),
             written: Condvar::new(),
             next_tmp: AtomicU64::new(0),
@@ -225,27 +222,6 @@ impl ChunkStore {
         written
     }
 
-    /// Admits `len` bytes kept outside the store (a staging file's pages) under its budget,
-    /// evicting chunks to make room as for a chunk; [`ChunkStore::unstage`] gives them back.
-    pub fn stage(&self, len: u64) -> io::Result<()> {
-        if len > 0 {
-            self.make_room(None, len)?.staged += len;
-        }
-        Ok(())
-    }
-
-    pub fn unstage(&self, len: u64) {
-        let mut held = self.lock();
-        held.staged = held.staged.saturating_sub(len);
-        drop(held);
-        self.written.notify_all();
-    }
-
-    /// Bytes admitted by [`ChunkStore::stage`] and not given back.
-    pub fn staged(&self) -> u64 {
-        self.lock().staged
-    }
-
     /// Takes the lock once `len` more bytes fit under the budget and above the free-disk floor,
     /// evicting least recently used chunks for it. While other writes are in flight, their
     /// bytes may be what stands in the way: it waits for them to end (then evictable) before it
@@ -287,7 +263,7 @@ impl ChunkStore {
     fn shortfall(&self, held: &Held, len: u64) -> io::Result<u64> {
         let (_, bytes) = held.lru.usage();
         let over_budget = self.limits.budget.map_or(0, |budget| {
-            (bytes + held.writing + held.staged + len).saturating_sub(budget)
+            (bytes + held.writing + len).saturating_sub(budget)
         });
         let under_floor = match self.limits.min_free {
             0 => 0,

@@ -3,17 +3,16 @@
 //! random read of an uncached remote file moves little more than the bytes asked. Pages being
 //! fetched are claimed, so a read waits for read-ahead already on the wire instead of fetching
 //! the same bytes twice. Once every page is present the file is cut into chunks (see
-//! [`crate::reader`]) and the staging file goes. Its bytes count against the chunk store's
-//! budget from when they are written until the staging file goes.
+//! [`crate::reader`]) and the staging file goes. Staging files are kept beside the chunk
+//! store's budget (at most [`crate::reader`]'s `MAX_PARTIALS` of them).
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::chunks::ChunkStore;
 use crate::track::TrackRecord;
 
 /// Granularity of what is fetched and remembered: one kernel page.
@@ -43,8 +42,6 @@ struct Pages {
     window: u64,
     /// End of what read-ahead has asked for so far.
     frontier: u64,
-    /// Bytes admitted into the store's budget for this file.
-    staged: u64,
 }
 
 #[derive(Debug)]
@@ -52,7 +49,6 @@ pub struct Partial {
     pub record: TrackRecord,
     file: File,
     path: PathBuf,
-    store: Arc<ChunkStore>,
     state: Mutex<Pages>,
     arrived: Condvar,
     /// Set once the delta seeding (or the decision not to seed) is done.
@@ -68,7 +64,7 @@ pub struct Run {
 
 impl Partial {
     /// Creates the staging file for `record` at `path` (any old one there is replaced).
-    pub fn create(path: &Path, record: TrackRecord, store: Arc<ChunkStore>) -> io::Result<Self> {
+    pub fn create(path: &Path, record: TrackRecord) -> io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -81,14 +77,12 @@ impl Partial {
             record,
             file,
             path: path.to_owned(),
-            store,
             state: Mutex::new(Pages {
                 pages: vec![Page::Missing; pages],
                 present: 0,
                 expect: None,
                 window: 0,
                 frontier: 0,
-                staged: 0,
             }),
             arrived: Condvar::new(),
             seeded: std::sync::Once::new(),
@@ -140,15 +134,9 @@ impl Partial {
     }
 
     /// Stores the bytes of a claimed run (`bytes` may be short only at the end of the file).
-    /// Fails with `StorageFull`, the run released, when the cache has no room for them.
     pub fn fill(&self, run: Run, bytes: &[u8]) -> io::Result<()> {
-        if let Err(e) = self.store.stage(bytes.len() as u64) {
-            self.release(run);
-            return Err(e);
-        }
         let written = self.file.write_all_at(bytes, run.start);
         let mut s = self.lock();
-        s.staged += bytes.len() as u64;
         let (first, last) = self.page_span(run.start, run.end);
         let complete_to = run.start + bytes.len() as u64;
         for page in first..last {
@@ -190,8 +178,6 @@ impl Partial {
     /// Marks pages entirely inside `[offset, offset + bytes.len())` present after writing
     /// `bytes` there (delta seeding from the previous version's chunks).
     pub fn seed(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        self.store.stage(bytes.len() as u64)?;
-        self.lock().staged += bytes.len() as u64;
         self.file.write_all_at(bytes, offset)?;
         let end = offset + bytes.len() as u64;
         let first = offset.div_ceil(PAGE) as usize;
@@ -285,7 +271,6 @@ impl Partial {
 impl Drop for Partial {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-        self.store.unstage(self.lock().staged);
     }
 }
 
@@ -296,7 +281,6 @@ mod tests {
 
     fn partial(size: u64) -> (tempfile::TempDir, Partial) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(ChunkStore::open(&dir.path().join("chunks")).unwrap());
         let record = TrackRecord {
             location: Location {
                 origin: "o".into(),
@@ -308,7 +292,7 @@ mod tests {
             info: TrackInfo::default(),
             added_secs: 0,
         };
-        let p = Partial::create(&dir.path().join("s"), record, store).unwrap();
+        let p = Partial::create(&dir.path().join("s"), record).unwrap();
         (dir, p)
     }
 

@@ -21,9 +21,6 @@ use crate::partial::{Partial, Run, FIRST_WINDOW};
 use crate::replicas::Replicas;
 use crate::track::TrackRecord;
 
-/// Why [`TrackReader::fetch`] kept nothing: the budget is full of pinned chunks.
-const NO_ROOM: &str = "no room in the cache for the bytes";
-
 /// Runs of one fetch requested from origins at once.
 const PARALLEL_RUNS: usize = 6;
 
@@ -199,13 +196,7 @@ impl TrackReader {
             return Ok(Vec::new());
         }
         partial.seeded.call_once(|| self.seed(track, partial));
-        if !self.fetch(track.id, partial, offset, end)? {
-            // The cache is full of pinned chunks: serve the bytes without keeping them.
-            let len = (end - offset) as usize;
-            return self
-                .replicas
-                .read(track.id, &partial.record, offset, len, &|_| true);
-        }
+        self.fetch(track.id, partial, offset, end)?;
         let bytes = partial.read(offset, end).map_err(cache_err)?;
         if let Some((from, to)) = partial.read_ahead(offset, end) {
             if from <= crate::partial::MAX_WINDOW {
@@ -225,15 +216,14 @@ impl TrackReader {
     }
 
     /// Makes `[offset, end)` of a staging file present: fetches the missing pages nobody is
-    /// fetching and waits for the ones others are. `Ok(false)`: the cache has no room to keep
-    /// them (nothing was kept).
+    /// fetching and waits for the ones others are.
     fn fetch(
         &self,
         id: TrackId,
         partial: &Partial,
         offset: u64,
         end: u64,
-    ) -> Result<bool, FetchError> {
+    ) -> Result<(), FetchError> {
         for _ in 0..4 {
             let (runs, _) = partial.claim(offset, end);
             // Runs go out side by side (a read-ahead window is several), each on its own
@@ -263,16 +253,14 @@ impl TrackReader {
             } else {
                 work();
             }
-            match failed
+            if let Some(e) = failed
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
             {
-                Some(FetchError::Cache(why)) if why == NO_ROOM => return Ok(false),
-                Some(e) => return Err(e),
-                None => {}
+                return Err(e);
             }
             if partial.wait(offset, end) {
-                return Ok(true);
+                return Ok(());
             }
         }
         Err(FetchError::OriginUnavailable(format!(
@@ -292,7 +280,6 @@ impl TrackReader {
                 "{} is shorter than catalogued",
                 partial.record.location.path
             )),
-            std::io::ErrorKind::StorageFull => FetchError::Cache(NO_ROOM.into()),
             _ => cache_err(e),
         })
     }
@@ -341,8 +328,7 @@ impl TrackReader {
         let path = self
             .staging
             .join(format!("{}-{}", track.id.0, track.version));
-        let partial =
-            Arc::new(Partial::create(&path, record, self.store.clone()).map_err(cache_err)?);
+        let partial = Arc::new(Partial::create(&path, record).map_err(cache_err)?);
         self.seed_head(&partial);
         partials.map.insert(track, (partial.clone(), clock));
         Ok(Source::Partial(partial))
@@ -440,12 +426,8 @@ impl TrackReader {
         };
         let mut read_new = |offset: u64, len: u64| -> std::io::Result<Vec<u8>> {
             let end = (offset + len).min(partial.record.size);
-            let kept = self
-                .fetch(id, partial, offset, end)
+            self.fetch(id, partial, offset, end)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            if !kept {
-                return Err(std::io::Error::other("no room in the cache"));
-            }
             partial.read(offset, end)
         };
         let Some(old_region) = delta::audio_region(old.size, &mut |o, l| read_old(o, l)) else {
@@ -884,47 +866,6 @@ mod tests {
             warmed,
             "the next track's head was not warm"
         );
-    }
-
-    #[test]
-    fn staging_files_count_against_the_cache_budget() {
-        let budget = 3 << 20;
-        let files: Vec<(String, Vec<u8>)> = (0..3)
-            .map(|i| (format!("{i}.flac"), noise(2_500_000, 10 + i)))
-            .collect();
-        let refs: Vec<(&str, &[u8])> = files
-            .iter()
-            .map(|(n, d)| (n.as_str(), d.as_slice()))
-            .collect();
-        let f = Fixture::with_budget(1, &refs, Some(budget));
-        let store = f.reader.store.clone();
-        let staging = f.dir.path().join("staging");
-        // What is on disk: chunk bytes, and the blocks the (sparse) staging files take up, less
-        // a page per file for rounding.
-        let held = || {
-            let staged: u64 = std::fs::read_dir(&staging)
-                .unwrap()
-                .filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| (std::os::unix::fs::MetadataExt::blocks(&m) * 512).saturating_sub(4096))
-                .sum();
-            store.usage().1 + staged
-        };
-        // Three tracks read side by side, 7.5 MB through a 3 MiB cache.
-        let tracks: Vec<TrackRef> = files.iter().map(|(n, _)| f.track(n)).collect();
-        let mut got = vec![Vec::new(); 3];
-        let mut offset = 0u64;
-        while offset < 2_500_000 {
-            for (i, track) in tracks.iter().enumerate() {
-                got[i].extend(f.reader.read(*track, offset, 128 * 1024).unwrap());
-                assert!(held() <= budget, "{} bytes held", held());
-            }
-            offset += 128 * 1024;
-        }
-        f.reader.wait_ingested();
-        assert!(held() <= budget, "{} bytes held", held());
-        for (i, (_, data)) in files.iter().enumerate() {
-            assert_eq!(&got[i], data, "track {i}");
-        }
     }
 
     #[test]
