@@ -167,6 +167,19 @@ impl TagReader<'_> {
         BlockCursor { file: self, pos: 0 }
     }
 
+    /// Reads the file's last 16 KiB too (where ID3v1 and APE tags live, and where players
+    /// and tag readers probe), the blocks not read yet.
+    pub fn read_tail(&self) -> io::Result<()> {
+        let len = self.file.len();
+        if len == 0 {
+            return Ok(());
+        }
+        for index in len.saturating_sub(BLOCK) / BLOCK..=(len - 1) / BLOCK {
+            self.block(index)?;
+        }
+        Ok(())
+    }
+
     /// Every block read so far, by offset, in order.
     pub fn blocks(&self) -> Vec<(u64, Vec<u8>)> {
         let mut out: Vec<(u64, Vec<u8>)> = self

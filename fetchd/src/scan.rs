@@ -161,8 +161,12 @@ pub fn scan(
                     Ok(opened) => {
                         let tags = opened.tags();
                         let parsed = tags::read(|| Ok(tags.cursor()), ext.as_deref());
-                        let head = (origin.local_root().is_none())
-                            .then(|| keep_head(store, file, tags.blocks()));
+                        // For remote files, the tail block too: players and tag readers
+                        // look there, and what the scan read is kept for them.
+                        let head = (origin.local_root().is_none()).then(|| {
+                            let _ = tags.read_tail();
+                            keep_head(store, file, tags.blocks())
+                        });
                         (parsed, head)
                     }
                     Err(e) => (tags::Parsed::Unusable(format!("cannot open: {e}")), None),

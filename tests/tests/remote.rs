@@ -115,8 +115,8 @@ fn wait_for(what: &str, within: Duration, ready: impl Fn() -> bool) -> Duration 
     started.elapsed()
 }
 
-/// Reads the first `len` bytes of a file with the kernel's read-ahead off.
-fn read_head(path: &Path, len: usize) -> Vec<u8> {
+/// Reads `len` bytes at `offset` of a file with the kernel's read-ahead off.
+fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path).unwrap();
@@ -124,7 +124,7 @@ fn read_head(path: &Path, len: usize) -> Vec<u8> {
     let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
     assert_eq!(rc, 0);
     let mut buf = vec![0; len];
-    let n = file.read_at(&mut buf, 0).unwrap();
+    let n = file.read_at(&mut buf, offset).unwrap();
     buf.truncate(n);
     buf
 }
@@ -177,8 +177,9 @@ fn the_corpus_reads_back_identical_through_sftp_and_s3_and_scans_read_only_tags(
         );
     }
 
-    // What the scan read is kept: reading the head of any track (as a tag reader does, without
-    // the kernel's read-ahead) asks no origin for anything.
+    // What the scan read is kept: reading the head and the tail of any track (as tag readers
+    // and players probing a file do, without the kernel's read-ahead) asks no origin for
+    // anything.
     let origin_bytes = |status: &Value| -> u64 {
         status["origins"]
             .as_array()
@@ -191,7 +192,9 @@ fn the_corpus_reads_back_identical_through_sftp_and_s3_and_scans_read_only_tags(
     for entry in walkdir::WalkDir::new(&mount.mountpoint) {
         let entry = entry.unwrap();
         if entry.file_type().is_file() {
-            read_head(entry.path(), 4096);
+            read_at(entry.path(), 0, 4096);
+            let size = entry.metadata().unwrap().len();
+            read_at(entry.path(), size.saturating_sub(4096), 4096);
         }
     }
     assert_eq!(
