@@ -296,6 +296,8 @@ playlist_directory "$dir/playlists"
 bind_to_address "127.0.0.1"
 port "$port"
 zeroconf_enabled "no"
+log_file "$dir/log"
+log_level "verbose"
 audio_output {
   type "null"
   name "null"
@@ -305,7 +307,7 @@ CONF
   # then waits for it and for a second pass that finds nothing new.
   log "$system: MPD scan"
   before=$(wire_down); t0=$(now)
-  mpd --no-daemon "$dir/mpd.conf" 2>"$dir/log" &
+  mpd --no-daemon "$dir/mpd.conf" 2>"$dir/stderr" &
   MPD_PID=$!
   local _
   for _ in $(seq 200); do mpc -p "$port" status >/dev/null 2>&1 && break; sleep 0.05; done
