@@ -167,6 +167,16 @@ impl TagReader<'_> {
         BlockCursor { file: self, pos: 0 }
     }
 
+    /// Reads the blocks covering the file's first `len` bytes that are not read yet (players
+    /// read the head in small pieces, which the kernel's read-ahead turns into 32 KiB).
+    pub fn read_head(&self, len: u64) -> io::Result<()> {
+        let end = len.min(self.file.len());
+        for index in 0..end.div_ceil(BLOCK) {
+            self.block(index)?;
+        }
+        Ok(())
+    }
+
     /// Reads the file's last 16 KiB too (where ID3v1 and APE tags live, and where players
     /// and tag readers probe), the blocks not read yet.
     pub fn read_tail(&self) -> io::Result<()> {

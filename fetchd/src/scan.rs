@@ -16,6 +16,8 @@ use crate::tags::{self, Parsed};
 use crate::track::{Location, Problem};
 
 const BATCH: usize = 1000;
+/// Bytes at the head of a remote file the scanner reads and keeps, whatever the tags need.
+const HEAD_KEPT: u64 = 32 * 1024;
 
 /// Progress of the scan in flight, read by `status`.
 #[derive(Debug, Default)]
@@ -161,9 +163,12 @@ pub fn scan(
                     Ok(opened) => {
                         let tags = opened.tags();
                         let parsed = tags::read(|| Ok(tags.cursor()), ext.as_deref());
-                        // For remote files, the tail block too: players and tag readers
-                        // look there, and what the scan read is kept for them.
+                        // For remote files, 32 KiB of head and 16 KiB of tail: players and
+                        // tag readers look there (MPD reads 8 KiB at the head, which the
+                        // kernel's read-ahead makes 32 KiB), and what the scan read is kept
+                        // for them.
                         let head = (origin.local_root().is_none()).then(|| {
+                            let _ = tags.read_head(HEAD_KEPT);
                             let _ = tags.read_tail();
                             keep_head(store, file, tags.blocks())
                         });
