@@ -151,3 +151,18 @@ pub fn noise_library(count: usize, seconds: u32) -> PathBuf {
 pub fn noise_track_path(i: usize) -> String {
     format!("Noise/Long Noise (2024)/{i:02} Noise {i:02}.flac")
 }
+
+/// A small library of two real corpus FLACs, copied under `dir/lib` so a test may change it:
+/// `a.flac` (Led Zeppelin, "Good Times Bad Times", with a picture) and `sub/b.flac` (The Prodigy).
+pub fn two_flac_library(dir: &Path) -> PathBuf {
+    let corpus = corpus_dir();
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(lib.join("sub")).unwrap();
+    for (from, to) in [
+        ("audioscan/flac/picture.flac", "a.flac"),
+        ("audioscan/flac/audio-data.flac", "sub/b.flac"),
+    ] {
+        std::fs::copy(corpus.join(from), lib.join(to)).unwrap();
+    }
+    lib
+}

@@ -3,7 +3,7 @@
 //! with inotify), and the kernel's cached listings and attributes are never stale afterwards.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -15,18 +15,7 @@ const GOOD_TIMES: &str = "Led Zeppelin/Led Zeppelin (1969)/01 Good Times Bad Tim
 /// Inotify's quiet spell, the rescan and mountd's generation poll all fit well inside this.
 const BOUND: Duration = Duration::from_secs(10);
 
-fn library(dir: &Path) -> PathBuf {
-    let corpus = musicfs_tests::corpus::corpus_dir();
-    let lib = dir.join("lib");
-    std::fs::create_dir_all(lib.join("sub")).unwrap();
-    for (from, to) in [
-        ("audioscan/flac/picture.flac", "a.flac"),
-        ("audioscan/flac/audio-data.flac", "sub/b.flac"),
-    ] {
-        std::fs::copy(corpus.join(from), lib.join(to)).unwrap();
-    }
-    lib
-}
+use musicfs_tests::corpus::two_flac_library as library;
 
 /// Waits until `ready` holds, failing after [`BOUND`] with `what`.
 fn within_bound(what: &str, ready: impl Fn() -> bool) -> Duration {

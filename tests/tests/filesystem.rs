@@ -3,23 +3,10 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 
 use musicfs_tests::mount::Mount;
 
-/// A small library of three real corpus files, copied so the test controls it.
-fn library(dir: &Path) -> PathBuf {
-    let corpus = musicfs_tests::corpus::corpus_dir();
-    let lib = dir.join("lib");
-    std::fs::create_dir_all(lib.join("sub")).unwrap();
-    for (from, to) in [
-        ("audioscan/flac/picture.flac", "a.flac"),
-        ("audioscan/flac/audio-data.flac", "sub/b.flac"),
-    ] {
-        std::fs::copy(corpus.join(from), lib.join(to)).unwrap();
-    }
-    lib
-}
+use musicfs_tests::corpus::two_flac_library as library;
 
 fn errno_of(result: std::io::Result<impl Sized>) -> i32 {
     result
