@@ -17,6 +17,7 @@ use musicfs_fetchd::origin::{Origin, RangeRead};
 use musicfs_fetchd::s3::S3Origin;
 use musicfs_fetchd::sftp::SftpOrigin;
 use musicfs_ipc::origin::{OriginConfig, Secret};
+use musicfs_tests::noise::{noise, Rng};
 use musicfs_tests::s3server::S3Server;
 use musicfs_tests::sshd::Sshd;
 
@@ -174,7 +175,7 @@ fn sequential(file: &dyn RangeRead, data: &[u8], block: usize) -> f64 {
 
 /// The times of `count` 64 KiB reads at random offsets, sorted.
 fn random_reads(file: &dyn RangeRead, data: &[u8], count: usize, seed: u64) -> Vec<Duration> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut buf = vec![0; 64 << 10];
     let mut times: Vec<Duration> = (0..count)
         .map(|_| {
@@ -210,27 +211,6 @@ fn size(bytes: usize) -> String {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{} KiB", bytes >> 10)
-    }
-}
-
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed);
-    (0..len).map(|_| rng.next() as u8).collect()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
     }
 }
 

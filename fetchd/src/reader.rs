@@ -585,24 +585,12 @@ mod tests {
     use crate::origin::OriginStats;
     use crate::track::{Location, TrackInfo};
     use musicfs_ipc::origin::OriginConfig;
+    use musicfs_tests::noise::noise;
     use std::sync::atomic::Ordering;
 
     fn layout(lens: &[u32]) -> Layout {
         let chunks = lens.iter().map(|l| (*l, u128::from(*l))).collect();
         Layout::new(Manifest { version: 1, chunks })
-    }
-
-    /// Bytes that never repeat a chunk (xorshift).
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15 ^ seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
     }
 
     struct Fixture {

@@ -11,6 +11,7 @@ use musicfs_fetchd::origin::{Origin, RangeRead};
 use musicfs_fetchd::s3::S3Origin;
 use musicfs_ipc::origin::{OriginConfig, Secret};
 use musicfs_tests::corpus::corpus_dir;
+use musicfs_tests::noise::noise;
 use musicfs_tests::s3server::S3Server;
 
 const BUCKET: &str = "music";
@@ -37,19 +38,6 @@ fn origin(server: &S3Server) -> S3Origin {
 
 fn corpus(rel: &str) -> Vec<u8> {
     std::fs::read(corpus_dir().join(rel)).expect("corpus file")
-}
-
-/// Bytes that never repeat with a short period, so a misplaced range is always noticed.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// A library under `lib/` (audio in nested folders, a non-audio file) and objects outside it.

@@ -12,6 +12,7 @@ use musicfs_fetchd::origin::{Found, Origin};
 use musicfs_fetchd::sftp::SftpOrigin;
 use musicfs_ipc::origin::OriginConfig;
 use musicfs_tests::corpus::corpus_dir;
+use musicfs_tests::noise::{noise, Rng};
 use musicfs_tests::sshd::{keygen, Sshd};
 
 /// Corpus files copied into the served folder, by the path they get there.
@@ -80,27 +81,6 @@ fn origin(config: &OriginConfig) -> io::Result<SftpOrigin> {
     SftpOrigin::new(config, &config.parsed().unwrap())
 }
 
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed);
-    (0..len).map(|_| rng.next() as u8).collect()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// Reads `[offset, offset + len)` of an origin file, checking it against the local bytes.
 fn check_read(file: &dyn musicfs_fetchd::origin::RangeRead, local: &[u8], offset: u64, len: usize) {
     let mut buf = vec![0xAA; len];
@@ -167,7 +147,7 @@ fn walk_stat_and_reads_match_the_served_files() {
     );
     origin.probe().unwrap();
 
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     for f in &found {
         let local = std::fs::read(lib.path().join(&f.path)).unwrap();
         let file = origin.open(&f.path).unwrap();
@@ -190,7 +170,7 @@ fn walk_stat_and_reads_match_the_served_files() {
         for t in 0..8u64 {
             let (origin, big) = (&origin, &big);
             s.spawn(move || {
-                let mut rng = Rng(t + 1);
+                let mut rng = Rng::new(t + 1);
                 let file = origin.open("big.wav").unwrap();
                 for _ in 0..10 {
                     let offset = rng.below(big.len() as u64);
