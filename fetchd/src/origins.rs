@@ -5,7 +5,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use musicfs_ipc::origin::{OriginConfig, OriginUrl};
-use musicfs_ipc::FetchError;
 
 use crate::health::Health;
 use crate::local::LocalOrigin;
@@ -90,13 +89,6 @@ impl Origins {
         self.list.is_empty()
     }
 
-    pub fn names(&self) -> Vec<String> {
-        self.list
-            .iter()
-            .map(|e| e.origin.name().to_owned())
-            .collect()
-    }
-
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.list.iter().position(|e| e.origin.name() == name)
     }
@@ -117,18 +109,6 @@ impl Origins {
     pub fn priority(&self, name: &str) -> i32 {
         self.index_of(name)
             .map_or(i32::MAX, |i| self.list[i].config.priority)
-    }
-
-    pub fn get(&self, name: &str) -> Result<&dyn Origin, FetchError> {
-        self.iter().find(|o| o.name() == name).ok_or_else(|| {
-            FetchError::OriginUnavailable(format!("origin {name} is not configured"))
-        })
-    }
-
-    /// Whether the named origin is up (unknown origins are not).
-    pub fn is_up(&self, name: &str) -> bool {
-        self.index_of(name)
-            .is_some_and(|i| self.list[i].health.is_up())
     }
 
     /// Records the outcome of a request to the named origin.

@@ -258,10 +258,6 @@ impl Partial {
         Some((from, to))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The whole staging file, for cutting into chunks.
     pub fn file(&self) -> &File {
         &self.file

@@ -545,18 +545,6 @@ impl TrackReader {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
-
-    /// Reads a whole track (pin, prefetch), so it ends up cut into chunks.
-    pub fn fetch_all(&self, track: TrackRef) -> Result<(), FetchError> {
-        let mut offset = 0;
-        loop {
-            let got = self.read(track, offset, 4 << 20)?;
-            if got.is_empty() {
-                return Ok(());
-            }
-            offset += got.len() as u64;
-        }
-    }
 }
 
 /// Sequential reads of a file by position (the staging file is shared with readers).
