@@ -228,6 +228,17 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Every track's id, without decoding the records.
+    pub fn track_ids(&self) -> Result<Vec<TrackId>, CatalogError> {
+        let rtxn = self.env.read_txn()?;
+        let ids = self.tracks.remap_data_type::<heed::types::DecodeIgnore>();
+        let mut out = Vec::new();
+        for item in ids.iter(&rtxn)? {
+            out.push(TrackId(item?.0));
+        }
+        Ok(out)
+    }
+
     pub fn track_count(&self) -> Result<u64, CatalogError> {
         let rtxn = self.env.read_txn()?;
         Ok(self.tracks.len(&rtxn)?)

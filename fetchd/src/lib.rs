@@ -69,7 +69,7 @@ pub fn run(
     );
     let stats = Arc::default();
     let origins = Arc::new(Origins::open(&opts.origins, Arc::clone(&stats))?);
-    let namespace = Namespace::from_nodes(catalog.nodes()?);
+    let namespace = Namespace::from_nodes(catalog.nodes()?).with_catalog(catalog.track_ids()?);
     let pins = Arc::new(pins::Pins::open(catalog.clone(), store.clone())?);
     let state = Arc::new(State {
         reader: reader::TrackReader::new(

@@ -16,6 +16,8 @@ pub struct Namespace {
     nodes: HashMap<Ino, Node>,
     children: HashMap<Ino, BTreeMap<String, Ino>>,
     tracks: HashMap<TrackId, Ino>,
+    /// Catalogued tracks the tree does not show: copies behind a preferred origin's file.
+    hidden: Vec<TrackId>,
 }
 
 impl Namespace {
@@ -36,6 +38,20 @@ impl Namespace {
             .collect();
         ns.tracks = main_tree.into_iter().collect();
         ns
+    }
+
+    /// Records which of the catalog's tracks (`catalogued`) the tree leaves out.
+    pub fn with_catalog(mut self, catalogued: impl IntoIterator<Item = TrackId>) -> Self {
+        self.hidden = catalogued
+            .into_iter()
+            .filter(|id| !self.tracks.contains_key(id))
+            .collect();
+        self
+    }
+
+    /// Catalogued tracks not shown, as recorded by [`with_catalog`](Self::with_catalog).
+    pub fn hidden(&self) -> &[TrackId] {
+        &self.hidden
     }
 
     /// Whether a node lies under `/.views`.
@@ -173,7 +189,8 @@ impl Namespace {
             root_node(dir_mtime.get(&ROOT_INO).copied().unwrap_or(0)),
         ));
         out.sort_by_key(|(ino, _)| *ino);
-        Ok((Self::from_nodes(out.clone()), out))
+        let ns = Self::from_nodes(out.clone()).with_catalog(tracks.iter().map(|t| t.0));
+        Ok((ns, out))
     }
 
     pub fn attr(&self, ino: Ino) -> Result<Attr, FetchError> {
@@ -473,7 +490,7 @@ mod tests {
         for (preferred, other) in [("s3://b", "sftp://nas/m"), ("sftp://nas/m", "s3://b")] {
             let priority = |name: &str| if name == preferred { 1 } else { 2 };
             let mut alloc = catalog.inode_allocator().unwrap();
-            let (ns, _) = Namespace::build(&tracks, &templates, &priority, &mut alloc).unwrap();
+            let (ns, nodes) = Namespace::build(&tracks, &templates, &priority, &mut alloc).unwrap();
             let names: Vec<String> = ns
                 .readdir(ROOT_INO)
                 .unwrap()
@@ -483,6 +500,15 @@ mod tests {
             assert_eq!(names.len(), 3, "{names:?}");
             assert_eq!(origin_of(&ns, "x-1.flac.flac"), preferred);
             assert_ne!(origin_of(&ns, "x-1.flac.flac"), other);
+            // The copy left out is the one hidden, also when the tree is read back at start-up.
+            let hidden_copy = tracks
+                .iter()
+                .find(|(_, r)| r.location.origin == other && r.location.path == "x/1.flac")
+                .unwrap()
+                .0;
+            assert_eq!(ns.hidden(), [hidden_copy]);
+            let restarted = Namespace::from_nodes(nodes).with_catalog(catalog.track_ids().unwrap());
+            assert_eq!(restarted.hidden(), [hidden_copy]);
         }
     }
 

@@ -140,6 +140,13 @@ impl Fetch for FetchServer {
         let ns = self.0.namespace();
         tracks.into_iter().map(|t| ns.path_of(t)).collect()
     }
+
+    async fn hidden(self, _: Context) -> (u64, Vec<TrackId>) {
+        // The generation first: if the namespace is swapped in between, the answer is newer
+        // than its generation says, and the caller merely asks again at the next change.
+        let generation = self.0.generation.load(Ordering::Acquire);
+        (generation, self.0.namespace().hidden().to_vec())
+    }
 }
 
 /// The admin socket's service.

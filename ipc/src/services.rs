@@ -29,6 +29,9 @@ pub trait Fetch {
     async fn generation() -> u64;
     /// Where each track is shown, relative to the mount's root (`None`: not in the tree).
     async fn paths(tracks: Vec<TrackId>) -> Vec<Option<String>>;
+    /// The generation, and every catalogued track the tree does not show (a copy of a file
+    /// that a preferred origin also holds). Search results leave these out.
+    async fn hidden() -> (u64, Vec<TrackId>);
 }
 
 /// fetchd's admin operations, on their own socket: only root, fetchd's own user, or the

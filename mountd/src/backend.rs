@@ -46,6 +46,11 @@ pub trait Backend: Send + Sync + 'static {
     fn getattr(&self, ino: Ino) -> Result<Attr, BackendError>;
     /// The entries of a directory, without `.` and `..`.
     fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, BackendError>;
+    /// Whether `readdir(ino)` gives only the entries' names, inode numbers and kinds (their other
+    /// attributes cost more, and come from `getattr`).
+    fn lists_names_only(&self, _ino: Ino) -> bool {
+        false
+    }
     fn readlink(&self, ino: Ino) -> Result<String, BackendError>;
     /// Bytes `[offset, offset+len)` of a track at one content version, short at end of file.
     fn read(&self, track: TrackRef, offset: u64, len: u32) -> Result<Vec<u8>, BackendError>;

@@ -76,19 +76,36 @@ pub enum Xattr {
 #[derive(Debug, Clone)]
 pub struct DirPage {
     entries: Arc<[DirEntry]>,
+    /// The offset of `entries[0]` in the listing.
+    base: usize,
     start: usize,
+    end: usize,
 }
 
 impl DirPage {
+    fn new(entries: Arc<[DirEntry]>, offset: u64) -> Self {
+        let end = entries.len();
+        let start = usize::try_from(offset).map_or(end, |o| o.min(end));
+        Self {
+            entries,
+            base: 0,
+            start,
+            end,
+        }
+    }
+
     /// Each remaining entry with the offset to pass to `readdir` to continue after it.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &DirEntry)> {
-        self.entries
+        self.entries[self.start..self.end]
             .iter()
             .enumerate()
-            .skip(self.start)
-            .map(|(index, entry)| (index as u64 + 1, entry))
+            .map(|(i, entry)| ((self.base + self.start + i) as u64 + 1, entry))
     }
 }
+
+/// Entries given attributes per readdirplus call in a names-only directory; the kernel asks
+/// again for the rest.
+const PLUS_BATCH: usize = 128;
 
 /// What an open handle holds.
 #[derive(Debug)]
@@ -221,8 +238,7 @@ impl<B: Backend> FsCore<B> {
                 fresh
             }
         };
-        let start = usize::try_from(offset).map_or(entries.len(), |o| o.min(entries.len()));
-        Ok(DirPage { entries, start })
+        Ok(DirPage::new(entries, offset))
     }
 
     /// Like [`readdir`](Self::readdir) for a directory the kernel did not open (no handle):
@@ -237,11 +253,50 @@ impl<B: Backend> FsCore<B> {
                 fresh
             }
         };
-        let start = usize::try_from(offset).map_or(entries.len(), |o| o.min(entries.len()));
-        if start >= entries.len() {
+        let page = DirPage::new(entries, offset);
+        if page.start >= page.end {
             lock(&self.unopened).remove(&ino);
         }
-        Ok(DirPage { entries, start })
+        Ok(page)
+    }
+
+    /// A page of a listing for readdirplus, whose entries the kernel takes attributes from.
+    ///
+    /// A directory the backend lists by names only (search results, whose attributes need
+    /// fetchd) answers its first readdirplus with `.` and `..` alone: the kernel then reads the
+    /// rest with plain readdir and asks for attributes only of the entries a program looks at.
+    /// If it asks readdirplus past the start after all, the entries get their attributes from
+    /// `getattr`, [`PLUS_BATCH`] at a time.
+    pub fn readdirplus(&self, ino: Ino, page: DirPage) -> Result<DirPage, FsError> {
+        if !self.backend.lists_names_only(ino) {
+            return Ok(page);
+        }
+        if page.start == 0 {
+            return Ok(DirPage {
+                end: page.end.min(2),
+                ..page
+            });
+        }
+        let end = page.end.min(page.start + PLUS_BATCH);
+        let mut filled = Vec::with_capacity(end - page.start);
+        for entry in &page.entries[page.start..end] {
+            let attr = match self.backend.getattr(entry.attr.ino) {
+                // Gone since the listing was made: it keeps what the listing said.
+                Err(BackendError::Fetch(FetchError::NotFound)) => entry.attr.clone(),
+                other => other?,
+            };
+            filled.push(DirEntry {
+                name: entry.name.clone(),
+                attr,
+            });
+        }
+        let len = filled.len();
+        Ok(DirPage {
+            entries: filled.into(),
+            base: page.base + page.start,
+            start: 0,
+            end: len,
+        })
     }
 
     pub fn releasedir(&self, fh: u64) {

@@ -318,7 +318,10 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.listing(ino, fh, offset) {
+        let page = self
+            .listing(ino, fh, offset)
+            .and_then(|page| self.core.readdirplus(ino.0, page));
+        match page {
             Ok(page) => {
                 for (next, entry) in page.iter() {
                     let attr = self.file_attr(&entry.attr);

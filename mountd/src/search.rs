@@ -1,4 +1,5 @@
-//! [`RpcSearch`]: the views' [`Search`] over indexd's `Index` service (and fetchd's `paths`).
+//! [`RpcSearch`]: the views' [`Search`] over indexd's `Index` service (and fetchd's `paths` and
+//! `hidden`).
 //! Searches wait at most [`SEARCH_DEADLINE`] for a restarting indexd: a listing should fail fast
 //! rather than hang a file manager for the library's full retry deadline.
 
@@ -58,6 +59,13 @@ impl Search for RpcSearch {
             let tracks = tracks.clone();
             async move { c.paths(ctx, tracks).await }
         });
+        Ok(self.runtime.block_on(call)?)
+    }
+
+    fn hidden(&self) -> Result<(u64, Vec<TrackId>), BackendError> {
+        let call = self
+            .fetchd
+            .call(|c, ctx| async move { c.hidden(ctx).await });
         Ok(self.runtime.block_on(call)?)
     }
 }

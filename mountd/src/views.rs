@@ -9,10 +9,16 @@
 //!   track's place in the tree (`../../Artist/Album/01 Title.flac`), valid wherever the mount is.
 //! - Results are kept for [`FRESH_FOR`]; the directory's mtime is when they were made, so the
 //!   kernel drops its cached listing when they are remade.
+//! - Listing a result directory costs one indexd call and nothing from fetchd: hits fetchd
+//!   hides (copies behind a preferred origin's file) are left out using a set fetched once per
+//!   namespace generation, and the links' targets are resolved in one batch only when something
+//!   looks closer than the names (a lookup, `readlink`, attributes). Until then an entry's
+//!   attributes carry only its inode number and kind ([`Backend::lists_names_only`]).
 //! - Virtual inode numbers live at and above [`VIRTUAL_BASE`], far above fetchd's.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use musicfs_ipc::{Attr, DirEntry, FetchError, FsStats, Hit, Ino, NodeKind, TrackId};
@@ -45,13 +51,51 @@ pub trait Search: Send + Sync + 'static {
     fn collections(&self) -> Result<Vec<(String, String)>, BackendError>;
     /// Where each track is shown, relative to the mount's root.
     fn paths(&self, tracks: Vec<TrackId>) -> Result<Vec<Option<String>>, BackendError>;
+    /// The namespace generation and the tracks the tree does not show.
+    fn hidden(&self) -> Result<(u64, Vec<TrackId>), BackendError>;
 }
 
-/// A query directory's current results.
+/// A query directory's current results: each link's name and inode, best first (which is
+/// also name order: names start with the zero-padded rank).
+/// The links' inode numbers run from `first`, in order.
 struct Listing {
     made: Instant,
     mtime: SystemTime,
-    entries: Vec<(String, Ino, String)>,
+    first: Ino,
+    links: Vec<Link>,
+    /// Whether every link's target has been asked for.
+    resolved: bool,
+}
+
+impl Listing {
+    fn find(&self, name: &str) -> Option<Ino> {
+        let at = self
+            .links
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()?;
+        Some(self.first + at as Ino)
+    }
+
+    fn link(&self, ino: Ino) -> Option<&Link> {
+        self.links
+            .get(usize::try_from(ino.checked_sub(self.first)?).ok()?)
+    }
+}
+
+/// One result symlink.
+struct Link {
+    name: String,
+    track: TrackId,
+    target: Target,
+}
+
+/// Where a link points, once asked.
+#[derive(Clone)]
+enum Target {
+    Unresolved,
+    At(String),
+    /// The track left the tree after the search ran (the index lags the tree a little).
+    Gone,
 }
 
 #[derive(Default)]
@@ -60,8 +104,8 @@ struct Tables {
     dirs: HashMap<(Ino, String), Ino>,
     dir_of: HashMap<Ino, (Ino, String)>,
     listings: HashMap<Ino, Listing>,
-    /// Result symlink inode → target.
-    links: HashMap<Ino, String>,
+    /// The directory of each listing, by the inode number of its first link.
+    firsts: BTreeMap<Ino, Ino>,
     /// Query directories, oldest first.
     order: std::collections::VecDeque<Ino>,
     next: Ino,
@@ -86,18 +130,40 @@ impl Tables {
         if let Some(key) = self.dir_of.remove(&dir) {
             self.dirs.remove(&key);
         }
+        self.drop_listing(dir);
+    }
+
+    fn drop_listing(&mut self, dir: Ino) {
         if let Some(listing) = self.listings.remove(&dir) {
-            for (_, link, _) in listing.entries {
-                self.links.remove(&link);
-            }
+            self.firsts.remove(&listing.first);
         }
     }
+
+    /// The directory holding link `ino`, if it still exists.
+    fn dir_of_link(&self, ino: Ino) -> Option<Ino> {
+        let (_, dir) = self.firsts.range(..=ino).next_back()?;
+        self.listings.get(dir)?.link(ino).map(|_| *dir)
+    }
+
+    fn link(&self, ino: Ino) -> Option<&Link> {
+        self.listings.get(&self.dir_of_link(ino)?)?.link(ino)
+    }
+}
+
+/// The hidden tracks as of one namespace generation.
+struct Hidden {
+    generation: u64,
+    tracks: Arc<HashSet<TrackId>>,
 }
 
 pub struct Views<B, S> {
     library: B,
     search: S,
     tables: Mutex<Tables>,
+    hidden: Mutex<Option<Hidden>>,
+    /// The generation last seen by [`Backend::generation`] (0: not asked yet), which the
+    /// invalidation watcher asks every second.
+    generation: AtomicU64,
 }
 
 impl<B: Backend, S: Search> Views<B, S> {
@@ -110,13 +176,13 @@ impl<B: Backend, S: Search> Views<B, S> {
             library,
             search,
             tables: Mutex::new(tables),
+            hidden: Mutex::new(None),
+            generation: AtomicU64::new(0),
         }
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
-        self.tables
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.tables)
     }
 
     /// The query a virtual directory runs: a search's name, or a collection's saved query.
@@ -160,46 +226,95 @@ impl<B: Backend, S: Search> Views<B, S> {
         let hits = self.search.search(&query, RESULT_LIMIT).inspect_err(|e| {
             info!("query {query:?}: {e}");
         })?;
-        let paths = self.search.paths(hits.iter().map(|h| h.track).collect())?;
-        let width = hits.len().to_string().len().max(3);
+        let hidden = self.hidden_tracks()?;
+        let shown: Vec<&Hit> = hits.iter().filter(|h| !hidden.contains(&h.track)).collect();
+        let width = shown.len().to_string().len().max(3);
+        let links: Vec<Link> = shown
+            .into_iter()
+            .enumerate()
+            .map(|(rank, hit)| Link {
+                name: result_name(rank + 1, width, hit),
+                track: hit.track,
+                target: Target::Unresolved,
+            })
+            .collect();
         let mut t = self.tables();
-        let mut entries = Vec::with_capacity(hits.len());
-        let shown = hits.iter().zip(paths).filter_map(|(h, p)| Some((h, p?)));
-        for (rank, (hit, path)) in shown.enumerate() {
-            let link = t.next;
-            t.next += 1;
-            let name = result_name(rank + 1, width, hit);
-            t.links.insert(link, format!("../../{path}"));
-            entries.push((name, link, path));
-        }
-        if let Some(old) = t.listings.remove(&dir) {
-            for (_, link, _) in old.entries {
-                t.links.remove(&link);
-            }
-        }
+        t.drop_listing(dir);
+        let first = t.next;
+        t.next += links.len() as Ino;
+        t.firsts.insert(first, dir);
         t.listings.insert(
             dir,
             Listing {
                 made: Instant::now(),
                 mtime: SystemTime::now(),
-                entries,
+                first,
+                links,
+                resolved: false,
             },
         );
         Ok(())
     }
 
+    /// The tracks to leave out of results, fetched again when the generation moved on.
+    fn hidden_tracks(&self) -> Result<Arc<HashSet<TrackId>>, BackendError> {
+        let seen = self.generation.load(Ordering::Acquire);
+        if let Some(h) = lock(&self.hidden).as_ref() {
+            if seen == 0 || h.generation == seen {
+                return Ok(h.tracks.clone());
+            }
+        }
+        let (generation, tracks) = self.search.hidden()?;
+        let tracks = Arc::new(tracks.into_iter().collect::<HashSet<_>>());
+        *lock(&self.hidden) = Some(Hidden {
+            generation,
+            tracks: tracks.clone(),
+        });
+        Ok(tracks)
+    }
+
+    /// Resolves the targets of every link in `dir` not resolved yet, in one call to fetchd.
+    fn resolve(&self, dir: Ino) -> Result<(), BackendError> {
+        let (first, tracks): (Ino, Vec<TrackId>) = {
+            let t = self.tables();
+            let Some(listing) = t.listings.get(&dir).filter(|l| !l.resolved) else {
+                return Ok(());
+            };
+            (
+                listing.first,
+                listing.links.iter().map(|l| l.track).collect(),
+            )
+        };
+        let paths = self.search.paths(tracks)?;
+        let mut t = self.tables();
+        // The listing may have been remade meanwhile: then these answers are not its own.
+        if let Some(listing) = t.listings.get_mut(&dir).filter(|l| l.first == first) {
+            for (link, path) in listing.links.iter_mut().zip(paths) {
+                link.target = path.map_or(Target::Gone, |p| Target::At(format!("../../{p}")));
+            }
+            listing.resolved = true;
+        }
+        Ok(())
+    }
+
+    /// A link's target, resolving its directory's links first if needed.
+    fn target(&self, ino: Ino) -> Result<String, BackendError> {
+        let dir = self.tables().dir_of_link(ino).ok_or(FetchError::NotFound)?;
+        self.resolve(dir)?;
+        match self.tables().link(ino).map(|l| l.target.clone()) {
+            Some(Target::At(target)) => Ok(target),
+            _ => Err(FetchError::NotFound.into()),
+        }
+    }
+
     fn attr(&self, ino: Ino) -> Result<Attr, BackendError> {
-        let t = self.tables();
         if ino == SEARCH_DIR || ino == COLLECTIONS_DIR {
             return Ok(dir_attr(ino, SystemTime::now()));
         }
-        if let Some(listing) = t.listings.get(&ino) {
+        if let Some(listing) = self.tables().listings.get(&ino) {
             return Ok(dir_attr(ino, listing.mtime));
         }
-        if let Some(target) = t.links.get(&ino) {
-            return Ok(link_attr(ino, target.len() as u64));
-        }
-        Err(FetchError::NotFound.into())
+        Ok(link_attr(ino, self.target(ino)?.len() as u64))
     }
 
     fn entries(&self, dir: Ino) -> Result<Vec<DirEntry>, BackendError> {
@@ -219,12 +334,17 @@ impl<B: Backend, S: Search> Views<B, S> {
                 self.refresh(dir)?;
                 let t = self.tables();
                 let listing = t.listings.get(&dir).ok_or(FetchError::NotFound)?;
-                Ok(listing
-                    .entries
-                    .iter()
-                    .map(|(name, link, _)| DirEntry {
-                        name: name.clone(),
-                        attr: link_attr(*link, t.links[link].len() as u64),
+                Ok((listing.first..)
+                    .zip(&listing.links)
+                    .map(|(ino, link)| {
+                        let len = match &link.target {
+                            Target::At(target) => target.len() as u64,
+                            _ => 0,
+                        };
+                        DirEntry {
+                            name: link.name.clone(),
+                            attr: link_attr(ino, len),
+                        }
                     })
                     .collect())
             }
@@ -232,26 +352,25 @@ impl<B: Backend, S: Search> Views<B, S> {
     }
 }
 
+/// The longest extension a result name keeps.
+const MAX_EXT: usize = 16;
+
 /// `NNN Artist - Title.ext`, made safe as one path component.
 fn result_name(rank: usize, width: usize, hit: &Hit) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| match c {
-                '/' => '∕',
-                c if c.is_control() => ' ',
-                c => c,
-            })
-            .collect::<String>()
-            .trim()
-            .to_owned()
+    use std::fmt::Write;
+    let mut name = String::with_capacity(width + hit.artist.len() + hit.title.len() + 16);
+    let _ = write!(name, "{rank:0width$} ");
+    push_clean(&mut name, &hit.artist);
+    name.push_str(" - ");
+    push_clean(&mut name, &hit.title);
+    // An extension is short; a longer one (a hostile file name) is left off.
+    let ext = if hit.ext.len() <= MAX_EXT {
+        hit.ext.as_str()
+    } else {
+        ""
     };
-    let mut name = format!(
-        "{rank:0width$} {} - {}",
-        clean(&hit.artist),
-        clean(&hit.title)
-    );
     // Room for the extension within NAME_MAX, cut at a character boundary.
-    let max = 250 - hit.ext.len();
+    let max = 250 - ext.len();
     if name.len() > max {
         let mut end = max;
         while !name.is_char_boundary(end) {
@@ -259,11 +378,23 @@ fn result_name(rank: usize, width: usize, hit: &Hit) -> String {
         }
         name.truncate(end);
     }
-    if !hit.ext.is_empty() {
+    if !ext.is_empty() {
         name.push('.');
-        name.push_str(&hit.ext);
+        name.push_str(ext);
     }
     name
+}
+
+/// Appends `s` trimmed, with `/` shown as `∕` and control characters as spaces.
+fn push_clean(name: &mut String, s: &str) {
+    let s = s.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+    for c in s.chars() {
+        name.push(match c {
+            '/' => '∕',
+            c if c.is_control() => ' ',
+            c => c,
+        });
+    }
 }
 
 fn dir_attr(ino: Ino, mtime: SystemTime) -> Attr {
@@ -297,14 +428,12 @@ impl<B: Backend, S: Search> Backend for Views<B, S> {
             (SEARCH_DIR | COLLECTIONS_DIR, _) => self.results_dir(parent, name),
             (p, _) if is_virtual(p) => {
                 self.refresh(p)?;
-                let t = self.tables();
-                let listing = t.listings.get(&p).ok_or(FetchError::NotFound)?;
-                let (_, link, _) = listing
-                    .entries
-                    .iter()
-                    .find(|(n, _, _)| n == name)
-                    .ok_or(FetchError::NotFound)?;
-                Ok(link_attr(*link, t.links[link].len() as u64))
+                let link = {
+                    let t = self.tables();
+                    let listing = t.listings.get(&p).ok_or(FetchError::NotFound)?;
+                    listing.find(name).ok_or(FetchError::NotFound)?
+                };
+                self.attr(link)
             }
             _ => self.library.lookup(parent, name),
         }
@@ -327,15 +456,17 @@ impl<B: Backend, S: Search> Backend for Views<B, S> {
     }
 
     fn readlink(&self, ino: Ino) -> Result<String, BackendError> {
-        match is_virtual(ino) {
-            true => self
-                .tables()
-                .links
-                .get(&ino)
-                .cloned()
-                .ok_or(BackendError::Fetch(FetchError::NotASymlink)),
-            false => self.library.readlink(ino),
+        if !is_virtual(ino) {
+            return self.library.readlink(ino);
         }
+        if self.tables().dir_of_link(ino).is_none() {
+            return Err(FetchError::NotASymlink.into());
+        }
+        self.target(ino)
+    }
+
+    fn lists_names_only(&self, ino: Ino) -> bool {
+        is_virtual(ino) && ino != SEARCH_DIR && ino != COLLECTIONS_DIR
     }
 
     fn read(&self, track: TrackRef, offset: u64, len: u32) -> Result<Vec<u8>, BackendError> {
@@ -354,8 +485,17 @@ impl<B: Backend, S: Search> Backend for Views<B, S> {
     }
 
     fn generation(&self) -> Result<u64, BackendError> {
-        self.library.generation()
+        let generation = self.library.generation()?;
+        self.generation.store(generation, Ordering::Release);
+        Ok(generation)
     }
+}
+
+/// A poisoned lock only means another thread panicked mid-operation; the tables stay usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

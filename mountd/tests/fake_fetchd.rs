@@ -135,6 +135,10 @@ impl Fetch for FakeFetchd {
         tracks.iter().map(|_| None).collect()
     }
 
+    async fn hidden(self, _: Context) -> (u64, Vec<TrackId>) {
+        (1, Vec::new())
+    }
+
     async fn statfs(self, _: Context) -> Result<FsStats, FetchError> {
         Ok(FsStats {
             files: 1,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use musicfs_ipc::client::Reconnecting;
 use musicfs_ipc::layout::{StateDir, INDEXD};
 use musicfs_ipc::IndexClient;
-use musicfs_tests::corpus::{corpus_dir, read_manifest};
+use musicfs_tests::corpus::{corpus_dir, read_manifest, two_flac_library};
 use musicfs_tests::mount::Mount;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -22,10 +22,15 @@ fn ctl(mount: &Mount, args: &[&str]) -> Output {
 
 /// Waits until indexd has indexed the catalog (a search answers).
 fn wait_indexed(mount: &Mount) {
+    wait_for_hits(mount, "a*");
+}
+
+/// Waits until `query` finds something.
+fn wait_for_hits(mount: &Mount, query: &str) {
     mount.status(true);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let out = ctl(mount, &["search", "--json", "a*"]);
+        let out = ctl(mount, &["search", "--json", query]);
         if out.status.success() {
             let hits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             if hits.as_array().is_some_and(|a| !a.is_empty()) {
@@ -127,6 +132,38 @@ fn queries_with_known_answers_through_the_mount_and_the_command_line() {
     assert_eq!(hits.as_array().unwrap().len(), pate.len());
     let path = hits[0]["path"].as_str().unwrap();
     assert!(mount.path(path).is_file(), "{path}");
+}
+
+/// The same files on two origins show once in the tree, so once in search results too; each
+/// result's attributes, as `ls -l` sees them, agree with its target.
+#[test]
+fn a_track_on_two_origins_is_found_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = two_flac_library(&dir.path().join("first"));
+    let second = two_flac_library(&dir.path().join("second"));
+    let mount = Mount::start(&[&first, &second]);
+    let query = "zeppelin OR prodigy";
+    wait_for_hits(&mount, query);
+    let found = results(&mount, query).unwrap();
+    let names: Vec<&str> = found.iter().map(|(name, _)| name.as_str()).collect();
+    let mut unranked: Vec<&str> = names.iter().map(|n| &n[4..]).collect();
+    unranked.sort();
+    assert_eq!(
+        unranked,
+        [
+            "Led Zeppelin - Good Times Bad Times.flac",
+            "The Prodigy - Omen Reprise.flac"
+        ],
+        "{names:?}"
+    );
+    let listing = mount.path(".search").join(query);
+    for name in names {
+        let link = listing.join(name);
+        let target = std::fs::read_link(&link).unwrap();
+        let meta = std::fs::symlink_metadata(&link).unwrap();
+        assert!(meta.file_type().is_symlink());
+        assert_eq!(meta.len(), target.as_os_str().len() as u64, "{name}");
+    }
 }
 
 #[test]

@@ -162,15 +162,25 @@ impl Backend for Fake {
         self.enter()?;
         let children = self.children.lock().unwrap();
         let entries = children.get(&ino).ok_or(FetchError::NotADirectory)?;
+        let names_only = self.lists_names_only(ino);
         entries
             .iter()
             .map(|(name, ino)| {
+                let mut attr = self.attr(*ino)?;
+                if names_only {
+                    attr.size = 0;
+                }
                 Ok(DirEntry {
                     name: name.clone(),
-                    attr: self.attr(*ino)?,
+                    attr,
                 })
             })
             .collect()
+    }
+
+    /// The album stands in for a search result directory.
+    fn lists_names_only(&self, ino: Ino) -> bool {
+        ino == ALBUM
     }
 
     fn readlink(&self, ino: Ino) -> Result<String, BackendError> {
@@ -291,6 +301,34 @@ fn readdir_lists_dot_entries_first_and_resumes_at_any_offset() {
     assert_eq!(fs.readdir(fh, 0).unwrap().iter().count(), 5);
     fs.releasedir(fh);
     assert_eq!(errno(fs.readdir(fh, 0)), libc::EBADF);
+}
+
+#[test]
+fn readdirplus_of_a_names_only_directory_starts_with_the_dots_alone() {
+    let fs = core();
+    fs.lookup(ARTIST, OsStr::new("Album")).unwrap();
+    let fh = fs.opendir(ALBUM).unwrap();
+    let first = fs.readdirplus(ALBUM, fs.readdir(fh, 0).unwrap()).unwrap();
+    assert_eq!(
+        names(&first),
+        [(1, ".".to_owned()), (2, "..".to_owned())],
+        "the kernel should read the rest with plain readdir"
+    );
+    // Asked with attributes past the start all the same, the entries get complete ones.
+    let rest = fs.readdirplus(ALBUM, fs.readdir(fh, 2).unwrap()).unwrap();
+    let got: Vec<(u64, String, u64)> = rest
+        .iter()
+        .map(|(o, e)| (o, e.name.clone(), e.attr.size))
+        .collect();
+    let size = SONG_BYTES.len() as u64;
+    assert_eq!(got[0], (3, "01 - Song.flac".to_owned(), size));
+    assert_eq!(got[1].0, 4);
+    // Other directories are listed with attributes from the start.
+    let artist = fs.opendir(ARTIST).unwrap();
+    let page = fs
+        .readdirplus(ARTIST, fs.readdir(artist, 0).unwrap())
+        .unwrap();
+    assert_eq!(page.iter().count(), 3);
 }
 
 #[test]

@@ -35,11 +35,15 @@ impl Backend for EmptyLibrary {
     }
 }
 
-/// Answers `björk` with two hits (one not in the tree), `later` with NotReady, `(` with
-/// BadQuery; one saved collection `Nordic` = `björk`.
+/// Answers `björk` with three hits (track 2 hidden, a copy fetchd does not show), `later` with
+/// NotReady, `(` with BadQuery; one saved collection `Nordic` = `björk`. Track 4 is found but
+/// has left the tree.
 #[derive(Default)]
 struct FakeIndex {
     searches: AtomicUsize,
+    /// Tracks asked for in `paths`, per call.
+    paths_asked: Mutex<Vec<usize>>,
+    hidden_asked: AtomicUsize,
 }
 
 impl Search for FakeIndex {
@@ -57,6 +61,7 @@ impl Search for FakeIndex {
                 hit(2, "Björk", "Gone"),
                 hit(3, "AC/DC", "T"),
             ]),
+            "gone" => Ok(vec![hit(4, "Old", "Song")]),
             "later" => Err(IndexError::NotReady("rebuilding".into()).into()),
             _ => Err(IndexError::BadQuery(format!("cannot parse {query:?}")).into()),
         }
@@ -65,6 +70,7 @@ impl Search for FakeIndex {
         Ok(vec![("Nordic".into(), "björk".into())])
     }
     fn paths(&self, tracks: Vec<TrackId>) -> Result<Vec<Option<String>>, BackendError> {
+        self.paths_asked.lock().unwrap().push(tracks.len());
         Ok(tracks
             .into_iter()
             .map(|t| match t.0 {
@@ -73,6 +79,10 @@ impl Search for FakeIndex {
                 _ => None,
             })
             .collect())
+    }
+    fn hidden(&self) -> Result<(u64, Vec<TrackId>), BackendError> {
+        self.hidden_asked.fetch_add(1, Ordering::SeqCst);
+        Ok((1, vec![TrackId(2)]))
     }
 }
 
@@ -107,12 +117,17 @@ fn a_query_directory_holds_ranked_symlinks_into_the_tree() {
     let dir = v.lookup(search, "björk").unwrap();
     assert_eq!(dir.kind, NodeKind::Dir);
     let entries = v.readdir(dir.ino).unwrap();
-    // The hit that is not in the tree is left out; `/` in a tag cannot make a directory.
+    // The hidden copy is left out; `/` in a tag cannot make a directory.
     assert_eq!(
         names(&entries),
         ["001 Björk - Joga.flac", "002 AC∕DC - T.flac"]
     );
     assert_eq!(entries[0].attr.kind, NodeKind::Symlink);
+    assert!(v.lists_names_only(dir.ino));
+    assert!(
+        v.search.paths_asked.lock().unwrap().is_empty(),
+        "listing the names asked fetchd for targets"
+    );
     assert_eq!(
         v.readlink(entries[0].attr.ino).unwrap(),
         "../../Björk/Homogenic (1997)/03 Joga.flac"
@@ -122,8 +137,31 @@ fn a_query_directory_holds_ranked_symlinks_into_the_tree() {
         v.readlink(looked_up.ino).unwrap(),
         "../../AC∕DC/X/01 T.flac"
     );
-    // Within FRESH_FOR the listing is reused: lookup + readdir + lookup ran one search.
+    assert_eq!(looked_up.size, "../../AC∕DC/X/01 T.flac".len() as u64);
+    // Within FRESH_FOR the listing is reused: lookup + readdir + lookup ran one search, and
+    // the targets were resolved in one batch.
     assert_eq!(v.search.searches.load(Ordering::SeqCst), 1);
+    assert_eq!(*v.search.paths_asked.lock().unwrap(), [2]);
+    // With the namespace generation unchanged, the hidden set was fetched once.
+    v.generation().unwrap();
+    v.lookup(search, "gone").unwrap();
+    assert_eq!(v.search.hidden_asked.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_hit_that_left_the_tree_is_listed_but_cannot_be_followed() {
+    let v = views();
+    let search = v.lookup(ROOT_INO, SEARCH_NAME).unwrap().ino;
+    let dir = v.lookup(search, "gone").unwrap().ino;
+    let entries = v.readdir(dir).unwrap();
+    assert_eq!(names(&entries), ["001 Old - Song.flac"]);
+    let link = entries[0].attr.ino;
+    assert_eq!(v.readlink(link).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(v.getattr(link).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(
+        v.lookup(dir, "001 Old - Song.flac").unwrap_err().errno(),
+        libc::ENOENT
+    );
 }
 
 #[test]
@@ -160,7 +198,7 @@ fn many_different_searches_keep_memory_bounded() {
     let t = v.tables();
     assert_eq!(t.dir_of.len(), KEPT_QUERY_DIRS);
     assert!(
-        t.links.is_empty(),
+        t.firsts.is_empty(),
         "the forgotten listing's links are still held"
     );
     drop(t);
@@ -185,4 +223,21 @@ fn long_names_are_cut_to_fit_with_their_extension() {
     let name = result_name(7, 3, &hit);
     assert!(name.len() <= 255, "{}", name.len());
     assert!(name.starts_with("007 AAA") && name.ends_with(".flac"));
+}
+
+#[test]
+fn names_are_trimmed_and_cleaned_of_slashes_and_control_characters() {
+    let hit = |artist: &str, title: &str, ext: &str| Hit {
+        track: TrackId(1),
+        artist: artist.into(),
+        title: title.into(),
+        ext: ext.into(),
+    };
+    assert_eq!(
+        result_name(1, 3, &hit("\u{1} AC/DC \n", "a\tb\u{7}", "mp3")),
+        "001 AC∕DC - a b.mp3"
+    );
+    // An extension that leaves no room is dropped rather than overflowing the name.
+    let name = result_name(1, 3, &hit("A", "T", &"x".repeat(254)));
+    assert_eq!(name, "001 A - T");
 }
