@@ -63,7 +63,7 @@ queries = [
     ("title:love", 'search title "love"'),
     ("genre:rock", 'search genre "rock"'),
     ("blue*", 'search any "blue"'),
-    ("year:1990..1999", 'search "(date >= \\"1990\\")"'),
+    ("year:1990..1999", 'search "(date =~ \\"^199\\")"'),
     ("bjork", 'search any "bjork"'),
     ('"the night"', 'search any "the night"'),
     ("mor*", 'search any "mor"'),

@@ -8,7 +8,7 @@
 //! Code map: `schema.rs` (fields, analyzers, documents), `query.rs` (the query language's
 //! parser), `compile.rs` (parsed query → tantivy query), `store.rs` (open/rebuild, apply,
 //! commit with the catalog sequence), `search.rs` (query to hits), `rank.rs` (the order of
-//! hits), `collections.rs` (saved and built-in collections), `service.rs` (the tarpc service).
+//! hits), `shown.rs` (what hits are shown as, in memory per segment), `collections.rs` (saved and built-in collections), `service.rs` (the tarpc service).
 
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -20,6 +20,7 @@ pub mod rank;
 pub mod schema;
 pub mod search;
 pub mod service;
+pub mod shown;
 pub mod store;
 
 pub use service::IndexServer;

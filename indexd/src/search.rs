@@ -1,12 +1,11 @@
 //! Running a query: parse, compile against the current searcher, rank, and turn the best
-//! documents into [`Hit`]s.
+//! documents into [`Hit`]s (from the in-memory rows of `shown.rs`).
 //!
 //! Ranking is BM25 (tantivy's score), ties broken by artist, album and track number (see
 //! `rank.rs`). The ordering is one sort key, so the cut at `limit` honours the ties too.
 
-use musicfs_ipc::{Hit, IndexError, TrackId};
-use tantivy::schema::Value;
-use tantivy::{DocAddress, TantivyDocument};
+use musicfs_ipc::{Hit, IndexError};
+use tantivy::DocAddress;
 
 use crate::compile::Compiler;
 use crate::store::IndexStore;
@@ -33,37 +32,11 @@ pub fn search(store: &IndexStore, query: &str, limit: u32) -> Result<Vec<Hit>, I
     let best = searcher
         .search(&compiled, &rank::top(store.tie_order(&searcher)?, limit))
         .map_err(failed)?;
-    best.into_iter()
-        .map(|(_, address)| hit(store, &searcher, address).map_err(failed))
-        .collect()
-}
-
-/// What a result is shown as, from the stored fields of one document.
-fn hit(
-    store: &IndexStore,
-    searcher: &tantivy::Searcher,
-    address: DocAddress,
-) -> tantivy::Result<Hit> {
-    let f = store.fields();
-    let doc: TantivyDocument = searcher.doc(address)?;
-    let text = |field| {
-        doc.get_first(field)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let track = doc
-        .get_first(f.track_id)
-        .and_then(|v| v.as_u64())
-        .ok_or_else(|| {
-            tantivy::TantivyError::InternalError("a document without a track id".into())
-        })?;
-    Ok(Hit {
-        track: TrackId(track),
-        artist: text(f.display_artist),
-        title: text(f.display_title),
-        ext: text(f.ext),
-    })
+    let addresses: Vec<DocAddress> = best.into_iter().map(|(_, address)| address).collect();
+    store
+        .shown()
+        .hits(store.fields(), &searcher, &addresses)
+        .map_err(failed)
 }
 
 #[cfg(test)]

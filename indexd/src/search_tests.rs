@@ -336,3 +336,37 @@ fn builtin_collections_follow_the_index() {
         "{names:?}"
     );
 }
+
+#[test]
+fn hits_show_the_names_of_the_latest_commit() {
+    let (_dir, s) = store();
+    let shown = |q: &str| -> Vec<(u64, String, String)> {
+        search(&s, q, 10)
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.track.0, h.artist, h.title))
+            .collect()
+    };
+    assert_eq!(
+        shown("title:army"),
+        [(4, "Björk".to_owned(), "Army of Me".to_owned())]
+    );
+    // A retag lands in a new segment: the hit shows the new title, the old one no longer
+    // matches, and a track added in the same commit shows too.
+    let mut retagged = track(4, "Björk", "Army of You");
+    retagged.ext = "ogg".to_owned();
+    s.apply(&crate::testutil::delta(
+        1,
+        2,
+        vec![retagged, track(20, "Sade", "Army Ants")],
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(
+        shown("title:\"army of you\""),
+        [(4, "Björk".to_owned(), "Army of You".to_owned())]
+    );
+    assert_eq!(search(&s, "title:you", 10).unwrap()[0].ext, "ogg");
+    assert!(shown("title:\"army of me\"").is_empty());
+    assert_eq!(shown("sade")[0].2, "Army Ants");
+}

@@ -20,6 +20,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyEr
 
 use crate::rank::TieOrder;
 use crate::schema::{self, Analyzers, Fields};
+use crate::shown::Shown;
 
 /// The index's subdirectory of the index dir (collections.json sits beside it).
 pub const TANTIVY_DIR: &str = "tantivy";
@@ -48,6 +49,8 @@ pub struct IndexStore {
     /// Built-in collections and the ranking's tie order, as of the last commit.
     builtins: PerCommit<Vec<Collection>>,
     tie_order: PerCommit<Arc<TieOrder>>,
+    /// What hits are shown as, per segment.
+    shown: Shown,
 }
 
 /// A value computed from the index, kept until the next commit.
@@ -185,6 +188,7 @@ impl IndexStore {
             committed: Mutex::new(committed),
             builtins: PerCommit::new(),
             tie_order: PerCommit::new(),
+            shown: Shown::default(),
         })
     }
 
@@ -310,6 +314,10 @@ impl IndexStore {
         self.tie_order
             .get(searcher, |s| TieOrder::build(s).map(Arc::new))
             .map_err(|e| IndexError::Index(format!("cannot order artists and albums: {e}")))
+    }
+
+    pub fn shown(&self) -> &Shown {
+        &self.shown
     }
 
     /// Stages a batch without committing, as a crash between the two would leave it (tests).
