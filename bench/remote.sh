@@ -14,7 +14,8 @@
 # The page cache is dropped before every cold measurement, and every system reads the same files
 # in the same order. Prints the report and writes it to bench/remote-report.txt.
 # Needs root (mounts, drop_caches, sshd); installs what it needs with apt-get.
-# BENCH_SKIP_BUILD=1 uses the release binaries already built; BENCH_DIR moves target/bench.
+# BENCH_SKIP_BUILD=1 uses the release binaries already built; BENCH_DIR moves target/bench;
+# BENCH_SYSTEMS="musicfs" measures only the systems named (the others show as "-").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${BENCH_DIR:-target/bench}
@@ -27,7 +28,7 @@ RESULTS=$RUN/results.tsv      # "system key value" lines, rendered into the repo
 REPORT=bench/remote-report.txt
 BIN=$(pwd)/target/release
 PROBE=(python3 "$(pwd)/bench/readprobe.py")
-SYSTEMS=(musicfs sshfs rclone)
+SYSTEMS=(${BENCH_SYSTEMS:-musicfs sshfs rclone})
 
 # The files each measurement reads, as "album/track" (origin: album-A/track-1.flac, title
 # "Noise A1"). Opening track N makes MusicFS warm the head of track N+1 of the album, so the

@@ -90,6 +90,8 @@ struct Partials {
 enum Source {
     Chunks(Arc<(TrackRecord, Layout)>),
     Partial(Arc<Partial>),
+    /// The bytes asked for, all within the tag blocks the scanner kept.
+    Kept(Vec<u8>),
 }
 
 fn cache_err(e: std::io::Error) -> FetchError {
@@ -132,9 +134,10 @@ impl TrackReader {
 
     /// Bytes `[offset, offset + len)` of a track version, short only at its end.
     pub fn read(&self, track: TrackRef, offset: u64, len: u32) -> Result<Vec<u8>, FetchError> {
-        match self.source(track)? {
+        match self.source(track, Some((offset, len)))? {
             Source::Chunks(layout) => self.read_chunks(track.id, &layout, offset, len),
             Source::Partial(partial) => self.read_partial(track, &partial, offset, len),
+            Source::Kept(bytes) => Ok(bytes),
         }
     }
 
@@ -284,8 +287,10 @@ impl TrackReader {
         })
     }
 
-    /// The track's chunks if it has been cut; else its staging file.
-    fn source(&self, track: TrackRef) -> Result<Source, FetchError> {
+    /// The track's chunks if it has been cut; else, when `want` (offset, length) lies within
+    /// the tag blocks the scanner kept and no staging file exists yet, those bytes; else its
+    /// staging file.
+    fn source(&self, track: TrackRef, want: Option<(u64, u32)>) -> Result<Source, FetchError> {
         if let Some(layout) = self.layouts.get(&track) {
             return Ok(Source::Chunks(layout));
         }
@@ -306,6 +311,9 @@ impl TrackReader {
                 self.layouts.insert(track, layout.clone());
                 return Ok(Source::Chunks(layout));
             }
+        }
+        if let Some(bytes) = want.and_then(|(offset, len)| self.read_kept(&record, offset, len)) {
+            return Ok(Source::Kept(bytes));
         }
         let mut partials = lock(&self.partials);
         partials.clock += 1;
@@ -332,6 +340,45 @@ impl TrackReader {
         self.seed_head(&partial);
         partials.map.insert(track, (partial.clone(), clock));
         Ok(Source::Partial(partial))
+    }
+
+    /// Bytes `[offset, offset + len)` (cut at the end of the file) if the tag blocks the scanner
+    /// kept of this file version hold all of them. A tag reader's or a player's first read then
+    /// costs no staging file (creating one and copying the blocks in took about as long as
+    /// sshfs's whole first read).
+    fn read_kept(&self, record: &TrackRecord, offset: u64, len: u32) -> Option<Vec<u8>> {
+        let end = offset.saturating_add(u64::from(len)).min(record.size);
+        if offset >= end {
+            return None;
+        }
+        let head = self.catalog.head(&record.location).ok()??;
+        if (head.size, head.mtime_ns) != (record.size, record.mtime_ns) {
+            return None;
+        }
+        let mut blocks = head.blocks;
+        blocks.sort_unstable_by_key(|(start, _, _)| *start);
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut at = offset;
+        for (start, len, hash) in blocks {
+            let block_end = start + u64::from(len);
+            if block_end <= at {
+                continue;
+            }
+            if start > at {
+                return None;
+            }
+            let bytes = self.store.get(hash).ok()??;
+            if bytes.len() != len as usize {
+                return None;
+            }
+            let until = block_end.min(end);
+            out.extend_from_slice(&bytes[(at - start) as usize..(until - start) as usize]);
+            at = until;
+            if at == end {
+                return Some(out);
+            }
+        }
+        None
     }
 
     /// Fills a new staging file with the tag blocks the scanner kept of this file version.
@@ -375,7 +422,7 @@ impl TrackReader {
         };
         let reader = self.clone();
         self.background(move || {
-            if let Ok(Source::Partial(partial)) = reader.source(next) {
+            if let Ok(Source::Partial(partial)) = reader.source(next, None) {
                 partial.seeded.call_once(|| reader.seed(next, &partial));
                 if let Err(e) = reader.fetch(next.id, &partial, 0, FIRST_WINDOW) {
                     tracing::debug!("warming {}: {e}", partial.record.location.path);
@@ -819,6 +866,58 @@ mod tests {
             refetched < 2 * u64::from(AVG_CHUNK) + tag_block,
             "{refetched} bytes fetched again"
         );
+    }
+
+    #[test]
+    fn reads_within_the_kept_head_and_tail_need_no_staging_file_and_no_origin() {
+        let data = noise(200_000, 3);
+        let f = Fixture::new(1, &[("a.flac", &data)]);
+        let track = f.track("a.flac");
+        let record = f.catalog.track(track.id).unwrap().unwrap();
+        // What a remote scan keeps: the first 32 KiB and the last 16 KiB.
+        let mut blocks = Vec::new();
+        for (start, len) in [(0u64, 32_768u32), (200_000 - 16_384, 16_384)] {
+            let bytes = &data[start as usize..start as usize + len as usize];
+            let hash = chunk_hash(bytes);
+            f.reader.store.put(hash, bytes).unwrap();
+            blocks.push((start, len, hash));
+        }
+        let head = crate::catalog::Head {
+            size: record.size,
+            mtime_ns: record.mtime_ns,
+            blocks,
+        };
+        f.catalog
+            .apply(crate::catalog::Batch {
+                heads: vec![(record.location.clone(), head)],
+                ..Default::default()
+            })
+            .unwrap();
+        let staged = || {
+            std::fs::read_dir(f.dir.path().join("staging"))
+                .unwrap()
+                .count()
+        };
+
+        assert_eq!(f.reader.read(track, 0, 16_384).unwrap(), data[..16_384]);
+        assert_eq!(
+            f.reader.read(track, 8_000, 24_768).unwrap(),
+            data[8_000..32_768]
+        );
+        // Past the end of the file the answer is cut there.
+        assert_eq!(
+            f.reader.read(track, 199_900, 4_096).unwrap(),
+            data[199_900..]
+        );
+        assert_eq!((f.origin_bytes(), staged()), (0, 0));
+
+        // A read reaching past the kept head goes through a staging file and the origin.
+        assert_eq!(
+            f.reader.read(track, 30_000, 8_192).unwrap(),
+            data[30_000..38_192]
+        );
+        assert!(f.origin_bytes() > 0);
+        assert_eq!(staged(), 1);
     }
 
     #[test]
