@@ -23,6 +23,9 @@ pub const MAX_RUN: u64 = 1 << 20;
 /// Read-ahead: the window after the first sequential read, and its cap (it doubles between).
 pub const FIRST_WINDOW: u64 = 256 << 10;
 pub const MAX_WINDOW: u64 = 16 << 20;
+/// How far behind the expected position a read may end and still be taken for another of the
+/// sequential reader's requests in flight.
+pub const SIBLING_SPAN: u64 = 8 << 20;
 /// How long a read waits for pages another fetch is bringing before it asks itself.
 const WAIT_FOR_OTHERS: Duration = Duration::from_secs(30);
 
@@ -235,9 +238,22 @@ impl Partial {
     /// [`FIRST_WINDOW`] and doubles up to [`MAX_WINDOW`] while the reader stays sequential;
     /// once the reader is within half a window of what has been asked for, the next stretch
     /// is asked for, so bytes are always on their way before the reader needs them.
+    ///
+    /// The kernel keeps several requests of one sequential reader in flight, and they may be
+    /// noted out of order. A read that ends at or shortly before where the reader is expected
+    /// (within [`SIBLING_SPAN`]) is one of those, and changes nothing; once the reader is
+    /// sequential, a read starting shortly after where it is expected continues it.
     pub fn read_ahead(&self, offset: u64, end: u64) -> Option<(u64, u64)> {
         let mut s = self.lock();
-        let sequential = s.expect == Some(offset);
+        let sibling = s
+            .expect
+            .is_some_and(|at| end <= at && at - offset <= SIBLING_SPAN);
+        if sibling {
+            return None;
+        }
+        let sequential = s.expect.is_some_and(|at| {
+            offset == at || (s.window > 0 && offset > at && offset - at <= SIBLING_SPAN)
+        });
         s.expect = Some(end);
         if !sequential {
             s.window = 0;
@@ -374,12 +390,39 @@ mod tests {
             }
         }
         assert_eq!(frontier, size);
+        // Requests of the reader noted out of order change nothing.
+        assert_eq!(p.read_ahead(size - (2 << 20), size - (1 << 20)), None);
+        assert_eq!(p.read_ahead(size - (1 << 20), size), None);
+        assert_eq!(frontier, size);
         // A seek starts over from the first window.
         assert_eq!(p.read_ahead(50 << 20, (50 << 20) + 4096), None);
         assert_eq!(
             p.read_ahead((50 << 20) + 4096, (50 << 20) + 8192),
             Some(((50 << 20) + 8192, (50 << 20) + 4096 + 4096 + FIRST_WINDOW))
         );
+    }
+
+    #[test]
+    fn requests_in_flight_noted_out_of_order_keep_a_reader_sequential() {
+        let (_d, p) = partial(100 << 20);
+        let mib = 1 << 20;
+        // The kernel's second request is noted before its first.
+        assert_eq!(p.read_ahead(mib, 2 * mib), None);
+        assert_eq!(p.read_ahead(0, mib), None);
+        let (_, mut frontier) = p.read_ahead(2 * mib, 3 * mib).expect("sequential");
+        // From then on, pairs noted later-first keep it going and the window growing.
+        for pair in 0..6u64 {
+            let first = 3 * mib + pair * 2 * mib;
+            if let Some((from, to)) = p.read_ahead(first + mib, first + 2 * mib) {
+                assert_eq!(from, frontier.max(first + 2 * mib));
+                frontier = to;
+            }
+            assert_eq!(p.read_ahead(first, first + mib), None);
+        }
+        assert!(frontier >= 15 * mib + MAX_WINDOW / 4, "only to {frontier}");
+        // A reader jumping about is not sequential.
+        assert_eq!(p.read_ahead(60 * mib, 61 * mib), None);
+        assert_eq!(p.read_ahead(40 * mib, 41 * mib), None);
     }
 
     #[test]

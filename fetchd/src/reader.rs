@@ -199,8 +199,7 @@ impl TrackReader {
             return Ok(Vec::new());
         }
         partial.seeded.call_once(|| self.seed(track, partial));
-        self.fetch(track.id, partial, offset, end)?;
-        let bytes = partial.read(offset, end).map_err(cache_err)?;
+        // Read-ahead goes out before this read's own fetch, side by side with it.
         if let Some((from, to)) = partial.read_ahead(offset, end) {
             if from <= crate::partial::MAX_WINDOW {
                 // Playing from the start, not just reading tags: warm the next track too.
@@ -214,6 +213,8 @@ impl TrackReader {
                 reader.cut_if_complete(track, &p);
             });
         }
+        self.fetch(track.id, partial, offset, end)?;
+        let bytes = partial.read(offset, end).map_err(cache_err)?;
         self.cut_if_complete(track, partial);
         Ok(bytes)
     }
