@@ -264,7 +264,14 @@ impl<B: Backend, S: Search> Views<B, S> {
                 return Ok(h.tracks.clone());
             }
         }
-        let (generation, tracks) = self.search.hidden()?;
+        let (generation, tracks) = match self.search.hidden() {
+            Ok(answer) => answer,
+            // fetchd not answering: the set it gave last is better than no listing.
+            Err(e) => match lock(&self.hidden).as_ref() {
+                Some(h) => return Ok(h.tracks.clone()),
+                None => return Err(e),
+            },
+        };
         let tracks = Arc::new(tracks.into_iter().collect::<HashSet<_>>());
         *lock(&self.hidden) = Some(Hidden {
             generation,

@@ -44,6 +44,8 @@ struct FakeIndex {
     /// Tracks asked for in `paths`, per call.
     paths_asked: Mutex<Vec<usize>>,
     hidden_asked: AtomicUsize,
+    /// fetchd not answering `hidden`.
+    fetchd_down: std::sync::atomic::AtomicBool,
 }
 
 impl Search for FakeIndex {
@@ -56,7 +58,7 @@ impl Search for FakeIndex {
             ext: "flac".into(),
         };
         match query {
-            "björk" => Ok(vec![
+            q if q.starts_with("björk") => Ok(vec![
                 hit(1, "Björk", "Joga"),
                 hit(2, "Björk", "Gone"),
                 hit(3, "AC/DC", "T"),
@@ -82,6 +84,9 @@ impl Search for FakeIndex {
     }
     fn hidden(&self) -> Result<(u64, Vec<TrackId>), BackendError> {
         self.hidden_asked.fetch_add(1, Ordering::SeqCst);
+        if self.fetchd_down.load(Ordering::SeqCst) {
+            return Err(BackendError::Unavailable("fetchd is restarting".into()));
+        }
         Ok((1, vec![TrackId(2)]))
     }
 }
@@ -240,4 +245,28 @@ fn names_are_trimmed_and_cleaned_of_slashes_and_control_characters() {
     // An extension that leaves no room is dropped rather than overflowing the name.
     let name = result_name(1, 3, &hit("A", "T", &"x".repeat(254)));
     assert_eq!(name, "001 A - T");
+}
+
+#[test]
+fn with_fetchd_away_the_last_hidden_set_still_filters_results() {
+    let v = views();
+    let search = v.lookup(ROOT_INO, SEARCH_NAME).unwrap().ino;
+    v.search.fetchd_down.store(true, Ordering::SeqCst);
+    // Nothing known yet: the listing cannot be filtered, so it fails.
+    assert_eq!(v.lookup(search, "björk").unwrap_err().errno(), libc::EIO);
+    v.search.fetchd_down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        v.readdir(v.lookup(search, "björk").unwrap().ino)
+            .unwrap()
+            .len(),
+        2
+    );
+    // The namespace moves on while fetchd is away: the set it gave last is used.
+    v.generation.store(7, Ordering::SeqCst);
+    v.search.fetchd_down.store(true, Ordering::SeqCst);
+    let dir = v.lookup(search, "björk again").unwrap().ino;
+    assert_eq!(
+        names(&v.readdir(dir).unwrap()),
+        ["001 Björk - Joga.flac", "002 AC∕DC - T.flac"]
+    );
 }
