@@ -395,7 +395,7 @@ fn remember(known: &mut HashMap<Ino, (Ino, String)>, ino: Ino, parent: Ino, name
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -26,6 +26,7 @@ use musicfs_ipc::{TrackRef, ROOT_INO};
 use tracing::info;
 
 use crate::backend::{Backend, BackendError};
+use crate::core::lock;
 
 pub const VIRTUAL_BASE: Ino = 1 << 62;
 const SEARCH_DIR: Ino = VIRTUAL_BASE;
@@ -496,13 +497,6 @@ impl<B: Backend, S: Search> Backend for Views<B, S> {
         self.generation.store(generation, Ordering::Release);
         Ok(generation)
     }
-}
-
-/// A poisoned lock only means another thread panicked mid-operation; the tables stay usable.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
