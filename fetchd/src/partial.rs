@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::track::TrackRecord;
 
@@ -45,6 +45,8 @@ struct Pages {
     window: u64,
     /// End of what read-ahead has asked for so far.
     frontier: u64,
+    /// When a reader last asked for bytes.
+    last_read: Instant,
 }
 
 #[derive(Debug)]
@@ -86,6 +88,7 @@ impl Partial {
                 expect: None,
                 window: 0,
                 frontier: 0,
+                last_read: Instant::now(),
             }),
             arrived: Condvar::new(),
             seeded: std::sync::Once::new(),
@@ -245,6 +248,7 @@ impl Partial {
     /// sequential, a read starting shortly after where it is expected continues it.
     pub fn read_ahead(&self, offset: u64, end: u64) -> Option<(u64, u64)> {
         let mut s = self.lock();
+        s.last_read = Instant::now();
         let sibling = s
             .expect
             .is_some_and(|at| end <= at && at - offset <= SIBLING_SPAN);
@@ -272,6 +276,11 @@ impl Partial {
         }
         s.frontier = to;
         Some((from, to))
+    }
+
+    /// How long since a reader last asked for bytes.
+    pub fn idle_for(&self) -> Duration {
+        self.lock().last_read.elapsed()
     }
 
     /// The whole staging file, for cutting into chunks.
@@ -423,6 +432,15 @@ mod tests {
         // A reader jumping about is not sequential.
         assert_eq!(p.read_ahead(60 * mib, 61 * mib), None);
         assert_eq!(p.read_ahead(40 * mib, 41 * mib), None);
+    }
+
+    #[test]
+    fn every_read_restarts_the_idle_clock() {
+        let (_d, p) = partial(4 << 20);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(p.idle_for() >= Duration::from_millis(30));
+        p.read_ahead(0, 4096);
+        assert!(p.idle_for() < Duration::from_millis(30));
     }
 
     #[test]

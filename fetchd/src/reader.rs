@@ -24,6 +24,11 @@ use crate::track::TrackRecord;
 /// Runs of one fetch requested from origins at once.
 const PARALLEL_RUNS: usize = 6;
 
+/// How long a complete staging file must go unread before it is cut into chunks: cutting
+/// (FastCDC, hashing, a file per chunk) took a fifth of the 2 cores while a reader was still
+/// streaming through the file.
+const CUT_WHEN_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Staging files kept at once; the least recently used one goes first.
 const MAX_PARTIALS: usize = 64;
 
@@ -514,6 +519,14 @@ impl TrackReader {
         }
         let (reader, partial) = (self.clone(), partial.clone());
         self.background(move || {
+            // A reader still streaming through the file keeps the cores: cut once it pauses.
+            loop {
+                let idle = partial.idle_for();
+                if idle >= CUT_WHEN_QUIET {
+                    break;
+                }
+                std::thread::sleep(CUT_WHEN_QUIET - idle);
+            }
             match reader.cut(&partial) {
                 Ok(manifest) => {
                     let stored = reader.catalog.put_manifest(track.id, &manifest);
