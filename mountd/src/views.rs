@@ -56,9 +56,8 @@ pub trait Search: Send + Sync + 'static {
     fn hidden(&self) -> Result<(u64, Vec<TrackId>), BackendError>;
 }
 
-/// A query directory's current results: each link's name and inode, best first (which is
-/// also name order: names start with the zero-padded rank).
-/// The links' inode numbers run from `first`, in order.
+/// A query directory's current results, best first (which is also name order: names start
+/// with the zero-padded rank); the links' inode numbers run from `first`.
 struct Listing {
     made: Instant,
     mtime: SystemTime,
@@ -281,7 +280,7 @@ impl<B: Backend, S: Search> Views<B, S> {
         Ok(tracks)
     }
 
-    /// Resolves the targets of every link in `dir` not resolved yet, in one call to fetchd.
+    /// Resolves the targets of `dir`'s links in one call to fetchd, unless done already.
     fn resolve(&self, dir: Ino) -> Result<(), BackendError> {
         let (first, tracks): (Ino, Vec<TrackId>) = {
             let t = self.tables();
