@@ -361,9 +361,11 @@ impl TrackReader {
         if (head.size, head.mtime_ns) != (record.size, record.mtime_ns) {
             return None;
         }
+        // Which blocks cover the range, from their offsets alone: a read reaching past them
+        // (a player's first big read) costs no block read here.
         let mut blocks = head.blocks;
         blocks.sort_unstable_by_key(|(start, _, _)| *start);
-        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut covering = Vec::new();
         let mut at = offset;
         for (start, len, hash) in blocks {
             let block_end = start + u64::from(len);
@@ -373,18 +375,25 @@ impl TrackReader {
             if start > at {
                 return None;
             }
+            let until = block_end.min(end);
+            covering.push((start, len, hash, at, until));
+            at = until;
+            if at == end {
+                break;
+            }
+        }
+        if at < end {
+            return None;
+        }
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for (start, len, hash, from, until) in covering {
             let bytes = self.store.get(hash).ok()??;
             if bytes.len() != len as usize {
                 return None;
             }
-            let until = block_end.min(end);
-            out.extend_from_slice(&bytes[(at - start) as usize..(until - start) as usize]);
-            at = until;
-            if at == end {
-                return Some(out);
-            }
+            out.extend_from_slice(&bytes[(from - start) as usize..(until - start) as usize]);
         }
-        None
+        Some(out)
     }
 
     /// Fills a new staging file with the tag blocks the scanner kept of this file version.
