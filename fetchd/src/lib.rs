@@ -8,6 +8,7 @@ pub mod chunks;
 pub mod delta;
 pub mod feeder;
 pub mod health;
+pub mod http;
 pub mod id3v2;
 pub mod local;
 pub mod names;
@@ -26,6 +27,7 @@ pub mod tags;
 pub mod template;
 pub mod track;
 pub mod watch;
+pub mod web;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

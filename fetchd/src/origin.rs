@@ -23,6 +23,28 @@ pub fn is_audio(path: &Path) -> bool {
         .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// Whether `rel`, a name a remote listing gave, can be a relative path: `/`-separated, no
+/// empty, `.` or `..` components, no NUL, no component longer than a file name may be.
+pub fn check_relative(rel: &str) -> Result<(), &'static str> {
+    if rel.is_empty() {
+        return Err("the name is empty (it names the origin's root itself)");
+    }
+    for part in rel.split('/') {
+        match part {
+            "" => {
+                return Err(
+                    "the name has an empty path component (a leading, trailing or doubled '/')",
+                )
+            }
+            "." | ".." => return Err("the name has a '.' or '..' path component"),
+            _ if part.contains('\0') => return Err("the name contains a NUL character"),
+            _ if part.len() > 255 => return Err("the name has a component longer than 255 bytes"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Reads from origins since start: all origins together, and bytes by origin name.
 #[derive(Debug, Default)]
 pub struct OriginStats {

@@ -32,12 +32,7 @@ pub fn connect(config: &OriginConfig) -> std::io::Result<Arc<dyn Origin>> {
         OriginUrl::Local(path) => Arc::new(LocalOrigin::new(&path)?),
         OriginUrl::Sftp { .. } => Arc::new(crate::sftp::SftpOrigin::new(config, &url)?),
         OriginUrl::S3 { .. } => Arc::new(crate::s3::S3Origin::new(config, &url)?),
-        OriginUrl::Http { .. } => {
-            return Err(std::io::Error::other(format!(
-                "origin {}: http origins are not supported; serve the folder over SFTP or S3",
-                config.url
-            )))
-        }
+        OriginUrl::Http { .. } => Arc::new(crate::http::HttpOrigin::new(config, &url)?),
     })
 }
 

@@ -19,6 +19,9 @@
 //! path_style = true
 //! access_key_id = "AKIA..."          # or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the env
 //! secret_access_key = "..."
+//!
+//! [[origins]]
+//! url = "https://music.example.net/library/"   # JSON directory listings (nginx, Caddy)
 //! ```
 
 use std::fmt;

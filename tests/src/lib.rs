@@ -4,6 +4,7 @@
 
 pub mod corpus;
 pub mod mount;
+pub mod nginx;
 pub mod noise;
 pub mod s3server;
 pub mod sshd;

@@ -1,5 +1,6 @@
-//! Remote origins on a real mount: a real OpenSSH sshd and a real S3 server (s3s-fs, which
-//! checks SigV4 signatures) on 127.0.0.1. The corpus reads back byte-identical through both,
+//! Remote origins on a real mount: a real OpenSSH sshd, a real S3 server (s3s-fs, which
+//! checks SigV4 signatures) and nginx on 127.0.0.1. The corpus reads back byte-identical through
+//! all three,
 //! the first scan reads only tag bytes, the same library on both origins shows once, reads fail
 //! over when the preferred origin stalls, cached tracks play with every origin gone, uncached
 //! reads then fail with EIO instead of hanging, and a returning origin is used again.
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
 use musicfs_tests::mount::Mount;
+use musicfs_tests::nginx::Nginx;
 use musicfs_tests::s3server::S3Server;
 use musicfs_tests::sshd::Sshd;
 use serde_json::Value;
@@ -134,17 +136,27 @@ fn drop_page_cache() {
 }
 
 #[test]
-fn the_corpus_reads_back_identical_through_sftp_and_s3_and_scans_read_only_tags() {
+fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_tags() {
     let tmp = tempfile::tempdir().unwrap();
     let nas = tmp.path().join("nas");
     let originals = corpus_copy(&nas);
     let sshd = Sshd::new();
     let s3 = S3Server::new();
-    // The S3 copy lives under another prefix, at other paths: two copies of every track.
+    // The S3 and web copies live at other paths: three copies of every track.
+    let web = tmp.path().join("web");
     for (rel, bytes) in &originals {
         s3.put(BUCKET, &format!("lib/copy/{rel}"), bytes);
+        let path = web.join("web copy").join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
     }
-    let config = sftp_origin(&sshd, &nas, 1) + &s3_origin(&s3, "lib", 2);
+    let nginx = Nginx::serving(&web);
+    let config = sftp_origin(&sshd, &nas, 1)
+        + &s3_origin(&s3, "lib", 2)
+        + &format!(
+            "[[origins]]\nurl = \"{}\"\npriority = 3\ntimeout_seconds = 2\n",
+            nginx.url()
+        );
     let mount = mount_with(tmp.path(), &config);
     let status = mount.status(true);
     let tracks = status["catalog"]["tracks"].as_u64().unwrap();
@@ -156,14 +168,14 @@ fn the_corpus_reads_back_identical_through_sftp_and_s3_and_scans_read_only_tags(
         .count();
     assert_eq!(
         tracks as usize + left_out,
-        2 * originals.len(),
+        3 * originals.len(),
         "{}",
         status["catalog"]
     );
 
     // The first scan read the tag bytes only: on average at most two of the scanner's 16 KiB
     // blocks per track (a head block, and a tail block where tags live at the end).
-    for scheme in ["sftp://", "s3://"] {
+    for scheme in ["sftp://", "s3://", "http://"] {
         let read = origin(&status, scheme)["bytes_read"].as_u64().unwrap();
         let total: usize = originals.values().map(Vec::len).sum();
         let per_track = read / originals.len() as u64;

@@ -1,0 +1,359 @@
+//! Blocking HTTP for the origins that speak it (S3 and plain HTTP servers): a [`Web`] client
+//! bounded by the origin's timeout, ranged reads into a buffer, the headers a HEAD answers
+//! with, errors whose kind tells health what happened (and whose text never holds a URL), and
+//! HTTP and RFC 3339 dates.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{self, HeaderName};
+use reqwest::StatusCode;
+use url::Url;
+
+/// Reads larger than this are split into parallel ranged GETs.
+const PARALLEL_ABOVE: usize = 1024 * 1024;
+/// How many ranged GETs one large read is split into, at most.
+const PARALLEL_PIECES: usize = 4;
+/// The smallest piece a large read is split into.
+const PIECE_MIN: usize = 256 * 1024;
+
+/// Turns an answer that is not 2xx into an error (each kind of server says more its own way).
+pub type Refused<'a> = &'a dyn Fn(&str, StatusCode, Response) -> io::Error;
+
+/// A client for one origin, named in every error it makes.
+pub struct Web {
+    pub name: String,
+    client: Client,
+}
+
+impl Web {
+    /// A client whose connects, response heads and each wait for more body bytes are bounded
+    /// by `timeout` (a large read that keeps moving is not cut off, a stalled one is).
+    pub fn new(name: String, timeout: Duration) -> io::Result<Self> {
+        let client = Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .user_agent(concat!("musicfs/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| io::Error::other(format!("origin {name}: {}", chain(&e))))?;
+        Ok(Self { name, client })
+    }
+
+    /// Sends a request; any answer but 2xx becomes an error through `refused`. A request that
+    /// failed before an answer (a pooled connection the server closed) is sent once more; a
+    /// timeout or a refused connection is not.
+    pub fn send(
+        &self,
+        method: reqwest::Method,
+        what: &str,
+        url: Url,
+        headers: &[(HeaderName, &str)],
+        refused: Refused<'_>,
+    ) -> io::Result<Response> {
+        let build = || {
+            let mut request = self.client.request(method.clone(), url.clone());
+            for (name, value) in headers {
+                request = request.header(name, *value);
+            }
+            request.send()
+        };
+        let response = match build() {
+            Ok(r) => r,
+            Err(e) if !e.is_timeout() && !e.is_connect() => {
+                build().map_err(|e| self.transport(what, &e))?
+            }
+            Err(e) => return Err(self.transport(what, &e)),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        Err(refused(what, status, response))
+    }
+
+    /// Size, mtime (whole seconds) and strong ETag from the answer to a HEAD.
+    pub fn head_fields(
+        &self,
+        what: &str,
+        response: &Response,
+    ) -> io::Result<(u64, i128, Option<String>)> {
+        let headers = response.headers();
+        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let size = text(header::CONTENT_LENGTH)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| self.bad(what, "the answer to HEAD has no Content-Length"))?;
+        let mtime = text(header::LAST_MODIFIED)
+            .and_then(parse_http_date)
+            .map_or(0, |secs| i128::from(secs) * 1_000_000_000);
+        let etag = text(header::ETAG)
+            .filter(|e| e.starts_with('"'))
+            .map(str::to_owned);
+        Ok((size, mtime, etag))
+    }
+
+    /// Fills `buf` with the bytes at `offset` of a file `len` long: one ranged GET to `url`
+    /// (pinned to `etag` when there is one, so a replaced file fails the read instead of mixing
+    /// two versions).
+    pub fn get_range(
+        &self,
+        what: &str,
+        url: Url,
+        etag: Option<&str>,
+        (offset, len): (u64, u64),
+        buf: &mut [u8],
+        refused: Refused<'_>,
+    ) -> io::Result<()> {
+        let last = offset + buf.len() as u64 - 1;
+        let range = format!("bytes={offset}-{last}");
+        let mut headers = vec![(header::RANGE, range.as_str())];
+        if let Some(etag) = etag {
+            headers.push((header::IF_MATCH, etag));
+        }
+        let mut response = self.send(reqwest::Method::GET, what, url, &headers, refused)?;
+        let whole = offset == 0 && buf.len() as u64 == len;
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT => {}
+            StatusCode::OK if whole => {}
+            status => {
+                return Err(self.bad(what, &format!("a ranged GET was answered with {status}")))
+            }
+        }
+        if response.content_length() != Some(buf.len() as u64) {
+            return Err(self.bad(
+                what,
+                &format!(
+                    "asked for {} bytes at {offset}, the server sends {:?}",
+                    buf.len(),
+                    response.content_length()
+                ),
+            ));
+        }
+        let mut filled = 0;
+        while filled < buf.len() {
+            match response.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        format!(
+                            "{}: {what}: the connection ended {} bytes short",
+                            self.name,
+                            buf.len() - filled
+                        ),
+                    ))
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.transport(what, &e)),
+            }
+        }
+        // Reading on to the end of the body (no more bytes: Content-Length was checked) hands
+        // the connection back to the pool; a body left unfinished closes it.
+        let _ = response.read(&mut [0; 1]);
+        Ok(())
+    }
+
+    /// An error for a request that got no (complete) answer. The kind says why (timed out,
+    /// refused, reset, ...), so health marks the origin down; the URL is never in the message.
+    pub fn transport(&self, what: &str, error: &(dyn std::error::Error + 'static)) -> io::Error {
+        use io::ErrorKind::*;
+        let mut kind = None;
+        let mut level = Some(error);
+        while let Some(e) = level {
+            if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+                if r.is_timeout() {
+                    kind = Some(TimedOut);
+                    break;
+                }
+            }
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if io.get_ref().is_none() || matches!(io.kind(), TimedOut) {
+                    kind = Some(io.kind());
+                    break;
+                }
+            }
+            level = e.source();
+        }
+        let kind = match kind {
+            Some(
+                k @ (TimedOut | ConnectionRefused | ConnectionReset | ConnectionAborted
+                | NotConnected | BrokenPipe | AddrNotAvailable | HostUnreachable
+                | NetworkUnreachable),
+            ) => k,
+            _ => Other,
+        };
+        io::Error::new(kind, format!("{}: {what}: {}", self.name, chain(error)))
+    }
+
+    pub fn bad(&self, what: &str, why: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {what}: {why}", self.name),
+        )
+    }
+}
+
+/// A positioned read of `buf.len()` bytes at `offset` of a file `len` long (fewer only at its
+/// end), through `get` (one ranged GET filling the slice it is given); reads above 1 MiB go
+/// out as up to four GETs in parallel.
+pub fn read_split(
+    len: u64,
+    offset: u64,
+    buf: &mut [u8],
+    get: &(dyn Fn(u64, &mut [u8]) -> io::Result<()> + Sync),
+) -> io::Result<usize> {
+    if offset >= len || buf.is_empty() {
+        return Ok(0);
+    }
+    let n = buf
+        .len()
+        .min(usize::try_from(len - offset).unwrap_or(usize::MAX));
+    let buf = &mut buf[..n];
+    if n <= PARALLEL_ABOVE {
+        get(offset, buf)?;
+        return Ok(n);
+    }
+    let piece = n.div_ceil(PARALLEL_PIECES).max(PIECE_MIN);
+    std::thread::scope(|scope| {
+        let mut pieces = buf.chunks_mut(piece).enumerate();
+        let (_, first) = pieces
+            .next()
+            .expect("a read of more than 1 MiB has a piece");
+        let others: Vec<_> = pieces
+            .map(|(i, chunk)| {
+                let at = offset + (i * piece) as u64;
+                scope.spawn(move || get(at, chunk))
+            })
+            .collect();
+        let mut result = get(offset, first);
+        for handle in others {
+            let r = handle
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a read thread panicked")));
+            result = result.and(r);
+        }
+        result
+    })?;
+    Ok(n)
+}
+
+/// An error and its sources, `: `-joined, without the URL reqwest puts in its own messages
+/// (a presigned URL carries a signature).
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut level = Some(error);
+    while let Some(e) = level {
+        let mut text = e.to_string();
+        if e.downcast_ref::<reqwest::Error>().is_some() {
+            if let Some(at) = text.find(" for url (") {
+                text.truncate(at);
+            }
+        }
+        if text.contains("X-Amz-") {
+            text = "(message withheld: it contains a signed URL)".into();
+        }
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        level = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Seconds since the epoch of a civil date (proleptic Gregorian, UTC).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn seconds(year: i64, month: u32, day: u32, h: u32, m: u32, s: u32) -> Option<i64> {
+    let valid = (1..=12).contains(&month) && (1..=31).contains(&day) && h < 24 && m < 60 && s <= 60;
+    valid.then(|| {
+        days_from_civil(year, month, day) * 86_400 + i64::from(h * 3600 + m * 60 + s.min(59))
+    })
+}
+
+/// `2024-05-01T12:34:56.789Z` or with an offset `+02:00`: whole seconds since the epoch.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<u32>().ok();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let secs = seconds(
+        i64::from(num(0..4)?),
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    )?;
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &fraction[digits..];
+    }
+    let offset = match rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digit = |c: &u8| c.is_ascii_digit().then(|| i64::from(c - b'0'));
+            let value = (digit(h1)? * 10 + digit(h2)?) * 3600 + (digit(m1)? * 10 + digit(m2)?) * 60;
+            if *sign == b'+' {
+                value
+            } else {
+                -value
+            }
+        }
+        _ => return None,
+    };
+    Some(secs - offset)
+}
+
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`): seconds since the epoch.
+pub fn parse_http_date(text: &str) -> Option<i64> {
+    let mut parts = text.split_whitespace();
+    let (_weekday, day, month, year, time, zone) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if zone != "GMT" || parts.next().is_some() {
+        return None;
+    }
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let mut hms = time.split(':').map(|p| p.parse::<u32>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    seconds(year.parse().ok()?, month, day.parse().ok()?, h, m, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_to_the_same_second() {
+        let http = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(http, 784_111_777);
+        assert_eq!(parse_rfc3339("1994-11-06T08:49:37.000Z"), Some(http));
+        assert_eq!(parse_rfc3339("1994-11-06T08:49:37.999999Z"), Some(http));
+        assert_eq!(parse_rfc3339("1994-11-06T10:49:37+02:00"), Some(http));
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800));
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
+        assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
+    }
+}

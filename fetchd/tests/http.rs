@@ -1,0 +1,163 @@
+//! The HTTP origin against a real nginx on loopback publishing a folder with JSON listings:
+//! the walk (nested folders, hostile and non-audio names), stat, ranged reads checked byte for
+//! byte, a file replaced after it was opened, a server that goes away and comes back, and a
+//! folder it does not publish.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use musicfs_fetchd::health::unreachable;
+use musicfs_fetchd::http::HttpOrigin;
+use musicfs_fetchd::origin::{Origin, RangeRead};
+use musicfs_ipc::origin::OriginConfig;
+use musicfs_tests::corpus::corpus_dir;
+use musicfs_tests::nginx::Nginx;
+use musicfs_tests::noise::noise;
+
+fn origin(url: &str) -> HttpOrigin {
+    let mut config = OriginConfig::from_url(url);
+    config.timeout_seconds = Some(2);
+    HttpOrigin::new(&config, &config.parsed().unwrap()).expect("origin")
+}
+
+/// A library in `dir`: audio in nested folders (names that need percent-encoding), a file
+/// larger than one parallel read, and files that are not audio. Returns the audio by path.
+fn library(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    let corpus = |rel: &str| std::fs::read(corpus_dir().join(rel)).expect("corpus file");
+    let mut big = corpus("audioscan/flac/picture-large.flac");
+    big.extend(noise(5 * 1024 * 1024 + 12_345, 9));
+    let files = [
+        (
+            "Artist + Band/Album #1 (1999)/01 Song?.mp3",
+            corpus("audioscan/mp3/v2.4-apic-png.mp3"),
+        ),
+        (
+            "Björk/Homogenic/02 Jóga 100%.flac",
+            corpus("audioscan/flac/picture.flac"),
+        ),
+        (
+            "a/b/c/deep.ogg",
+            corpus("audioscan/ogg/large-page-segments.ogg"),
+        ),
+        ("big/long.flac", big),
+    ];
+    let mut audio = BTreeMap::new();
+    for (rel, data) in files {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &data).unwrap();
+        audio.insert(rel.to_owned(), data);
+    }
+    std::fs::write(dir.join("notes.txt"), b"not audio").unwrap();
+    std::fs::write(dir.join("a/cover.jpg"), noise(1000, 3)).unwrap();
+    audio
+}
+
+fn read_all(file: &dyn RangeRead, piece: usize) -> Vec<u8> {
+    let mut out = vec![0; file.len() as usize];
+    let mut at = 0;
+    while at < out.len() {
+        let end = (at + piece).min(out.len());
+        let n = file.read_at(at as u64, &mut out[at..end]).expect("read");
+        assert!(n > 0, "no progress at {at}");
+        at += n;
+    }
+    out
+}
+
+#[test]
+fn walks_stats_and_reads_a_published_folder_byte_for_byte() {
+    let lib = tempfile::tempdir().unwrap();
+    let audio = library(lib.path());
+    let server = Nginx::serving(lib.path());
+    let o = origin(&server.url());
+    assert_eq!(o.name(), server.url());
+    o.probe().expect("probe");
+
+    let (found, failed) = o.walk().expect("walk");
+    assert!(failed.is_empty(), "{failed:?}");
+    let listed: BTreeMap<String, u64> = found.iter().map(|f| (f.path.clone(), f.size)).collect();
+    let want: BTreeMap<String, u64> = audio
+        .iter()
+        .map(|(p, d)| (p.clone(), d.len() as u64))
+        .collect();
+    assert_eq!(listed, want);
+    for f in &found {
+        // The listing's mtime is the one HEAD reports (whole seconds), as the scanner compares.
+        let local = std::fs::metadata(lib.path().join(&f.path)).unwrap();
+        let secs = local
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i128;
+        assert_eq!(f.mtime_ns, secs * 1_000_000_000, "{}", f.path);
+        assert_eq!(o.stat(&f.path).unwrap(), (f.size, f.mtime_ns), "{}", f.path);
+    }
+
+    for (rel, data) in &audio {
+        let file = o.open(rel).expect("open");
+        assert_eq!(file.len(), data.len() as u64);
+        // 1 MiB and 3 MiB pieces: single GETs and parallel ones.
+        assert_eq!(&read_all(&*file, 1 << 20), data, "{rel}");
+        assert_eq!(&read_all(&*file, 3 << 20), data, "{rel}");
+        let mut tail = vec![0; 100];
+        let n = file.read_at(data.len() as u64 - 10, &mut tail).unwrap();
+        assert_eq!(&tail[..n], &data[data.len() - 10..]);
+    }
+    let missing = o.stat("nope.mp3").unwrap_err();
+    assert_eq!(missing.kind(), io::ErrorKind::NotFound, "{missing}");
+}
+
+#[test]
+fn a_file_replaced_after_it_was_opened_fails_its_reads() {
+    let lib = tempfile::tempdir().unwrap();
+    let data = noise(300_000, 4);
+    std::fs::write(lib.path().join("a.flac"), &data).unwrap();
+    let server = Nginx::serving(lib.path());
+    let o = origin(&server.url());
+    let file = o.open("a.flac").unwrap();
+    let mut buf = vec![0; 1000];
+    file.read_at(0, &mut buf).unwrap();
+    assert_eq!(buf, data[..1000]);
+
+    // Same size, other bytes, another mtime: another ETag.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(lib.path().join("a.flac"), noise(300_000, 5)).unwrap();
+    let err = file.read_at(0, &mut buf).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    assert!(err.to_string().contains("replaced"), "{err}");
+}
+
+#[test]
+fn a_server_that_goes_away_is_unreachable_and_is_used_again_when_back() {
+    let lib = tempfile::tempdir().unwrap();
+    let data = noise(100_000, 6);
+    std::fs::write(lib.path().join("a.flac"), &data).unwrap();
+    let mut server = Nginx::serving(lib.path());
+    let o = origin(&server.url());
+    let file = o.open("a.flac").unwrap();
+
+    server.stop();
+    let err = o.walk().unwrap_err();
+    assert!(unreachable(&err), "{err}");
+    assert!(unreachable(&o.probe().unwrap_err()));
+    let mut buf = vec![0; 4096];
+    assert!(unreachable(&file.read_at(0, &mut buf).unwrap_err()));
+
+    server.start();
+    o.probe().expect("back");
+    file.read_at(0, &mut buf)
+        .expect("the open file reads again");
+    assert_eq!(buf, data[..4096]);
+}
+
+#[test]
+fn a_folder_the_server_does_not_publish_is_not_found() {
+    let lib = tempfile::tempdir().unwrap();
+    let server = Nginx::serving(lib.path());
+    // Beside the published folder there is nothing: nginx answers 404.
+    let above = server.url().trim_end_matches("music/").to_owned() + "elsewhere/";
+    let err = origin(&above).walk().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+}

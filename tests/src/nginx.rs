@@ -1,0 +1,125 @@
+//! A real web server (Debian's nginx, installed by `scripts/deps.sh test`) on 127.0.0.1 for the
+//! HTTP origin tests: it publishes a folder with JSON directory listings
+//! (`autoindex_format json`) and answers ranged GETs, with its own config, logs and pid file in
+//! a temp dir (never `/etc/nginx`). Tests stop and restart it on the same port.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Nginx {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Nginx {
+    /// Starts a server on a free port publishing `root` at `/music/`.
+    pub fn serving(root: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let d = dir.path().display();
+        let config = format!(
+            "daemon off;\n\
+             master_process off;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/error.log warn;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n\
+               access_log off;\n\
+               client_body_temp_path {d}/body;\n\
+               proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi;\n\
+               uwsgi_temp_path {d}/uwsgi;\n\
+               scgi_temp_path {d}/scgi;\n\
+               server {{\n\
+                 listen 127.0.0.1:{port};\n\
+                 location /music/ {{\n\
+                   alias {root}/;\n\
+                   autoindex on;\n\
+                   autoindex_format json;\n\
+                 }}\n\
+               }}\n\
+             }}\n",
+            root = root.display()
+        );
+        std::fs::write(dir.path().join("nginx.conf"), config).expect("nginx config");
+        let mut server = Self {
+            dir,
+            port,
+            child: None,
+        };
+        server.start();
+        server
+    }
+
+    /// `http://127.0.0.1:<port>/music/`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/music/", self.port)
+    }
+
+    /// Starts the server (again) on its port and waits until the port accepts connections.
+    pub fn start(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(self.dir.path().join("nginx.conf"))
+            .arg("-p")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        self.child = Some(child);
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.path().join("error.log"));
+                self.stop();
+                panic!(
+                    "nginx did not start on port {} ({exited:?}):\n{}",
+                    self.port,
+                    log.unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (the port refuses until [`start`](Self::start)).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn binary() -> PathBuf {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .expect("nginx not found; `scripts/deps.sh test` installs it (package nginx-light)")
+}
