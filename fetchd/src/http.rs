@@ -22,7 +22,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::origin::{check_relative, is_audio, Found, Listing, Origin, RangeRead};
-use crate::web::{self, parse_http_date, parse_rfc3339, Web};
+use crate::web::{self, invalid, parse_http_date, parse_rfc3339, Web};
 
 /// Directories deeper than this below the base are not walked (a symlink loop on the server).
 const MAX_DEPTH: usize = 32;
@@ -302,10 +302,6 @@ fn refused(web: &Web, what: &str, status: StatusCode, _response: Response) -> io
         _ => (io::ErrorKind::Other, "the server answered with an error"),
     };
     io::Error::new(kind, format!("{}: {what}: {text}: {status}", web.name))
-}
-
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, message)
 }
 
 #[cfg(test)]

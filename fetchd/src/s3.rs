@@ -23,7 +23,7 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 use url::Url;
 
 use crate::origin::{check_relative, is_audio, Found, Listing, Origin, RangeRead};
-use crate::web::{self, parse_rfc3339, Web};
+use crate::web::{self, invalid, parse_rfc3339, Web};
 
 /// Keys per ListObjectsV2 page (S3's maximum).
 const PAGE_SIZE: usize = 1000;
@@ -389,10 +389,6 @@ impl Shared {
     fn bad(&self, what: &str, why: &str) -> io::Error {
         self.web.bad(what, why)
     }
-}
-
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, message)
 }
 
 #[cfg(test)]

@@ -239,6 +239,11 @@ pub fn read_split(
     Ok(n)
 }
 
+/// An error for a bad option of an origin.
+pub fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
 /// An error and its sources, `: `-joined, without the URL reqwest puts in its own messages
 /// (a presigned URL carries a signature).
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
