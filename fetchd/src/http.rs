@@ -10,7 +10,7 @@
 //! read rather than mixing two versions. The server must answer ranges with 206.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -95,11 +95,15 @@ impl HttpOrigin {
             self.url(rel, true),
             &[(header::ACCEPT, "application/json")],
         )?;
-        if response.content_length().is_some_and(|n| n > MAX_LISTING) {
+        let mut body = Vec::new();
+        response
+            .take(MAX_LISTING + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| self.web.transport(&what, &e))?;
+        if body.len() as u64 > MAX_LISTING {
             return Err(self.web.bad(&what, "the listing is too large"));
         }
-        let text = response.text().map_err(|e| self.web.transport(&what, &e))?;
-        let entries: Vec<Value> = serde_json::from_str(&text).map_err(|_| {
+        let entries: Vec<Value> = serde_json::from_slice(&body).map_err(|_| {
             self.web.bad(
                 &what,
                 "the server gives no JSON listing (nginx: `autoindex on; autoindex_format \

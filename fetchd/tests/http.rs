@@ -161,3 +161,13 @@ fn a_folder_the_server_does_not_publish_is_not_found() {
     let err = origin(&above).walk().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
 }
+
+#[test]
+fn a_server_with_html_listings_is_told_what_to_serve() {
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::write(lib.path().join("a.flac"), noise(1000, 1)).unwrap();
+    let server = Nginx::serving(lib.path());
+    let err = origin(&server.html_url()).walk().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    assert!(err.to_string().contains("autoindex_format json"), "{err}");
+}

@@ -1,7 +1,7 @@
 //! A real web server (Debian's nginx, installed by `scripts/deps.sh test`) on 127.0.0.1 for the
-//! HTTP origin tests: it publishes a folder with JSON directory listings
-//! (`autoindex_format json`) and answers ranged GETs, with its own config, logs and pid file in
-//! a temp dir (never `/etc/nginx`). Tests stop and restart it on the same port.
+//! HTTP origin tests: it publishes a folder with JSON directory listings (`autoindex_format
+//! json`; HTML ones at `/html/`) and answers ranged GETs, with its own config, logs and pid file
+//! in a temp dir (never `/etc/nginx`). Tests stop and restart it on the same port.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -43,6 +43,10 @@ impl Nginx {
                    autoindex on;\n\
                    autoindex_format json;\n\
                  }}\n\
+                 location /html/ {{\n\
+                   alias {root}/;\n\
+                   autoindex on;\n\
+                 }}\n\
                }}\n\
              }}\n",
             root = root.display()
@@ -60,6 +64,11 @@ impl Nginx {
     /// `http://127.0.0.1:<port>/music/`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/music/", self.port)
+    }
+
+    /// The same folder with nginx's HTML listings: `http://127.0.0.1:<port>/html/`.
+    pub fn html_url(&self) -> String {
+        format!("http://127.0.0.1:{}/html/", self.port)
     }
 
     /// Starts the server (again) on its port and waits until the port accepts connections.
