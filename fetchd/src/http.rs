@@ -6,8 +6,9 @@
 //! `file_server browse` when asked for JSON (`[{"name", "is_dir", "mod_time": RFC 3339,
 //! "size"}]`); every directory is asked for with `Accept: application/json`. A server that
 //! answers with anything else is reported as one that gives no listing. Reads are ranged GETs
-//! pinned with `If-Match` to the ETag the file had when opened, so a replaced file fails the
-//! read rather than mixing two versions. The server must answer ranges with 206.
+//! pinned with `If-Match` to the ETag the file had when opened (when the server sends one, as
+//! nginx and Caddy do), so a replaced file fails the read rather than mixing two versions. The
+//! server must answer ranges with 206.
 
 use std::fmt;
 use std::io::{self, Read};
