@@ -88,3 +88,23 @@ pub fn wait_stopped(pid: i32) {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
+
+/// Waits until `port` on 127.0.0.1 accepts connections (a server `child` just started). `Err`
+/// says why not: the child exited (with its status) or 15 s passed.
+pub fn wait_listening(child: &mut std::process::Child, port: u16) -> Result<(), String> {
+    use std::time::{Duration, Instant};
+    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("it exited ({status})"));
+        }
+        if Instant::now() > deadline {
+            return Err("it did not listen within 15 s".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

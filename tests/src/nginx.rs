@@ -3,10 +3,9 @@
 //! json`; HTML ones at `/html/`) and answers ranged GETs, with its own config, logs and pid file
 //! in a temp dir (never `/etc/nginx`). Tests stop and restart it on the same port.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub struct Nginx {
     dir: tempfile::TempDir,
@@ -86,28 +85,18 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx starts");
-        self.child = Some(child);
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.path().join("error.log"));
-                self.stop();
-                panic!(
-                    "nginx did not start on port {} ({exited:?}):\n{}",
-                    self.port,
-                    log.unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut child = child;
+        if let Err(why) = crate::wait_listening(&mut child, self.port) {
+            self.child = Some(child);
+            let log = std::fs::read_to_string(self.dir.path().join("error.log"));
+            self.stop();
+            panic!(
+                "nginx did not start on port {}: {why}\n{}",
+                self.port,
+                log.unwrap_or_default()
+            );
         }
+        self.child = Some(child);
     }
 
     /// Kills the server (the port refuses until [`start`](Self::start)).

@@ -4,10 +4,9 @@
 //! ([`S3Server::bucket_dir`], [`S3Server::put`]), stop and restart it on the same port
 //! (failover), and freeze it with SIGSTOP (a server that stops answering mid-read).
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -114,27 +113,14 @@ impl S3Server {
             .stderr(log_file)
             .spawn()
             .expect("s3s-fs starts");
-        self.child = Some(child);
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                self.stop();
-                panic!(
-                    "s3s-fs did not start on port {} ({exited:?}):\n{text}",
-                    self.port
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut child = child;
+        if let Err(why) = crate::wait_listening(&mut child, self.port) {
+            self.child = Some(child);
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            self.stop();
+            panic!("s3s-fs did not start on port {}: {why}\n{text}", self.port);
         }
+        self.child = Some(child);
     }
 
     /// Kills the server (connections drop; the port refuses until [`start`](Self::start)).
