@@ -182,6 +182,69 @@ fn walk_stat_and_reads_match_the_served_files() {
     });
 }
 
+/// fetchd's RPC handlers read on their runtime's worker threads; tests and tools may call from
+/// a single-threaded runtime. Either way the read completes, and on the multi-threaded runtime
+/// the other tasks keep running meanwhile.
+#[test]
+fn reads_from_inside_a_tokio_runtime_complete_and_leave_its_other_tasks_running() {
+    let sshd = Sshd::new();
+    let lib = library();
+    let origin = std::sync::Arc::new(origin(&config(&sshd, lib.path())).unwrap());
+    let local = std::sync::Arc::new(std::fs::read(lib.path().join("big.wav")).unwrap());
+
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    multi.block_on(async {
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ticker = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        let reads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (origin, local) = (origin.clone(), local.clone());
+                // Straight from tasks on the workers: the origin steps aside itself.
+                tokio::spawn(async move {
+                    let file = origin.open("big.wav").unwrap();
+                    for i in 0..20 {
+                        check_read(&*file, &local, (t * 20 + i) * 50_000, 64 * 1024);
+                    }
+                })
+            })
+            .collect();
+        let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        let file = origin.open("big.wav").unwrap();
+        for i in 0..20 {
+            check_read(&*file, &local, i * 200_000, 300_000);
+        }
+        for read in reads {
+            read.await.unwrap();
+        }
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::Relaxed) > before,
+            "the runtime's other tasks stood still during the reads"
+        );
+        ticker.abort();
+    });
+
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    single.block_on(async {
+        let file = origin.open("big.wav").unwrap();
+        check_read(&*file, &local, 12_345, 1 << 20);
+    });
+}
+
 #[test]
 fn unknown_or_changed_host_keys_are_refused() {
     let sshd = Sshd::new();

@@ -1,5 +1,7 @@
 //! An open SFTP file: positioned reads pipelined over the origin's connections.
 
+use futures::stream::{FuturesUnordered, StreamExt};
+
 use super::*;
 
 /// An open origin file, read through handles on one or more connections.
@@ -90,6 +92,9 @@ impl SftpFile {
 
 /// Reads `buf.len()` bytes at `offset` (fewer only at the end of the file) with up to
 /// [`IN_FLIGHT`] bytes of requests outstanding. Each answer must come within `timeout`.
+///
+/// The requests are polled here, on the calling thread, not spawned: a task on the runtime
+/// would add a thread hand-off to each answer, which is most of a small read's latency.
 pub(super) async fn read_pipelined(
     conn: &Arc<Conn>,
     handle: &Arc<str>,
@@ -104,29 +109,21 @@ pub(super) async fn read_pipelined(
         .map(|at| (at, step.min(buf.len() - at)))
         .collect();
     let mut eof = buf.len();
-    let mut tasks = JoinSet::new();
+    let mut pending = FuturesUnordered::new();
     loop {
-        while tasks.len() < (IN_FLIGHT / step).max(1) {
+        while pending.len() < (IN_FLIGHT / step).max(1) {
             let Some((at, len)) = todo.pop_front() else {
                 break;
             };
             if at < eof {
-                let (conn, handle) = (conn.clone(), handle.clone());
-                tasks.spawn(async move {
-                    (
-                        at,
-                        len,
-                        conn.sftp
-                            .read(&*handle, offset + at as u64, len as u32)
-                            .await,
-                    )
-                });
+                let read = conn.sftp.read(&**handle, offset + at as u64, len as u32);
+                pending.push(async move { (at, len, read.await) });
             }
         }
-        let next = match tokio::time::timeout(timeout, tasks.join_next()).await {
+        let next = match tokio::time::timeout(timeout, pending.next()).await {
             Err(_) => return Err(Fail::Timeout),
             Ok(None) => return Ok(eof),
-            Ok(Some(next)) => next.map_err(|e| Fail::Lost(e.to_string()))?,
+            Ok(Some(next)) => next,
         };
         match next {
             (at, len, Ok(data)) => {

@@ -222,23 +222,26 @@ impl Origin for SftpOrigin {
     }
 }
 
-/// Runs `f` on the origin's runtime from a plain thread. (From inside another runtime, which
-/// callers do not do, a helper thread blocks instead of panicking.)
+/// Runs `f` on the origin's runtime, blocking the calling thread. On a worker of a
+/// multi-threaded runtime (fetchd's RPC handlers read through `block_in_place`) the worker
+/// hands its other tasks off first; on a single-threaded runtime, where blocking is not
+/// allowed, a helper thread blocks instead.
 fn block_on<F: Future + Send>(rt: &Rt, f: F) -> F::Output
 where
     F::Output: Send,
 {
+    use tokio::runtime::{Handle, RuntimeFlavor};
     let rt =
         rt.0.as_ref()
             .expect("the runtime lives as long as the origin");
-    if tokio::runtime::Handle::try_current().is_ok() {
-        std::thread::scope(|s| {
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => rt.block_on(f),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| rt.block_on(f)),
+        Ok(_) => std::thread::scope(|s| {
             s.spawn(|| rt.block_on(f))
                 .join()
                 .expect("sftp call panicked")
-        })
-    } else {
-        rt.block_on(f)
+        }),
     }
 }
 
