@@ -18,6 +18,7 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    musicfs_ipc::memory::keep_large_buffers();
     musicfs_ipc::logging::init("fetchd");
     let result = Config::load(args.config.as_deref())
         .map_err(anyhow::Error::from)

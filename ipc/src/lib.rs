@@ -3,8 +3,9 @@
 //! It owns the tarpc service traits ([`services`]), every type and error sent over a socket
 //! ([`types`], [`error`]), the MessagePack codec ([`codec`]), the self-reconnecting client
 //! ([`client`]) and the small plumbing every worker shares: taking its listening socket the way
-//! systemd hands it over ([`listen`]), the state-dir layout ([`layout`]), logging ([`logging`])
-//! and the sandbox each process enters before it serves ([`sandbox`]).
+//! systemd hands it over ([`listen`]), the state-dir layout ([`layout`]), logging ([`logging`]),
+//! the allocator settings of the processes that move track bytes ([`memory`]) and the sandbox
+//! each process enters before it serves ([`sandbox`]).
 //! It never depends on a process crate.
 
 pub mod client;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod layout;
 pub mod listen;
 pub mod logging;
+pub mod memory;
 pub mod origin;
 pub mod peer;
 pub mod sandbox;

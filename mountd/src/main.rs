@@ -22,6 +22,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    musicfs_ipc::memory::keep_large_buffers();
     musicfs_ipc::logging::init("mountd");
     if let Err(err) = musicfs_ipc::sandbox::enter(musicfs_ipc::sandbox::Policy::mountd()) {
         eprintln!("musicfs-mountd: {err}");
