@@ -32,6 +32,9 @@ const CUT_WHEN_QUIET: std::time::Duration = std::time::Duration::from_millis(300
 /// Staging files kept at once; the least recently used one goes first.
 const MAX_PARTIALS: usize = 64;
 
+/// Reads at least this long come from a sequential reader (the kernel's read-ahead).
+const LARGE_READ: u64 = 256 << 10;
+
 /// A manifest ready for range lookups.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -159,7 +162,19 @@ impl TrackReader {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity((end - offset) as usize);
-        for i in layout.covering(offset, end) {
+        let covering = layout.covering(offset, end);
+        // A large read is the kernel's read-ahead of a sequential reader: the next stretch of
+        // the same length is asked for next, so its chunks are read from disk meanwhile.
+        let ahead = if end - offset >= LARGE_READ {
+            (end + (end - offset)).min(layout.size)
+        } else {
+            end
+        };
+        if covering.len() > 1 || ahead > end {
+            let hinted = layout.covering(offset, ahead);
+            self.store.prefetch(hinted.map(|i| layout.chunks[i].1));
+        }
+        for i in covering {
             let start = layout.starts[i];
             let bytes = self.chunk(id, record, layout, i)?;
             let from = offset.saturating_sub(start) as usize;
