@@ -43,6 +43,8 @@ use crate::views::Views;
 const RPC_THREADS: usize = 2;
 /// Threads taking requests from the kernel; each blocks while fetchd answers.
 const FUSE_THREADS: usize = 4;
+/// The mount's readahead: four requests of [`MAX_IO`] bytes.
+const READAHEAD: u32 = 4 * MAX_IO;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -141,15 +143,17 @@ fn mount_config() -> fuser::Config {
 
 /// FUSE offers the kernel's default readahead (128 KiB) and lets the filesystem only lower it,
 /// so a player's sequential reads would reach fetchd as 128 KiB requests. Raising the mount's
-/// readahead to [`MAX_IO`] makes them 1 MiB. Only root may write it; otherwise this is skipped.
+/// readahead to [`READAHEAD`] makes them [`MAX_IO`] (1 MiB) long, four in flight at once, so
+/// fetchd reads the next chunks while the last ones travel. Only root may write it; otherwise
+/// this is skipped.
 fn raise_readahead(root: &std::fs::Metadata) {
     let (major, minor) = (
         nix::sys::stat::major(root.dev()),
         nix::sys::stat::minor(root.dev()),
     );
     let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
-    match std::fs::write(&knob, (MAX_IO / 1024).to_string()) {
-        Ok(()) => debug!("readahead raised to {} KiB", MAX_IO / 1024),
+    match std::fs::write(&knob, (READAHEAD / 1024).to_string()) {
+        Ok(()) => debug!("readahead raised to {} KiB", READAHEAD / 1024),
         Err(err) => debug!("readahead left at the kernel's default ({knob}: {err})"),
     }
 }
