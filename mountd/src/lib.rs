@@ -16,6 +16,7 @@ pub mod errno;
 pub mod fuse;
 pub mod invalidate;
 pub mod notify;
+pub mod remembered;
 pub mod search;
 pub mod views;
 
@@ -36,6 +37,7 @@ use tracing::{debug, info};
 use crate::backend::RpcBackend;
 use crate::core::FsCore;
 use crate::fuse::{FuseAdapter, MAX_IO};
+use crate::remembered::Remembered;
 use crate::search::{RpcSearch, SEARCH_DEADLINE};
 use crate::views::Views;
 
@@ -79,7 +81,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         Reconnecting::new(INDEXD, &index_socket, SEARCH_DEADLINE),
         Reconnecting::new(FETCHD, &socket, opts.retry_for),
     );
-    let core = Arc::new(FsCore::new(Views::new(backend, search)));
+    let core = Arc::new(FsCore::new(Views::new(Remembered::new(backend), search)));
     let fs = FuseAdapter::new(core.clone(), ended);
     let mountpoint = opts.mountpoint.display();
     let session = fuser::spawn_mount(fs, &opts.mountpoint, &mount_config())
