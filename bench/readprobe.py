@@ -2,7 +2,10 @@
 """readprobe.py: the timed reads of bench/remote.sh, the same code for every mount.
 
     readprobe.py first FILE ORIGIN        open FILE, read its first 4 KiB; prints the seconds
-    readprobe.py seq FILE                 read FILE whole, 1 MiB at a time; prints "BYTES SECONDS"
+    readprobe.py seq FILE [PID...]        read FILE whole, 1 MiB at a time; prints "BYTES SECONDS",
+                                          then for each PID the CPU time (ns) it and its
+                                          descendants used during the read, then the machine's
+                                          busy CPU time (ns) during the read
     readprobe.py random FILE ORIGIN N SIZE SEED
                                           N preads of SIZE bytes at random 4 KiB-aligned offsets
                                           (POSIX_FADV_RANDOM, so the kernel reads no more than
@@ -38,9 +41,10 @@ def first(path, origin):
     print(f"{t1 - t0:.6f}")
 
 
-def seq(path):
+def seq(path, pids):
     buf = bytearray(1 << 20)
     total = 0
+    cpu0 = cpu_used(pids)
     t0 = time.perf_counter()
     with open(path, "rb", buffering=0) as f:
         while True:
@@ -49,7 +53,39 @@ def seq(path):
                 break
             total += n
     t1 = time.perf_counter()
-    print(f"{total} {t1 - t0:.6f}")
+    cpu1 = cpu_used(pids)
+    print(f"{total} {t1 - t0:.6f}", *(b - a for a, b in zip(cpu0, cpu1)))
+
+
+def cpu_used(pids):
+    """CPU time (ns) used so far by each PID with its descendants, then the machine's busy time."""
+    if not pids:
+        return []
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+
+    def used(pid):
+        total = 0
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except OSError:
+            pass  # gone meanwhile
+        return total + sum(used(c) for c in children.get(pid, []))
+
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    busy_ns = (sum(fields[:8]) - idle) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    return [used(int(p)) for p in pids] + [busy_ns]
 
 
 def random_reads(path, origin, n, size, seed):
@@ -108,8 +144,8 @@ def main():
     cmd, rest = args[0], args[1:]
     if cmd == "first" and len(rest) == 2:
         first(*rest)
-    elif cmd == "seq" and len(rest) == 1:
-        seq(rest[0])
+    elif cmd == "seq" and rest:
+        seq(rest[0], rest[1:])
     elif cmd == "random" and len(rest) == 5:
         random_reads(rest[0], rest[1], int(rest[2]), int(rest[3]), int(rest[4]))
     elif cmd == "wait-quiet" and 1 <= len(rest) <= 3:

@@ -5,9 +5,11 @@
 # Every client connects through bench/tcpcount.py, a byte-counting TCP proxy in front of sshd, so
 # the bytes each one pulls over the wire are counted the same way. Measured for each system:
 #   - time to first byte: open + read of the first 4 KiB of never-read files (median, max)
-#   - cold sequential read of a never-read file (MB/s) and the wire bytes it caused
+#   - cold sequential read of a never-read file (MB/s), the wire bytes it caused, and the CPU
+#     time sshd, the proxy and everything else used meanwhile
 #   - warm re-read of that file after dropping the page cache (MB/s, wire bytes)
-#   - random 64 KiB reads on a never-read file: median and p99 latency, wire bytes / asked bytes;
+#   - random 64 KiB reads on a never-read file: median and p99 latency, wire bytes / asked bytes
+#     (and, as a baseline, the same reads on the origin's own disk with no network in between);
 #     then the same reads again (page cache dropped), served from each system's cache if it has one
 #   - MusicFS only: the wire bytes of its own first scan, as a share of the library's size
 #   - an MPD scan of the mount (on a fresh mount; for MusicFS after its own scan): wire bytes
@@ -229,10 +231,15 @@ measure_reads() {
   # Cold sequential read of a whole never-read file.
   log "$system: cold sequential read"
   drop_caches; before=$(wire_down)
-  read -r bytes secs < <("${PROBE[@]}" seq "${paths[$SEQ_FILE]}")
+  local cpu_sshd cpu_proxy cpu_busy
+  read -r bytes secs cpu_sshd cpu_proxy cpu_busy < <("${PROBE[@]}" seq "${paths[$SEQ_FILE]}" "$SSHD_PID" "$PROXY_PID")
   after=$(wire_down)
   result "$system" seq_cold_secs "$secs"; result "$system" seq_bytes "$bytes"
   result "$system" seq_cold_wire $((after - before))
+  # Where the machine's CPU time went during the read: sshd, the proxy, and all the rest.
+  result "$system" seq_cold_cpu_sshd "$cpu_sshd"
+  result "$system" seq_cold_cpu_proxy "$cpu_proxy"
+  result "$system" seq_cold_cpu_busy "$cpu_busy"
   sleep 1   # let MusicFS finish cutting the completed file into chunks (local work only)
 
   # Warm re-read: the page cache dropped again, so MusicFS and rclone serve it from their own
@@ -269,6 +276,16 @@ measure_reads() {
   log "$system: unmounting"
   "umount_$system"
   ssh_sessions "$system" "$mark"
+}
+
+# Baselines, once: the random reads' offsets read in place from the origin's own disk (page
+# cache dropped, no network): the part of a remote read no client can avoid.
+measure_baselines() {
+  log "baseline: random reads on the origin's disk"
+  drop_caches
+  local median p99 asked unique origin; origin=$(origin_of "$RANDOM_FILE")
+  read -r median p99 asked unique < <("${PROBE[@]}" random "$origin" "$origin" "$RANDOM_READS" "$RANDOM_SIZE" 42)
+  result disk random_median "$median"
 }
 
 # The SSH connections a session made and the cipher sshd negotiated with them (from sshd's log).
@@ -342,14 +359,14 @@ cleanup() {
 
 # --- the report ----------------------------------------------------------------------------------
 report() {
-  python3 - "$RESULTS" "$(du -sb "$LIB" | cut -f1)" "${#FIRST_BYTE_FILES[@]}" <<'PY'
+  python3 - "$RESULTS" "$(du -sb "$LIB" | cut -f1)" "${#FIRST_BYTE_FILES[@]}" "$(nproc)" <<'PY'
 import statistics, sys
 from collections import defaultdict
 r = defaultdict(dict)
 for line in open(sys.argv[1]):
     system, key, value = line.rstrip("\n").split("\t")
     r[system][key] = float(value)
-lib_bytes, nfirst = int(sys.argv[2]), int(sys.argv[3])
+lib_bytes, nfirst, ncpu = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 S = ["musicfs", "sshfs", "rclone"]
 def first(s):
     return [r[s][f"first_byte_{i}"] * 1000 for i in range(1, nfirst + 1)]
@@ -367,6 +384,11 @@ row("first byte (4 KiB), max ms", lambda s: max(first(s)), "{:.2f}")
 row("  wire KB per first-byte open", lambda s: statistics.mean(r[s][f"first_byte_wire_{i}"] for i in range(1, nfirst + 1)) / 1e3, "{:.0f}")
 row("cold sequential read, MB/s", lambda s: mbps(s, "seq_cold_secs"), "{:.0f}")
 row("  wire bytes / file size", lambda s: r[s]["seq_cold_wire"] / r[s]["seq_bytes"], "{:.3f}")
+def cpu_ms_per_mb(s, k): return r[s][f"seq_cold_cpu_{k}"] / 1e6 / mb(r[s]["seq_bytes"])
+row("  CPU ms/MB: sshd", lambda s: cpu_ms_per_mb(s, "sshd"), "{:.2f}")
+row("  CPU ms/MB: the proxy", lambda s: cpu_ms_per_mb(s, "proxy"), "{:.2f}")
+row("  CPU ms/MB: the rest (client side)", lambda s: cpu_ms_per_mb(s, "busy") - cpu_ms_per_mb(s, "sshd") - cpu_ms_per_mb(s, "proxy"), "{:.2f}")
+row("  CPUs busy (of %d)" % ncpu, lambda s: r[s]["seq_cold_cpu_busy"] / 1e9 / r[s]["seq_cold_secs"], "{:.2f}")
 row("warm re-read (page cache dropped), MB/s", lambda s: mbps(s, "seq_warm_secs"), "{:.0f}")
 row("  wire bytes / file size", lambda s: r[s]["seq_warm_wire"] / r[s]["seq_bytes"], "{:.3f}")
 row("random 64 KiB read, median ms", lambda s: r[s]["random_median"] * 1000, "{:.3f}")
@@ -391,9 +413,16 @@ def ok(c): return "met" if c else "MISSED"
 print(f"  first byte median vs sshfs: {fm / fs:.2f}x (<= 1: {ok(fm <= fs)}); max {max(first('musicfs')):.1f} ms (< 50 ms: {ok(max(first('musicfs')) < 50)})")
 cs, cr = mbps("musicfs", "seq_cold_secs") / mbps("sshfs", "seq_cold_secs"), mbps("musicfs", "seq_cold_secs") / mbps("rclone", "seq_cold_secs")
 print(f"  cold sequential vs sshfs {cs:.2f}x, vs rclone {cr:.2f}x (>= 2x both: {ok(cs >= 2 and cr >= 2)})")
+# What 2x sshfs would take: sshd and the proxy cost what they cost per MB whoever reads.
+want = 2 * max(mbps("sshfs", "seq_cold_secs"), mbps("rclone", "seq_cold_secs"))
+fixed = (cpu_ms_per_mb("musicfs", "sshd") + cpu_ms_per_mb("musicfs", "proxy")) * want / 1000
+mine = (cpu_ms_per_mb("musicfs", "busy") * want / 1000) - fixed
+print(f"    at {want:.0f} MB/s, sshd and the proxy alone would keep {fixed:.2f} of the {ncpu} CPUs busy;"
+      f" MusicFS's side, at its measured cost per MB, {mine:.2f} more")
 print(f"  warm re-read vs sshfs {mbps('musicfs', 'seq_warm_secs') / mbps('sshfs', 'seq_warm_secs'):.2f}x, vs rclone {mbps('musicfs', 'seq_warm_secs') / mbps('rclone', 'seq_warm_secs'):.2f}x")
 print(f"  random 64 KiB median {m['random_median'] * 1000:.3f} ms (< 0.5 ms: {ok(m['random_median'] < 0.0005)}),"
       f" wire/asked {m['random_wire'] / asked:.2f} (<= 1.5: {ok(m['random_wire'] / asked <= 1.5)})")
+print(f"    the same preads on the origin's own disk, in place: median {r['disk']['random_median'] * 1000:.3f} ms")
 print(f"  first scan: {mb(m['mount_wire']):.3f} MB on the wire = {100 * m['mount_wire'] / lib_bytes:.3f} % of the library"
       f" (< 1 %: {ok(m['mount_wire'] < lib_bytes / 100)}); fetchd counted {mb(m['scan_origin_bytes']):.3f} MB of file bytes")
 print(f"  MPD scan after MusicFS's own scan: {mb(m['mpd_wire']):.3f} MB from the origin (nothing: {ok(m['mpd_wire'] < 64 * 1024)});"
@@ -413,6 +442,7 @@ main() {
   trap cleanup EXIT
   start_sshd
   local system
+  measure_baselines
   for system in "${SYSTEMS[@]}"; do measure_reads "$system"; done
   for system in "${SYSTEMS[@]}"; do measure_mpd_scan "$system"; done
   {
