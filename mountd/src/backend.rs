@@ -43,7 +43,13 @@ impl From<CallError> for BackendError {
 /// The namespace and bytes the filesystem shows. Every method may block.
 pub trait Backend: Send + Sync + 'static {
     fn lookup(&self, parent: Ino, name: &str) -> Result<Attr, BackendError>;
+    /// The node's attributes; a wrapper may answer from what it remembers.
     fn getattr(&self, ino: Ino) -> Result<Attr, BackendError>;
+    /// The node's attributes as fetchd has them now, never remembered: what an open reads by,
+    /// so a file changed at its origin is read at its new version once fetchd has it.
+    fn current(&self, ino: Ino) -> Result<Attr, BackendError> {
+        self.getattr(ino)
+    }
     /// The entries of a directory, without `.` and `..`.
     fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, BackendError>;
     /// Whether `readdir(ino)` gives only the entries' names, inode numbers and kinds (their other

@@ -182,7 +182,7 @@ impl<B: Backend> FsCore<B> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             return Err(FsError::ReadOnly);
         }
-        let attr = self.backend.getattr(ino)?;
+        let attr = self.backend.current(ino)?;
         let track = match attr.kind {
             NodeKind::Dir => return Err(FetchError::IsADirectory.into()),
             NodeKind::File | NodeKind::Symlink => attr.track.ok_or_else(|| {

@@ -5,7 +5,9 @@
 //! more for the open. fetchd's tree changes only together with its namespace generation, which
 //! mountd polls anyway (`invalidate.rs`): everything remembered is forgotten as soon as a poll
 //! sees the generation move, at the same moment the kernel's caches are dropped; an answer that
-//! was on its way while that happened is not kept. Failures are never remembered.
+//! was on its way while that happened is not kept. Failures are never remembered. An open asks
+//! for [`Backend::current`], which always goes to fetchd: a file changed at its origin is read
+//! at its new version as soon as fetchd has it, even before the next poll.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
@@ -96,6 +98,13 @@ impl<B: Backend> Backend for Remembered<B> {
             return Ok(attr);
         }
         let attr = self.inner.getattr(ino)?;
+        self.keep(asked_at, [(None, &attr)]);
+        Ok(attr)
+    }
+
+    fn current(&self, ino: Ino) -> Result<Attr, BackendError> {
+        let asked_at = *self.epoch();
+        let attr = self.inner.current(ino)?;
         self.keep(asked_at, [(None, &attr)]);
         Ok(attr)
     }

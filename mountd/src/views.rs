@@ -453,6 +453,13 @@ impl<B: Backend, S: Search> Backend for Views<B, S> {
         }
     }
 
+    fn current(&self, ino: Ino) -> Result<Attr, BackendError> {
+        match is_virtual(ino) {
+            true => self.attr(ino),
+            false => self.library.current(ino),
+        }
+    }
+
     fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, BackendError> {
         if is_virtual(ino) {
             return self.entries(ino);

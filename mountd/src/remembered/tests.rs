@@ -195,3 +195,16 @@ fn an_answer_on_its_way_while_the_generation_moves_is_not_kept() {
     assert_eq!(remembered.lookup(ROOT, "song.flac").unwrap().size, 300);
     assert_eq!(remembered.getattr(SONG).unwrap().size, 300);
 }
+
+#[test]
+fn what_an_open_reads_by_is_always_asked_for() {
+    let (library, remembered) = remembered();
+    assert_eq!(remembered.getattr(SONG).unwrap().size, 100);
+    // Retagged at the origin; fetchd has it, the poll has not come yet.
+    library.change(200);
+    let now = remembered.current(SONG).unwrap();
+    assert_eq!(now.size, 200);
+    assert_eq!(now.track.unwrap().version, 200);
+    // And what is remembered follows.
+    assert_eq!(remembered.getattr(SONG).unwrap().size, 200);
+}
