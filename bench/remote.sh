@@ -470,7 +470,7 @@ main() {
     echo "one OpenSSH sshd on 127.0.0.1, every client through the same byte-counting proxy;"
     echo "wire = bytes sshd sent to the client (SSH framing included); page cache dropped before each read"
     echo "sshfs $(sshfs --version 2>&1 | awk '/SSHFS version/{print $3}'), rclone $(rclone version | awk 'NR==1{print $2}'), $(mpd --version | head -1)"
-    echo "ciphers sshd negotiated: MusicFS $(cat "$RUN/ciphers-musicfs"), sshfs $(cat "$RUN/ciphers-sshfs"), rclone $(cat "$RUN/ciphers-rclone")"
+    echo "ciphers sshd negotiated: MusicFS $(cat "$RUN/ciphers-musicfs" 2>/dev/null || echo -), sshfs $(cat "$RUN/ciphers-sshfs" 2>/dev/null || echo -), rclone $(cat "$RUN/ciphers-rclone" 2>/dev/null || echo -)"
     echo
     report
   } | tee "$REPORT"
