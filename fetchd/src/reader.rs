@@ -36,12 +36,15 @@ const MAX_PARTIALS: usize = 64;
 const LARGE_READ: u64 = 256 << 10;
 
 /// A manifest ready for range lookups.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Layout {
     size: u64,
     /// Start offset of each chunk, ascending.
     starts: Vec<u64>,
     chunks: Vec<(u32, u128)>,
+    /// Where the last read's hint to the kernel ended: a sequential reader's next read finds
+    /// its chunks hinted already, and hints only the stretch after it.
+    hinted_to: std::sync::atomic::AtomicU64,
 }
 
 impl Layout {
@@ -56,6 +59,7 @@ impl Layout {
             size: at,
             starts,
             chunks: manifest.chunks,
+            hinted_to: Default::default(),
         }
     }
 
@@ -171,8 +175,16 @@ impl TrackReader {
             end
         };
         if covering.len() > 1 || ahead > end {
-            let hinted = layout.covering(offset, ahead);
-            self.store.prefetch(hinted.map(|i| layout.chunks[i].1));
+            let hinted = layout
+                .hinted_to
+                .swap(ahead, std::sync::atomic::Ordering::Relaxed);
+            let from = if (offset..ahead).contains(&hinted) {
+                hinted
+            } else {
+                offset
+            };
+            let hint = layout.covering(from, ahead);
+            self.store.prefetch(hint.map(|i| layout.chunks[i].1));
         }
         for i in covering {
             let start = layout.starts[i];
