@@ -1,11 +1,14 @@
 //! The cost of one `Fetch::read` round trip over the real transport, without FUSE, fetchd or
 //! disk: a server whose `read` answers from memory, in a child process (the way fetchd is), and
-//! a client called from a plain thread the way mountd's FUSE threads call it.
+//! a client called from a plain thread the way mountd's FUSE threads call it: the thread drives
+//! its connection itself, on a single-threaded runtime of its own.
 //!
 //! `cargo run --release -p musicfs-ipc --example rpc_bench` prints the median and p90 of reads
 //! of 4 KiB, 64 KiB and 1 MiB, back to back and with a 2 ms pause before each (the CPUs idle
 //! between a player's reads, and waking an idle CPU is part of what a read costs).
-//! `-- --malloc-defaults` measures both ends without `memory::keep_large_buffers`.
+//! `-- --malloc-defaults` measures both ends without `memory::keep_large_buffers`;
+//! `-- --shared-runtime` makes the calls through a multi-threaded runtime's workers, the calling
+//! thread waiting for them (as mountd did before).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -102,12 +105,19 @@ fn main() {
     while !socket.exists() {
         std::thread::sleep(Duration::from_millis(5));
     }
-    // The client side as mountd builds it.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // The client side as mountd builds it (or as it did, with --shared-runtime).
+    let shared = args.iter().any(|a| a == "--shared-runtime");
+    let runtime = if shared {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
     let fetchd = Reconnecting::<FetchClient>::new("fetchd", &socket, Duration::from_secs(5));
     let track = TrackRef {
         id: TrackId(1),
@@ -122,7 +132,12 @@ fn main() {
     };
     read(1);
     println!(
-        "Fetch::read round trip, client on a plain thread, server in another process ({})",
+        "Fetch::read round trip, client on a plain thread, server in another process ({}; {})",
+        if shared {
+            "calls made by a shared runtime's workers"
+        } else {
+            "the calling thread drives its connection"
+        },
         if defaults {
             "glibc's allocator defaults"
         } else {

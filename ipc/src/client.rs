@@ -6,8 +6,9 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tarpc::client::RpcError;
-use tarpc::context::{self, Context};
+pub use tarpc::client::RpcError;
+use tarpc::context;
+pub use tarpc::context::Context;
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -109,6 +110,11 @@ impl<C: Connect> Reconnecting<C> {
             retry_for,
             slot: Mutex::new(None),
         }
+    }
+
+    /// Another client of the same worker, with a connection of its own (made on first use).
+    pub fn fresh(&self) -> Self {
+        Self::new(self.service, &self.path, self.retry_for)
     }
 
     pub fn retry_for(&self) -> Duration {

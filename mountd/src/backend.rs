@@ -2,17 +2,18 @@
 //! answers it by asking fetchd over its socket.
 //!
 //! The trait is synchronous because fuser calls the filesystem from its own threads; the RPC
-//! implementation blocks such a thread on the tokio runtime until fetchd answers. Tests put an
-//! in-memory fake behind the same trait.
+//! implementation blocks such a thread until fetchd answers. Tests put an in-memory fake behind
+//! the same trait.
 
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use musicfs_ipc::client::{CallError, Reconnecting};
+use musicfs_ipc::client::{CallError, Context, Reconnecting, RpcError};
 use musicfs_ipc::{
     Attr, DirEntry, FetchClient, FetchError, FsStats, Hello, IndexError, Ino, TrackRef,
 };
-use tokio::runtime::Handle;
+use tokio::runtime::Runtime;
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,94 +70,116 @@ pub trait Backend: Send + Sync + 'static {
 
 /// [`Backend`] over fetchd's `Fetch` service. The client reconnects and retries by itself until
 /// its deadline; only then does a call fail with [`BackendError::Unavailable`].
+///
+/// A call borrows a connection for its duration and the calling thread drives it, on that
+/// connection's own single-threaded runtime: fetchd's answer wakes the caller directly, not a
+/// runtime worker that then wakes the caller. That hand-off cost about 50 µs a call on an idle
+/// machine (`ipc/examples/rpc_bench.rs`). Connections are kept for the next call, so there are
+/// as many as calls ever ran at once: one per FUSE thread, and the generation poll's.
 pub struct RpcBackend {
-    runtime: Handle,
+    fetchd: Reconnecting<FetchClient>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// A connection to fetchd and the runtime its client runs on (only inside a call).
+struct Conn {
+    runtime: Runtime,
     fetchd: Reconnecting<FetchClient>,
 }
 
 impl RpcBackend {
-    /// `runtime` drives the connection; calls block the calling thread, which must not be one of
-    /// the runtime's own.
-    pub fn new(runtime: Handle, fetchd: Reconnecting<FetchClient>) -> Self {
-        Self { runtime, fetchd }
+    /// Calls block the calling thread, which must not be a runtime's own.
+    pub fn new(fetchd: Reconnecting<FetchClient>) -> Self {
+        Self {
+            fetchd,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
     /// The handshake, retried until `within` has passed: used to wait for fetchd at start-up.
     pub fn hello(&self, within: Duration) -> Result<Hello, BackendError> {
-        let call = self
-            .fetchd
-            .call_within(within, |c, ctx| async move { c.hello(ctx).await });
-        Ok(self.runtime.block_on(call)?)
+        self.run(within, |c, ctx| async move { c.hello(ctx).await })
+    }
+
+    /// Makes the call `f` on a pooled connection within `within`, blocking this thread.
+    fn run<T, F, Fut>(&self, within: Duration, f: F) -> Result<T, BackendError>
+    where
+        F: Fn(FetchClient, Context) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => Conn {
+                runtime: tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        BackendError::Unavailable(format!("no runtime for a call: {e}"))
+                    })?,
+                fetchd: self.fetchd.fresh(),
+            },
+        };
+        let result = conn.runtime.block_on(conn.fetchd.call_within(within, f));
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
+        Ok(result?)
     }
 
     /// Blocks on a call whose answer is itself a `Result` from fetchd.
-    fn wait<T>(
-        &self,
-        call: impl Future<Output = Result<Result<T, FetchError>, CallError>>,
-    ) -> Result<T, BackendError> {
-        Ok(self.runtime.block_on(call)??)
+    fn wait<T, F, Fut>(&self, f: F) -> Result<T, BackendError>
+    where
+        F: Fn(FetchClient, Context) -> Fut,
+        Fut: Future<Output = Result<Result<T, FetchError>, RpcError>>,
+    {
+        Ok(self.run(self.fetchd.retry_for(), f)??)
     }
 }
 
 impl Backend for RpcBackend {
     fn lookup(&self, parent: Ino, name: &str) -> Result<Attr, BackendError> {
-        self.wait(self.fetchd.call(|c, ctx| {
+        self.wait(|c, ctx| {
             let name = name.to_owned();
             async move { c.lookup(ctx, parent, name).await }
-        }))
+        })
     }
 
     fn getattr(&self, ino: Ino) -> Result<Attr, BackendError> {
-        self.wait(
-            self.fetchd
-                .call(|c, ctx| async move { c.getattr(ctx, ino).await }),
-        )
+        self.wait(|c, ctx| async move { c.getattr(ctx, ino).await })
     }
 
     fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, BackendError> {
-        self.wait(
-            self.fetchd
-                .call(|c, ctx| async move { c.readdir(ctx, ino).await }),
-        )
+        self.wait(|c, ctx| async move { c.readdir(ctx, ino).await })
     }
 
     fn readlink(&self, ino: Ino) -> Result<String, BackendError> {
-        self.wait(
-            self.fetchd
-                .call(|c, ctx| async move { c.readlink(ctx, ino).await }),
-        )
+        self.wait(|c, ctx| async move { c.readlink(ctx, ino).await })
     }
 
     fn read(&self, track: TrackRef, offset: u64, len: u32) -> Result<Vec<u8>, BackendError> {
-        let bytes = self.wait(
-            self.fetchd
-                .call(|c, ctx| async move { c.read(ctx, track, offset, len).await }),
-        )?;
+        let bytes = self.wait(|c, ctx| async move { c.read(ctx, track, offset, len).await })?;
         Ok(bytes.into_vec())
     }
 
     fn xattrs(&self, ino: Ino) -> Result<Vec<(String, String)>, BackendError> {
-        self.wait(
-            self.fetchd
-                .call(|c, ctx| async move { c.xattrs(ctx, ino).await }),
-        )
+        self.wait(|c, ctx| async move { c.xattrs(ctx, ino).await })
     }
 
     fn statfs(&self) -> Result<FsStats, BackendError> {
-        self.wait(
-            self.fetchd
-                .call(|c, ctx| async move { c.statfs(ctx).await }),
-        )
+        self.wait(|c, ctx| async move { c.statfs(ctx).await })
     }
 
     fn generation(&self) -> Result<u64, BackendError> {
         // Polled in the background: a short deadline, the next poll tries again.
-        let call = self
-            .fetchd
-            .call_within(GENERATION_DEADLINE, |c, ctx| async move {
-                c.generation(ctx).await
-            });
-        Ok(self.runtime.block_on(call)?)
+        self.run(GENERATION_DEADLINE, |c, ctx| async move {
+            c.generation(ctx).await
+        })
     }
 }
 
@@ -169,18 +192,13 @@ mod tests {
 
     #[test]
     fn unavailable_fetchd_fails_after_the_deadline() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let fetchd = Reconnecting::new(
             "fetchd",
             dir.path().join("missing.sock"),
             Duration::from_millis(50),
         );
-        let backend = RpcBackend::new(runtime.handle().clone(), fetchd);
+        let backend = RpcBackend::new(fetchd);
         assert!(matches!(
             backend.getattr(1),
             Err(BackendError::Unavailable(_))

@@ -67,7 +67,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     let socket = StateDir::new(&opts.state_dir).socket(FETCHD);
     let fetchd = Reconnecting::new(FETCHD, &socket, opts.retry_for);
-    let backend = RpcBackend::new(runtime.handle().clone(), fetchd);
+    let backend = RpcBackend::new(fetchd);
     let hello = backend
         .hello(opts.retry_for)
         .with_context(|| format!("waiting for fetchd at {}", socket.display()))?;

@@ -6,7 +6,8 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use musicfs_ipc::layout::{StateDir, FETCHD};
@@ -32,7 +33,11 @@ const SONG_LEN: usize = 3 * (1 << 20) + (1 << 19);
 static LARGEST_READ: AtomicU32 = AtomicU32::new(0);
 
 fn song_bytes() -> Vec<u8> {
-    (0..SONG_LEN).map(|i| (i % 251) as u8).collect()
+    song_byte_range(0, SONG_LEN)
+}
+
+fn song_byte_range(start: usize, end: usize) -> Vec<u8> {
+    (start..end).map(|i| (i % 251) as u8).collect()
 }
 
 fn attr(ino: Ino) -> Option<Attr> {
@@ -113,10 +118,9 @@ impl Fetch for FakeFetchd {
         if track != SONG_TRACK {
             return Err(FetchError::Stale);
         }
-        let bytes = song_bytes();
-        let start = (offset as usize).min(bytes.len());
-        let end = (start + len as usize).min(bytes.len());
-        Ok(ByteBuf::from(bytes[start..end].to_vec()))
+        let start = (offset as usize).min(SONG_LEN);
+        let end = (start + len as usize).min(SONG_LEN);
+        Ok(ByteBuf::from(song_byte_range(start, end)))
     }
 
     async fn xattrs(self, _: Context, ino: Ino) -> Result<Vec<(String, String)>, FetchError> {
@@ -149,6 +153,14 @@ impl Fetch for FakeFetchd {
 
 /// Serves the fake on `state_dir`'s fetchd socket from a runtime of its own.
 fn start_fake_fetchd(state_dir: &Path) -> tokio::runtime::Runtime {
+    start_counting_fake_fetchd(state_dir, Arc::default())
+}
+
+/// Like [`start_fake_fetchd`], counting the connections it accepts in `connections`.
+fn start_counting_fake_fetchd(
+    state_dir: &Path,
+    connections: Arc<AtomicUsize>,
+) -> tokio::runtime::Runtime {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -158,7 +170,11 @@ fn start_fake_fetchd(state_dir: &Path) -> tokio::runtime::Runtime {
     let listener = musicfs_ipc::listen::bind(&socket).unwrap();
     runtime.spawn(async move {
         let listener = musicfs_ipc::listen::into_tokio(listener).unwrap();
-        musicfs_ipc::serve_unix!(listener, FakeFetchd.serve()).await;
+        let admit = move |_: &tokio::net::UnixStream| {
+            connections.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        };
+        musicfs_ipc::serve_unix!(listener, FakeFetchd.serve(), admit = admit).await;
     });
     runtime
 }
@@ -167,10 +183,9 @@ fn start_fake_fetchd(state_dir: &Path) -> tokio::runtime::Runtime {
 fn rpc_backend_answers_from_fetchd() {
     let state = tempfile::tempdir().unwrap();
     let _fetchd = start_fake_fetchd(state.path());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let socket = StateDir::new(state.path()).socket(FETCHD);
     let client = musicfs_ipc::client::Reconnecting::new(FETCHD, socket, Duration::from_secs(5));
-    let backend = RpcBackend::new(runtime.handle().clone(), client);
+    let backend = RpcBackend::new(client);
 
     assert_eq!(
         backend.hello(Duration::from_secs(5)).unwrap().service,
@@ -186,6 +201,42 @@ fn rpc_backend_answers_from_fetchd() {
     assert_eq!(bytes, song_bytes()[1 << 20..2 << 20]);
     assert_eq!(backend.xattrs(SONG).unwrap().len(), 1);
     assert_eq!(backend.statfs().unwrap().files, 1);
+}
+
+#[test]
+fn calls_share_pooled_connections_one_per_caller_at_a_time() {
+    let state = tempfile::tempdir().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let _fetchd = start_counting_fake_fetchd(state.path(), connections.clone());
+    let socket = StateDir::new(state.path()).socket(FETCHD);
+    let client = musicfs_ipc::client::Reconnecting::new(FETCHD, socket, Duration::from_secs(5));
+    let backend = RpcBackend::new(client);
+
+    for _ in 0..20 {
+        assert_eq!(backend.getattr(SONG).unwrap().ino, SONG);
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "calls one after another use one connection"
+    );
+
+    // Four threads calling at once: a call holds its connection only while it runs, so there
+    // are never more connections than callers.
+    let (start, song) = (Barrier::new(4), song_bytes());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                start.wait();
+                for i in 0..50u64 {
+                    let bytes = backend.read(SONG_TRACK, i * 4096, 4096).unwrap();
+                    assert_eq!(bytes, song[(i * 4096) as usize..][..4096]);
+                }
+            });
+        }
+    });
+    let made = connections.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&made), "{made} connections for 4 callers");
 }
 
 #[test]
