@@ -1,7 +1,7 @@
 //! The cost of one `Fetch::read` round trip over the real transport, without FUSE, fetchd or
 //! disk: a server whose `read` answers from memory, in a child process (the way fetchd is), and
-//! a client called from a plain thread the way mountd's FUSE threads call it: the thread drives
-//! its connection itself, on a single-threaded runtime of its own.
+//! a client called from a plain thread the way mountd's FUSE threads call it: through
+//! `musicfs_ipc::blocking::Blocking`, the thread driving its connection itself.
 //!
 //! `cargo run --release -p musicfs-ipc --example rpc_bench` prints the median and p90 of reads
 //! of 4 KiB, 64 KiB and 1 MiB, back to back and with a 2 ms pause before each (the CPUs idle
@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use musicfs_ipc::blocking::Blocking;
 use musicfs_ipc::client::Reconnecting;
 use musicfs_ipc::{
     Attr, DirEntry, Fetch, FetchClient, FetchError, FsStats, Hello, Ino, TrackId, TrackRef,
@@ -107,28 +108,25 @@ fn main() {
     }
     // The client side as mountd builds it (or as it did, with --shared-runtime).
     let shared = args.iter().any(|a| a == "--shared-runtime");
-    let runtime = if shared {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    }
-    .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let fetchd = Reconnecting::<FetchClient>::new("fetchd", &socket, Duration::from_secs(5));
+    let blocking = Blocking::new(fetchd.fresh());
     let track = TrackRef {
         id: TrackId(1),
         version: 1,
     };
     let read = |len: u32| {
-        let bytes = runtime
-            .block_on(fetchd.call(|c, ctx| async move { c.read(ctx, track, 0, len).await }))
-            .expect("call")
-            .expect("read");
-        assert_eq!(bytes.len(), len as usize);
+        let call = |c: FetchClient, ctx| async move { c.read(ctx, track, 0, len).await };
+        let bytes = if shared {
+            runtime.block_on(fetchd.call(call))
+        } else {
+            blocking.call(call)
+        };
+        assert_eq!(bytes.expect("call").expect("read").len(), len as usize);
     };
     read(1);
     println!(

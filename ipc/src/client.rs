@@ -121,6 +121,11 @@ impl<C: Connect> Reconnecting<C> {
         self.retry_for
     }
 
+    /// The worker's name, as errors show it.
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
     /// Runs `f` with a connected client, reconnecting and retrying until `retry_for` has passed.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, CallError>
     where

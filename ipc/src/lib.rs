@@ -8,6 +8,7 @@
 //! each process enters before it serves ([`sandbox`]).
 //! It never depends on a process crate.
 
+pub mod blocking;
 pub mod client;
 pub mod codec;
 pub mod config;

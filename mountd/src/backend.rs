@@ -6,14 +6,13 @@
 //! the same trait.
 
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use musicfs_ipc::blocking::Blocking;
 use musicfs_ipc::client::{CallError, Context, Reconnecting, RpcError};
 use musicfs_ipc::{
     Attr, DirEntry, FetchClient, FetchError, FsStats, Hello, IndexError, Ino, TrackRef,
 };
-use tokio::runtime::Runtime;
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,67 +68,26 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// [`Backend`] over fetchd's `Fetch` service. The client reconnects and retries by itself until
-/// its deadline; only then does a call fail with [`BackendError::Unavailable`].
-///
-/// A call borrows a connection for its duration and the calling thread drives it, on that
-/// connection's own single-threaded runtime: fetchd's answer wakes the caller directly, not a
-/// runtime worker that then wakes the caller. That hand-off cost about 50 µs a call on an idle
-/// machine (`ipc/examples/rpc_bench.rs`). Connections are kept for the next call, so there are
-/// as many as calls ever ran at once: one per FUSE thread, and the generation poll's.
+/// its deadline; only then does a call fail with [`BackendError::Unavailable`]. Each call is
+/// driven by the calling (FUSE) thread on a pooled connection ([`Blocking`]).
 pub struct RpcBackend {
-    fetchd: Reconnecting<FetchClient>,
-    idle: Mutex<Vec<Conn>>,
-}
-
-/// A connection to fetchd and the runtime its client runs on (only inside a call).
-struct Conn {
-    runtime: Runtime,
-    fetchd: Reconnecting<FetchClient>,
+    fetchd: Blocking<FetchClient>,
 }
 
 impl RpcBackend {
     /// Calls block the calling thread, which must not be a runtime's own.
     pub fn new(fetchd: Reconnecting<FetchClient>) -> Self {
         Self {
-            fetchd,
-            idle: Mutex::new(Vec::new()),
+            fetchd: Blocking::new(fetchd),
         }
     }
 
     /// The handshake, retried until `within` has passed: used to wait for fetchd at start-up.
     pub fn hello(&self, within: Duration) -> Result<Hello, BackendError> {
-        self.run(within, |c, ctx| async move { c.hello(ctx).await })
-    }
-
-    /// Makes the call `f` on a pooled connection within `within`, blocking this thread.
-    fn run<T, F, Fut>(&self, within: Duration, f: F) -> Result<T, BackendError>
-    where
-        F: Fn(FetchClient, Context) -> Fut,
-        Fut: Future<Output = Result<T, RpcError>>,
-    {
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => Conn {
-                runtime: tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| {
-                        BackendError::Unavailable(format!("no runtime for a call: {e}"))
-                    })?,
-                fetchd: self.fetchd.fresh(),
-            },
-        };
-        let result = conn.runtime.block_on(conn.fetchd.call_within(within, f));
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(conn);
-        Ok(result?)
+        let hello = self
+            .fetchd
+            .call_within(within, |c, ctx| async move { c.hello(ctx).await });
+        Ok(hello?)
     }
 
     /// Blocks on a call whose answer is itself a `Result` from fetchd.
@@ -138,7 +96,7 @@ impl RpcBackend {
         F: Fn(FetchClient, Context) -> Fut,
         Fut: Future<Output = Result<Result<T, FetchError>, RpcError>>,
     {
-        Ok(self.run(self.fetchd.retry_for(), f)??)
+        Ok(self.fetchd.call(f)??)
     }
 }
 
@@ -177,9 +135,12 @@ impl Backend for RpcBackend {
 
     fn generation(&self) -> Result<u64, BackendError> {
         // Polled in the background: a short deadline, the next poll tries again.
-        self.run(GENERATION_DEADLINE, |c, ctx| async move {
-            c.generation(ctx).await
-        })
+        let generation = self
+            .fetchd
+            .call_within(GENERATION_DEADLINE, |c, ctx| async move {
+                c.generation(ctx).await
+            });
+        Ok(generation?)
     }
 }
 

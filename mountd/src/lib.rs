@@ -41,8 +41,9 @@ use crate::remembered::Remembered;
 use crate::search::{RpcSearch, SEARCH_DEADLINE};
 use crate::views::Views;
 
-/// Threads driving the fetchd connection.
-const RPC_THREADS: usize = 2;
+/// Threads of mountd's runtime: signals and the watchdog. Calls to fetchd and indexd are driven
+/// by the threads making them (`musicfs_ipc::blocking`).
+const RUNTIME_THREADS: usize = 1;
 /// Threads taking requests from the kernel; each blocks while fetchd answers.
 const FUSE_THREADS: usize = 4;
 /// The mount's readahead: four requests of [`MAX_IO`] bytes.
@@ -60,8 +61,8 @@ pub struct Options {
 /// Serves the library at `opts.mountpoint` until SIGTERM/SIGINT or until it is unmounted.
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(RPC_THREADS)
-        .thread_name("mountd-rpc")
+        .worker_threads(RUNTIME_THREADS)
+        .thread_name("mountd-rt")
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
@@ -77,7 +78,6 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let (ended, session_ended) = oneshot::channel();
     let index_socket = StateDir::new(&opts.state_dir).socket(INDEXD);
     let search = RpcSearch::new(
-        runtime.handle().clone(),
         Reconnecting::new(INDEXD, &index_socket, SEARCH_DEADLINE),
         Reconnecting::new(FETCHD, &socket, opts.retry_for),
     );

@@ -15,8 +15,8 @@ pub fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
-/// Pings the watchdog from a task on `runtime` (the one that talks to fetchd), so a wedged
-/// runtime stops the pings and systemd restarts mountd.
+/// Pings the watchdog from a task on `runtime` (mountd's own, which also waits for the signals
+/// that stop it), so a wedged runtime stops the pings and systemd restarts mountd.
 pub fn start_watchdog(runtime: &Handle) {
     let Some(timeout) = sd_notify::watchdog_enabled() else {
         return;

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use musicfs_ipc::blocking::Blocking;
 use musicfs_ipc::client::Reconnecting;
 use musicfs_ipc::{FetchClient, Hit, IndexClient, TrackId};
-use tokio::runtime::Handle;
 
 use crate::backend::BackendError;
 use crate::views::Search;
@@ -15,21 +15,16 @@ use crate::views::Search;
 pub const SEARCH_DEADLINE: Duration = Duration::from_secs(5);
 
 pub struct RpcSearch {
-    runtime: Handle,
-    indexd: Reconnecting<IndexClient>,
-    fetchd: Reconnecting<FetchClient>,
+    indexd: Blocking<IndexClient>,
+    fetchd: Blocking<FetchClient>,
 }
 
 impl RpcSearch {
-    pub fn new(
-        runtime: Handle,
-        indexd: Reconnecting<IndexClient>,
-        fetchd: Reconnecting<FetchClient>,
-    ) -> Self {
+    /// Calls block the calling thread, which must not be a runtime's own.
+    pub fn new(indexd: Reconnecting<IndexClient>, fetchd: Reconnecting<FetchClient>) -> Self {
         Self {
-            runtime,
-            indexd,
-            fetchd,
+            indexd: Blocking::new(indexd),
+            fetchd: Blocking::new(fetchd),
         }
     }
 }
@@ -37,35 +32,35 @@ impl RpcSearch {
 impl Search for RpcSearch {
     fn search(&self, query: &str, limit: u32) -> Result<Vec<Hit>, BackendError> {
         let query = query.to_owned();
-        let call = self.indexd.call_within(SEARCH_DEADLINE, |c, ctx| {
+        let hits = self.indexd.call_within(SEARCH_DEADLINE, |c, ctx| {
             let query = query.clone();
             async move { c.search(ctx, query, limit).await }
         });
-        Ok(self.runtime.block_on(call)??)
+        Ok(hits??)
     }
 
     fn collections(&self) -> Result<Vec<(String, String)>, BackendError> {
-        let call =
-            self.indexd.call_within(
+        let collections = self
+            .indexd
+            .call_within(
                 SEARCH_DEADLINE,
                 |c, ctx| async move { c.collections(ctx).await },
-            );
-        let collections = self.runtime.block_on(call)??;
+            )??;
         Ok(collections.into_iter().map(|c| (c.name, c.query)).collect())
     }
 
     fn paths(&self, tracks: Vec<TrackId>) -> Result<Vec<Option<String>>, BackendError> {
-        let call = self.fetchd.call(|c, ctx| {
+        let paths = self.fetchd.call(|c, ctx| {
             let tracks = tracks.clone();
             async move { c.paths(ctx, tracks).await }
         });
-        Ok(self.runtime.block_on(call)?)
+        Ok(paths?)
     }
 
     fn hidden(&self) -> Result<(u64, Vec<TrackId>), BackendError> {
-        let call = self
+        let hidden = self
             .fetchd
             .call(|c, ctx| async move { c.hidden(ctx).await });
-        Ok(self.runtime.block_on(call)?)
+        Ok(hidden?)
     }
 }
