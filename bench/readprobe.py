@@ -11,9 +11,10 @@
                                           (POSIX_FADV_RANDOM, so the kernel reads no more than
                                           asked); prints "MEDIAN P99 ASKED UNIQUE" (seconds,
                                           bytes)
-    readprobe.py wait-quiet COUNTFILE [QUIET_S] [TIMEOUT_S]
-                                          waits until the proxy's DOWN count has grown by less
-                                          than 32 KiB over QUIET_S seconds (default 1.5); prints it
+    readprobe.py wait-quiet PORT [QUIET_S] [TIMEOUT_S]
+                                          waits until the bytes the server on PORT has sent
+                                          (bench/wirecount.py) have grown by less than 32 KiB
+                                          over QUIET_S seconds (default 1.5); prints them
 
 Timing covers only the reads (not Python's start-up). Every read is compared with the same
 bytes of ORIGIN (the file on the server's disk) after the timing, so a wrong byte fails the run.
@@ -23,6 +24,9 @@ import os
 import random
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wirecount  # noqa: E402
 
 
 def fail(msg):
@@ -115,16 +119,11 @@ def random_reads(path, origin, n, size, seed):
     print(f"{median:.6f} {p99:.6f} {n * size} {len(pages) * 4096}")
 
 
-def down(countfile):
-    with open(countfile) as f:
-        return int(f.read().split()[0])
-
-
-def wait_quiet(countfile, quiet=1.5, timeout=120.0):
+def wait_quiet(port, quiet=1.5, timeout=120.0):
     deadline = time.monotonic() + timeout
     history = []  # (time, down)
     while True:
-        now, count = time.monotonic(), down(countfile)
+        now, count = time.monotonic(), wirecount.read(port)[0]
         history.append((now, count))
         old = [c for t, c in history if t <= now - quiet]
         if old and count - old[-1] < 32 << 10:
@@ -149,7 +148,7 @@ def main():
     elif cmd == "random" and len(rest) == 5:
         random_reads(rest[0], rest[1], int(rest[2]), int(rest[3]), int(rest[4]))
     elif cmd == "wait-quiet" and 1 <= len(rest) <= 3:
-        wait_quiet(rest[0], *map(float, rest[1:]))
+        wait_quiet(int(rest[0]), *map(float, rest[1:]))
     else:
         fail(__doc__)
 

@@ -2,11 +2,12 @@
 # bench/remote.sh: MusicFS over SFTP vs sshfs vs `rclone mount --vfs-cache-mode full`, side by
 # side in one run, against the same OpenSSH sshd (on 127.0.0.1, with its own config and keys in a
 # temp dir) and the same files: a library of 12 five-minute FLACs (~32 MB each, 4 albums of 3).
-# Every client connects through bench/tcpcount.py, a byte-counting TCP proxy in front of sshd, so
-# the bytes each one pulls over the wire are counted the same way. Measured for each system:
+# The kernel counts the bytes sshd sends and receives on its port (bench/wirecount.py, nftables),
+# so what each client pulls over the wire is counted the same way with nothing in its path.
+# Measured for each system:
 #   - time to first byte: open + read of the first 4 KiB of never-read files (median, max)
 #   - cold sequential read of a never-read file (MB/s), the wire bytes it caused, and the CPU
-#     time sshd, the proxy and everything else used meanwhile
+#     time sshd and everything else used meanwhile
 #   - warm re-read of that file after dropping the page cache (MB/s, wire bytes)
 #   - random 64 KiB reads on a never-read file: median and p99 latency, wire bytes / asked bytes
 #     (and, as a baseline, the same reads on the origin's own disk with no network in between);
@@ -48,11 +49,11 @@ drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 result() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$RESULTS"; }
 # Bytes sshd has sent to clients so far, once nothing more has been sent for 1.5 s (background
 # read-ahead, warming and cache fills count towards the measurement that caused them).
-wire_down() { "${PROBE[@]}" wait-quiet "$RUN/wire.count"; }
+wire_down() { "${PROBE[@]}" wait-quiet "$SSHD_PORT"; }
 
 install_deps() {
   local need=() p
-  for p in openssh-server openssh-client sshfs rclone mpd mpc ffmpeg fuse3 bc; do
+  for p in openssh-server openssh-client sshfs rclone mpd mpc ffmpeg fuse3 bc nftables; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
   done
   [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -91,14 +92,14 @@ path_in_mount() {
   fi
 }
 
-# --- sshd and the counting proxy ---------------------------------------------------------------
+# --- sshd and its byte counters -----------------------------------------------------------------
 start_sshd() {
   local dir=$RUN/sshd
   mkdir -p "$dir" /run/sshd
   ssh-keygen -q -t ed25519 -N '' -C musicfs-bench -f "$dir/host_ed25519"
   ssh-keygen -q -t ed25519 -N '' -C musicfs-bench -f "$dir/client_ed25519"
   cp "$dir/client_ed25519.pub" "$dir/authorized_keys"
-  SSHD_PORT=$(free_port); PROXY_PORT=$(free_port)
+  SSHD_PORT=$(free_port)
   cat > "$dir/sshd_config" <<CONF
 Port $SSHD_PORT
 ListenAddress 127.0.0.1
@@ -115,21 +116,19 @@ MaxStartups 100
 MaxSessions 100
 LogLevel DEBUG1
 CONF
-  # Clients connect to the proxy's port: that is the host key's name for them.
   local key; key=$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")
-  printf '[127.0.0.1]:%s %s\n[127.0.0.1]:%s %s\n' "$PROXY_PORT" "$key" "$SSHD_PORT" "$key" > "$dir/known_hosts"
+  printf '[127.0.0.1]:%s %s\n' "$SSHD_PORT" "$key" > "$dir/known_hosts"
   IDENTITY=$dir/client_ed25519; KNOWN_HOSTS=$dir/known_hosts
   /usr/sbin/sshd -D -e -f "$dir/sshd_config" 2>"$dir/sshd.log" &
   SSHD_PID=$!
-  python3 bench/tcpcount.py "$PROXY_PORT" "$SSHD_PORT" "$RUN/wire.count" 2>"$RUN/tcpcount.log" &
-  PROXY_PID=$!
+  python3 bench/wirecount.py start "$SSHD_PORT"
+  COUNTING=$SSHD_PORT
   local _
   for _ in $(seq 300); do
-    # A banner through the proxy: both are up.
-    [ -f "$RUN/wire.count" ] && head -c4 2>/dev/null < /dev/tcp/127.0.0.1/"$PROXY_PORT" | grep -q SSH- && return
+    head -c4 2>/dev/null < /dev/tcp/127.0.0.1/"$SSHD_PORT" | grep -q SSH- && return
     sleep 0.05
   done
-  cat "$dir/sshd.log" >&2; echo "sshd or the proxy did not start" >&2; exit 1
+  cat "$dir/sshd.log" >&2; echo "sshd did not start" >&2; exit 1
 }
 
 # --- mounting each system -----------------------------------------------------------------------
@@ -156,7 +155,7 @@ mount_musicfs() {   # SESSION
   rm -rf "$state"
   cat > "$RUN/musicfs.toml" <<CONF
 [[origins]]
-url = "sftp://root@127.0.0.1:$PROXY_PORT$LIB"
+url = "sftp://root@127.0.0.1:$SSHD_PORT$LIB"
 identity_file = "$IDENTITY"
 known_hosts = "$KNOWN_HOSTS"
 timeout_seconds = 10
@@ -170,7 +169,7 @@ CONF
 umount_musicfs() { kill -TERM "$MOUNT_PID"; wait_unmounted "$MOUNT_PID"; }
 
 mount_sshfs() {
-  sshfs -f -p "$PROXY_PORT" \
+  sshfs -f -p "$SSHD_PORT" \
     -o "IdentityFile=$IDENTITY,UserKnownHostsFile=$KNOWN_HOSTS,GlobalKnownHostsFile=/dev/null" \
     -o StrictHostKeyChecking=yes,BatchMode=yes \
     "root@127.0.0.1:$LIB" "$MNT" 2>"$RUN/sshfs-$1.log" &
@@ -184,7 +183,7 @@ mount_rclone() {   # SESSION: a fresh cache dir each session
 [bench]
 type = sftp
 host = 127.0.0.1
-port = $PROXY_PORT
+port = $SSHD_PORT
 user = root
 key_file = $IDENTITY
 known_hosts_file = $KNOWN_HOSTS
@@ -231,14 +230,13 @@ measure_reads() {
   # Cold sequential read of a whole never-read file.
   log "$system: cold sequential read"
   drop_caches; before=$(wire_down)
-  local cpu_sshd cpu_proxy cpu_busy
-  read -r bytes secs cpu_sshd cpu_proxy cpu_busy < <("${PROBE[@]}" seq "${paths[$SEQ_FILE]}" "$SSHD_PID" "$PROXY_PID")
+  local cpu_sshd cpu_busy
+  read -r bytes secs cpu_sshd cpu_busy < <("${PROBE[@]}" seq "${paths[$SEQ_FILE]}" "$SSHD_PID")
   after=$(wire_down)
   result "$system" seq_cold_secs "$secs"; result "$system" seq_bytes "$bytes"
   result "$system" seq_cold_wire $((after - before))
-  # Where the machine's CPU time went during the read: sshd, the proxy, and all the rest.
+  # Where the machine's CPU time went during the read: sshd, and all the rest.
   result "$system" seq_cold_cpu_sshd "$cpu_sshd"
-  result "$system" seq_cold_cpu_proxy "$cpu_proxy"
   result "$system" seq_cold_cpu_busy "$cpu_busy"
   sleep 1   # let MusicFS finish cutting the completed file into chunks (local work only)
 
@@ -349,7 +347,7 @@ cleanup() {
   fi
   mountpoint -q "$MNT" 2>/dev/null && fusermount3 -uz "$MNT"
   [ -n "${MOUNT_PID:-}" ] && kill "$MOUNT_PID" 2>/dev/null && wait "$MOUNT_PID" 2>/dev/null
-  [ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+  [ -n "${COUNTING:-}" ] && python3 bench/wirecount.py stop "$COUNTING"
   if [ -n "${SSHD_PID:-}" ]; then
     # sshd's per-connection processes are its children; they are ours to end too.
     for pid in $(pgrep -P "$SSHD_PID"); do kill "$pid" 2>/dev/null; done
@@ -386,8 +384,7 @@ row("cold sequential read, MB/s", lambda s: mbps(s, "seq_cold_secs"), "{:.0f}")
 row("  wire bytes / file size", lambda s: r[s]["seq_cold_wire"] / r[s]["seq_bytes"], "{:.3f}")
 def cpu_ms_per_mb(s, k): return r[s][f"seq_cold_cpu_{k}"] / 1e6 / mb(r[s]["seq_bytes"])
 row("  CPU ms/MB: sshd", lambda s: cpu_ms_per_mb(s, "sshd"), "{:.2f}")
-row("  CPU ms/MB: the proxy", lambda s: cpu_ms_per_mb(s, "proxy"), "{:.2f}")
-row("  CPU ms/MB: the rest (client side)", lambda s: cpu_ms_per_mb(s, "busy") - cpu_ms_per_mb(s, "sshd") - cpu_ms_per_mb(s, "proxy"), "{:.2f}")
+row("  CPU ms/MB: the rest (client side)", lambda s: cpu_ms_per_mb(s, "busy") - cpu_ms_per_mb(s, "sshd"), "{:.2f}")
 row("  CPUs busy (of %d)" % ncpu, lambda s: r[s]["seq_cold_cpu_busy"] / 1e9 / r[s]["seq_cold_secs"], "{:.2f}")
 row("warm re-read (page cache dropped), MB/s", lambda s: mbps(s, "seq_warm_secs"), "{:.0f}")
 row("  wire bytes / file size", lambda s: r[s]["seq_warm_wire"] / r[s]["seq_bytes"], "{:.3f}")
@@ -419,11 +416,11 @@ def cold():
     cr = mbps("musicfs", "seq_cold_secs") / mbps("rclone", "seq_cold_secs")
     return f"  cold sequential vs sshfs {cs:.2f}x, vs rclone {cr:.2f}x (>= 2x both: {ok(cs >= 2 and cr >= 2)})"
 def cold_cpu():
-    # What 2x sshfs would take: sshd and the proxy cost what they cost per MB whoever reads.
+    # What 2x sshfs would take: sshd costs what it costs per MB whoever reads.
     want = 2 * max(mbps("sshfs", "seq_cold_secs"), mbps("rclone", "seq_cold_secs"))
-    fixed = (cpu_ms_per_mb("musicfs", "sshd") + cpu_ms_per_mb("musicfs", "proxy")) * want / 1000
+    fixed = cpu_ms_per_mb("musicfs", "sshd") * want / 1000
     mine = (cpu_ms_per_mb("musicfs", "busy") * want / 1000) - fixed
-    return (f"    at {want:.0f} MB/s, sshd and the proxy alone would keep {fixed:.2f} of the {ncpu} CPUs busy;"
+    return (f"    at {want:.0f} MB/s, sshd alone would keep {fixed:.2f} of the {ncpu} CPUs busy;"
             f" MusicFS's side, at its measured cost per MB, {mine:.2f} more")
 def warm():
     w = mbps("musicfs", "seq_warm_secs")
@@ -467,8 +464,8 @@ main() {
   for system in "${SYSTEMS[@]}"; do measure_mpd_scan "$system"; done
   {
     echo "MusicFS remote-origin benchmark — $(date -u +%F) — $(nproc) cores, $(uname -r)"
-    echo "one OpenSSH sshd on 127.0.0.1, every client through the same byte-counting proxy;"
-    echo "wire = bytes sshd sent to the client (SSH framing included); page cache dropped before each read"
+    echo "one OpenSSH sshd on 127.0.0.1; wire = TCP payload bytes sshd sent to the client (SSH framing"
+    echo "included), counted by the kernel on sshd's port; page cache dropped before each read"
     echo "sshfs $(sshfs --version 2>&1 | awk '/SSHFS version/{print $3}'), rclone $(rclone version | awk 'NR==1{print $2}'), $(mpd --version | head -1)"
     echo "ciphers sshd negotiated: MusicFS $(cat "$RUN/ciphers-musicfs" 2>/dev/null || echo -), sshfs $(cat "$RUN/ciphers-sshfs" 2>/dev/null || echo -), rclone $(cat "$RUN/ciphers-rclone" 2>/dev/null || echo -)"
     echo
