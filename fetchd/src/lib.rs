@@ -126,7 +126,8 @@ pub fn run(
         });
         let admin_server = AdminServer(state.clone());
         let server = FetchServer(state);
-        let serve = musicfs_ipc::serve_unix!(data, server.clone().serve());
+        // mountd waits for each answer before it asks again on a connection.
+        let serve = musicfs_ipc::serve_unix!(data, server.clone().serve(), in_order);
         let serve_admin = musicfs_ipc::serve_unix!(
             admin,
             admin_server.clone().serve(),

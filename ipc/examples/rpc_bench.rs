@@ -80,7 +80,8 @@ fn serve(socket: &Path) -> ! {
         .expect("runtime");
     runtime.block_on(async {
         let listener = tokio::net::UnixListener::bind(socket).expect("bind");
-        musicfs_ipc::serve_unix!(listener, MemoryFetch.serve()).await;
+        // As fetchd serves its data socket.
+        musicfs_ipc::serve_unix!(listener, MemoryFetch.serve(), in_order).await;
     });
     std::process::exit(0)
 }
