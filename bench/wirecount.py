@@ -33,6 +33,8 @@ def table(port):
 
 def start(port):
     t = table(port)
+    # A table left by a run that was killed, on a port used again, would count twice.
+    subprocess.run(["nft", "delete", "table", "inet", t], capture_output=True)
     nft("add", "table", "inet", t)
     for counter in ("down", "up"):
         nft("add", "counter", "inet", t, counter)
