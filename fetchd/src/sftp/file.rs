@@ -102,12 +102,9 @@ pub(super) async fn read_pipelined(
     buf: &mut [u8],
     timeout: Duration,
 ) -> Result<usize, Fail> {
-    let step = conn.request_len as usize;
     // Pieces to ask for: (position in buf, length). A short answer asks for the rest.
-    let mut todo: VecDeque<(usize, usize)> = (0..buf.len())
-        .step_by(step)
-        .map(|at| (at, step.min(buf.len() - at)))
-        .collect();
+    let mut todo = pieces(buf.len(), conn.request_len);
+    let step = todo.front().map_or(1, |p| p.1);
     let mut eof = buf.len();
     let mut pending = FuturesUnordered::new();
     loop {
@@ -143,6 +140,19 @@ pub(super) async fn read_pipelined(
     }
 }
 
+/// The requests a read of `len` bytes is asked in: (position, length), in order. Small reads
+/// in [`SMALL_PIECE`]s (see there), others in pieces of the server's limit.
+pub(super) fn pieces(len: usize, request_len: u32) -> VecDeque<(usize, usize)> {
+    let mut step = (request_len as usize).max(1);
+    if len <= SMALL_READ {
+        step = step.min(SMALL_PIECE);
+    }
+    (0..len)
+        .step_by(step)
+        .map(|at| (at, step.min(len - at)))
+        .collect()
+}
+
 /// A remote file handle, closed (without waiting) when dropped.
 pub(super) struct FileRef {
     pub(super) conn: Arc<Conn>,
@@ -174,5 +184,33 @@ impl Drop for FileRef {
             self.spawner
                 .spawn(async move { timeout(t, conn.sftp.close(handle)).await });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_reads_go_out_in_consecutive_32_kib_pieces() {
+        let limit = 255 * 1024;
+        let got: Vec<_> = pieces(64 * 1024, limit).into_iter().collect();
+        assert_eq!(got, [(0, 32 * 1024), (32 * 1024, 32 * 1024)]);
+        let got: Vec<_> = pieces(40 * 1024, limit).into_iter().collect();
+        assert_eq!(got, [(0, 32 * 1024), (32 * 1024, 8 * 1024)]);
+        // A server that allows less than a piece is asked for no more than it allows.
+        let got: Vec<_> = pieces(64 * 1024, 16 * 1024).into_iter().collect();
+        assert_eq!(got.len(), 4);
+        assert!(got.iter().all(|&(_, len)| len == 16 * 1024));
+    }
+
+    #[test]
+    fn large_reads_go_out_in_pieces_of_the_servers_limit() {
+        let limit = 255 * 1024;
+        let got: Vec<_> = pieces(1 << 20, limit).into_iter().collect();
+        assert_eq!(got.len(), 5);
+        assert!(got[..4].iter().all(|&(_, len)| len == limit as usize));
+        assert_eq!(got[4], (4 * limit as usize, (1 << 20) - 4 * limit as usize));
+        assert!(pieces(0, limit).is_empty());
     }
 }
