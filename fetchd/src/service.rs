@@ -94,8 +94,9 @@ impl Fetch for FetchServer {
         offset: u64,
         len: u32,
     ) -> Result<serde_bytes::ByteBuf, FetchError> {
-        // Read on this worker, which hands its other tasks to another thread first: cheaper
-        // for a small read than sending it to a blocking thread and waking this one after.
+        // Read on this thread. On the data socket that is the connection's own thread, outside
+        // any runtime, where `block_in_place` just runs the read; on a runtime worker it hands
+        // the worker's other tasks to another thread first.
         // A panic fails this read at once instead of leaving mountd to wait for its deadline.
         let read = || self.0.reader.read(track, offset, len.min(MAX_READ));
         tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)))
