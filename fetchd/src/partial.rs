@@ -139,6 +139,26 @@ impl Partial {
         (runs, pending)
     }
 
+    /// Claims the pages of `[offset, end)` as one run if none is present or being fetched
+    /// and they fit in one run; else claims nothing.
+    pub fn claim_all(&self, offset: u64, end: u64) -> Option<Run> {
+        let (first, last) = self.page_span(offset, end);
+        let mut s = self.lock();
+        let last = last.min(s.pages.len());
+        let pages = s.pages.get_mut(first..last)?;
+        if pages.is_empty()
+            || pages.len() as u64 * PAGE > MAX_RUN
+            || pages.iter().any(|p| *p != Page::Missing)
+        {
+            return None;
+        }
+        pages.fill(Page::Fetching);
+        Some(Run {
+            start: first as u64 * PAGE,
+            end: (last as u64 * PAGE).min(self.record.size),
+        })
+    }
+
     /// Stores the bytes of a claimed run (`bytes` may be short only at the end of the file).
     pub fn fill(&self, run: Run, bytes: &[u8]) -> io::Result<()> {
         let written = self.file.write_all_at(bytes, run.start);
@@ -365,6 +385,41 @@ mod tests {
         p.fill(runs[0], &[9; 100]).unwrap();
         assert_eq!(p.read(10 * PAGE + 90, 20 * PAGE).unwrap(), [9; 10]);
         assert!(!p.complete());
+    }
+
+    #[test]
+    fn a_whole_claim_takes_only_ranges_nobody_has_and_fits_one_run() {
+        let (_d, p) = partial(2 * MAX_RUN + 100);
+        let run = p.claim_all(PAGE + 10, 3 * PAGE).unwrap();
+        assert_eq!(
+            run,
+            Run {
+                start: PAGE,
+                end: 3 * PAGE
+            }
+        );
+        // Its pages are being fetched: no second claim on any of them, whole or in part.
+        assert_eq!(p.claim_all(2 * PAGE, 4 * PAGE), None);
+        assert_eq!(p.claim(2 * PAGE, 4 * PAGE).0.len(), 1);
+        p.fill(run, &vec![5; 2 * PAGE as usize]).unwrap();
+        assert_eq!(
+            p.claim_all(0, 2 * PAGE),
+            None,
+            "a present page is not claimed again"
+        );
+        assert_eq!(
+            p.claim_all(8 * PAGE, 8 * PAGE + MAX_RUN + 1),
+            None,
+            "longer than a run"
+        );
+        // The short last page.
+        let tail = p.claim_all(2 * MAX_RUN, 2 * MAX_RUN + 100).unwrap();
+        assert_eq!(tail.end, 2 * MAX_RUN + 100);
+        assert_eq!(
+            p.claim_all(3 * MAX_RUN, 3 * MAX_RUN + 10),
+            None,
+            "past the end"
+        );
     }
 
     #[test]

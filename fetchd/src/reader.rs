@@ -114,6 +114,18 @@ fn catalog_err(e: crate::catalog::CatalogError) -> FetchError {
     FetchError::Catalog(e.to_string())
 }
 
+/// Writes a claimed run's bytes into the staging file (which also gives the claim back on
+/// failure).
+fn store(partial: &Partial, run: Run, bytes: &[u8]) -> Result<(), FetchError> {
+    partial.fill(run, bytes).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FetchError::OriginChanged(format!(
+            "{} is shorter than catalogued",
+            partial.record.location.path
+        )),
+        _ => cache_err(e),
+    })
+}
+
 impl TrackReader {
     /// A reader over `store`, staging partial tracks in `staging` (emptied here).
     pub fn new(
@@ -245,6 +257,9 @@ impl TrackReader {
                 reader.cut_if_complete(track, &p);
             });
         }
+        if let Some(bytes) = self.fetch_for_answer(track, partial, offset, end)? {
+            return Ok(bytes);
+        }
         self.fetch(track.id, partial, offset, end)?;
         let bytes = partial.read(offset, end).map_err(cache_err)?;
         self.cut_if_complete(track, partial);
@@ -305,19 +320,51 @@ impl TrackReader {
         )))
     }
 
+    /// When no page of `[offset, end)` is present or being fetched, fetches them as one run
+    /// and returns the bytes asked for, leaving the write into the staging file (and the cut,
+    /// if the file is then complete) for after the answer has been sent: the write took
+    /// 30 µs of a random 64 KiB read. `None`, with nothing claimed, otherwise.
+    fn fetch_for_answer(
+        &self,
+        track: TrackRef,
+        partial: &Arc<Partial>,
+        offset: u64,
+        end: u64,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let Some(run) = partial.claim_all(offset, end) else {
+            return Ok(None);
+        };
+        let len = (run.end - run.start) as usize;
+        let bytes = match self
+            .replicas
+            .read(track.id, &partial.record, run.start, len, &|_| true)
+        {
+            Ok(bytes) if bytes.len() == len => bytes,
+            // Short: the file shrank; storing says so (and gives the claim back).
+            Ok(short) => return store(partial, run, &short).map(|()| None),
+            Err(e) => {
+                partial.release(run);
+                return Err(e);
+            }
+        };
+        let answer = bytes[(offset - run.start) as usize..(end - run.start) as usize].to_vec();
+        let (reader, partial) = (self.clone(), partial.clone());
+        musicfs_ipc::server::after_answer(move || {
+            if let Err(e) = store(&partial, run, &bytes) {
+                tracing::warn!("staging {}: {e}", partial.record.location.path);
+            }
+            reader.cut_if_complete(track, &partial);
+        });
+        Ok(Some(answer))
+    }
+
     /// Fetches one claimed run into the staging file.
     fn fetch_run(&self, id: TrackId, partial: &Partial, run: Run) -> Result<(), FetchError> {
         let len = (run.end - run.start) as usize;
         let bytes = self
             .replicas
             .read(id, &partial.record, run.start, len, &|_| true)?;
-        partial.fill(run, &bytes).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => FetchError::OriginChanged(format!(
-                "{} is shorter than catalogued",
-                partial.record.location.path
-            )),
-            _ => cache_err(e),
-        })
+        store(partial, run, &bytes)
     }
 
     /// The track's chunks if it has been cut; else, when `want` (offset, length) lies within

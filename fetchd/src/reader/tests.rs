@@ -168,6 +168,14 @@ fn a_random_read_of_an_uncached_track_fetches_little_more_than_asked() {
         fetched <= u64::from(len) * 3 / 2,
         "{fetched} bytes fetched for {len}"
     );
+    // The bytes were kept: the same read, and one inside it, fetch nothing more.
+    assert_eq!(f.reader.read(track, offset, len).unwrap(), got);
+    let inside = (offset as usize + 100)..(offset as usize + 1100);
+    assert_eq!(
+        f.reader.read(track, inside.start as u64, 1000).unwrap(),
+        data[inside]
+    );
+    assert_eq!(f.origin_bytes(), fetched);
 }
 
 #[test]
