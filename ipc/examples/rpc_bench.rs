@@ -8,7 +8,9 @@
 //! between a player's reads, and waking an idle CPU is part of what a read costs).
 //! `-- --malloc-defaults` measures both ends without `memory::keep_large_buffers`;
 //! `-- --shared-runtime` makes the calls through a multi-threaded runtime's workers, the calling
-//! thread waiting for them (as mountd did before).
+//! thread waiting for them (as mountd did before); `-- --task-server` answers each connection's
+//! requests in order on a runtime task instead of a thread of the connection's own (as fetchd
+//! did before).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -72,7 +74,7 @@ impl Fetch for MemoryFetch {
     }
 }
 
-fn serve(socket: &Path) -> ! {
+fn serve(socket: &Path, on_task: bool) -> ! {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -80,8 +82,16 @@ fn serve(socket: &Path) -> ! {
         .expect("runtime");
     runtime.block_on(async {
         let listener = tokio::net::UnixListener::bind(socket).expect("bind");
-        // As fetchd serves its data socket.
-        musicfs_ipc::serve_unix!(listener, MemoryFetch.serve(), in_order).await;
+        if on_task {
+            let admit = |_: &tokio::net::UnixStream| Ok(());
+            musicfs_ipc::serve_unix!(@serve listener, MemoryFetch.serve(), admit, |response| {
+                response.await
+            })
+            .await;
+        } else {
+            // As fetchd serves its data socket.
+            musicfs_ipc::serve_unix!(listener, MemoryFetch.serve(), in_order).await;
+        }
     });
     std::process::exit(0)
 }
@@ -93,13 +103,15 @@ fn main() {
     if !defaults {
         musicfs_ipc::memory::keep_large_buffers();
     }
+    let on_task = args.iter().any(|a| a == "--task-server");
     if let Some(at) = args.iter().position(|a| a == "--serve") {
-        serve(Path::new(&args[at + 1]));
+        serve(Path::new(&args[at + 1]), on_task);
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let socket: PathBuf = dir.path().join("fetchd.sock");
     let mut server = std::process::Command::new(std::env::current_exe().expect("own path"))
         .args(defaults.then_some("--malloc-defaults"))
+        .args(on_task.then_some("--task-server"))
         .arg("--serve")
         .arg(&socket)
         .spawn()
@@ -131,11 +143,16 @@ fn main() {
     };
     read(1);
     println!(
-        "Fetch::read round trip, client on a plain thread, server in another process ({}; {})",
+        "Fetch::read round trip, client on a plain thread, server in another process ({}; {}; {})",
         if shared {
             "calls made by a shared runtime's workers"
         } else {
             "the calling thread drives its connection"
+        },
+        if on_task {
+            "served on a runtime task"
+        } else {
+            "served on the connection's thread"
         },
         if defaults {
             "glibc's allocator defaults"
