@@ -5,6 +5,7 @@
 # `ls` does), through `musicfsctl search`, and MPD's `search` on the same library (over its
 # socket, like `mpc search`, without process start-up on either side).
 # Prints the report and writes bench/search-report.txt. Needs root, mpd and mpc.
+# BENCH_SKIP_BUILD=1 uses the release binaries already built (to compare builds side by side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRACKS=${1:-100000}
@@ -14,7 +15,7 @@ mkdir -p "$ROOT"; ROOT=$(cd "$ROOT" && pwd)
 LIB=$ROOT/lib-$TRACKS
 need=(); for p in fuse3 ffmpeg mpd mpc; do dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q "ok installed" || need+=($p); done
 [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-cargo build --release --quiet --bins
+[ -n "${BENCH_SKIP_BUILD:-}" ] || cargo build --release --quiet --bins
 BIN=$(pwd)/target/release
 if [ ! -f "$LIB/MANIFEST.tsv" ]; then
   rm -rf "$LIB.partial"; bash "$CORPUS/make-synthetic.sh" "$TRACKS" "$LIB.partial" >/dev/null; mv "$LIB.partial" "$LIB"
