@@ -11,6 +11,9 @@
                                           (POSIX_FADV_RANDOM, so the kernel reads no more than
                                           asked); prints "MEDIAN P99 ASKED UNIQUE" (seconds,
                                           bytes)
+    readprobe.py offsets FILE N SIZE SEED
+                                          prints the offsets `random` reads, one per line (for
+                                          other probes that read the same bytes)
     readprobe.py wait-quiet PORT [QUIET_S] [TIMEOUT_S]
                                           waits until the bytes the server on PORT has sent
                                           (bench/wirecount.py) have grown by less than 32 KiB
@@ -92,10 +95,14 @@ def cpu_used(pids):
     return [used(int(p)) for p in pids] + [busy_ns]
 
 
-def random_reads(path, origin, n, size, seed):
+def random_offsets(path, n, size, seed):
     file_size = os.stat(path).st_size
     rng = random.Random(seed)
-    offsets = [rng.randrange(0, (file_size - size) // 4096) * 4096 for _ in range(n)]
+    return [rng.randrange(0, (file_size - size) // 4096) * 4096 for _ in range(n)]
+
+
+def random_reads(path, origin, n, size, seed):
+    offsets = random_offsets(path, n, size, seed)
     fd = os.open(path, os.O_RDONLY)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
     took, got = [], []
@@ -147,6 +154,8 @@ def main():
         seq(rest[0], rest[1:])
     elif cmd == "random" and len(rest) == 5:
         random_reads(rest[0], rest[1], int(rest[2]), int(rest[3]), int(rest[4]))
+    elif cmd == "offsets" and len(rest) == 4:
+        print("\n".join(map(str, random_offsets(rest[0], int(rest[1]), int(rest[2]), int(rest[3])))))
     elif cmd == "wait-quiet" and 1 <= len(rest) <= 3:
         wait_quiet(int(rest[0]), *map(float, rest[1:]))
     else:

@@ -10,7 +10,8 @@
 #     time sshd and everything else used meanwhile
 #   - warm re-read of that file after dropping the page cache (MB/s, wire bytes)
 #   - random 64 KiB reads on a never-read file: median and p99 latency, wire bytes / asked bytes
-#     (and, as a baseline, the same reads on the origin's own disk with no network in between);
+#     (and, as baselines, the same reads on the origin's own disk with no network in between, and
+#     through fetchd's SFTP origin alone: no FUSE, no IPC, no cache; the same for the cold read);
 #     then the same reads again (page cache dropped), served from each system's cache if it has one
 #   - MusicFS only: the wire bytes of its own first scan, as a share of the library's size
 #   - an MPD scan of the mount (on a fresh mount; for MusicFS after its own scan): wire bytes
@@ -30,6 +31,7 @@ MNT=$RUN/mnt                  # every system mounts here, one after the other
 RESULTS=$RUN/results.tsv      # "system key value" lines, rendered into the report at the end
 REPORT=bench/remote-report.txt
 BIN=$(pwd)/target/release
+SFTP_PROBE=$BIN/examples/sftp_probe
 PROBE=(python3 "$(pwd)/bench/readprobe.py")
 SYSTEMS=(${BENCH_SYSTEMS:-musicfs sshfs rclone})
 
@@ -79,7 +81,8 @@ make_library() {
   touch "$LIB.complete"
 }
 
-origin_of() { echo "$LIB/album-${1%/*}/track-${1#*/}.flac"; }
+origin_of() { echo "$LIB/$(rel_of "$1")"; }
+rel_of() { echo "album-${1%/*}/track-${1#*/}.flac"; }
 
 # Where a file of the library is in the mount: the same path for sshfs and rclone; by its tags
 # in MusicFS (looked up before measuring: MusicFS's tree needs no origin request).
@@ -284,6 +287,21 @@ measure_baselines() {
   local median p99 asked unique origin; origin=$(origin_of "$RANDOM_FILE")
   read -r median p99 asked unique < <("${PROBE[@]}" random "$origin" "$origin" "$RANDOM_READS" "$RANDOM_SIZE" 42)
   result disk random_median "$median"
+
+  # fetchd's SFTP origin on its own (fetchd/examples/sftp_probe.rs): the same files and offsets
+  # read from this sshd with no FUSE, no IPC and no cache in the way; the floor under the
+  # mounts' figures. It drops the page cache itself once connected.
+  log "baseline: fetchd's SFTP origin alone"
+  local url="sftp://root@127.0.0.1:$SSHD_PORT$LIB" bytes secs cpu_self cpu_sshd cpu_busy
+  local sftp=("$SFTP_PROBE" "$url" "$IDENTITY" "$KNOWN_HOSTS")
+  read -r bytes secs cpu_self cpu_sshd cpu_busy < <("${sftp[@]}" seq "$(rel_of "$SEQ_FILE")" "$(origin_of "$SEQ_FILE")" "$SSHD_PID")
+  result sftp seq_cold_secs "$secs"; result sftp seq_bytes "$bytes"
+  result sftp seq_cold_cpu_self "$cpu_self"; result sftp seq_cold_cpu_sshd "$cpu_sshd"
+  result sftp seq_cold_cpu_busy "$cpu_busy"
+  origin=$(origin_of "$RANDOM_FILE")
+  read -r median p99 < <("${PROBE[@]}" offsets "$origin" "$RANDOM_READS" "$RANDOM_SIZE" 42 |
+    "${sftp[@]}" random "$(rel_of "$RANDOM_FILE")" "$origin" "$RANDOM_SIZE")
+  result sftp random_median "$median"; result sftp random_p99 "$p99"
 }
 
 # The SSH connections a session made and the cipher sshd negotiated with them (from sshd's log).
@@ -431,6 +449,16 @@ def random_reads():
             f" wire/asked {m['random_wire'] / asked:.2f} (<= 1.5: {ok(m['random_wire'] / asked <= 1.5)})")
 def disk():
     return f"    the same preads on the origin's own disk, in place: median {r['disk']['random_median'] * 1000:.3f} ms"
+def sftp_random():
+    return (f"    the same reads through fetchd's SFTP origin alone (no FUSE, no IPC, no cache):"
+            f" median {r['sftp']['random_median'] * 1000:.3f} ms, p99 {r['sftp']['random_p99'] * 1000:.3f} ms")
+def sftp_seq():
+    f = r["sftp"]
+    mbs = f["seq_bytes"] / f["seq_cold_secs"] / 1e6
+    per = lambda k: f[f"seq_cold_cpu_{k}"] / 1e6 / mb(f["seq_bytes"])
+    return (f"    the same file through fetchd's SFTP origin alone: {mbs:.0f} MB/s"
+            f" ({mbs / mbps('sshfs', 'seq_cold_secs'):.2f}x sshfs); CPU ms/MB: sshd {per('sshd'):.2f},"
+            f" the SFTP client {per('self'):.2f}")
 def scan():
     return (f"  first scan: {mb(m['mount_wire']):.3f} MB on the wire = {100 * m['mount_wire'] / lib_bytes:.3f} % of the library"
             f" (< 1 %: {ok(m['mount_wire'] < lib_bytes / 100)}); fetchd counted {mb(m['scan_origin_bytes']):.3f} MB of file bytes")
@@ -442,7 +470,7 @@ print()
 say(lambda: f"library: {lib_bytes / 1e6:.0f} MB; random reads: {m['random_asked'] / 65536:.0f} x 64 KiB ="
             f" {mb(m['random_asked']):.1f} MB asked ({mb(m['random_unique']):.1f} MB distinct)")
 print("targets (MusicFS):")
-for line in [first_byte, cold, cold_cpu, warm, random_reads, disk, scan, mpd, mpd_others]:
+for line in [first_byte, cold, cold_cpu, sftp_seq, warm, random_reads, disk, sftp_random, scan, mpd, mpd_others]:
     say(line)
 PY
 }
@@ -453,7 +481,9 @@ main() {
   if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
     log "building release binaries"
     cargo build --release --quiet --bins
+    cargo build --release --quiet -p musicfs-fetchd --example sftp_probe
   fi
+  [ -x "$SFTP_PROBE" ] || { echo "no $SFTP_PROBE: build it (or run without BENCH_SKIP_BUILD)" >&2; exit 1; }
   make_library
   rm -rf "$RUN"; mkdir -p "$MNT"; : > "$RESULTS"
   trap cleanup EXIT
