@@ -244,7 +244,7 @@ struct StatsJson {
     free_disk: Option<u64>,
     hits: u64,
     misses: u64,
-    /// hits / (hits + misses); null before any lookup.
+    /// hits / (hits + misses); null before any read.
     hit_ratio: Option<f64>,
     pinned_chunks: u64,
     pinned_bytes: u64,
@@ -260,8 +260,8 @@ struct OriginBytes {
 }
 
 fn hit_ratio(stats: &CacheStats) -> Option<f64> {
-    let lookups = stats.hits + stats.misses;
-    (lookups > 0).then(|| stats.hits as f64 / lookups as f64)
+    let reads = stats.hits + stats.misses;
+    (reads > 0).then(|| stats.hits as f64 / reads as f64)
 }
 
 impl From<&CacheStats> for StatsJson {

@@ -55,8 +55,6 @@ pub struct ChunkStore {
     /// evictable, or released), chunks were deleted or unpinned.
     written: Condvar,
     next_tmp: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 fn storage_full(message: String) -> io::Error {
@@ -112,8 +110,6 @@ impl ChunkStore {
             }),
             written: Condvar::new(),
             next_tmp: AtomicU64::new(0),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         };
         if let Some(budget) = store.limits.budget {
             let mut held = store.lock();
@@ -142,14 +138,8 @@ impl ChunkStore {
     }
 
     /// The chunk's bytes if present and intact. A corrupt chunk is deleted and `None` returned.
-    /// Every call counts as a hit or a miss.
     pub fn get(&self, hash: u128) -> io::Result<Option<Vec<u8>>> {
         let found = self.read_verified(hash);
-        let counter = match found {
-            Ok(Some(_)) => &self.hits,
-            _ => &self.misses,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
         if let Ok(Some(_)) = found {
             self.lock().lru.touch(hash);
         }
@@ -373,14 +363,6 @@ impl ChunkStore {
     /// (chunks, bytes) held that belong to pinned tracks.
     pub fn pinned_usage(&self) -> (u64, u64) {
         self.lock().lru.pinned_usage()
-    }
-
-    /// (hits, misses) of `get` since the store was opened.
-    pub fn hits_and_misses(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
     }
 }
 

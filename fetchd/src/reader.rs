@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use fastcdc::v2020::StreamCDC;
@@ -90,6 +91,15 @@ pub struct TrackReader {
     /// Background jobs running (read-ahead, warming, cutting).
     busy: Arc<(Mutex<usize>, Condvar)>,
     next_track: Arc<OnceLock<NextTrack>>,
+    counts: Arc<ReadCounts>,
+}
+
+/// Reads answered from local bytes alone (chunks, kept tag blocks, staged pages) and reads
+/// that waited for bytes from an origin, since fetchd started: the cache's hit ratio.
+#[derive(Default)]
+struct ReadCounts {
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 #[derive(Default)]
@@ -148,7 +158,18 @@ impl TrackReader {
             cutting: Arc::default(),
             busy: Arc::default(),
             next_track: Arc::default(),
+            counts: Arc::default(),
         })
+    }
+
+    /// (hits, misses): reads answered from local bytes alone, and reads that waited for an
+    /// origin (whether or not it answered).
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        let c = &self.counts;
+        (
+            c.hits.load(Ordering::Relaxed),
+            c.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Tells the reader how to find the next track of an album (to warm its head).
@@ -158,11 +179,22 @@ impl TrackReader {
 
     /// Bytes `[offset, offset + len)` of a track version, short only at its end.
     pub fn read(&self, track: TrackRef, offset: u64, len: u32) -> Result<Vec<u8>, FetchError> {
-        match self.source(track, Some((offset, len)))? {
-            Source::Chunks(layout) => self.read_chunks(track.id, &layout, offset, len),
-            Source::Partial(partial) => self.read_partial(track, &partial, offset, len),
+        let mut from_origin = false;
+        let read = match self.source(track, Some((offset, len)))? {
+            Source::Chunks(layout) => {
+                self.read_chunks(track.id, &layout, offset, len, &mut from_origin)
+            }
+            Source::Partial(partial) => {
+                self.read_partial(track, &partial, offset, len, &mut from_origin)
+            }
             Source::Kept(bytes) => Ok(bytes),
+        };
+        if from_origin {
+            self.counts.misses.fetch_add(1, Ordering::Relaxed);
+        } else if read.is_ok() {
+            self.counts.hits.fetch_add(1, Ordering::Relaxed);
         }
+        read
     }
 
     fn read_chunks(
@@ -171,6 +203,7 @@ impl TrackReader {
         layout: &(TrackRecord, Layout),
         offset: u64,
         len: u32,
+        from_origin: &mut bool,
     ) -> Result<Vec<u8>, FetchError> {
         let (record, layout) = layout;
         let end = offset.saturating_add(u64::from(len)).min(layout.size);
@@ -200,7 +233,7 @@ impl TrackReader {
         }
         for i in covering {
             let start = layout.starts[i];
-            let bytes = self.chunk(id, record, layout, i)?;
+            let bytes = self.chunk(id, record, layout, i, from_origin)?;
             let from = offset.saturating_sub(start) as usize;
             let to = ((end - start) as usize).min(bytes.len());
             out.extend_from_slice(&bytes[from..to]);
@@ -214,11 +247,13 @@ impl TrackReader {
         record: &TrackRecord,
         layout: &Layout,
         i: usize,
+        from_origin: &mut bool,
     ) -> Result<Vec<u8>, FetchError> {
         let (len, hash) = layout.chunks[i];
         if let Some(bytes) = self.store.get(hash).map_err(cache_err)? {
             return Ok(bytes);
         }
+        *from_origin = true;
         let bytes = self
             .replicas
             .read(id, record, layout.starts[i], len as usize, &|bytes| {
@@ -236,6 +271,7 @@ impl TrackReader {
         partial: &Arc<Partial>,
         offset: u64,
         len: u32,
+        from_origin: &mut bool,
     ) -> Result<Vec<u8>, FetchError> {
         let size = partial.record.size;
         let end = offset.saturating_add(u64::from(len)).min(size);
@@ -251,32 +287,34 @@ impl TrackReader {
             }
             let (reader, p) = (self.clone(), partial.clone());
             self.background(move || {
-                if let Err(e) = reader.fetch(track.id, &p, from, to) {
+                if let Err(e) = reader.fetch(track.id, &p, from, to, &mut false) {
                     tracing::debug!("read-ahead of {}: {e}", p.record.location.path);
                 }
                 reader.cut_if_complete(track, &p);
             });
         }
-        if let Some(bytes) = self.fetch_for_answer(track, partial, offset, end)? {
+        if let Some(bytes) = self.fetch_for_answer(track, partial, offset, end, from_origin)? {
             return Ok(bytes);
         }
-        self.fetch(track.id, partial, offset, end)?;
+        self.fetch(track.id, partial, offset, end, from_origin)?;
         let bytes = partial.read(offset, end).map_err(cache_err)?;
         self.cut_if_complete(track, partial);
         Ok(bytes)
     }
 
     /// Makes `[offset, end)` of a staging file present: fetches the missing pages nobody is
-    /// fetching and waits for the ones others are.
+    /// fetching and waits for the ones others are (noted in `from_origin`).
     fn fetch(
         &self,
         id: TrackId,
         partial: &Partial,
         offset: u64,
         end: u64,
+        from_origin: &mut bool,
     ) -> Result<(), FetchError> {
         for _ in 0..4 {
-            let (runs, _) = partial.claim(offset, end);
+            let (runs, pending) = partial.claim(offset, end);
+            *from_origin |= pending || !runs.is_empty();
             // Runs go out side by side (a read-ahead window is several), each on its own
             // origin file, so a remote origin has several requests in flight.
             let next = std::sync::atomic::AtomicUsize::new(0);
@@ -330,10 +368,12 @@ impl TrackReader {
         partial: &Arc<Partial>,
         offset: u64,
         end: u64,
+        from_origin: &mut bool,
     ) -> Result<Option<Vec<u8>>, FetchError> {
         let Some(run) = partial.claim_all(offset, end) else {
             return Ok(None);
         };
+        *from_origin = true;
         let len = (run.end - run.start) as usize;
         let bytes = match self
             .replicas
@@ -513,7 +553,7 @@ impl TrackReader {
         self.background(move || {
             if let Ok(Source::Partial(partial)) = reader.source(next, None) {
                 partial.seeded.call_once(|| reader.seed(next, &partial));
-                if let Err(e) = reader.fetch(next.id, &partial, 0, FIRST_WINDOW) {
+                if let Err(e) = reader.fetch(next.id, &partial, 0, FIRST_WINDOW, &mut false) {
                     tracing::debug!("warming {}: {e}", partial.record.location.path);
                 }
             }
@@ -562,7 +602,7 @@ impl TrackReader {
         };
         let mut read_new = |offset: u64, len: u64| -> std::io::Result<Vec<u8>> {
             let end = (offset + len).min(partial.record.size);
-            self.fetch(id, partial, offset, end)
+            self.fetch(id, partial, offset, end, &mut false)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             partial.read(offset, end)
         };

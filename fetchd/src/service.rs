@@ -214,7 +214,7 @@ impl AdminServer {
 
 fn cache_stats(state: &State) -> CacheStats {
     let (chunks, bytes) = state.store.usage();
-    let (hits, misses) = state.store.hits_and_misses();
+    let (hits, misses) = state.reader.hits_and_misses();
     let (pinned_chunks, pinned_bytes) = state.store.pinned_usage();
     let limits = state.store.limits();
     CacheStats {

@@ -162,7 +162,8 @@ pub struct CacheStats {
     pub min_free: u64,
     /// Free space on the cache's filesystem now (`None`: could not be asked).
     pub free_disk: Option<u64>,
-    /// Chunk lookups answered from the cache, and not (since fetchd started).
+    /// Reads answered from the cache alone, and reads that waited for an origin (since fetchd
+    /// started).
     pub hits: u64,
     pub misses: u64,
     /// Chunks held that belong to pinned tracks (never evicted), and their bytes.

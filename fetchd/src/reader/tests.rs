@@ -179,6 +179,36 @@ fn a_random_read_of_an_uncached_track_fetches_little_more_than_asked() {
 }
 
 #[test]
+fn the_hit_ratio_counts_reads_answered_locally_and_reads_that_waited_for_an_origin() {
+    let data = noise(3_000_000, 7);
+    let f = Fixture::new(1, &[("a.flac", &data)]);
+    let track = f.track("a.flac");
+    assert_eq!(f.reader.hits_and_misses(), (0, 0));
+    // Not cut yet: the first read goes to the origin, the same bytes again come staged.
+    f.reader.read(track, 1_000_000, 65_536).unwrap();
+    assert_eq!(f.reader.hits_and_misses(), (0, 1));
+    f.reader.read(track, 1_000_000, 65_536).unwrap();
+    f.reader.read(track, 1_000_100, 1_000).unwrap();
+    assert_eq!(f.reader.hits_and_misses(), (2, 1));
+
+    // Cut into chunks: served from them, and a lost chunk fetched again is a miss.
+    f.read_all(track, 1 << 20);
+    f.reader.wait_ingested();
+    assert!(f.reader.layouts.get(&track).is_some(), "not cut into chunks");
+    let before = f.reader.hits_and_misses();
+    f.reader.read(track, 0, 4096).unwrap();
+    assert_eq!(f.reader.hits_and_misses(), (before.0 + 1, before.1));
+    for dir in std::fs::read_dir(f.dir.path().join("chunks")).unwrap() {
+        let dir = dir.unwrap().path();
+        if dir.is_dir() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    assert_eq!(f.reader.read(track, 0, 4096).unwrap(), data[..4096]);
+    assert_eq!(f.reader.hits_and_misses(), (before.0 + 1, before.1 + 1));
+}
+
+#[test]
 fn a_changed_origin_file_is_never_served_as_the_old_version() {
     let data = noise(1_000_000, 3);
     let f = Fixture::new(1, &[("a.flac", &data)]);
