@@ -31,6 +31,15 @@ pub enum Command {
     /// The chunk cache: stats, pins (kept offline-ready), prefetch, clear.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Scan origins again now instead of at their next scan interval, and show what changed.
+    Rescan(RescanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RescanArgs {
+    /// Origins to scan, named as `musicfsctl status` shows them (default: every origin).
+    #[arg(value_name = "ORIGIN")]
+    pub origins: Vec<String>,
 }
 
 /// PATH is a place in the mount: an absolute path inside the mount point, or a path relative

@@ -4,7 +4,8 @@
 //! ([`supervisor`]): it binds each worker's socket, hands it over as `LISTEN_FDS` ([`spawn`]),
 //! restarts what dies ([`backoff`]), shows the scan ([`progress`]) and writes what it runs to the
 //! supervisor file ([`record`]). `musicfsctl status` ([`status`], [`report`]) asks the workers
-//! over their sockets; `musicfsctl cache` ([`cache`]) drives fetchd's chunk cache. It holds no
+//! over their sockets; `musicfsctl cache` ([`cache`]) drives fetchd's chunk cache and
+//! `musicfsctl rescan` ([`rescan`]) its scans. It holds no
 //! state of its own beyond the lock and the supervisor file of a running supervisor.
 
 pub mod backoff;
@@ -17,6 +18,7 @@ pub mod programs;
 pub mod progress;
 pub mod record;
 pub mod report;
+pub mod rescan;
 pub mod search;
 pub mod spawn;
 pub mod status;
@@ -41,5 +43,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => search::search(&StateDir::new(state_root), &args),
         Command::Collection(command) => search::collection(&StateDir::new(state_root), &command),
         Command::Cache(command) => cache::run(&StateDir::new(state_root), &command),
+        Command::Rescan(args) => rescan::run(&StateDir::new(state_root), &args),
     }
 }

@@ -120,11 +120,11 @@ pub fn run(
         ));
         state.origins.start_probes();
         let rescanner = watch::Rescanner::new(state.clone(), templates);
+        let admin_server = AdminServer(state.clone(), rescanner.clone());
         tokio::task::spawn_blocking(move || {
-            rescanner.rescan(None, true);
+            let _ = rescanner.rescan(None, true);
             rescanner.start_watching();
         });
-        let admin_server = AdminServer(state.clone());
         let server = FetchServer(state);
         // mountd waits for each answer before it asks again on a connection.
         let serve = musicfs_ipc::serve_unix!(data, server.clone().serve(), in_order);

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use musicfs_ipc::{
     Attr, CacheStats, Cleared, DirEntry, Fetch, FetchAdmin, FetchError, FetchStatus, FsStats,
-    Hello, Ino, NodeKind, Subtree, TrackId, TrackRef, Unreadable,
+    Hello, Ino, NodeKind, Rescanned, Subtree, TrackId, TrackRef, Unreadable,
 };
 use tarpc::context::Context;
 
@@ -19,6 +19,7 @@ use crate::pins::Pins;
 use crate::reader::TrackReader;
 use crate::scan::ScanProgress;
 use crate::track::TrackInfo;
+use crate::watch::Rescanner;
 
 /// Largest read served in one call; mountd asks for at most 1 MiB.
 const MAX_READ: u32 = 4 << 20;
@@ -156,7 +157,7 @@ impl Fetch for FetchServer {
 
 /// The admin socket's service.
 #[derive(Clone)]
-pub struct AdminServer(pub Arc<State>);
+pub struct AdminServer(pub Arc<State>, pub Arc<Rescanner>);
 
 impl FetchAdmin for AdminServer {
     async fn hello(self, _: Context) -> Hello {
@@ -194,6 +195,45 @@ impl FetchAdmin for AdminServer {
                 .map_err(|e| FetchError::Cache(e.to_string()))?;
             tracing::info!(chunks, bytes, "cache cleared of every unpinned chunk");
             Ok(Cleared { chunks, bytes })
+        })
+        .await
+    }
+
+    async fn rescan(self, _: Context, names: Vec<String>) -> Result<Vec<Rescanned>, FetchError> {
+        let origins = &self.0.origins;
+        let which: Vec<usize> = match names.is_empty() {
+            true => (0..origins.len()).collect(),
+            false => names
+                .iter()
+                .map(|name| {
+                    origins.index_of(name).ok_or_else(|| {
+                        let known: Vec<&str> = origins.iter().map(|o| o.name()).collect();
+                        FetchError::NoSuchOrigin(format!("{name} (origins: {})", known.join(", ")))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let rescanner = self.1.clone();
+        self.blocking(move |state| {
+            which
+                .into_iter()
+                .map(|index| {
+                    let started = std::time::Instant::now();
+                    let origin = state.origins.origin(index).name().to_owned();
+                    let s = rescanner
+                        .rescan(Some(&[index]), false)
+                        .ok_or_else(|| FetchError::Catalog(format!("scanning {origin} failed")))?;
+                    Ok(Rescanned {
+                        origin,
+                        seen: s.seen,
+                        read: s.parsed,
+                        removed: s.removed,
+                        problems: s.problems,
+                        unreachable: s.unreachable > 0,
+                        millis: started.elapsed().as_millis() as u64,
+                    })
+                })
+                .collect()
         })
         .await
     }

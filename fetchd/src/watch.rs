@@ -38,8 +38,8 @@ impl Rescanner {
     }
 
     /// Scans `which` origins (all: `None`) and, when anything changed or `rebuild` is set,
-    /// renders the tree again and swaps it in.
-    pub fn rescan(&self, which: Option<&[usize]>, rebuild: bool) {
+    /// renders the tree again and swaps it in. `None` when the scan failed (logged).
+    pub fn rescan(&self, which: Option<&[usize]>, rebuild: bool) -> Option<ScanSummary> {
         let _one_at_a_time = self
             .running
             .lock()
@@ -71,16 +71,22 @@ impl Rescanner {
         });
         state.progress.finish();
         match result {
-            Ok(s) => tracing::info!(
-                seen = s.seen,
-                read = s.parsed,
-                removed = s.removed,
-                problems = s.problems,
-                unreachable = s.unreachable,
-                ms = started.elapsed().as_millis() as u64,
-                "scan finished"
-            ),
-            Err(e) => tracing::error!("scan failed: {e}"),
+            Ok(s) => {
+                tracing::info!(
+                    seen = s.seen,
+                    read = s.parsed,
+                    removed = s.removed,
+                    problems = s.problems,
+                    unreachable = s.unreachable,
+                    ms = started.elapsed().as_millis() as u64,
+                    "scan finished"
+                );
+                Some(s)
+            }
+            Err(e) => {
+                tracing::error!("scan failed: {e}");
+                None
+            }
         }
     }
 
@@ -93,13 +99,16 @@ impl Rescanner {
                 let this = self.clone();
                 spawn("poll", move || loop {
                     std::thread::sleep(every);
-                    this.rescan(Some(&[index]), false);
+                    let _ = this.rescan(Some(&[index]), false);
                 });
             }
             if let Some(root) = origins.origin(index).local_root() {
                 let (this, root) = (self.clone(), root.to_owned());
                 spawn("inotify", move || {
-                    if let Err(e) = watch_folder(&root, || this.rescan(Some(&[index]), false)) {
+                    let changed = || {
+                        let _ = this.rescan(Some(&[index]), false);
+                    };
+                    if let Err(e) = watch_folder(&root, changed) {
                         tracing::warn!(
                             origin = %root.display(),
                             "cannot watch for changes ({e}); changes show after a restart or at the scan interval"

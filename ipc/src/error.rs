@@ -28,6 +28,9 @@ pub enum FetchError {
     /// A path given to an admin call (pin, prefetch) names nothing in the mount.
     #[error("no such path in the mount: {0}")]
     NoSuchPath(String),
+    /// An origin named in an admin call (rescan) is not configured; says which are.
+    #[error("no such origin: {0}")]
+    NoSuchOrigin(String),
 }
 
 /// What an indexd call can fail with.

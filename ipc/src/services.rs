@@ -3,7 +3,7 @@
 use crate::error::{FetchError, IndexError, WorkerError};
 use crate::types::{
     Attr, CacheStats, Cleared, Collection, DirEntry, FetchStatus, FsStats, Health, Hello, Hit,
-    IndexBatch, IndexedUpTo, Ino, Subtree, TrackId, TrackRef,
+    IndexBatch, IndexedUpTo, Ino, Rescanned, Subtree, TrackId, TrackRef,
 };
 
 /// fetchd: the catalog's namespace, track bytes, and status. Every call is idempotent, so the
@@ -51,6 +51,9 @@ pub trait FetchAdmin {
     async fn prefetch(path: String) -> Result<Subtree, FetchError>;
     /// Deletes every chunk not pinned (reads fetch them again).
     async fn clear() -> Result<Cleared, FetchError>;
+    /// Scans the named origins again now (every origin when none is named), one after the
+    /// other, and says what each scan found; a scan already running finishes first.
+    async fn rescan(origins: Vec<String>) -> Result<Vec<Rescanned>, FetchError>;
 }
 
 /// indexd: the search index over the catalog, and saved collections. fetchd feeds it catalog

@@ -184,6 +184,21 @@ pub struct Subtree {
     pub bytes: u64,
 }
 
+/// One origin scanned again on request (`musicfsctl rescan`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rescanned {
+    /// The origin's name, as `musicfsctl status` shows it.
+    pub origin: String,
+    /// Files listed; read again (new or changed); gone since the last scan; unreadable.
+    pub seen: u64,
+    pub read: u64,
+    pub removed: u64,
+    pub problems: u64,
+    /// The origin could not be listed; the files known on it are kept as they were.
+    pub unreachable: bool,
+    pub millis: u64,
+}
+
 /// What `clear` removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cleared {

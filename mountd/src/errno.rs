@@ -15,7 +15,9 @@ pub trait ToErrno {
 impl ToErrno for FetchError {
     fn errno(&self) -> c_int {
         match self {
-            FetchError::NotFound | FetchError::NoSuchPath(_) => libc::ENOENT,
+            FetchError::NotFound | FetchError::NoSuchPath(_) | FetchError::NoSuchOrigin(_) => {
+                libc::ENOENT
+            }
             FetchError::NotADirectory => libc::ENOTDIR,
             FetchError::IsADirectory => libc::EISDIR,
             FetchError::NotASymlink => libc::EINVAL,
@@ -72,6 +74,7 @@ mod tests {
         let cases = [
             (FetchError::NotFound, libc::ENOENT),
             (FetchError::NoSuchPath("A/B".into()), libc::ENOENT),
+            (FetchError::NoSuchOrigin("s3://x".into()), libc::ENOENT),
             (FetchError::NotADirectory, libc::ENOTDIR),
             (FetchError::IsADirectory, libc::EISDIR),
             (FetchError::NotASymlink, libc::EINVAL),

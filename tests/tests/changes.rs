@@ -1,6 +1,8 @@
 //! Change detection on a live mount: files added, removed, retagged and renamed in a local
 //! origin show up through the mount without a remount or a restart (fetchd watches the folder
 //! with inotify), and the kernel's cached listings and attributes are never stale afterwards.
+//! `musicfsctl rescan` picks up a remote origin's changes at once, without waiting for its
+//! scan interval.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use musicfs_tests::mount::Mount;
 use musicfs_tests::sorted_names as names;
+use musicfs_tests::sshd::Sshd;
 
 const ZEP: &str = "Led Zeppelin/Led Zeppelin (1969)";
 const GOOD_TIMES: &str = "Led Zeppelin/Led Zeppelin (1969)/01 Good Times Bad Times.flac";
@@ -119,4 +122,65 @@ fn added_removed_retagged_and_renamed_files_show_up_without_a_remount() {
     // All of it without restarting anything.
     let now = mount.status(false)["workers"][0]["pid"].as_i64().unwrap();
     assert_eq!(now, fetchd, "fetchd was restarted");
+}
+
+#[test]
+fn rescan_shows_a_remote_origins_changes_at_once_and_says_when_it_cannot_list_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let mut sshd = Sshd::new();
+    let url = sshd.url(&lib);
+    // Polled hourly: only a rescan can show the change within the test.
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[origins]]\nurl = \"{url}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
+             scan_interval_seconds = 3600\ntimeout_seconds = 2\n",
+            sshd.identity_file().display(),
+            sshd.known_hosts().display()
+        ),
+    )
+    .unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let cfg = config.to_str().unwrap();
+    let mount = Mount::start_at(&[], &tmp.path().join("state"), &mnt, &["--config", cfg]);
+    mount.status(true);
+    assert!(names(&mount.mountpoint).contains(&"The Prodigy".to_owned()));
+
+    std::fs::remove_file(lib.join("sub/b.flac")).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        names(&mount.mountpoint).contains(&"The Prodigy".to_owned()),
+        "the change showed before any scan"
+    );
+    let out = mount.ctl(&["rescan"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = format!("{url}: 1 file listed, 0 new or changed, 1 gone, 0 unreadable (");
+    assert!(stdout.starts_with(&want), "{stdout}");
+    within_bound("removed file after the rescan", || {
+        !names(&mount.mountpoint).contains(&"The Prodigy".to_owned())
+    });
+
+    let out = mount.ctl(&["rescan", "sftp://nowhere/music"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no such origin: sftp://nowhere/music") && stderr.contains(&url),
+        "{stderr}"
+    );
+
+    // A server that is gone: the rescan says so, fails, and the library stays as it was.
+    sshd.stop();
+    let out = mount.ctl(&["rescan", &url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("could not be listed"), "{stdout}");
+    assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
 }

@@ -194,7 +194,10 @@ fn the_hit_ratio_counts_reads_answered_locally_and_reads_that_waited_for_an_orig
     // Cut into chunks: served from them, and a lost chunk fetched again is a miss.
     f.read_all(track, 1 << 20);
     f.reader.wait_ingested();
-    assert!(f.reader.layouts.get(&track).is_some(), "not cut into chunks");
+    assert!(
+        f.reader.layouts.get(&track).is_some(),
+        "not cut into chunks"
+    );
     let before = f.reader.hits_and_misses();
     f.reader.read(track, 0, 4096).unwrap();
     assert_eq!(f.reader.hits_and_misses(), (before.0 + 1, before.1));

@@ -1,0 +1,106 @@
+//! `musicfsctl rescan [ORIGIN...]`: asks fetchd to scan origins again now (a remote origin is
+//! otherwise listed again only every `scan_interval_seconds`), waits for the scans and prints
+//! what each found. Exits with failure when an origin could not be listed.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use musicfs_ipc::client::Reconnecting;
+use musicfs_ipc::layout::{self, StateDir};
+use musicfs_ipc::{FetchAdminClient, FetchError, Rescanned};
+
+use crate::cli::RescanArgs;
+
+/// How long fetchd may take to answer at all (it is down or restarting past this).
+const CONNECT: Duration = Duration::from_secs(30);
+/// How long the scans may take: listing a large remote library is minutes, not hours.
+const SCANS: Duration = Duration::from_secs(6 * 3600);
+
+pub fn run(state: &StateDir, args: &RescanArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = Reconnecting::<FetchAdminClient>::new(
+            layout::FETCHD_ADMIN,
+            state.socket(layout::FETCHD_ADMIN),
+            CONNECT,
+        );
+        // Fails within CONNECT when fetchd is not there, before the long wait.
+        client
+            .call(|c, ctx| async move { c.hello(ctx).await })
+            .await?;
+        let scanned = client
+            .call_within(SCANS, |c, ctx| {
+                let origins = args.origins.clone();
+                async move { c.rescan(ctx, origins).await }
+            })
+            .await?
+            .map_err(|e| match e {
+                FetchError::NoSuchOrigin(which) => anyhow!("no such origin: {which}"),
+                other => anyhow!("{other}"),
+            })?;
+        for origin in &scanned {
+            println!("{}", line(origin));
+        }
+        Ok(match scanned.iter().any(|o| o.unreachable) {
+            true => ExitCode::FAILURE,
+            false => ExitCode::SUCCESS,
+        })
+    })
+}
+
+fn line(o: &Rescanned) -> String {
+    let secs = o.millis as f64 / 1000.0;
+    if o.unreachable {
+        return format!(
+            "{}: could not be listed; its files stay as they were ({secs:.1} s)",
+            o.origin
+        );
+    }
+    format!(
+        "{}: {} listed, {} new or changed, {} gone, {} unreadable ({secs:.1} s)",
+        o.origin,
+        files(o.seen),
+        o.read,
+        o.removed,
+        o.problems
+    )
+}
+
+fn files(n: u64) -> String {
+    match n {
+        1 => "1 file".into(),
+        n => format!("{n} files"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_say_what_changed_or_that_the_origin_did_not_answer() {
+        let mut o = Rescanned {
+            origin: "sftp://nas/music".into(),
+            seen: 120,
+            read: 2,
+            removed: 1,
+            problems: 0,
+            unreachable: false,
+            millis: 1530,
+        };
+        assert_eq!(
+            line(&o),
+            "sftp://nas/music: 120 files listed, 2 new or changed, 1 gone, 0 unreadable (1.5 s)"
+        );
+        o.seen = 1;
+        assert!(line(&o).starts_with("sftp://nas/music: 1 file listed, "));
+        o.unreachable = true;
+        assert_eq!(
+            line(&o),
+            "sftp://nas/music: could not be listed; its files stay as they were (1.5 s)"
+        );
+    }
+}
