@@ -222,7 +222,7 @@ impl FetchAdmin for AdminServer {
                     let origin = state.origins.origin(index).name().to_owned();
                     let s = rescanner
                         .rescan(Some(&[index]), false)
-                        .ok_or_else(|| FetchError::Catalog(format!("scanning {origin} failed")))?;
+                        .map_err(|e| FetchError::Catalog(format!("scanning {origin}: {e}")))?;
                     Ok(Rescanned {
                         origin,
                         seen: s.seen,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use inotify::{Inotify, WatchDescriptor, WatchMask};
 
+use crate::catalog::CatalogError;
 use crate::namespace::Namespace;
 use crate::scan::{self, ScanSummary};
 use crate::service::State;
@@ -38,8 +39,12 @@ impl Rescanner {
     }
 
     /// Scans `which` origins (all: `None`) and, when anything changed or `rebuild` is set,
-    /// renders the tree again and swaps it in. `None` when the scan failed (logged).
-    pub fn rescan(&self, which: Option<&[usize]>, rebuild: bool) -> Option<ScanSummary> {
+    /// renders the tree again and swaps it in. A failure is logged too.
+    pub fn rescan(
+        &self,
+        which: Option<&[usize]>,
+        rebuild: bool,
+    ) -> Result<ScanSummary, CatalogError> {
         let _one_at_a_time = self
             .running
             .lock()
@@ -70,24 +75,19 @@ impl Rescanner {
             Ok(summary)
         });
         state.progress.finish();
-        match result {
-            Ok(s) => {
-                tracing::info!(
-                    seen = s.seen,
-                    read = s.parsed,
-                    removed = s.removed,
-                    problems = s.problems,
-                    unreachable = s.unreachable,
-                    ms = started.elapsed().as_millis() as u64,
-                    "scan finished"
-                );
-                Some(s)
-            }
-            Err(e) => {
-                tracing::error!("scan failed: {e}");
-                None
-            }
+        match &result {
+            Ok(s) => tracing::info!(
+                seen = s.seen,
+                read = s.parsed,
+                removed = s.removed,
+                problems = s.problems,
+                unreachable = s.unreachable,
+                ms = started.elapsed().as_millis() as u64,
+                "scan finished"
+            ),
+            Err(e) => tracing::error!("scan failed: {e}"),
         }
+        result
     }
 
     /// Starts the watchers: a poller per origin with an interval, an inotify watcher per local
