@@ -40,6 +40,9 @@ pub struct RescanArgs {
     /// Origins to scan, named as `musicfsctl status` shows them (default: every origin).
     #[arg(value_name = "ORIGIN")]
     pub origins: Vec<String>,
+    /// Print JSON: [{"origin","seen","read","removed","problems","unreachable","millis"}].
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// PATH is a place in the mount: an absolute path inside the mount point, or a path relative

@@ -41,8 +41,11 @@ pub fn run(state: &StateDir, args: &RescanArgs) -> anyhow::Result<ExitCode> {
                 FetchError::NoSuchOrigin(which) => anyhow!("no such origin: {which}"),
                 other => anyhow!("{other}"),
             })?;
-        for origin in &scanned {
-            println!("{}", line(origin));
+        match args.json {
+            true => println!("{}", serde_json::to_string(&scanned)?),
+            false => scanned
+                .iter()
+                .for_each(|origin| println!("{}", line(origin))),
         }
         Ok(match scanned.iter().any(|o| o.unreachable) {
             true => ExitCode::FAILURE,

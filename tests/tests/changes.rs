@@ -182,5 +182,9 @@ fn rescan_shows_a_remote_origins_changes_at_once_and_says_when_it_cannot_list_it
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("could not be listed"), "{stdout}");
+    let out = mount.ctl(&["rescan", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["origin"], url.as_str(), "{json}");
+    assert_eq!(json[0]["unreachable"], true, "{json}");
     assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
 }
