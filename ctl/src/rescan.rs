@@ -27,15 +27,14 @@ pub fn run(state: &StateDir, args: &RescanArgs) -> anyhow::Result<ExitCode> {
             state.socket(layout::FETCHD_ADMIN),
             CONNECT,
         );
-        // Fails within CONNECT when fetchd is not there, before the long wait.
+        // Fails within CONNECT when fetchd is not there, before the long wait; the scans are
+        // asked for once, so a fetchd gone mid-scan is an error now, not a retry for hours.
         client
             .call(|c, ctx| async move { c.hello(ctx).await })
             .await?;
+        let origins = args.origins.clone();
         let scanned = client
-            .call_within(SCANS, |c, ctx| {
-                let origins = args.origins.clone();
-                async move { c.rescan(ctx, origins).await }
-            })
+            .call_once(SCANS, |c, ctx| async move { c.rescan(ctx, origins).await })
             .await?
             .map_err(|e| match e {
                 FetchError::NoSuchOrigin(which) => anyhow!("no such origin: {which}"),

@@ -135,6 +135,32 @@ impl<C: Connect> Reconnecting<C> {
         self.call_within(self.retry_for, f).await
     }
 
+    /// One attempt on the connection (made now if there is none), its answer awaited for up to
+    /// `within`: for a long call that must fail when the worker goes away mid-call, not be sent
+    /// again until a distant deadline.
+    pub async fn call_once<T, F, Fut>(&self, within: Duration, f: F) -> Result<T, CallError>
+    where
+        F: FnOnce(C, Context) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        let (generation, client) = self.client().await?;
+        let started = Instant::now();
+        let mut ctx = context::current();
+        ctx.deadline = (started + within).into_std();
+        match f(client, ctx).await {
+            Ok(v) => Ok(v),
+            Err(RpcError::Server(e)) => Err(CallError::Protocol(e.to_string())),
+            Err(e) => {
+                self.forget(generation).await;
+                Err(CallError::Unavailable {
+                    service: self.service.to_owned(),
+                    secs: started.elapsed().as_secs_f64(),
+                    last: e.to_string(),
+                })
+            }
+        }
+    }
+
     /// Like [`call`](Self::call) with an explicit deadline.
     pub async fn call_within<T, F, Fut>(&self, within: Duration, f: F) -> Result<T, CallError>
     where
@@ -208,5 +234,66 @@ impl<C: Connect> Reconnecting<C> {
         if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
             *slot = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::{Worker, WorkerClient};
+    use crate::{Health, WorkerError};
+
+    /// A worker whose health check never answers.
+    #[derive(Clone)]
+    struct Hangs;
+
+    impl Worker for Hangs {
+        async fn hello(self, _: Context) -> Hello {
+            Hello::new("hangs")
+        }
+        async fn health(self, _: Context) -> Result<Health, WorkerError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn call_once_fails_when_the_worker_goes_away_mid_call_instead_of_retrying() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hangs.sock");
+        // The worker on a runtime of its own: shutting it down closes every connection, as
+        // the worker's process exiting would.
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.spawn(async move {
+                let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+                crate::serve_unix!(listener, Hangs.serve()).await
+            });
+            let _ = stopped.recv();
+            rt.shutdown_background();
+        });
+        let client = Reconnecting::<WorkerClient>::new("hangs", &path, Duration::from_secs(30));
+        client
+            .call(|c, ctx| async move { c.hello(ctx).await })
+            .await
+            .unwrap();
+
+        // The worker dies (its socket file stays, refusing) while the hour-long call waits.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.send(()).unwrap();
+        });
+        let started = Instant::now();
+        let call = client.call_once(Duration::from_secs(3600), |c, ctx| async move {
+            c.health(ctx).await
+        });
+        let err = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("call_once kept waiting after the worker went away")
+            .unwrap_err();
+        assert!(matches!(err, CallError::Unavailable { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
