@@ -25,7 +25,8 @@ const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Without a terminal, a progress line at most this often.
 const PLAIN_LINE_EVERY: Duration = Duration::from_secs(5);
 
-fn fetchd(state: &StateDir) -> Reconnecting<FetchAdminClient> {
+/// fetchd's admin socket, each call retried for up to 30 s (fetchd restarting).
+pub(crate) fn fetchd(state: &StateDir) -> Reconnecting<FetchAdminClient> {
     Reconnecting::new(
         layout::FETCHD_ADMIN,
         state.socket(layout::FETCHD_ADMIN),

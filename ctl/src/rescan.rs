@@ -6,14 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use musicfs_ipc::client::Reconnecting;
-use musicfs_ipc::layout::{self, StateDir};
-use musicfs_ipc::{FetchAdminClient, FetchError, Rescanned};
+use musicfs_ipc::layout::StateDir;
+use musicfs_ipc::{FetchError, Rescanned};
 
 use crate::cli::RescanArgs;
 
-/// How long fetchd may take to answer at all (it is down or restarting past this).
-const CONNECT: Duration = Duration::from_secs(30);
 /// How long the scans may take: listing a large remote library is minutes, not hours.
 const SCANS: Duration = Duration::from_secs(6 * 3600);
 
@@ -22,12 +19,8 @@ pub fn run(state: &StateDir, args: &RescanArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = Reconnecting::<FetchAdminClient>::new(
-            layout::FETCHD_ADMIN,
-            state.socket(layout::FETCHD_ADMIN),
-            CONNECT,
-        );
-        // Fails within CONNECT when fetchd is not there, before the long wait; the scans are
+        let client = crate::cache::fetchd(state);
+        // Fails within 30 s when fetchd is not there, before the long wait; the scans are
         // asked for once, so a fetchd gone mid-scan is an error now, not a retry for hours.
         client
             .call(|c, ctx| async move { c.hello(ctx).await })
