@@ -11,7 +11,7 @@ use musicfs_ipc::{FetchError, Rescanned};
 
 use crate::cli::RescanArgs;
 
-/// How long the scans may take: listing a large remote library is minutes, not hours.
+/// How long the scans may take; generous, as listing even a large remote library takes minutes.
 const SCANS: Duration = Duration::from_secs(6 * 3600);
 
 pub fn run(state: &StateDir, args: &RescanArgs) -> anyhow::Result<ExitCode> {
