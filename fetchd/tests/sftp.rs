@@ -373,3 +373,26 @@ fn a_stalled_server_times_out_and_is_used_again_when_it_answers() {
     check_read(&*file, &local, 1 << 20, 1 << 20);
     assert_eq!(origin.stat("big.wav").unwrap().0, local.len() as u64);
 }
+
+/// Calls are driven by the threads that make them, so between calls nobody would answer the
+/// server: one that checks on idle clients (`ClientAliveInterval`) would hang up on them and
+/// every read after a pause would pay for a new connection.
+#[test]
+fn an_idle_connection_answers_the_servers_keepalives_and_stays_up() {
+    let sshd = Sshd::with_config("ClientAliveInterval 1\nClientAliveCountMax 1\n");
+    let lib = library();
+    let origin = origin(&config(&sshd, lib.path())).unwrap();
+    let local = std::fs::read(lib.path().join("top.mp3")).unwrap();
+    let file = origin.open("top.mp3").unwrap();
+    check_read(&*file, &local, 0, 4096);
+    let connections = |log: &str| log.matches("Connection from").count();
+    let before = connections(&sshd.log());
+
+    // sshd asks every second and hangs up on a client that leaves two questions unanswered
+    // (3.5 s after the client stopped, with OpenSSH 9.2).
+    std::thread::sleep(Duration::from_secs(6));
+    check_read(&*file, &local, 4096, 4096);
+    let log = sshd.log();
+    assert!(!log.contains("not responding"), "sshd hung up:\n{log}");
+    assert_eq!(connections(&log), before, "reconnected:\n{log}");
+}

@@ -25,6 +25,11 @@ pub struct Sshd {
 impl Sshd {
     /// Generates keys and a config in a fresh temp dir and starts sshd on a free port.
     pub fn new() -> Sshd {
+        Self::with_config("")
+    }
+
+    /// [`Sshd::new`] with `extra` lines of sshd_config added (`ClientAliveInterval 1\n`).
+    pub fn with_config(extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (scripts/deps.sh test)"
@@ -58,7 +63,8 @@ impl Sshd {
              KbdInteractiveAuthentication no\n\
              MaxStartups 100\n\
              MaxSessions 100\n\
-             LogLevel VERBOSE\n",
+             LogLevel VERBOSE\n\
+             {extra}",
             dir = path.display()
         );
         std::fs::write(path.join("sshd_config"), config).expect("write sshd_config");

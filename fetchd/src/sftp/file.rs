@@ -13,7 +13,7 @@ pub(super) struct SftpFile {
     /// Its handles, at most one per connection.
     pub(super) handles: Mutex<Vec<FileRef>>,
     // Dropped last: handles are closed on the runtime.
-    pub(super) rt: Arc<Rt>,
+    pub(super) rt: Arc<Driver>,
 }
 
 impl RangeRead for SftpFile {
@@ -25,7 +25,7 @@ impl RangeRead for SftpFile {
         if buf.is_empty() {
             return Ok(0);
         }
-        block_on(&self.rt, self.read(offset, buf)).map_err(|f| {
+        self.rt.block_on(self.read(offset, buf)).map_err(|f| {
             self.shared
                 .io(f, "read", &format!("{} at {offset}", self.rel))
         })

@@ -1,5 +1,5 @@
 //! SFTP origins (`sftp://user@host[:port]/path`) over russh + russh-sftp (pure Rust), on a
-//! tokio runtime of the origin's own that each call blocks on.
+//! tokio runtime of the origin's own that each call drives (`driver.rs`).
 //!
 //! - `new` never touches the network (a server down at start is health's business); it fails
 //!   on configuration errors: no user, an unreadable identity file, no way to authenticate.
@@ -34,9 +34,11 @@ use tokio::time::{timeout, timeout_at, Instant};
 use crate::origin::{is_audio, Found, Listing, Origin, RangeRead};
 
 mod conn;
+mod driver;
 mod file;
 
 use conn::{current_user, load_key, Conn, HostCheck, Lease};
+use driver::Driver;
 use file::{FileRef, SftpFile};
 
 /// Keys tried, in order, in `~/.ssh` when no identity file is configured.
@@ -62,7 +64,7 @@ const WALK_PARALLEL: usize = 16;
 /// A directory on an SFTP server as an origin.
 pub struct SftpOrigin {
     shared: Arc<Shared>,
-    rt: Arc<Rt>,
+    rt: Arc<Driver>,
 }
 
 impl std::fmt::Debug for SftpOrigin {
@@ -89,17 +91,6 @@ struct Shared {
     /// After a failed attempt to add a connection, no other before this.
     quiet_until: Mutex<Option<Instant>>,
     spawner: tokio::runtime::Handle,
-}
-
-/// The origin's runtime, shut down without waiting once the origin and its files are gone.
-struct Rt(Option<tokio::runtime::Runtime>);
-
-impl Drop for Rt {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
-    }
 }
 
 impl SftpOrigin {
@@ -155,11 +146,7 @@ impl SftpOrigin {
             (None, Some(dir)) => dir.join("known_hosts"),
             (None, None) => return Err(bad("no known_hosts file and no home directory".into())),
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("sftp-origin")
-            .enable_all()
-            .build()?;
+        let rt = Driver::new(host)?;
         let slots = config.connections.unwrap_or(4).max(1);
         let shared = Shared {
             name,
@@ -174,11 +161,11 @@ impl SftpOrigin {
             slots: Mutex::new(vec![None; slots]),
             connecting: (0..slots).map(|_| Default::default()).collect(),
             quiet_until: Mutex::new(None),
-            spawner: rt.handle().clone(),
+            spawner: rt.handle(),
         };
         Ok(Self {
             shared: Arc::new(shared),
-            rt: Arc::new(Rt(Some(rt))),
+            rt: Arc::new(rt),
         })
     }
 
@@ -194,7 +181,7 @@ impl Origin for SftpOrigin {
     }
 
     fn walk(&self) -> io::Result<Listing> {
-        block_on(&self.rt, self.shared.clone().walk())
+        self.rt.block_on(self.shared.clone().walk())
     }
 
     fn stat(&self, rel: &str) -> io::Result<(u64, i128)> {
@@ -202,13 +189,18 @@ impl Origin for SftpOrigin {
         let stat = self
             .shared
             .run(self.budget(), |c, b| stat(c, b, path.clone()));
-        let attrs = block_on(&self.rt, stat).map_err(|f| self.shared.io(f, "stat", rel))?;
+        let attrs = self
+            .rt
+            .block_on(stat)
+            .map_err(|f| self.shared.io(f, "stat", rel))?;
         Ok((attrs.size.unwrap_or(0), mtime_ns(&attrs)))
     }
 
     fn open(&self, rel: &str) -> io::Result<Box<dyn RangeRead>> {
         let path = self.shared.remote(rel)?;
-        let (handle, len) = block_on(&self.rt, self.shared.open(&path, self.budget()))
+        let (handle, len) = self
+            .rt
+            .block_on(self.shared.open(&path, self.budget()))
             .map_err(|f| self.shared.io(f, "open", rel))?;
         Ok(Box::new(SftpFile {
             shared: self.shared.clone(),
@@ -225,32 +217,10 @@ impl Origin for SftpOrigin {
         let stat = self
             .shared
             .run(self.budget(), |c, b| stat(c, b, root.clone()));
-        block_on(&self.rt, stat)
+        self.rt
+            .block_on(stat)
             .map(drop)
             .map_err(|f| self.shared.io(f, "probe", ""))
-    }
-}
-
-/// Runs `f` on the origin's runtime, blocking the calling thread. On a worker of a
-/// multi-threaded runtime (fetchd's RPC handlers read through `block_in_place`) the worker
-/// hands its other tasks off first; on a single-threaded runtime, where blocking is not
-/// allowed, a helper thread blocks instead.
-fn block_on<F: Future + Send>(rt: &Rt, f: F) -> F::Output
-where
-    F::Output: Send,
-{
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    let rt =
-        rt.0.as_ref()
-            .expect("the runtime lives as long as the origin");
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Err(_) => rt.block_on(f),
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| rt.block_on(f)),
-        Ok(_) => std::thread::scope(|s| {
-            s.spawn(|| rt.block_on(f))
-                .join()
-                .expect("sftp call panicked")
-        }),
     }
 }
 
