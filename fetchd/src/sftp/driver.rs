@@ -141,3 +141,69 @@ impl Drop for Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Waits up to 2 s for `done`.
+    fn eventually(done: impl Fn() -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(2) {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        done()
+    }
+
+    #[test]
+    fn tasks_run_between_calls_and_calls_still_complete() {
+        let driver = Driver::new("tasks").unwrap();
+        // A timer and a task that no caller waits for, as a keepalive is.
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = fired.clone();
+        driver.handle().spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        assert!(
+            eventually(|| fired.load(Ordering::SeqCst)),
+            "nobody ran the task"
+        );
+        // A caller takes the runtime back from the caretaker, from several threads at once.
+        std::thread::scope(|s| {
+            for i in 0..4u64 {
+                let driver = &driver;
+                s.spawn(move || {
+                    let got = driver.block_on(async move {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        i
+                    });
+                    assert_eq!(got, i);
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn dropping_the_driver_stops_its_caretaker() {
+        let caretakers = || {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.trim() == "sftp-idle dropt")
+                .count()
+        };
+        let driver = Driver::new("dropt").unwrap();
+        // The thread names itself once it runs.
+        assert!(eventually(|| caretakers() == 1), "no caretaker");
+        drop(driver);
+        assert!(
+            eventually(|| caretakers() == 0),
+            "the caretaker outlived its driver"
+        );
+    }
+}
