@@ -139,9 +139,18 @@ impl ChunkStore {
 
     /// The chunk's bytes if present and intact. A corrupt chunk is deleted and `None` returned.
     pub fn get(&self, hash: u128) -> io::Result<Option<Vec<u8>>> {
-        let found = self.read_verified(hash);
-        if let Ok(Some(_)) = found {
-            self.lock().lru.touch(hash);
+        let mut bytes = Vec::new();
+        Ok(self.get_into(hash, &mut bytes)?.then_some(bytes))
+    }
+
+    /// Appends the chunk's bytes to `out` if present and intact (true), so a reader assembling
+    /// a range copies them once. A corrupt chunk is deleted, and `out` is left as it was.
+    pub fn get_into(&self, hash: u128, out: &mut Vec<u8>) -> io::Result<bool> {
+        let at = out.len();
+        let found = self.read_verified(hash, out);
+        match found {
+            Ok(true) => self.lock().lru.touch(hash),
+            _ => out.truncate(at),
         }
         found
     }
@@ -157,20 +166,23 @@ impl ChunkStore {
         }
     }
 
-    fn read_verified(&self, hash: u128) -> io::Result<Option<Vec<u8>>> {
+    /// Appends the chunk to `out` and checks it there (false, with `out` to be cut back by the
+    /// caller, when it is missing or corrupt).
+    fn read_verified(&self, hash: u128, out: &mut Vec<u8>) -> io::Result<bool> {
         let path = self.path(hash);
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
         let meta = file.metadata()?;
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut bytes)?;
-        if chunk_hash(&bytes) != hash {
+        let at = out.len();
+        out.reserve(meta.len() as usize);
+        file.read_to_end(out)?;
+        if chunk_hash(&out[at..]) != hash {
             tracing::warn!(chunk = %format!("{hash:032x}"), "chunk failed verification; dropped, will fetch again");
             self.remove(hash)?;
-            return Ok(None);
+            return Ok(false);
         }
         let now = SystemTime::now();
         if meta
@@ -180,7 +192,7 @@ impl ChunkStore {
             // Recency for the next start; losing it costs nothing but order.
             let _ = file.set_modified(now);
         }
-        Ok(Some(bytes))
+        Ok(true)
     }
 
     /// Whether the chunk is held (as far as the store has recorded).

@@ -76,6 +76,27 @@ fn corrupt_chunk_is_dropped_not_served() {
 }
 
 #[test]
+fn get_into_appends_an_intact_chunk_and_leaves_the_buffer_alone_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let (h, data) = chunk(3, 5000);
+    let mut out = b"before".to_vec();
+    assert!(!store.get_into(h, &mut out).unwrap(), "not stored yet");
+    assert_eq!(out, b"before");
+    store.put(h, &data).unwrap();
+    assert!(store.get_into(h, &mut out).unwrap());
+    assert_eq!(out, [&b"before"[..], &data].concat());
+    // Corrupt on disk: dropped, and nothing of it stays in the buffer.
+    let mut bad = data.clone();
+    bad[4000] ^= 1;
+    std::fs::write(store.path(h), &bad).unwrap();
+    out.truncate(6);
+    assert!(!store.get_into(h, &mut out).unwrap());
+    assert_eq!(out, b"before");
+    assert!(!store.path(h).exists());
+}
+
+#[test]
 fn concurrent_puts_over_a_tiny_budget_never_exceed_it_on_disk_or_on_the_books() {
     const BUDGET: u64 = 1 << 20;
     let dir = tempfile::tempdir().unwrap();

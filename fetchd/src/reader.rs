@@ -210,7 +210,8 @@ impl TrackReader {
         if offset >= end {
             return Ok(Vec::new());
         }
-        let mut out = Vec::with_capacity((end - offset) as usize);
+        // Room for the range and one whole chunk: each is appended whole, then cut to size.
+        let mut out = Vec::with_capacity((end - offset) as usize + MAX_CHUNK as usize);
         let covering = layout.covering(offset, end);
         // A large read is the kernel's read-ahead of a sequential reader: the next stretch of
         // the same length is asked for next, so its chunks are read from disk meanwhile.
@@ -232,26 +233,32 @@ impl TrackReader {
             self.store.prefetch(hint.map(|i| layout.chunks[i].1));
         }
         for i in covering {
-            let start = layout.starts[i];
-            let bytes = self.chunk(id, record, layout, i, from_origin)?;
+            let (start, at) = (layout.starts[i], out.len());
+            self.chunk_into(id, record, layout, i, &mut out, from_origin)?;
+            // `out[at..]` is the whole chunk: keep the part asked for.
             let from = offset.saturating_sub(start) as usize;
-            let to = ((end - start) as usize).min(bytes.len());
-            out.extend_from_slice(&bytes[from..to]);
+            let to = ((end - start) as usize).min(out.len() - at);
+            if from > 0 {
+                out.copy_within(at + from..at + to, at);
+            }
+            out.truncate(at + to - from);
         }
         Ok(out)
     }
 
-    fn chunk(
+    /// Appends chunk `i` of the track to `out`, from the store or else from an origin.
+    fn chunk_into(
         &self,
         id: TrackId,
         record: &TrackRecord,
         layout: &Layout,
         i: usize,
+        out: &mut Vec<u8>,
         from_origin: &mut bool,
-    ) -> Result<Vec<u8>, FetchError> {
+    ) -> Result<(), FetchError> {
         let (len, hash) = layout.chunks[i];
-        if let Some(bytes) = self.store.get(hash).map_err(cache_err)? {
-            return Ok(bytes);
+        if self.store.get_into(hash, out).map_err(cache_err)? {
+            return Ok(());
         }
         *from_origin = true;
         let bytes = self
@@ -262,7 +269,8 @@ impl TrackReader {
         if let Err(e) = self.store.put(hash, &bytes) {
             tracing::warn!("chunk not cached: {e}");
         }
-        Ok(bytes)
+        out.extend_from_slice(&bytes);
+        Ok(())
     }
 
     fn read_partial(
