@@ -143,22 +143,17 @@ impl<C: Connect> Reconnecting<C> {
         F: FnOnce(C, Context) -> Fut,
         Fut: Future<Output = Result<T, RpcError>>,
     {
-        let (generation, client) = self.client().await?;
         let started = Instant::now();
-        let mut ctx = context::current();
-        ctx.deadline = (started + within).into_std();
-        match f(client, ctx).await {
-            Ok(v) => Ok(v),
-            Err(RpcError::Server(e)) => Err(CallError::Protocol(e.to_string())),
-            Err(e) => {
-                self.forget(generation).await;
-                Err(CallError::Unavailable {
+        self.attempt(started + within, f)
+            .await
+            .map_err(|failed| match failed {
+                Failed::Final(e) => e,
+                Failed::Retry(last) => CallError::Unavailable {
                     service: self.service.to_owned(),
                     secs: started.elapsed().as_secs_f64(),
-                    last: e.to_string(),
-                })
-            }
-        }
+                    last,
+                },
+            })
     }
 
     /// Like [`call`](Self::call) with an explicit deadline.
@@ -170,21 +165,10 @@ impl<C: Connect> Reconnecting<C> {
         let give_up = Instant::now() + within;
         let mut backoff = Duration::from_millis(5);
         loop {
-            let last = match self.client().await {
-                Ok((generation, client)) => {
-                    let mut ctx = context::current();
-                    ctx.deadline = give_up.into_std();
-                    match f(client, ctx).await {
-                        Ok(v) => return Ok(v),
-                        Err(RpcError::Server(e)) => return Err(CallError::Protocol(e.to_string())),
-                        Err(e) => {
-                            self.forget(generation).await;
-                            e.to_string()
-                        }
-                    }
-                }
-                Err(CallError::Unavailable { last, .. }) => last,
-                Err(e) => return Err(e),
+            let last = match self.attempt(give_up, &f).await {
+                Ok(v) => return Ok(v),
+                Err(Failed::Final(e)) => return Err(e),
+                Err(Failed::Retry(last)) => last,
             };
             if Instant::now() + backoff >= give_up {
                 return Err(CallError::Unavailable {
@@ -195,6 +179,30 @@ impl<C: Connect> Reconnecting<C> {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One call on the connection (made now if there is none) with `deadline`. A connection
+    /// that failed is forgotten, so the next attempt makes a new one.
+    async fn attempt<T, F, Fut>(&self, deadline: Instant, f: F) -> Result<T, Failed>
+    where
+        F: FnOnce(C, Context) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        let (generation, client) = match self.client().await {
+            Ok(got) => got,
+            Err(CallError::Unavailable { last, .. }) => return Err(Failed::Retry(last)),
+            Err(e) => return Err(Failed::Final(e)),
+        };
+        let mut ctx = context::current();
+        ctx.deadline = deadline.into_std();
+        match f(client, ctx).await {
+            Ok(v) => Ok(v),
+            Err(RpcError::Server(e)) => Err(Failed::Final(CallError::Protocol(e.to_string()))),
+            Err(e) => {
+                self.forget(generation).await;
+                Err(Failed::Retry(e.to_string()))
+            }
         }
     }
 
@@ -235,6 +243,13 @@ impl<C: Connect> Reconnecting<C> {
             *slot = None;
         }
     }
+}
+
+/// Why an attempt failed: for good, or in a way another attempt may get past (the worker
+/// gone or restarting), with what it said.
+enum Failed {
+    Final(CallError),
+    Retry(String),
 }
 
 #[cfg(test)]
