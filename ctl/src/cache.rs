@@ -43,9 +43,7 @@ fn explain(err: FetchError) -> anyhow::Error {
 }
 
 pub fn run(state: &StateDir, command: &CacheCommand) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let client = fetchd(state);
         match command {

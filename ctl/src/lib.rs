@@ -46,3 +46,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rescan(args) => rescan::run(&StateDir::new(state_root), &args),
     }
 }
+
+/// The single-threaded runtime each command's calls to the workers run on.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

@@ -15,9 +15,7 @@ use crate::cli::RescanArgs;
 const SCANS: Duration = Duration::from_secs(6 * 3600);
 
 pub fn run(state: &StateDir, args: &RescanArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let client = crate::cache::fetchd(state);
         // Fails within 30 s when fetchd is not there, before the long wait; the scans are

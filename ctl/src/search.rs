@@ -15,12 +15,6 @@ use crate::status::write_stdout;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 fn indexd(state: &StateDir) -> Reconnecting<IndexClient> {
     Reconnecting::new(layout::INDEXD, state.socket(layout::INDEXD), DEADLINE)
 }
@@ -48,7 +42,7 @@ fn explain(err: IndexError) -> anyhow::Error {
 }
 
 pub fn search(state: &StateDir, args: &SearchArgs) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(async {
+    crate::runtime()?.block_on(async {
         let query = args.query.clone();
         let limit = args.limit;
         let hits: Vec<Hit> = indexd(state)
@@ -99,7 +93,7 @@ pub fn search(state: &StateDir, args: &SearchArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn collection(state: &StateDir, command: &CollectionCommand) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(async {
+    crate::runtime()?.block_on(async {
         let client = indexd(state);
         match command {
             CollectionCommand::List => {

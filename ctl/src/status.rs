@@ -26,9 +26,7 @@ const IDLE_POLL_EVERY: Duration = Duration::from_millis(50);
 const MOUNTD: &str = "mountd";
 
 pub fn run(state: &StateDir, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let idle_in_time = match args.wait_idle {
             true => wait_idle(state, args.timeout.map(Duration::from_secs)).await,

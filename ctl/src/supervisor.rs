@@ -37,16 +37,13 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// Runs the supervisor until a stop signal; every child is stopped before this returns.
 pub fn run(plan: MountPlan) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(async {
-            let mut signals = Signals::new()?;
-            let mut supervisor = Supervisor::new(plan)?;
-            let result = supervisor.supervise(&mut signals).await;
-            supervisor.shutdown().await;
-            result
-        })
+    crate::runtime()?.block_on(async {
+        let mut signals = Signals::new()?;
+        let mut supervisor = Supervisor::new(plan)?;
+        let result = supervisor.supervise(&mut signals).await;
+        supervisor.shutdown().await;
+        result
+    })
 }
 
 /// The signals the supervisor handles, registered before any child starts.
