@@ -7,7 +7,8 @@
 # Measured for each system:
 #   - time to first byte: open + read of the first 4 KiB of never-read files (median, max)
 #   - cold sequential read of a never-read file (MB/s), the wire bytes it caused, and the CPU
-#     time sshd and everything else used meanwhile
+#     time sshd and everything else used meanwhile; read again on COLD_ROUNDS more fresh mounts,
+#     the systems taking turns, and reported as the median (one read swings by up to 1.7x)
 #   - warm re-read of that file after dropping the page cache (MB/s, wire bytes)
 #   - random 64 KiB reads on a never-read file: median and p99 latency, wire bytes / asked bytes
 #     (and, as baselines, the same reads on the origin's own disk with no network in between, and
@@ -19,7 +20,8 @@
 # in the same order. Prints the report and writes it to bench/remote-report.txt.
 # Needs root (mounts, drop_caches, sshd); installs what it needs with apt-get.
 # BENCH_SKIP_BUILD=1 uses the release binaries already built; BENCH_DIR moves target/bench;
-# BENCH_SYSTEMS="musicfs" measures only the systems named (the others show as "-").
+# BENCH_SYSTEMS="musicfs" measures only the systems named (the others show as "-");
+# BENCH_COLD_ROUNDS=N sets how many more fresh-mount cold reads each system makes (default 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${BENCH_DIR:-target/bench}
@@ -42,6 +44,7 @@ FIRST_BYTE_FILES=(A/1 B/1 C/1 D/1 A/3 D/3)
 SEQ_FILE=B/3
 RANDOM_FILE=C/3
 RANDOM_READS=200
+COLD_ROUNDS=${BENCH_COLD_ROUNDS:-4}
 RANDOM_SIZE=65536
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -243,15 +246,7 @@ measure_reads() {
 
   # Cold sequential read of a whole never-read file.
   log "$system: cold sequential read"
-  drop_caches; before=$(wire_down)
-  local cpu_sshd cpu_busy
-  read -r bytes secs cpu_sshd cpu_busy < <("${PROBE[@]}" seq "${paths[$SEQ_FILE]}" "$SSHD_PID")
-  after=$(wire_down)
-  result "$system" seq_cold_secs "$secs"; result "$system" seq_bytes "$bytes"
-  result "$system" seq_cold_wire $((after - before))
-  # Where the machine's CPU time went during the read: sshd, and all the rest.
-  result "$system" seq_cold_cpu_sshd "$cpu_sshd"
-  result "$system" seq_cold_cpu_busy "$cpu_busy"
+  cold_read "$system" "${paths[$SEQ_FILE]}" 1
   sleep 1   # let MusicFS finish cutting the completed file into chunks (local work only)
 
   # Warm re-read: the page cache dropped again, so MusicFS and rclone serve it from their own
@@ -290,6 +285,39 @@ measure_reads() {
   ssh_sessions "$system" "$mark"
 }
 
+# Reads FILE whole, never read before, page cache dropped: its time, wire bytes and where the
+# machine's CPU time went meanwhile (sshd, and all the rest), as the results of round ROUND.
+cold_read() {   # SYSTEM FILE ROUND
+  local before after bytes secs cpu_sshd cpu_busy
+  drop_caches; before=$(wire_down)
+  read -r bytes secs cpu_sshd cpu_busy < <("${PROBE[@]}" seq "$2" "$SSHD_PID")
+  after=$(wire_down)
+  result "$1" "seq_cold_secs_$3" "$secs"; result "$1" seq_bytes "$bytes"
+  result "$1" "seq_cold_wire_$3" $((after - before))
+  result "$1" "seq_cold_cpu_sshd_$3" "$cpu_sshd"
+  result "$1" "seq_cold_cpu_busy_$3" "$cpu_busy"
+}
+
+# SEQ_FILE read whole through fetchd's SFTP origin alone, as round ROUND.
+sftp_cold_read() {   # ROUND
+  local bytes secs cpu_self cpu_sshd cpu_busy
+  read -r bytes secs cpu_self cpu_sshd cpu_busy < <("$SFTP_PROBE" "sftp://root@127.0.0.1:$SSHD_PORT$LIB" \
+    "$IDENTITY" "$KNOWN_HOSTS" seq "$(rel_of "$SEQ_FILE")" "$(origin_of "$SEQ_FILE")" "$SSHD_PID")
+  result sftp "seq_cold_secs_$1" "$secs"; result sftp seq_bytes "$bytes"
+  result sftp "seq_cold_cpu_self_$1" "$cpu_self"; result sftp "seq_cold_cpu_sshd_$1" "$cpu_sshd"
+  result sftp "seq_cold_cpu_busy_$1" "$cpu_busy"
+}
+
+# One more cold read of SEQ_FILE on a fresh mount (fresh caches), as round ROUND.
+measure_cold_again() {   # SYSTEM ROUND
+  local system=$1 path
+  log "$system: cold sequential read, round $2"
+  "mount_$system" "c$2"
+  path=$(path_in_mount "$system" "$SEQ_FILE")
+  cold_read "$system" "$path" "$2"
+  "umount_$system"
+}
+
 # Baselines, once: the random reads' offsets read in place from the origin's own disk (page
 # cache dropped, no network): the part of a remote read no client can avoid.
 measure_baselines() {
@@ -303,12 +331,8 @@ measure_baselines() {
   # read from this sshd with no FUSE, no IPC and no cache in the way; the floor under the
   # mounts' figures. It drops the page cache itself once connected.
   log "baseline: fetchd's SFTP origin alone"
-  local url="sftp://root@127.0.0.1:$SSHD_PORT$LIB" bytes secs cpu_self cpu_sshd cpu_busy
-  local sftp=("$SFTP_PROBE" "$url" "$IDENTITY" "$KNOWN_HOSTS")
-  read -r bytes secs cpu_self cpu_sshd cpu_busy < <("${sftp[@]}" seq "$(rel_of "$SEQ_FILE")" "$(origin_of "$SEQ_FILE")" "$SSHD_PID")
-  result sftp seq_cold_secs "$secs"; result sftp seq_bytes "$bytes"
-  result sftp seq_cold_cpu_self "$cpu_self"; result sftp seq_cold_cpu_sshd "$cpu_sshd"
-  result sftp seq_cold_cpu_busy "$cpu_busy"
+  sftp_cold_read 1
+  local sftp=("$SFTP_PROBE" "sftp://root@127.0.0.1:$SSHD_PORT$LIB" "$IDENTITY" "$KNOWN_HOSTS")
   origin=$(origin_of "$RANDOM_FILE")
   read -r median p99 < <("${PROBE[@]}" offsets "$origin" "$RANDOM_READS" "$RANDOM_SIZE" 42 |
     "${sftp[@]}" random "$(rel_of "$RANDOM_FILE")" "$origin" "$RANDOM_SIZE")
@@ -394,6 +418,13 @@ for line in open(sys.argv[1]):
     system, key, value = line.rstrip("\n").split("\t")
     r[system][key] = float(value)
 lib_bytes, nfirst, ncpu = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+# The cold reads ran in rounds ("seq_cold_secs_2"...): each figure is the median over them.
+for fig in r.values():
+    for key in {k.rsplit("_", 1)[0] for k in fig if k.startswith("seq_cold_") and k[-1].isdigit()}:
+        rounds = [v for k, v in fig.items() if k.rsplit("_", 1)[0] == key and k[-1].isdigit()]
+        fig[key] = statistics.median(rounds)
+        if key == "seq_cold_secs":
+            fig["seq_cold_rounds"], fig["seq_cold_fastest"], fig["seq_cold_slowest"] = len(rounds), min(rounds), max(rounds)
 S = ["musicfs", "sshfs", "rclone"]
 def first(s):
     return [r[s][f"first_byte_{i}"] * 1000 for i in range(1, nfirst + 1)]
@@ -409,7 +440,9 @@ print(f"{'':<40}" + "".join(f"{n:>14}" for n in ["MusicFS", "sshfs", "rclone"]))
 row("first byte (4 KiB), median ms", lambda s: statistics.median(first(s)), "{:.2f}")
 row("first byte (4 KiB), max ms", lambda s: max(first(s)), "{:.2f}")
 row("  wire KB per first-byte open", lambda s: statistics.mean(r[s][f"first_byte_wire_{i}"] for i in range(1, nfirst + 1)) / 1e3, "{:.0f}")
-row("cold sequential read, MB/s", lambda s: mbps(s, "seq_cold_secs"), "{:.0f}")
+row("cold sequential read, MB/s (median)", lambda s: mbps(s, "seq_cold_secs"), "{:.0f}")
+row("  slowest - fastest read", lambda s: f"{mbps(s, 'seq_cold_slowest'):.0f} - {mbps(s, 'seq_cold_fastest'):.0f}", "{}")
+row("  reads (fresh mounts)", lambda s: r[s]["seq_cold_rounds"], "{:.0f}")
 row("  wire bytes / file size", lambda s: r[s]["seq_cold_wire"] / r[s]["seq_bytes"], "{:.3f}")
 def cpu_ms_per_mb(s, k): return r[s][f"seq_cold_cpu_{k}"] / 1e6 / mb(r[s]["seq_bytes"])
 row("  CPU ms/MB: sshd", lambda s: cpu_ms_per_mb(s, "sshd"), "{:.2f}")
@@ -504,6 +537,12 @@ main() {
   measure_baselines
   for system in "${SYSTEMS[@]}"; do measure_reads "$system"; done
   for system in "${SYSTEMS[@]}"; do measure_mpd_scan "$system"; done
+  local round
+  for round in $(seq 2 $((COLD_ROUNDS + 1))); do
+    for system in "${SYSTEMS[@]}"; do measure_cold_again "$system" "$round"; done
+    log "baseline: fetchd's SFTP origin alone, round $round"
+    sftp_cold_read "$round"
+  done
   {
     echo "MusicFS remote-origin benchmark — $(date -u +%F) — $(nproc) cores, $(uname -r)"
     echo "one OpenSSH sshd on 127.0.0.1; wire = TCP payload bytes sshd sent to the client (SSH framing"
