@@ -396,3 +396,53 @@ fn an_idle_connection_answers_the_servers_keepalives_and_stays_up() {
     assert!(!log.contains("not responding"), "sshd hung up:\n{log}");
     assert_eq!(connections(&log), before, "reconnected:\n{log}");
 }
+
+/// fetchd reads a track in several runs at once, each through an open file of its own: they
+/// share the connection they find, since each new one costs the server a key exchange. Another
+/// file read meanwhile would queue behind them, so it gets a connection of its own.
+#[test]
+fn one_files_parallel_reads_share_a_connection_and_another_files_get_their_own() {
+    let sshd = Sshd::new();
+    let lib = library();
+    let origin = origin(&config(&sshd, lib.path())).unwrap();
+    let big = std::fs::read(lib.path().join("big.wav")).unwrap();
+    // Sessions, not connections: the harness's check that sshd listens connects too.
+    let connections = || sshd.log().matches("Accepted publickey").count();
+    for round in 0..3u64 {
+        std::thread::scope(|s| {
+            for run in 0..6u64 {
+                let (origin, big) = (&origin, &big);
+                s.spawn(move || {
+                    let file = origin.open("big.wav").unwrap();
+                    let offset = (round * 6 + run) * 200_000 % big.len() as u64;
+                    check_read(&*file, big, offset, 1 << 20);
+                });
+            }
+        });
+    }
+    assert_eq!(connections(), 1, "one file's reads opened more connections");
+
+    let other_path = "Artist/Album/02 Noise.flac";
+    let other_local = std::fs::read(lib.path().join(other_path)).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = origin.open("big.wav").unwrap();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                check_read(&*file, &big, 0, big.len());
+            }
+        });
+        let other = origin.open(other_path).unwrap();
+        let mut rng = Rng::new(5);
+        while connections() < 2 && Instant::now() < deadline {
+            let offset = rng.below(other_local.len() as u64);
+            check_read(&*other, &other_local, offset, 64 * 1024);
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(
+        connections() >= 2,
+        "another file's reads got no connection of their own within 10 s"
+    );
+}

@@ -13,6 +13,8 @@ pub(super) struct Conn {
     pub(super) busy: AtomicUsize,
     /// Files open on it.
     pub(super) files: AtomicUsize,
+    /// The paths being read on it now, with how many reads of each (see [`Lease`]).
+    pub(super) reads: Mutex<Vec<(Box<str>, usize)>>,
 }
 
 impl Conn {
@@ -28,6 +30,16 @@ impl Conn {
         matches!(fail, Fail::Lost(_))
     }
 
+    /// Operations running on it other than reads of `path`: the ones a request for `path`
+    /// would queue behind.
+    pub(super) fn busy_apart_from(&self, path: Option<&str>) -> usize {
+        let busy = self.busy.load(Ordering::Relaxed);
+        let Some(path) = path else { return busy };
+        let reads = lock(&self.reads);
+        let mine = reads.iter().find(|(p, _)| &**p == path).map_or(0, |e| e.1);
+        busy.saturating_sub(mine)
+    }
+
     pub(super) fn load(&self) -> (usize, usize) {
         (
             self.busy.load(Ordering::Relaxed),
@@ -36,18 +48,35 @@ impl Conn {
     }
 }
 
-/// A connection in use by one operation.
-pub(super) struct Lease(pub(super) Arc<Conn>);
+/// A connection in use by one operation; for a read, with the path it reads (counted in the
+/// connection's `reads` while the lease lasts).
+pub(super) struct Lease(pub(super) Arc<Conn>, Option<Box<str>>);
 
 impl Lease {
-    pub(super) fn new(conn: Arc<Conn>) -> Self {
+    pub(super) fn new(conn: Arc<Conn>, reading: Option<&str>) -> Self {
         conn.busy.fetch_add(1, Ordering::Relaxed);
-        Self(conn)
+        if let Some(path) = reading {
+            let mut reads = lock(&conn.reads);
+            match reads.iter_mut().find(|(p, _)| &**p == path) {
+                Some(entry) => entry.1 += 1,
+                None => reads.push((path.into(), 1)),
+            }
+        }
+        Self(conn, reading.map(Into::into))
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if let Some(path) = &self.1 {
+            let mut reads = lock(&self.0.reads);
+            if let Some(at) = reads.iter().position(|(p, _)| p == path) {
+                reads[at].1 -= 1;
+                if reads[at].1 == 0 {
+                    reads.swap_remove(at);
+                }
+            }
+        }
         self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -38,7 +38,7 @@ impl SftpFile {
         let mut retried = false;
         loop {
             let deadline = Instant::now() + timeout;
-            let pick = self.shared.acquire(deadline).await;
+            let pick = self.shared.acquire(deadline, Some(&self.path)).await;
             let (lease, handle) = self.choose(pick.map_err(Fail::Connect)?);
             let result = match handle {
                 Some(handle) => read_pipelined(&lease.0, &handle, offset, buf, timeout).await,
@@ -67,9 +67,10 @@ impl SftpFile {
         match mine {
             Some(h) if Arc::ptr_eq(&h.conn, &pick.0) => (pick, Some(h.handle.clone())),
             // The pick's count includes its lease.
-            Some(h) if busy(&h.conn) < busy(&pick.0) => {
-                (Lease::new(h.conn.clone()), Some(h.handle.clone()))
-            }
+            Some(h) if busy(&h.conn) < busy(&pick.0) => (
+                Lease::new(h.conn.clone(), Some(&self.path)),
+                Some(h.handle.clone()),
+            ),
             _ => (pick, None),
         }
     }

@@ -6,8 +6,9 @@
 //! - The host key must be in known_hosts (`[host]:port` off port 22), or the connection is
 //!   refused (fail closed) with a message naming the host and the file.
 //! - Up to `connections` SSH sessions with one SFTP channel each: made on first use, one more
-//!   in the background while those are busy, made again when broken. A request that times out
-//!   poisons its connection; one that finds its connection lost is retried once.
+//!   in the background while those are busy with work a request would queue behind (other
+//!   files' reads, listings; not reads of the same file), made again when broken. A request
+//!   that times out poisons its connection; one that finds its connection lost is retried once.
 //! - Bounds: connecting and each request wait at most the timeout; `stat`, `open` and `probe`
 //!   as a whole, `walk` per request, `read_at` per answer (a big read over a slow link may take
 //!   longer; a silent server may not).
@@ -378,9 +379,23 @@ impl Shared {
         F: Fn(Arc<Conn>, Budget) -> Fut,
         Fut: Future<Output = Result<T, Fail>>,
     {
+        self.run_for(budget, None, f).await
+    }
+
+    /// [`run`](Self::run), as part of reading `reading` (see [`acquire`](Self::acquire)).
+    async fn run_for<T, F, Fut>(
+        self: &Arc<Self>,
+        budget: Budget,
+        reading: Option<&str>,
+        f: F,
+    ) -> Result<T, Fail>
+    where
+        F: Fn(Arc<Conn>, Budget) -> Fut,
+        Fut: Future<Output = Result<T, Fail>>,
+    {
         let mut retried = false;
         loop {
-            let lease = self.acquire(budget.deadline()).await;
+            let lease = self.acquire(budget.deadline(), reading).await;
             let lease = lease.map_err(Fail::Connect)?;
             match f(lease.0.clone(), budget).await {
                 Err(fail) if lease.0.failed(&fail) && !retried => retried = true,
@@ -391,7 +406,7 @@ impl Shared {
 
     /// Opens a file for reading: its handle and size.
     async fn open(self: &Arc<Self>, path: &str, budget: Budget) -> Result<(FileRef, u64), Fail> {
-        self.run(budget, |conn, b| async move {
+        self.run_for(budget, Some(path), |conn, b| async move {
             let flags = OpenFlags::READ;
             let (opened, attrs) = tokio::join!(
                 req(b, conn.sftp.open(path, flags, FileAttributes::empty())),
@@ -516,9 +531,16 @@ impl Shared {
         Ok((found, failed))
     }
 
-    /// The least loaded working connection (and another added in the background when it is
-    /// busy and a slot is free); when none works, a new one, made now.
-    async fn acquire(self: &Arc<Self>, deadline: Instant) -> io::Result<Lease> {
+    /// The least loaded working connection; when none works, a new one, made now. Another
+    /// is added in the background, while a slot is free, when the one picked is busy with
+    /// work a request would queue behind. For a read of `reading`, other reads of the same
+    /// path do not count: one file's pipelined reads share a connection well, and each new
+    /// connection costs the server a key exchange (34 ms of sshd's CPU here) mid-read.
+    async fn acquire(
+        self: &Arc<Self>,
+        deadline: Instant,
+        reading: Option<&str>,
+    ) -> io::Result<Lease> {
         let (live, free) = {
             let slots = lock(&self.slots);
             let usable = |s: &Option<Arc<Conn>>| s.as_ref().filter(|c| c.usable()).cloned();
@@ -526,9 +548,10 @@ impl Shared {
             (live, slots.iter().position(|s| usable(s).is_none()))
         };
         let Some(conn) = live else {
-            return self.connect_slot(free.unwrap_or(0), deadline).await;
+            let conn = self.connect_slot(free.unwrap_or(0), deadline).await?;
+            return Ok(Lease::new(conn, reading));
         };
-        if let Some(slot) = free.filter(|_| conn.busy.load(Ordering::Relaxed) > 0) {
+        if let Some(slot) = free.filter(|_| conn.busy_apart_from(reading) > 0) {
             let quiet = lock(&self.quiet_until).is_some_and(|t| Instant::now() < t);
             if !quiet && self.connecting[slot].try_lock().is_ok() {
                 let shared = self.clone();
@@ -542,10 +565,11 @@ impl Shared {
                 });
             }
         }
-        Ok(Lease::new(conn))
+        Ok(Lease::new(conn, reading))
     }
 
-    async fn connect_slot(&self, slot: usize, deadline: Instant) -> io::Result<Lease> {
+    /// The connection in `slot`, made now unless it works already.
+    async fn connect_slot(&self, slot: usize, deadline: Instant) -> io::Result<Arc<Conn>> {
         let timed_out = |what: &str| {
             let (host, port, secs) = (&self.host, self.port, self.timeout.as_secs());
             let msg = format!("{what} {host}:{port} within {secs} s");
@@ -555,7 +579,7 @@ impl Shared {
             .await
             .map_err(|_| timed_out("not connected to"))?;
         if let Some(conn) = lock(&self.slots)[slot].as_ref().filter(|c| c.usable()) {
-            return Ok(Lease::new(conn.clone()));
+            return Ok(conn.clone());
         }
         let conn = timeout_at(deadline, self.connect())
             .await
@@ -563,7 +587,7 @@ impl Shared {
         let conn = Arc::new(conn);
         lock(&self.slots)[slot] = Some(conn.clone());
         tracing::debug!(origin = self.name, slot, "connected");
-        Ok(Lease::new(conn))
+        Ok(conn)
     }
 
     /// Connects, checks the host key, authenticates and starts SFTP.
@@ -633,6 +657,7 @@ impl Shared {
             broken: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
             files: AtomicUsize::new(0),
+            reads: Mutex::new(Vec::new()),
         })
     }
 
