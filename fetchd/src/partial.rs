@@ -58,6 +58,9 @@ pub struct Partial {
     arrived: Condvar,
     /// Set once the delta seeding (or the decision not to seed) is done.
     pub seeded: std::sync::Once,
+    /// Set once a failed write into the staging file has been logged: with the disk full,
+    /// every read of the file fails to keep its bytes, and one warning says so.
+    pub warned: std::sync::atomic::AtomicBool,
 }
 
 /// A contiguous page range a fetcher has claimed: `[start, end)` in bytes, clamped to the size.
@@ -92,6 +95,7 @@ impl Partial {
             }),
             arrived: Condvar::new(),
             seeded: std::sync::Once::new(),
+            warned: Default::default(),
         })
     }
 

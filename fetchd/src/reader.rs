@@ -398,8 +398,14 @@ impl TrackReader {
         let answer = bytes[(offset - run.start) as usize..(end - run.start) as usize].to_vec();
         let (reader, partial) = (self.clone(), partial.clone());
         musicfs_ipc::server::after_answer(move || {
-            if let Err(e) = store(&partial, run, &bytes) {
-                tracing::warn!("staging {}: {e}", partial.record.location.path);
+            let stored = store(&partial, run, &bytes);
+            let first = || !partial.warned.swap(true, Ordering::Relaxed);
+            if let Some(e) = stored.err().filter(|_| first()) {
+                tracing::warn!(
+                    "staging {}: {e} (its reads are served without keeping them; \
+                     further failures for it are not logged)",
+                    partial.record.location.path
+                );
             }
             reader.cut_if_complete(track, &partial);
         });

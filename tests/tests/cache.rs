@@ -1,7 +1,8 @@
 //! The chunk cache on a real mount with a small `[cache] budget`: reading much more than the
 //! budget through many open files never makes the cache hold more than it, and every byte reads
 //! back as the origin has it; a pinned album stays whole while other reads churn the cache and
-//! plays with its origin gone; unpin, clear and prefetch do what they say.
+//! plays with its origin gone; unpin, clear and prefetch do what they say; a full disk under the
+//! state dir costs caching, not reads or what is cached.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -404,4 +405,109 @@ fn a_pinned_album_survives_churn_and_plays_offline_then_unpin_clear_and_prefetch
     let offline = read_all_at_once(&mount, std::slice::from_ref(one));
     std::fs::rename(&away, &lib).unwrap();
     assert_eq!(offline, origin_hashes(&lib, std::slice::from_ref(one)));
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, bytes: u64) -> Tmpfs {
+        use nix::mount::{mount, MsFlags};
+        std::fs::create_dir_all(at).unwrap();
+        let size = format!("size={bytes}");
+        mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some(size.as_str()),
+        )
+        .expect("mount a tmpfs (the end-to-end tests run as root)");
+        Tmpfs(at.to_owned())
+    }
+
+    /// Fills the filesystem until `leave` bytes are free (with a file of its own).
+    fn fill(&self, leave: u64) -> PathBuf {
+        let free = nix::sys::statvfs::statvfs(&self.0).unwrap();
+        let free = free.blocks_available() as u64 * free.fragment_size() as u64;
+        let filler = self.0.join("filler");
+        let file = std::fs::File::create(&filler).unwrap();
+        let len = free.saturating_sub(leave) as i64;
+        nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, len).unwrap();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// The disk under the state dir fills up (a small tmpfs, the free-disk floor turned off, so
+/// the writes themselves fail): tracks not yet cached still read as the origin has them, the
+/// reason is logged, what was cached before still reads back from the cache, and once there
+/// is room again new reads are cached.
+#[test]
+fn a_full_disk_serves_new_reads_from_the_origin_and_keeps_what_is_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    // Declared before the mount, so unmounted after it.
+    let small = Tmpfs::mount(&tmp.path().join("small"), 64 << 20);
+    let config = tmp.path().join("musicfs.toml");
+    std::fs::write(&config, "[cache]\nmin_free = \"0 B\"\n").unwrap();
+    let (mnt, log) = (tmp.path().join("mnt"), tmp.path().join("mount.log"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let config = ["--config", config.to_str().unwrap()];
+    let mount = Mount::start_logged(&[&lib], &small.0.join("state"), &mnt, &config, &log);
+    mount.status(true);
+    let (kept, churn) = (paths_under(KEPT), paths_under(CHURN));
+    let all: Vec<String> = tracks().into_iter().map(|(p, _)| p).collect();
+    let expected = origin_hashes(&lib, &all);
+    let only = |paths: &[String]| -> HashMap<String, String> {
+        paths
+            .iter()
+            .map(|p| (p.clone(), expected[p].clone()))
+            .collect()
+    };
+
+    assert_eq!(read_all_at_once(&mount, &kept), only(&kept));
+    let cached = settle(&mount);
+    assert!(cached["chunks"].as_u64().unwrap() > 0, "{cached}");
+
+    let filler = small.fill(256 << 10);
+    drop_page_cache();
+    assert_eq!(read_all_at_once(&mount, &churn), only(&churn));
+    let full = settle(&mount);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("No space left on device"),
+        "no reason logged:\n{text}"
+    );
+    for (_, file) in tracks().iter().filter(|(p, _)| churn.contains(p)) {
+        let warned = text.matches(&format!("staging {file}: ")).count();
+        assert_eq!(warned, 1, "{file} warned {warned} times, not once:\n{text}");
+    }
+    // The cached album is whole and served from the cache: nothing more from the origin.
+    drop_page_cache();
+    assert_eq!(read_all_at_once(&mount, &kept), only(&kept));
+    let after = settle(&mount);
+    assert_eq!(
+        after["per_origin"][0]["bytes"], full["per_origin"][0]["bytes"],
+        "the cached album was fetched again: {after}"
+    );
+    assert!(
+        after["chunks"].as_u64() >= cached["chunks"].as_u64(),
+        "{after}"
+    );
+
+    // Room again: the next reads are cached.
+    std::fs::remove_file(filler).unwrap();
+    drop_page_cache();
+    assert_eq!(read_all_at_once(&mount, &churn), only(&churn));
+    let roomy = settle(&mount);
+    assert!(
+        roomy["chunks"].as_u64().unwrap() > after["chunks"].as_u64().unwrap(),
+        "nothing was cached once there was room: {roomy}"
+    );
 }
