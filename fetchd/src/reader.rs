@@ -692,6 +692,7 @@ impl TrackReader {
         let file = partial.file().try_clone().map_err(cache_err)?;
         let reader = std::io::BufReader::with_capacity(1 << 20, ReadFrom { file, pos: 0 });
         let mut chunks = Vec::new();
+        let mut not_cached = (0, None);
         for chunk in StreamCDC::new(
             reader,
             MIN_CHUNK as usize,
@@ -703,9 +704,17 @@ impl TrackReader {
             // A cache left with only pinned chunks still gets the manifest: the chunk is
             // fetched again (and served uncached) when read.
             if let Err(e) = self.store.put(hash, &chunk.data) {
-                tracing::debug!("chunk not cached: {e}");
+                not_cached.0 += 1;
+                not_cached.1.get_or_insert(e);
             }
             chunks.push((chunk.length as u32, hash));
+        }
+        if let (n, Some(e)) = not_cached {
+            tracing::warn!(
+                path = partial.record.location.path,
+                "{n} of {} chunks not cached (read from the origin when needed): {e}",
+                chunks.len()
+            );
         }
         Ok(Manifest {
             version: partial.record.version,
