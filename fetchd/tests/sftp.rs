@@ -446,3 +446,38 @@ fn one_files_parallel_reads_share_a_connection_and_another_files_get_their_own()
         "another file's reads got no connection of their own within 10 s"
     );
 }
+
+/// A name that is not UTF-8 on the server (an audio file, a folder) is left out of the walk
+/// with the reason; everything else is listed as usual.
+#[test]
+fn names_that_are_not_utf8_are_skipped_with_a_reason() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let sshd = Sshd::new();
+    let lib = library();
+    let noise = lib.path().join("Artist/Album/02 Noise.flac");
+    let bad_file = lib.path().join(OsStr::from_bytes(b"bad \xff name.flac"));
+    std::fs::copy(&noise, bad_file).unwrap();
+    let bad_dir = lib.path().join(OsStr::from_bytes(b"folder \xfe"));
+    std::fs::create_dir(&bad_dir).unwrap();
+    std::fs::copy(&noise, bad_dir.join("inside.flac")).unwrap();
+    std::fs::write(lib.path().join(OsStr::from_bytes(b"notes \xff.txt")), b"x").unwrap();
+
+    let origin = origin(&config(&sshd, lib.path())).unwrap();
+    let (found, failed) = origin.walk().unwrap();
+    assert_eq!(found, expected(lib.path()));
+    let mut failed: Vec<(String, String)> = failed;
+    failed.sort();
+    let names: Vec<&str> = failed.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        names,
+        ["bad \u{fffd} name.flac", "folder \u{fffd}"],
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .all(|(_, why)| why.contains("not valid UTF-8")),
+        "{failed:?}"
+    );
+}
