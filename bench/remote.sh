@@ -530,7 +530,9 @@ main() {
   [ -x "$SFTP_PROBE" ] || { echo "no $SFTP_PROBE: build it (or run without BENCH_SKIP_BUILD)" >&2; exit 1; }
   make_library
   warm_host_cache
-  rm -rf "$RUN"; mkdir -p "$MNT"; : > "$RESULTS"
+  # A run that died may have left its mount behind: unmount it rather than delete through it.
+  if mountpoint -q "$MNT" 2>/dev/null; then fusermount3 -uz "$MNT"; fi
+  rm -rf --one-file-system "$RUN"; mkdir -p "$MNT"; : > "$RESULTS"
   trap cleanup EXIT
   start_sshd
   local system
