@@ -11,11 +11,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
-use fastcdc::v2020::StreamCDC;
 use musicfs_ipc::{FetchError, TrackId, TrackRef};
 
 use crate::catalog::{Catalog, Manifest};
-use crate::chunks::{chunk_hash, ChunkStore, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use crate::chunks::{chunk_hash, ChunkStore, MAX_CHUNK};
 use crate::delta;
 use crate::origins::Origins;
 use crate::partial::{Partial, Run, FIRST_WINDOW};
@@ -649,79 +648,6 @@ impl TrackReader {
         Ok(Some(shift.len))
     }
 
-    /// Cuts a complete staging file into chunks in the background (once).
-    fn cut_if_complete(&self, track: TrackRef, partial: &Arc<Partial>) {
-        if !partial.complete() || !lock(&self.cutting).insert(track) {
-            return;
-        }
-        let (reader, partial) = (self.clone(), partial.clone());
-        self.background(move || {
-            // A reader still streaming through the file keeps the cores: cut once it pauses.
-            loop {
-                let idle = partial.idle_for();
-                if idle >= CUT_WHEN_QUIET {
-                    break;
-                }
-                std::thread::sleep(CUT_WHEN_QUIET - idle);
-            }
-            match reader.cut(&partial) {
-                Ok(manifest) => {
-                    let stored = reader.catalog.put_manifest(track.id, &manifest);
-                    match stored {
-                        Ok(()) => {
-                            reader.forget_head(&partial.record);
-                            let layout = (partial.record.clone(), Layout::new(manifest));
-                            reader.layouts.insert(track, Arc::new(layout));
-                        }
-                        Err(e) => tracing::warn!("recording the chunks of a track failed: {e}"),
-                    }
-                }
-                Err(e) => tracing::warn!(
-                    path = partial.record.location.path,
-                    "cutting the track into chunks failed: {e}"
-                ),
-            }
-            lock(&reader.partials).map.remove(&track);
-            reader.replicas.close(track.id);
-            lock(&reader.cutting).remove(&track);
-        });
-    }
-
-    /// Cuts a complete staging file into chunks, storing each, and returns its manifest.
-    fn cut(&self, partial: &Partial) -> Result<Manifest, FetchError> {
-        let file = partial.file().try_clone().map_err(cache_err)?;
-        let reader = std::io::BufReader::with_capacity(1 << 20, ReadFrom { file, pos: 0 });
-        let mut chunks = Vec::new();
-        let mut not_cached = (0, None);
-        for chunk in StreamCDC::new(
-            reader,
-            MIN_CHUNK as usize,
-            AVG_CHUNK as usize,
-            MAX_CHUNK as usize,
-        ) {
-            let chunk = chunk.map_err(|e| FetchError::Cache(e.to_string()))?;
-            let hash = chunk_hash(&chunk.data);
-            // A cache left with only pinned chunks still gets the manifest: the chunk is
-            // fetched again (and served uncached) when read.
-            if let Err(e) = self.store.put(hash, &chunk.data) {
-                not_cached.0 += 1;
-                not_cached.1.get_or_insert(e);
-            }
-            chunks.push((chunk.length as u32, hash));
-        }
-        if let (n, Some(e)) = not_cached {
-            tracing::warn!(
-                path = partial.record.location.path,
-                "{n} of {} chunks not cached (read from the origin when needed): {e}",
-                chunks.len()
-            );
-        }
-        Ok(Manifest {
-            version: partial.record.version,
-            chunks,
-        })
-    }
-
     fn background(&self, job: impl FnOnce() + Send + 'static) {
         *lock(&self.busy.0) += 1;
         let busy = self.busy.clone();
@@ -754,25 +680,12 @@ impl TrackReader {
     }
 }
 
-/// Sequential reads of a file by position (the staging file is shared with readers).
-struct ReadFrom {
-    file: std::fs::File,
-    pos: u64,
-}
-
-impl std::io::Read for ReadFrom {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+mod cut;
 #[cfg(test)]
 mod tests;

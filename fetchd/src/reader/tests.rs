@@ -1,6 +1,7 @@
 //! TrackReader against real local origins in a temp dir.
 
 use super::*;
+use crate::chunks::AVG_CHUNK;
 use crate::origin::OriginStats;
 use crate::track::{Location, TrackInfo};
 use musicfs_ipc::origin::OriginConfig;
