@@ -44,6 +44,9 @@ struct Held {
     lru: Lru,
     /// Bytes admitted and being written (temporary files, renames not yet recorded).
     writing: u64,
+    /// Bytes being written outside the store that the free-disk floor must leave room for
+    /// (staging files; see [`ChunkStore::reserve_disk`]).
+    outside: u64,
 }
 
 #[derive(Debug)]
@@ -55,6 +58,22 @@ pub struct ChunkStore {
     /// evictable, or released), chunks were deleted or unpinned.
     written: Condvar,
     next_tmp: AtomicU64,
+}
+
+/// Room kept on the disk for bytes being written outside the store, until dropped.
+#[derive(Debug)]
+#[must_use = "the room is given back when the reservation is dropped"]
+pub struct DiskReservation<'a> {
+    store: &'a ChunkStore,
+    len: u64,
+}
+
+impl Drop for DiskReservation<'_> {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            self.store.lock().outside -= self.len;
+        }
+    }
 }
 
 fn storage_full(message: String) -> io::Error {
@@ -107,6 +126,7 @@ impl ChunkStore {
             held: Mutex::new(Held {
                 lru: Lru::seeded(found),
                 writing: 0,
+                outside: 0,
             }),
             written: Condvar::new(),
             next_tmp: AtomicU64::new(0),
@@ -272,6 +292,32 @@ impl ChunkStore {
         }
     }
 
+    /// Room on the disk for `len` bytes about to be written outside the store (into a staging
+    /// file), so they too leave the free-disk floor: least recently used chunks are evicted if
+    /// the floor asks for it. The bytes count against the floor for every other writer until
+    /// the reservation is dropped, when they are on disk. `StorageFull` when the room cannot be
+    /// made (everything left is pinned).
+    pub fn reserve_disk(&self, len: u64) -> io::Result<DiskReservation<'_>> {
+        let floor = self.limits.min_free;
+        if floor == 0 {
+            return Ok(DiskReservation {
+                store: self,
+                len: 0,
+            });
+        }
+        let mut held = self.lock();
+        let needed = (floor + held.writing + held.outside + len).saturating_sub(self.free_disk()?);
+        if self.evict(&mut held, needed)? < needed {
+            return Err(storage_full(format!(
+                "no room for {len} more bytes of staging above the cache's free-space floor \
+                 ({floor} bytes) and nothing left to evict; free some disk space or lower \
+                 [cache] min_free"
+            )));
+        }
+        held.outside += len;
+        Ok(DiskReservation { store: self, len })
+    }
+
     /// Bytes to free before `len` more fit under the budget and above the free-disk floor.
     fn shortfall(&self, held: &Held, len: u64) -> io::Result<u64> {
         let (_, bytes) = held.lru.usage();
@@ -280,7 +326,7 @@ impl ChunkStore {
         });
         let under_floor = match self.limits.min_free {
             0 => 0,
-            floor => (floor + held.writing + len).saturating_sub(self.free_disk()?),
+            floor => (floor + held.writing + held.outside + len).saturating_sub(self.free_disk()?),
         };
         Ok(over_budget.max(under_floor))
     }

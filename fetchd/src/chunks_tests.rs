@@ -320,3 +320,43 @@ fn remove_and_clear_keep_usage_accurate_and_spare_pins() {
     assert_eq!(store.pinned_usage(), (0, 0));
     assert_eq!(bytes_on_disk(dir.path()), 0);
 }
+
+#[test]
+fn room_reserved_for_staging_keeps_the_floor_for_every_writer_until_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = Arc::new(AtomicU64::new(1 << 30));
+    let reported = free.clone();
+    let store = ChunkStore::open_with(
+        dir.path(),
+        Limits {
+            budget: None,
+            min_free: 100_000,
+            free_space: Arc::new(move |_| Ok(reported.load(Ordering::Relaxed))),
+        },
+    )
+    .unwrap();
+    let all: Vec<_> = (30..34).map(|s| chunk(s, 20_000)).collect();
+    for (h, bytes) in &all[..3] {
+        store.put(*h, bytes).unwrap();
+    }
+    let hashes: Vec<u128> = all.iter().map(|c| c.0).collect();
+    // 130 KB free: 30 KB of staging fits above the floor, 50 KB evicts the oldest chunk.
+    free.store(130_000, Ordering::Relaxed);
+    drop(store.reserve_disk(30_000).unwrap());
+    assert_eq!(store.usage(), (3, 60_000));
+    let room = store.reserve_disk(50_000).unwrap();
+    assert_eq!(store.missing(&hashes[..3]), [hashes[0]]);
+    // While they are being written, a chunk put counts them against the floor too (the fake
+    // free space does not grow as chunks go): 100 + 50 + 20 - 130 KB = 40 KB, two chunks.
+    store.put(all[3].0, &all[3].1).unwrap();
+    assert_eq!(store.missing(&hashes), &hashes[..3]);
+    drop(room);
+    // Given back: room for 30 KB again without evicting.
+    drop(store.reserve_disk(30_000).unwrap());
+    assert_eq!(store.usage(), (1, 20_000));
+    // Nothing evictable left (pinned): refused.
+    store.protect([hashes[3]]);
+    free.store(100_000, Ordering::Relaxed);
+    let err = store.reserve_disk(1).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+}

@@ -123,9 +123,27 @@ fn catalog_err(e: crate::catalog::CatalogError) -> FetchError {
     FetchError::Catalog(e.to_string())
 }
 
+/// Says once per staging file that its bytes cannot be kept (a full disk fails every write).
+fn warn_once(partial: &Partial, why: &dyn std::fmt::Display) {
+    if !partial.warned.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "staging {}: {why} (its reads are served without keeping them; further failures \
+             for it are not logged)",
+            partial.record.location.path
+        );
+    }
+}
+
 /// Writes a claimed run's bytes into the staging file (which also gives the claim back on
-/// failure).
-fn store(partial: &Partial, run: Run, bytes: &[u8]) -> Result<(), FetchError> {
+/// failure), with room for them kept above the chunk store's free-disk floor.
+fn store(chunks: &ChunkStore, partial: &Partial, run: Run, bytes: &[u8]) -> Result<(), FetchError> {
+    let _room = match chunks.reserve_disk(bytes.len() as u64) {
+        Ok(room) => room,
+        Err(e) => {
+            partial.release(run);
+            return Err(cache_err(e));
+        }
+    };
     partial.fill(run, bytes).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => FetchError::OriginChanged(format!(
             "{} is shorter than catalogued",
@@ -303,9 +321,40 @@ impl TrackReader {
         if let Some(bytes) = self.fetch_for_answer(track, partial, offset, end, from_origin)? {
             return Ok(bytes);
         }
-        self.fetch(track.id, partial, offset, end, from_origin)?;
+        match self.fetch(track.id, partial, offset, end, from_origin) {
+            // The staging file cannot take the bytes (the disk is full or at its floor): they
+            // come straight from the origin, unkept.
+            Err(FetchError::Cache(why)) => {
+                return self.read_unstaged(track, partial, offset, end, &why)
+            }
+            done => done?,
+        }
         let bytes = partial.read(offset, end).map_err(cache_err)?;
         self.cut_if_complete(track, partial);
+        Ok(bytes)
+    }
+
+    /// `[offset, end)` read from the origin without staging it, after staging failed (`why`,
+    /// logged once per staging file).
+    fn read_unstaged(
+        &self,
+        track: TrackRef,
+        partial: &Partial,
+        offset: u64,
+        end: u64,
+        why: &str,
+    ) -> Result<Vec<u8>, FetchError> {
+        warn_once(partial, &why);
+        let len = (end - offset) as usize;
+        let bytes = self
+            .replicas
+            .read(track.id, &partial.record, offset, len, &|_| true)?;
+        if bytes.len() != len {
+            return Err(FetchError::OriginChanged(format!(
+                "{} is shorter than catalogued",
+                partial.record.location.path
+            )));
+        }
         Ok(bytes)
     }
 
@@ -388,7 +437,7 @@ impl TrackReader {
         {
             Ok(bytes) if bytes.len() == len => bytes,
             // Short: the file shrank; storing says so (and gives the claim back).
-            Ok(short) => return store(partial, run, &short).map(|()| None),
+            Ok(short) => return store(&self.store, partial, run, &short).map(|()| None),
             Err(e) => {
                 partial.release(run);
                 return Err(e);
@@ -397,14 +446,8 @@ impl TrackReader {
         let answer = bytes[(offset - run.start) as usize..(end - run.start) as usize].to_vec();
         let (reader, partial) = (self.clone(), partial.clone());
         musicfs_ipc::server::after_answer(move || {
-            let stored = store(&partial, run, &bytes);
-            let first = || !partial.warned.swap(true, Ordering::Relaxed);
-            if let Some(e) = stored.err().filter(|_| first()) {
-                tracing::warn!(
-                    "staging {}: {e} (its reads are served without keeping them; \
-                     further failures for it are not logged)",
-                    partial.record.location.path
-                );
+            if let Err(e) = store(&reader.store, &partial, run, &bytes) {
+                warn_once(&partial, &e);
             }
             reader.cut_if_complete(track, &partial);
         });
@@ -417,7 +460,7 @@ impl TrackReader {
         let bytes = self
             .replicas
             .read(id, &partial.record, run.start, len, &|_| true)?;
-        store(partial, run, &bytes)
+        store(&self.store, partial, run, &bytes)
     }
 
     /// The track's chunks if it has been cut; else, when `want` (offset, length) lies within
@@ -640,6 +683,7 @@ impl TrackReader {
         while at < shift.len {
             let n = (step - (shift.new_start + at) % crate::partial::PAGE).min(shift.len - at);
             let bytes = read_old(shift.old_start + at, n).map_err(cache_err)?;
+            let _room = self.store.reserve_disk(n).map_err(cache_err)?;
             partial
                 .seed(shift.new_start + at, &bytes)
                 .map_err(cache_err)?;

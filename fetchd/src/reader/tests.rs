@@ -28,6 +28,12 @@ impl Fixture {
     }
 
     fn with_budget(origins: usize, files: &[(&str, &[u8])], budget: Option<u64>) -> Self {
+        let mut limits = crate::cache::Limits::unlimited();
+        limits.budget = budget;
+        Self::with_limits(origins, files, limits)
+    }
+
+    fn with_limits(origins: usize, files: &[(&str, &[u8])], limits: crate::cache::Limits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut configs = Vec::new();
         for o in 0..origins {
@@ -43,8 +49,6 @@ impl Fixture {
         let stats = Arc::new(OriginStats::default());
         let origins = Arc::new(Origins::open(&configs, stats.clone()).unwrap());
         let catalog = Catalog::open(&dir.path().join("catalog")).unwrap();
-        let mut limits = crate::cache::Limits::unlimited();
-        limits.budget = budget;
         let store = Arc::new(ChunkStore::open_with(&dir.path().join("chunks"), limits).unwrap());
         let reader = TrackReader::new(
             catalog.clone(),
@@ -378,4 +382,58 @@ fn byte_ranges_map_to_the_chunks_that_cover_them() {
     assert_eq!(l.covering(120, 350), 1..3);
     assert_eq!(l.covering(349, 350), 2..3);
     assert_eq!(l.covering(0, 350), 0..3);
+}
+
+/// The disk blocks the staging files hold (they are sparse: only fetched bytes take room).
+fn staged_blocks(f: &Fixture) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(f.dir.path().join("staging"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks())
+        .sum()
+}
+
+/// The chunk store's free-disk floor holds for staging files too. With the disk at the floor
+/// and no chunk to evict, reads are answered from the origin without staging their bytes,
+/// whether none, some or all of the range asked for is staged already; with room again,
+/// staging goes on.
+#[test]
+fn staging_keeps_the_free_disk_floor_and_reads_go_on_without_it() {
+    let data = noise(1_000_000, 3);
+    let free = Arc::new(std::sync::atomic::AtomicU64::new(1 << 40));
+    let reported = free.clone();
+    let limits = crate::cache::Limits {
+        budget: None,
+        min_free: 1 << 20,
+        free_space: Arc::new(move |_| Ok(reported.load(Ordering::Relaxed))),
+    };
+    let f = Fixture::with_limits(1, &[("a.flac", &data)], limits);
+    let track = f.track("a.flac");
+    let read = |offset: usize, len: usize| {
+        let got = f.reader.read(track, offset as u64, len as u32).unwrap();
+        assert!(got == data[offset..offset + len], "bytes at {offset}+{len}");
+    };
+    read(0, 65536);
+    let staged = staged_blocks(&f);
+    assert!(staged > 0);
+
+    free.store(1 << 20, Ordering::Relaxed);
+    read(32768, 131072);
+    read(500_000, 65536);
+    let fetched = f.origin_bytes();
+    read(0, 65536);
+    assert_eq!(
+        f.origin_bytes(),
+        fetched,
+        "a staged range went to the origin"
+    );
+    assert_eq!(
+        staged_blocks(&f),
+        staged,
+        "staged below the free-disk floor"
+    );
+
+    free.store(1 << 40, Ordering::Relaxed);
+    read(500_000, 65536);
+    assert!(staged_blocks(&f) > staged, "nothing staged with room again");
 }
