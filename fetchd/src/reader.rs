@@ -137,13 +137,16 @@ fn warn_once(partial: &Partial, why: &dyn std::fmt::Display) {
 /// Writes a claimed run's bytes into the staging file (which also gives the claim back on
 /// failure), with room for them kept above the chunk store's free-disk floor.
 fn store(chunks: &ChunkStore, partial: &Partial, run: Run, bytes: &[u8]) -> Result<(), FetchError> {
-    let _room = match chunks.reserve_disk(bytes.len() as u64) {
-        Ok(room) => room,
-        Err(e) => {
-            partial.release(run);
-            return Err(cache_err(e));
-        }
-    };
+    let _room = chunks.reserve_disk(run.end - run.start).map_err(|e| {
+        partial.release(run);
+        cache_err(e)
+    })?;
+    fill(partial, run, bytes)
+}
+
+/// Writes a claimed run's bytes into the staging file (which also gives the claim back on
+/// failure).
+fn fill(partial: &Partial, run: Run, bytes: &[u8]) -> Result<(), FetchError> {
     partial.fill(run, bytes).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => FetchError::OriginChanged(format!(
             "{} is shorter than catalogued",
@@ -454,13 +457,19 @@ impl TrackReader {
         Ok(Some(answer))
     }
 
-    /// Fetches one claimed run into the staging file.
+    /// Fetches one claimed run into the staging file (the caller gives the claim back if it
+    /// fails). The room for it comes first: bytes that could not be kept (the disk at its
+    /// floor) are not fetched ahead of the reader.
     fn fetch_run(&self, id: TrackId, partial: &Partial, run: Run) -> Result<(), FetchError> {
+        let _room = self
+            .store
+            .reserve_disk(run.end - run.start)
+            .map_err(cache_err)?;
         let len = (run.end - run.start) as usize;
         let bytes = self
             .replicas
             .read(id, &partial.record, run.start, len, &|_| true)?;
-        store(&self.store, partial, run, &bytes)
+        fill(partial, run, &bytes)
     }
 
     /// The track's chunks if it has been cut; else, when `want` (offset, length) lies within

@@ -433,6 +433,18 @@ fn staging_keeps_the_free_disk_floor_and_reads_go_on_without_it() {
         "staged below the free-disk floor"
     );
 
+    // A sequential reader at the floor: no read-ahead is fetched only to be dropped.
+    let before = f.origin_bytes();
+    for at in (600_000..1_000_000 - 131_072).step_by(131_072) {
+        read(at, 131_072);
+    }
+    f.reader.wait_ingested();
+    let fetched = f.origin_bytes() - before;
+    assert!(
+        fetched < 3 * 131_072 + 65_536,
+        "{fetched} bytes fetched for 393216 read"
+    );
+
     free.store(1 << 40, Ordering::Relaxed);
     read(500_000, 65536);
     assert!(staged_blocks(&f) > staged, "nothing staged with room again");
