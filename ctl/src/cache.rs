@@ -247,6 +247,8 @@ struct StatsJson {
     hit_ratio: Option<f64>,
     pinned_chunks: u64,
     pinned_bytes: u64,
+    staging_files: u64,
+    staging_bytes: u64,
     per_origin: Vec<OriginBytes>,
     pins: Vec<String>,
     fetch: BackgroundFetch,
@@ -276,6 +278,8 @@ impl From<&CacheStats> for StatsJson {
             hit_ratio: hit_ratio(s),
             pinned_chunks: s.pinned_chunks,
             pinned_bytes: s.pinned_bytes,
+            staging_files: s.staging_files,
+            staging_bytes: s.staging_bytes,
             per_origin: s
                 .per_origin
                 .iter()
@@ -318,6 +322,16 @@ fn stats_text(s: &CacheStats) -> String {
     );
     for pin in &s.pins {
         line("  pin", shown(pin).to_owned());
+    }
+    if s.staging_files > 0 {
+        line(
+            "staging",
+            format!(
+                "{} for {} tracks not yet cut into chunks (outside the budget)",
+                human(s.staging_bytes),
+                s.staging_files
+            ),
+        );
     }
     for (origin, bytes) in &s.per_origin {
         line("fetched", format!("{} from {origin}", human(*bytes)));
@@ -366,6 +380,8 @@ mod tests {
             misses: 7,
             pinned_chunks: 4,
             pinned_bytes: 1 << 20,
+            staging_files: 2,
+            staging_bytes: 3 << 20,
             per_origin: vec![("/srv/music".into(), 5 << 20)],
             pins: vec!["Artist/Album (2001)".into()],
             fetch: BackgroundFetch {
@@ -383,6 +399,7 @@ mod tests {
             "free disk    40.0 GiB (keeping at least 1.0 GiB)",
             "hit ratio    93.0% (93 hits, 7 misses)",
             "  pin        Artist/Album (2001)",
+            "staging      3.0 MiB for 2 tracks not yet cut into chunks (outside the budget)",
             "fetched      5.0 MiB from /srv/music",
             "background   fetching 3/12 tracks, 40.0 MiB of 120.0 MiB",
         ] {
@@ -393,5 +410,6 @@ mod tests {
         assert_eq!(json["per_origin"][0]["origin"], "/srv/music");
         assert_eq!(json["fetch"]["tracks_total"], 12);
         assert_eq!(json["pins"][0], "Artist/Album (2001)");
+        assert_eq!(json["staging_bytes"], 3 << 20);
     }
 }

@@ -49,7 +49,8 @@ pub struct RescanArgs {
 /// to the mount's root (`"Artist/Album (2001)"`).
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// Size, budget, free disk, hit ratio, bytes fetched per origin, pins, background fetch.
+    /// Size, budget, free disk, hit ratio, bytes fetched per origin, pins, staging files,
+    /// background fetch.
     Stats {
         /// Print JSON instead of text.
         #[arg(long)]

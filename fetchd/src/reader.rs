@@ -193,6 +193,23 @@ impl TrackReader {
     }
 
     /// Tells the reader how to find the next track of an album (to warm its head).
+    /// Staging files open now, and the disk space they take (allocated blocks: they are
+    /// sparse, holding only the bytes fetched so far).
+    pub fn staging_usage(&self) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let partials: Vec<Arc<Partial>> = lock(&self.partials)
+            .map
+            .values()
+            .map(|(p, _)| p.clone())
+            .collect();
+        let bytes = partials
+            .iter()
+            .filter_map(|p| p.file().metadata().ok())
+            .map(|m| m.blocks() * 512)
+            .sum();
+        (partials.len() as u64, bytes)
+    }
+
     pub fn set_next_track(&self, next: NextTrack) {
         let _ = self.next_track.set(next);
     }

@@ -256,6 +256,7 @@ fn cache_stats(state: &State) -> CacheStats {
     let (chunks, bytes) = state.store.usage();
     let (hits, misses) = state.reader.hits_and_misses();
     let (pinned_chunks, pinned_bytes) = state.store.pinned_usage();
+    let (staging_files, staging_bytes) = state.reader.staging_usage();
     let limits = state.store.limits();
     CacheStats {
         bytes,
@@ -267,6 +268,8 @@ fn cache_stats(state: &State) -> CacheStats {
         misses,
         pinned_chunks,
         pinned_bytes,
+        staging_files,
+        staging_bytes,
         per_origin: state.stats.bytes_per_origin(),
         pins: state.pins.paths(),
         fetch: state.pins.progress(),

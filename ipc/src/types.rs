@@ -169,6 +169,10 @@ pub struct CacheStats {
     /// Chunks held that belong to pinned tracks (never evicted), and their bytes.
     pub pinned_chunks: u64,
     pub pinned_bytes: u64,
+    /// Staging files (tracks being read, not yet cut into chunks; outside the budget, held to
+    /// `min_free`) and the disk space they take (they are sparse).
+    pub staging_files: u64,
+    pub staging_bytes: u64,
     /// Bytes read from each origin since fetchd started (scans and fetches), by origin name.
     pub per_origin: Vec<(String, u64)>,
     /// Pinned paths, relative to the mount's root.

@@ -483,6 +483,16 @@ fn a_full_disk_serves_new_reads_from_the_origin_and_keeps_what_is_cached() {
     drop_page_cache();
     assert_eq!(read_all_at_once(&mount, &churn), only(&churn));
     let full = settle(&mount);
+    // The staging files the full disk left part-filled are in the stats, as the disk has them.
+    let staging: u64 = std::fs::read_dir(mount.state_dir.join("chunks/staging"))
+        .unwrap()
+        .map(|e| std::os::unix::fs::MetadataExt::blocks(&e.unwrap().metadata().unwrap()) * 512)
+        .sum();
+    assert!(full["staging_files"].as_u64().unwrap() > 0, "{full}");
+    assert!(
+        staging > 0 && full["staging_bytes"] == staging,
+        "{staging} on disk: {full}"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("No space left on device"),
