@@ -21,6 +21,10 @@ use crate::template::Templates;
 /// events), and the longest a busy folder waits.
 const QUIET: Duration = Duration::from_millis(300);
 const BUSY_MAX: Duration = Duration::from_secs(3);
+/// How long after a failed rescan of a watched folder it is tried again, doubling up to the
+/// longest: the change that caused it must not wait for another change (a full disk, say).
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Runs scans one at a time and rebuilds the tree after them.
 pub struct Rescanner {
@@ -90,6 +94,17 @@ impl Rescanner {
         result
     }
 
+    /// Rescans origin `index` until a scan succeeds, waiting longer after each failure (each is
+    /// logged by [`rescan`](Self::rescan)).
+    fn rescan_until_done(&self, index: usize) {
+        let mut wait = RETRY_FIRST;
+        while self.rescan(Some(&[index]), false).is_err() {
+            tracing::info!("scanning again in {} s", wait.as_secs());
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(RETRY_MAX);
+        }
+    }
+
     /// Starts the watchers: a poller per origin with an interval, an inotify watcher per local
     /// origin. Threads live as long as the process.
     pub fn start_watching(self: &Arc<Self>) {
@@ -105,9 +120,7 @@ impl Rescanner {
             if let Some(root) = origins.origin(index).local_root() {
                 let (this, root) = (self.clone(), root.to_owned());
                 spawn("inotify", move || {
-                    let changed = || {
-                        let _ = this.rescan(Some(&[index]), false);
-                    };
+                    let changed = || this.rescan_until_done(index);
                     if let Err(e) = watch_folder(&root, changed) {
                         tracing::warn!(
                             origin = %root.display(),

@@ -430,14 +430,19 @@ impl Tmpfs {
         Tmpfs(at.to_owned())
     }
 
-    /// Fills the filesystem until `leave` bytes are free (with a file of its own).
+    /// Fills the filesystem until `leave` bytes are free, or as near as it lets a file of its
+    /// own grow (asking for all of it fails).
     fn fill(&self, leave: u64) -> PathBuf {
         let free = nix::sys::statvfs::statvfs(&self.0).unwrap();
         let free = free.blocks_available() as u64 * free.fragment_size() as u64;
         let filler = self.0.join("filler");
         let file = std::fs::File::create(&filler).unwrap();
-        let len = free.saturating_sub(leave) as i64;
-        nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, len).unwrap();
+        let mut len = free.saturating_sub(leave) as i64;
+        while let Err(e) = nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, len)
+        {
+            assert!(e == nix::errno::Errno::ENOSPC && len > 0, "fill: {e}");
+            len -= 4096;
+        }
         filler
     }
 }
@@ -588,4 +593,53 @@ fn the_free_disk_floor_holds_while_tracks_are_staged() {
         lowest + (1 << 20) >= FLOOR,
         "free space fell to {lowest} bytes, under the {FLOOR}-byte floor"
     );
+}
+
+/// A track added to a local origin while the disk under the state dir is full: the rescan the
+/// change causes cannot record it, and is tried again until it can. Once there is room, the
+/// track shows in the mount without another change at the origin or a remount.
+#[test]
+fn a_change_seen_while_the_disk_is_full_shows_once_there_is_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    // Declared before the mount, so unmounted after it.
+    let small = Tmpfs::mount(&tmp.path().join("small"), 64 << 20);
+    let config = tmp.path().join("musicfs.toml");
+    std::fs::write(&config, "[cache]\nmin_free = \"0 B\"\n").unwrap();
+    let (mnt, log) = (tmp.path().join("mnt"), tmp.path().join("mount.log"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let config = ["--config", config.to_str().unwrap()];
+    let mount = Mount::start_logged(&[&lib], &small.0.join("state"), &mnt, &config, &log);
+    mount.status(true);
+    let album = mount.path(KEPT);
+    let listed = || std::fs::read_dir(&album).map_or(0, |d| d.count());
+    let before = listed();
+
+    let filler = small.fill(0);
+    std::fs::copy(lib.join("keeper-01.flac"), lib.join("keeper-01 again.flac")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("scan failed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no scan failed on the full disk:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(listed(), before);
+
+    std::fs::remove_file(filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listed() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the new track never showed:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(listed(), before + 1);
 }
