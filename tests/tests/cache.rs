@@ -643,3 +643,42 @@ fn a_change_seen_while_the_disk_is_full_shows_once_there_is_room() {
     }
     assert_eq!(listed(), before + 1);
 }
+
+/// A mount started on a full disk comes up and plays what it cached before.
+#[test]
+fn a_mount_started_on_a_full_disk_plays_what_it_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    // Declared before the mounts, so unmounted after them.
+    let small = Tmpfs::mount(&tmp.path().join("small"), 64 << 20);
+    let config = tmp.path().join("musicfs.toml");
+    std::fs::write(&config, "[cache]\nmin_free = \"0 B\"\n").unwrap();
+    let (mnt, log) = (tmp.path().join("mnt"), tmp.path().join("mount.log"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let config = ["--config", config.to_str().unwrap()];
+    let state = small.0.join("state");
+    let kept = paths_under(KEPT);
+    let all: Vec<String> = tracks().into_iter().map(|(p, _)| p).collect();
+    let expected = origin_hashes(&lib, &all);
+    let only = |paths: &[String]| -> HashMap<String, String> {
+        paths
+            .iter()
+            .map(|p| (p.clone(), expected[p].clone()))
+            .collect()
+    };
+    let mount = Mount::start_logged(&[&lib], &state, &mnt, &config, &log);
+    mount.status(true);
+    assert_eq!(read_all_at_once(&mount, &kept), only(&kept));
+    settle(&mount);
+    assert!(mount.stop().success());
+
+    small.fill(0);
+    let mount = Mount::start_logged(&[&lib], &state, &mnt, &config, &log);
+    mount.status(true);
+    drop_page_cache();
+    assert_eq!(read_all_at_once(&mount, &kept), only(&kept));
+    // From the cache: no read waited for the origin.
+    let stats = cache_stats(&mount);
+    assert_eq!(stats["misses"], 0, "{stats}");
+    assert!(stats["hits"].as_u64().unwrap() > 0, "{stats}");
+}
