@@ -58,9 +58,9 @@ pub struct Partial {
     arrived: Condvar,
     /// Set once the delta seeding (or the decision not to seed) is done.
     pub seeded: std::sync::Once,
-    /// Set once a failed write into the staging file has been logged: with the disk full,
-    /// every read of the file fails to keep its bytes, and one warning says so.
-    pub warned: std::sync::atomic::AtomicBool,
+    /// The last time its bytes could not be kept (a write into it failed, or found no room)
+    /// and why; `None` while that never happened.
+    failed: Mutex<Option<(Instant, String)>>,
 }
 
 /// A contiguous page range a fetcher has claimed: `[start, end)` in bytes, clamped to the size.
@@ -95,7 +95,7 @@ impl Partial {
             }),
             arrived: Condvar::new(),
             seeded: std::sync::Once::new(),
-            warned: Default::default(),
+            failed: Mutex::new(None),
         })
     }
 
@@ -190,6 +190,22 @@ impl Partial {
             ));
         }
         Ok(())
+    }
+
+    /// Notes that bytes read for it could not be kept, and why; true the first time (with the
+    /// disk full every read fails to keep its bytes, and one warning is enough).
+    pub fn note_failure(&self, why: String) -> bool {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.replace((Instant::now(), why)).is_none()
+    }
+
+    /// Why bytes read for it could not be kept, if that happened at `since` or later.
+    pub fn failed_since(&self, since: Instant) -> Option<String> {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed
+            .as_ref()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, why)| why.clone())
     }
 
     /// Gives back a claim whose fetch failed.

@@ -231,6 +231,7 @@ impl Pins {
     /// pinned one makes sure every chunk is held and protected.
     fn fetch(&self, state: &State, item: Item) -> Result<(), FetchError> {
         let track = item.track;
+        let started = Instant::now();
         if let Some(manifest) = self.manifest(track)? {
             if item.pin {
                 self.protect_if_pinned(track.id, &manifest);
@@ -250,19 +251,25 @@ impl Pins {
             self.add_bytes(piece.len() as u64);
         }
         if item.pin {
-            self.keep(state, item)?;
+            self.keep(state, item, started)?;
         }
         Ok(())
     }
 
-    /// Waits for a pinned track to be cut into chunks, protects them and reads again the ones
-    /// evicted before they were protected.
-    fn keep(&self, state: &State, item: Item) -> Result<(), FetchError> {
+    /// Waits for a pinned track read from `started` on to be cut into chunks, protects them and
+    /// reads again the ones evicted before they were protected. A read whose bytes could not be
+    /// kept (a full disk) will never be cut: that fails at once, saying why.
+    fn keep(&self, state: &State, item: Item, started: Instant) -> Result<(), FetchError> {
         let track = item.track;
         let deadline = Instant::now() + CUT_WAIT + Duration::from_micros(item.size);
         let manifest = loop {
             if let Some(manifest) = self.manifest(track)? {
                 break manifest;
+            }
+            if let Some(why) = state.reader.staging_failed_since(track, started) {
+                return Err(FetchError::Cache(format!(
+                    "the track could not be kept: {why}"
+                )));
             }
             if Instant::now() > deadline {
                 return Err(FetchError::Cache(

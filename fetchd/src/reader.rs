@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Instant;
 
 use musicfs_ipc::{FetchError, TrackId, TrackRef};
 
@@ -125,7 +126,7 @@ fn catalog_err(e: crate::catalog::CatalogError) -> FetchError {
 
 /// Says once per staging file that its bytes cannot be kept (a full disk fails every write).
 fn warn_once(partial: &Partial, why: &dyn std::fmt::Display) {
-    if !partial.warned.swap(true, Ordering::Relaxed) {
+    if partial.note_failure(why.to_string()) {
         tracing::warn!(
             "staging {}: {why} (its reads are served without keeping them; further failures \
              for it are not logged)",
@@ -193,6 +194,16 @@ impl TrackReader {
     }
 
     /// Tells the reader how to find the next track of an album (to warm its head).
+    /// Why bytes read from `track` at `since` or later could not be kept in its staging file
+    /// (a full disk), if that happened: the track will not be cut into chunks from that read.
+    pub fn staging_failed_since(&self, track: TrackRef, since: Instant) -> Option<String> {
+        let partial = lock(&self.partials)
+            .map
+            .get(&track)
+            .map(|(p, _)| p.clone())?;
+        partial.failed_since(since)
+    }
+
     /// Staging files open now, and the disk space they take (allocated blocks: they are
     /// sparse, holding only the bytes fetched so far).
     pub fn staging_usage(&self) -> (u64, u64) {

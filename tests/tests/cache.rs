@@ -682,3 +682,31 @@ fn a_mount_started_on_a_full_disk_plays_what_it_cached() {
     assert_eq!(stats["misses"], 0, "{stats}");
     assert!(stats["hits"].as_u64().unwrap() > 0, "{stats}");
 }
+
+/// Pinning an album while the disk is full fails soon, saying why, instead of waiting for
+/// chunks that cannot be written.
+#[test]
+fn pinning_on_a_full_disk_fails_soon_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    // Declared before the mount, so unmounted after it.
+    let small = Tmpfs::mount(&tmp.path().join("small"), 64 << 20);
+    let config = tmp.path().join("musicfs.toml");
+    std::fs::write(&config, "[cache]\nmin_free = \"0 B\"\n").unwrap();
+    let (mnt, log) = (tmp.path().join("mnt"), tmp.path().join("mount.log"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let config = ["--config", config.to_str().unwrap()];
+    let mount = Mount::start_logged(&[&lib], &small.0.join("state"), &mnt, &config, &log);
+    mount.status(true);
+    small.fill(0);
+
+    let started = Instant::now();
+    let out = mount.ctl(&["cache", "pin", CHURN]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "pinned on a full disk: {stderr}");
+    assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
+    let stats = cache_stats(&mount);
+    let why = stats["fetch"]["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("No space left on device"), "{stats}\n{stderr}");
+}
