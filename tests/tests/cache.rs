@@ -710,3 +710,42 @@ fn pinning_on_a_full_disk_fails_soon_and_says_why() {
     let why = stats["fetch"]["last_error"].as_str().unwrap_or_default();
     assert!(why.contains("No space left on device"), "{stats}\n{stderr}");
 }
+
+/// Pinning an album from an SFTP server that has stopped answering fails within about the
+/// origin's timeout, naming the origin, instead of waiting on each track in turn.
+#[test]
+fn pinning_from_a_server_that_stops_answering_fails_soon_and_names_it() {
+    use musicfs_tests::sshd::Sshd;
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let sshd = Sshd::new();
+    let config = tmp.path().join("musicfs.toml");
+    let origin = format!(
+        "[[origins]]\nurl = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
+         timeout_seconds = 2\n",
+        sshd.url(&lib),
+        sshd.identity_file().display(),
+        sshd.known_hosts().display()
+    );
+    std::fs::write(&config, origin).unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let config = ["--config", config.to_str().unwrap()];
+    let mount = Mount::start_at(&[], &tmp.path().join("state"), &mnt, &config);
+    mount.status(true);
+
+    sshd.stall();
+    let stalled = Instant::now();
+    let out = mount.ctl(&["cache", "pin", CHURN]);
+    let took = stalled.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the pin succeeded: {stderr}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: {stderr}");
+    let stats = cache_stats(&mount);
+    let why = stats["fetch"]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&sshd.url(&lib)) && why.contains("down"),
+        "{stats}"
+    );
+    sshd.resume();
+}
