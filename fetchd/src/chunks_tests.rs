@@ -235,20 +235,23 @@ fn pinned_chunks_survive_and_a_budget_full_of_pins_refuses_puts() {
     );
 }
 
+/// A store keeping `min_free` free on a disk whose free space is what the returned number says
+/// (1 GiB to start with).
+fn store_with_floor(dir: &Path, min_free: u64) -> (ChunkStore, Arc<AtomicU64>) {
+    let free = Arc::new(AtomicU64::new(1 << 30));
+    let reported = free.clone();
+    let limits = Limits {
+        budget: None,
+        min_free,
+        free_space: Arc::new(move |_| Ok(reported.load(Ordering::Relaxed))),
+    };
+    (ChunkStore::open_with(dir, limits).unwrap(), free)
+}
+
 #[test]
 fn the_free_disk_floor_is_kept_with_a_fake_free_space() {
     let dir = tempfile::tempdir().unwrap();
-    let free = Arc::new(AtomicU64::new(1 << 30));
-    let reported = free.clone();
-    let store = ChunkStore::open_with(
-        dir.path(),
-        Limits {
-            budget: None,
-            min_free: 100_000,
-            free_space: Arc::new(move |_| Ok(reported.load(Ordering::Relaxed))),
-        },
-    )
-    .unwrap();
+    let (store, free) = store_with_floor(dir.path(), 100_000);
     let all: Vec<_> = (20..24).map(|s| chunk(s, 20_000)).collect();
     for (h, bytes) in &all[..3] {
         store.put(*h, bytes).unwrap();
@@ -324,17 +327,7 @@ fn remove_and_clear_keep_usage_accurate_and_spare_pins() {
 #[test]
 fn room_reserved_for_staging_keeps_the_floor_for_every_writer_until_given_back() {
     let dir = tempfile::tempdir().unwrap();
-    let free = Arc::new(AtomicU64::new(1 << 30));
-    let reported = free.clone();
-    let store = ChunkStore::open_with(
-        dir.path(),
-        Limits {
-            budget: None,
-            min_free: 100_000,
-            free_space: Arc::new(move |_| Ok(reported.load(Ordering::Relaxed))),
-        },
-    )
-    .unwrap();
+    let (store, free) = store_with_floor(dir.path(), 100_000);
     let all: Vec<_> = (30..34).map(|s| chunk(s, 20_000)).collect();
     for (h, bytes) in &all[..3] {
         store.put(*h, bytes).unwrap();

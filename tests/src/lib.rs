@@ -2,6 +2,7 @@
 //! supervising every worker) on real FUSE mounts, and knows where the shared test corpus and
 //! generated synthetic libraries live.
 
+pub mod albums;
 pub mod corpus;
 pub mod mount;
 pub mod nginx;
