@@ -193,7 +193,6 @@ impl TrackReader {
         )
     }
 
-    /// Tells the reader how to find the next track of an album (to warm its head).
     /// Why bytes read from `track` at `since` or later could not be kept in its staging file
     /// (a full disk), if that happened: the track will not be cut into chunks from that read.
     pub fn staging_failed_since(&self, track: TrackRef, since: Instant) -> Option<String> {
@@ -221,6 +220,7 @@ impl TrackReader {
         (partials.len() as u64, bytes)
     }
 
+    /// Tells the reader how to find the next track of an album (to warm its head).
     pub fn set_next_track(&self, next: NextTrack) {
         let _ = self.next_track.set(next);
     }
