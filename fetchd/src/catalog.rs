@@ -122,6 +122,49 @@ fn path_key(text: &str) -> [u8; 16] {
 }
 
 impl Catalog {
+    /// [`open`](Self::open), except that a catalog LMDB cannot read (damaged, or not LMDB at
+    /// all) is set aside in its folder (`data.mdb.damaged-<seconds>`, kept for inspection) with
+    /// an error logged, and a new one is started. The catalog is derived state: the scan
+    /// rebuilds it from the origins, and the chunk store keeps its chunks (a track cut again
+    /// finds them held). Pins, kept in the catalog, are lost with it.
+    pub fn open_or_set_aside(dir: &Path) -> Result<Self, CatalogError> {
+        let unreadable = match Self::open(dir) {
+            Err(CatalogError::Lmdb {
+                source: heed::Error::Mdb(e),
+                ..
+            })
+            | Err(CatalogError::Txn(heed::Error::Mdb(e)))
+                if matches!(
+                    e,
+                    heed::MdbError::Invalid
+                        | heed::MdbError::Corrupted
+                        | heed::MdbError::PageNotFound
+                        | heed::MdbError::VersionMismatch
+                ) =>
+            {
+                e
+            }
+            opened => return opened,
+        };
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = dir.join(format!("data.mdb.damaged-{secs}"));
+        let lmdb = |source| CatalogError::Lmdb {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::rename(dir.join("data.mdb"), &aside).map_err(|e| lmdb(heed::Error::Io(e)))?;
+        let _ = std::fs::remove_file(dir.join("lock.mdb"));
+        tracing::error!(
+            "catalog at {}: {unreadable}; set aside as {} and a new one started (the scan \
+             rebuilds it from the origins; cached chunks are kept; pins must be made again)",
+            dir.display(),
+            aside.display()
+        );
+        Self::open(dir)
+    }
+
     pub fn open(dir: &Path) -> Result<Self, CatalogError> {
         let lmdb = |source| CatalogError::Lmdb {
             path: dir.display().to_string(),
@@ -580,6 +623,37 @@ mod tests {
         assert!(c.remove_pin("A").unwrap());
         assert!(!c.remove_pin("A").unwrap());
         assert_eq!(c.pins().unwrap(), ["B/Album (2001)"]);
+    }
+
+    #[test]
+    fn a_catalog_lmdb_cannot_read_is_set_aside_and_a_new_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Catalog::open(dir.path()).unwrap();
+            let mut w = c.env.write_txn().unwrap();
+            c.meta.put(&mut w, "seen", &7).unwrap();
+            w.commit().unwrap();
+        }
+        std::fs::write(dir.path().join("data.mdb"), vec![0x5a; 8192]).unwrap();
+        assert!(Catalog::open(dir.path()).is_err());
+        let c = Catalog::open_or_set_aside(dir.path()).unwrap();
+        let r = c.env.read_txn().unwrap();
+        assert_eq!(c.meta.get(&r, "seen").unwrap(), None);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let aside: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with("data.mdb.damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{names:?}");
+        // A catalog that opens is left as it is.
+        drop(r);
+        drop(c);
+        let c = Catalog::open_or_set_aside(dir.path()).unwrap();
+        drop(c);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), names.len());
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub fn run(
     let layout = StateDir::new(&opts.state_dir);
     let templates =
         Templates::parse(&opts.config.template, &opts.config.views).map_err(anyhow::Error::msg)?;
-    let catalog = Catalog::open(&layout.catalog())?;
+    let catalog = Catalog::open_or_set_aside(&layout.catalog())?;
     let limits = cache::Limits::from_config(&opts.config.cache);
     let store = Arc::new(
         ChunkStore::open_with(&layout.chunks(), limits).context("opening the chunk store")?,
