@@ -121,6 +121,14 @@ fn path_key(text: &str) -> [u8; 16] {
     xxhash_rust::xxh3::xxh3_128(text.as_bytes()).to_be_bytes()
 }
 
+/// An error opening the catalog in `dir`.
+fn at(dir: &Path, source: heed::Error) -> CatalogError {
+    CatalogError::Lmdb {
+        path: dir.display().to_string(),
+        source,
+    }
+}
+
 impl Catalog {
     /// [`open`](Self::open), except that a catalog LMDB cannot read (damaged, or not LMDB at
     /// all) is set aside in its folder (`data.mdb.damaged-<seconds>`, kept for inspection) with
@@ -150,11 +158,7 @@ impl Catalog {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let aside = dir.join(format!("data.mdb.damaged-{secs}"));
-        let lmdb = |source| CatalogError::Lmdb {
-            path: dir.display().to_string(),
-            source,
-        };
-        std::fs::rename(dir.join("data.mdb"), &aside).map_err(|e| lmdb(heed::Error::Io(e)))?;
+        std::fs::rename(dir.join("data.mdb"), &aside).map_err(|e| at(dir, heed::Error::Io(e)))?;
         let _ = std::fs::remove_file(dir.join("lock.mdb"));
         tracing::error!(
             "catalog at {}: {unreadable}; set aside as {} and a new one started (the scan \
@@ -166,10 +170,7 @@ impl Catalog {
     }
 
     pub fn open(dir: &Path) -> Result<Self, CatalogError> {
-        let lmdb = |source| CatalogError::Lmdb {
-            path: dir.display().to_string(),
-            source,
-        };
+        let lmdb = |source| at(dir, source);
         std::fs::create_dir_all(dir).map_err(|e| lmdb(heed::Error::Io(e)))?;
         // SAFETY: the state dir's lock (held by the supervisor) keeps one fetchd per catalog,
         // and nothing else maps these files.
