@@ -1,11 +1,14 @@
 //! Throughput and latency of the remote origins against real servers on this machine:
-//! `cargo run --release -p musicfs-fetchd --example origin_bench -- [sftp|s3|all]`.
+//! `cargo run --release -p musicfs-fetchd --example origin_bench -- [sftp|s3|http|all]`.
 //!
 //! - SFTP on loopback (OpenSSH's sshd, musicfs-tests' `Sshd`): sequential reads of a 30 MiB file
 //!   in 64 KiB, 1 MiB and 4 MiB pieces, four readers at once, random 64 KiB reads.
 //! - SFTP over a link with 20 ms each way (a TCP proxy that delays every byte): connecting, one
 //!   64 KiB read, sequential reads of a 20 MiB file in 1, 4 and 16 MiB pieces.
 //! - S3 on loopback (s3s-fs, musicfs-tests' `S3Server`): the same figures as SFTP on loopback.
+//! - HTTP on loopback (nginx, musicfs-tests' `Nginx`): the same figures, and the random reads
+//!   once more by a bare keep-alive HTTP/1.1 client (one socket, no library): what is left is
+//!   the server's and the kernel's share, the rest of the origin's time is its client's.
 //!
 //! Every read is checked against the bytes served, so a fast wrong answer does not count.
 
@@ -13,10 +16,12 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use musicfs_fetchd::http::HttpOrigin;
 use musicfs_fetchd::origin::{Origin, RangeRead};
 use musicfs_fetchd::s3::S3Origin;
 use musicfs_fetchd::sftp::SftpOrigin;
 use musicfs_ipc::origin::{OriginConfig, Secret};
+use musicfs_tests::nginx::Nginx;
 use musicfs_tests::noise::{noise, Rng};
 use musicfs_tests::s3server::S3Server;
 use musicfs_tests::sshd::Sshd;
@@ -35,12 +40,14 @@ fn main() {
     match which.as_str() {
         "sftp" => sftp(),
         "s3" => s3(),
+        "http" => http(),
         "all" => {
             sftp();
             s3();
+            http();
         }
         other => {
-            eprintln!("unknown origin {other:?}; usage: origin_bench [sftp|s3|all]");
+            eprintln!("unknown origin {other:?}; usage: origin_bench [sftp|s3|http|all]");
             std::process::exit(2);
         }
     }
@@ -103,6 +110,84 @@ fn s3() {
         LOOPBACK_SIZE >> 20
     );
     loopback(&origin, "big.flac", &data);
+}
+
+fn http() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = noise(LOOPBACK_SIZE, 13);
+    std::fs::write(dir.path().join("big.flac"), &data).unwrap();
+    let server = Nginx::serving(dir.path());
+    let mut config = OriginConfig::from_url(server.url());
+    config.timeout_seconds = Some(TIMEOUT_SECONDS);
+    let origin = HttpOrigin::new(&config, &config.parsed().unwrap()).unwrap();
+    println!(
+        "HTTP on loopback (nginx), a {} MiB file",
+        LOOPBACK_SIZE >> 20
+    );
+    loopback(&origin, "big.flac", &data);
+    let bare = BareHttp::connect(&server.url(), "big.flac");
+    let times = random_reads(&bare, &data, RANDOM_READS, 9);
+    row(
+        "  the same by a bare HTTP/1.1 client",
+        format!(
+            "median {}, p90 {}",
+            ms(percentile(&times, 50)),
+            ms(percentile(&times, 90))
+        ),
+    );
+}
+
+/// Ranged GETs on one keep-alive connection, written and parsed by hand: the floor under any
+/// HTTP client's reads.
+struct BareHttp {
+    stream: std::sync::Mutex<std::io::BufReader<TcpStream>>,
+    request: String,
+    len: u64,
+}
+
+impl BareHttp {
+    fn connect(base: &str, rel: &str) -> Self {
+        let rest = base.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let stream = TcpStream::connect(host).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            stream: std::sync::Mutex::new(std::io::BufReader::with_capacity(1 << 17, stream)),
+            request: format!("GET /{path}{rel} HTTP/1.1\r\nHost: {host}\r\n"),
+            len: LOOPBACK_SIZE as u64,
+        }
+    }
+}
+
+impl RangeRead for BareHttp {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        let mut stream = self.stream.lock().unwrap();
+        let last = offset + buf.len() as u64 - 1;
+        let request = format!("{}Range: bytes={offset}-{last}\r\n\r\n", self.request);
+        stream.get_mut().write_all(request.as_bytes())?;
+        let mut length = None;
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line)?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let n = length.expect("a Content-Length");
+        stream.read_exact(&mut buf[..n])?;
+        Ok(n)
+    }
 }
 
 /// Sequential reads in three sizes, four readers at once, random 64 KiB reads.
