@@ -40,7 +40,9 @@ pub struct RescanArgs {
     /// Origins to scan, named as `musicfsctl status` shows them (default: every origin).
     #[arg(value_name = "ORIGIN")]
     pub origins: Vec<String>,
-    /// Print JSON: [{"origin","seen","read","removed","problems","unreachable","millis"}].
+    /// Print JSON: [{"origin","seen","read","removed","problems","unreachable",
+    /// "kept_while_empty","millis"}]. Exit status 1 when an origin could not be listed or
+    /// listed no files after it had some.
     #[arg(long)]
     pub json: bool,
 }

@@ -242,7 +242,10 @@ impl Report {
         }
         for origin in self.origins.iter().flatten() {
             let state = match (&origin.up, &origin.error) {
-                (true, _) => "up".to_owned(),
+                (true, _) => match &origin.warning {
+                    Some(w) => format!("up, but {w}"),
+                    None => "up".to_owned(),
+                },
                 (false, Some(e)) => format!("DOWN for {} s: {e}", origin.since_secs),
                 (false, None) => format!("DOWN for {} s", origin.since_secs),
             };
@@ -363,6 +366,7 @@ mod tests {
                 up: true,
                 since_secs: 3,
                 error: None,
+                warning: None,
                 bytes_read: 4096,
             }],
             unreadable: vec![Unreadable {
@@ -411,7 +415,7 @@ mod tests {
             r#""catalog":{"tracks":5,"directories":2,"unreadable":[{"origin":"/srv/music","path":"bad.mp3","reason":"no tags","shown":true}]},"#,
             r#""scan":{"state":"scanning","done":3,"total":8,"completed":0},"#,
             r#""origin_reads":{"files":4,"bytes":4096},"#,
-            r#""origins":[{"name":"/srv/music","up":true,"since_secs":3,"error":null,"bytes_read":4096}],"#,
+            r#""origins":[{"name":"/srv/music","up":true,"since_secs":3,"error":null,"warning":null,"bytes_read":4096}],"#,
             r#""cache":{"chunks":1,"bytes":65536,"budget":1048576,"#,
             r#""fetch":{"active":true,"tracks_done":1,"tracks_total":3,"bytes_done":100,"bytes_total":300,"failed":0}}}"#,
         );

@@ -37,10 +37,15 @@ pub fn run(state: &StateDir, args: &RescanArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .for_each(|origin| println!("{}", line(origin))),
         }
-        Ok(match scanned.iter().any(|o| o.unreachable) {
-            true => ExitCode::FAILURE,
-            false => ExitCode::SUCCESS,
-        })
+        Ok(
+            match scanned
+                .iter()
+                .any(|o| o.unreachable || o.kept_while_empty > 0)
+            {
+                true => ExitCode::FAILURE,
+                false => ExitCode::SUCCESS,
+            },
+        )
     })
 }
 
@@ -50,6 +55,13 @@ fn line(o: &Rescanned) -> String {
         return format!(
             "{}: could not be listed; its files stay as they were ({secs:.1} s)",
             o.origin
+        );
+    }
+    if o.kept_while_empty > 0 {
+        return format!(
+            "{}: lists no files, though it had {}; they stay listed (a disk not mounted, or a \
+             share served empty? remove the origin from the config to drop them) ({secs:.1} s)",
+            o.origin, o.kept_while_empty
         );
     }
     format!(
@@ -82,6 +94,7 @@ mod tests {
             removed: 1,
             problems: 0,
             unreachable: false,
+            kept_while_empty: 0,
             millis: 1530,
         };
         assert_eq!(
@@ -94,6 +107,12 @@ mod tests {
         assert_eq!(
             line(&o),
             "sftp://nas/music: could not be listed; its files stay as they were (1.5 s)"
+        );
+        (o.unreachable, o.seen, o.kept_while_empty) = (false, 0, 120);
+        assert!(
+            line(&o).starts_with("sftp://nas/music: lists no files, though it had 120; they stay"),
+            "{}",
+            line(&o)
         );
     }
 }

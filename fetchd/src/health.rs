@@ -17,6 +17,8 @@ pub struct Health {
     /// Failures in a row.
     failures: AtomicU64,
     changed: Mutex<(Instant, Option<String>)>,
+    /// Something wrong with what the origin answers, although it answers (it lists no files).
+    warning: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -26,6 +28,7 @@ impl Health {
             up: AtomicBool::new(true),
             failures: AtomicU64::new(0),
             changed: Mutex::new((Instant::now(), None)),
+            warning: Mutex::new(None),
         }
     }
 
@@ -37,6 +40,18 @@ impl Health {
     pub fn detail(&self) -> (Duration, Option<String>) {
         let changed = lock(&self.changed);
         (changed.0.elapsed(), changed.1.clone())
+    }
+
+    pub fn warning(&self) -> Option<String> {
+        lock(&self.warning).clone()
+    }
+
+    /// Sets or clears the warning; true when that changed whether there is one.
+    pub fn warn(&self, warning: Option<String>) -> bool {
+        let mut current = lock(&self.warning);
+        let changed = current.is_some() != warning.is_some();
+        *current = warning;
+        changed
     }
 
     pub fn succeeded(&self) {

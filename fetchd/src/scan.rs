@@ -59,6 +59,8 @@ pub struct ScanSummary {
     pub problems: u64,
     /// Origins that could not be listed.
     pub unreachable: u64,
+    /// Files kept listed because their origin listed none at all (see [`scan`]).
+    pub kept_while_empty: u64,
 }
 
 impl ScanSummary {
@@ -68,7 +70,12 @@ impl ScanSummary {
 }
 
 /// Runs one scan of the origins whose indices are in `which` (all when `None`). An origin that
-/// cannot be listed keeps every file the catalog knew on it. The tag bytes read from remote
+/// cannot be listed keeps every file the catalog knew on it, and so does one that lists no file
+/// at all after it had some: an empty root is far more often a disk that did not mount, or a
+/// share the NAS serves empty while it starts, than a library deleted whole, and dropping the
+/// files would lose their cached layouts, so they would not play offline. The origin carries a
+/// warning (in `status`) while it stays empty; removing it from the config drops its files.
+/// The tag bytes read from remote
 /// origins are kept in `store` (see [`Head`]). Leaves `progress` running: the caller calls
 /// `finish`.
 pub fn scan(
@@ -108,6 +115,25 @@ pub fn scan(
                 continue;
             }
         };
+        let health = origins.health(index);
+        if found.is_empty() && failed.is_empty() {
+            let had = known.keys().filter(|l| l.origin == origin.name()).count() as u64;
+            if had > 0 {
+                let why = format!(
+                    "lists no files, though it had {had}; they stay listed (a disk not \
+                     mounted, or a share served empty?)"
+                );
+                if health.warn(Some(why.clone())) {
+                    tracing::warn!(origin = origin.name(), "{why}");
+                }
+                summary.kept_while_empty += had;
+                skipped.insert(origin.name());
+                continue;
+            }
+        }
+        if health.warn(None) {
+            tracing::info!(origin = origin.name(), "lists its files again");
+        }
         progress
             .total
             .fetch_add(found.len() as u64, Ordering::Relaxed);

@@ -230,6 +230,7 @@ impl FetchAdmin for AdminServer {
                         removed: s.removed,
                         problems: s.problems,
                         unreachable: s.unreachable > 0,
+                        kept_while_empty: s.kept_while_empty,
                         millis: started.elapsed().as_millis() as u64,
                     })
                 })
@@ -350,6 +351,7 @@ fn origin_status(state: &State) -> Vec<musicfs_ipc::OriginStatus> {
                 up: health.is_up(),
                 since_secs: since.as_secs(),
                 error,
+                warning: health.warning(),
             }
         })
         .collect()

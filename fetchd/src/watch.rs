@@ -86,6 +86,7 @@ impl Rescanner {
                 removed = s.removed,
                 problems = s.problems,
                 unreachable = s.unreachable,
+                kept_while_empty = s.kept_while_empty,
                 ms = started.elapsed().as_millis() as u64,
                 "scan finished"
             ),

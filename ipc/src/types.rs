@@ -132,6 +132,10 @@ pub struct OriginStatus {
     pub since_secs: u64,
     /// Why it is down (the last failure).
     pub error: Option<String>,
+    /// What is wrong with its answers although it answers: it lists no files after it had
+    /// some, which are kept listed meanwhile.
+    #[serde(default)]
+    pub warning: Option<String>,
     /// Bytes read from it since fetchd started.
     pub bytes_read: u64,
 }
@@ -200,6 +204,9 @@ pub struct Rescanned {
     pub problems: u64,
     /// The origin could not be listed; the files known on it are kept as they were.
     pub unreachable: bool,
+    /// It listed no files at all, after it had some: this many stay listed as they were.
+    #[serde(default)]
+    pub kept_while_empty: u64,
     pub millis: u64,
 }
 

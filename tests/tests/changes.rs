@@ -9,6 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
+use musicfs_tests::albums::{drop_page_cache, settle};
 use musicfs_tests::mount::Mount;
 use musicfs_tests::sorted_names as names;
 use musicfs_tests::sshd::Sshd;
@@ -124,14 +127,9 @@ fn added_removed_retagged_and_renamed_files_show_up_without_a_remount() {
     assert_eq!(now, fetchd, "fetchd was restarted");
 }
 
-#[test]
-fn rescan_shows_a_remote_origins_changes_at_once_and_says_when_it_cannot_list_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let lib = library(tmp.path());
-    let mut sshd = Sshd::new();
-    let url = sshd.url(&lib);
-    // Polled hourly: only a rescan can show the change within the test.
-    let config = tmp.path().join("config.toml");
+/// A mount of the SFTP origin `url`, polled hourly: only a rescan shows a change within a test.
+fn hourly_sftp_mount(tmp: &Path, sshd: &Sshd, url: &str) -> Mount {
+    let config = tmp.join("config.toml");
     std::fs::write(
         &config,
         format!(
@@ -142,10 +140,19 @@ fn rescan_shows_a_remote_origins_changes_at_once_and_says_when_it_cannot_list_it
         ),
     )
     .unwrap();
-    let mnt = tmp.path().join("mnt");
+    let mnt = tmp.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let cfg = config.to_str().unwrap();
-    let mount = Mount::start_at(&[], &tmp.path().join("state"), &mnt, &["--config", cfg]);
+    Mount::start_at(&[], &tmp.join("state"), &mnt, &["--config", cfg])
+}
+
+#[test]
+fn rescan_shows_a_remote_origins_changes_at_once_and_says_when_it_cannot_list_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let mut sshd = Sshd::new();
+    let url = sshd.url(&lib);
+    let mount = hourly_sftp_mount(tmp.path(), &sshd, &url);
     mount.status(true);
     assert!(names(&mount.mountpoint).contains(&"The Prodigy".to_owned()));
 
@@ -187,4 +194,67 @@ fn rescan_shows_a_remote_origins_changes_at_once_and_says_when_it_cannot_list_it
     assert_eq!(json[0]["origin"], url.as_str(), "{json}");
     assert_eq!(json[0]["unreachable"], true, "{json}");
     assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
+}
+
+/// A NAS that answers but lists no files (its share's folder replaced by an empty one, as when
+/// the disk meant to be mounted there is not) keeps its tracks: they stay listed and play from
+/// the cache, `rescan` and `status` say what happened, and once the files are back nothing is
+/// read or fetched again.
+#[test]
+fn an_origin_that_lists_no_files_keeps_its_tracks_and_their_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let sshd = Sshd::new();
+    let mount = hourly_sftp_mount(tmp.path(), &sshd, &sshd.url(&lib));
+    mount.status(true);
+    let original = std::fs::read(lib.join("a.flac")).unwrap();
+    assert_eq!(std::fs::read(mount.path(GOOD_TIMES)).unwrap(), original);
+    let cached = settle(&mount);
+    assert!(cached["chunks"].as_u64().unwrap() > 0, "{cached}");
+
+    // The disk is gone: an empty folder where it was mounted.
+    let away = tmp.path().join("away");
+    std::fs::rename(&lib, &away).unwrap();
+    std::fs::create_dir(&lib).unwrap();
+    let out = mount.ctl(&["rescan"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("lists no files, though it had 2; they stay listed"),
+        "{stdout}"
+    );
+    let warning = &mount.status(false)["origins"][0]["warning"];
+    assert!(
+        warning
+            .as_str()
+            .is_some_and(|w| w.contains("lists no files")),
+        "{warning}"
+    );
+    assert!(names(&mount.mountpoint).contains(&"The Prodigy".to_owned()));
+    assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
+    drop_page_cache();
+    assert_eq!(
+        std::fs::read(mount.path(GOOD_TIMES)).unwrap(),
+        original,
+        "the cached track does not play without its origin"
+    );
+
+    // The disk is back: the files are the ones known, and the cache still holds the track.
+    std::fs::remove_dir(&lib).unwrap();
+    std::fs::rename(&away, &lib).unwrap();
+    let out = mount.ctl(&["rescan"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(": 2 files listed, 0 new or changed, 0 gone, 0 unreadable ("),
+        "{stdout}"
+    );
+    assert_eq!(mount.status(false)["origins"][0]["warning"], Value::Null);
+    drop_page_cache();
+    assert_eq!(std::fs::read(mount.path(GOOD_TIMES)).unwrap(), original);
+    let after = settle(&mount);
+    assert_eq!(
+        after["per_origin"], cached["per_origin"],
+        "the track was fetched again: {after}"
+    );
 }
