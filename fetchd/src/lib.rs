@@ -13,6 +13,7 @@ pub mod id3v2;
 pub mod local;
 pub mod names;
 pub mod namespace;
+pub mod namespaces;
 pub mod origin;
 pub mod origins;
 pub mod partial;
@@ -30,7 +31,7 @@ pub mod watch;
 pub mod web;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -42,6 +43,7 @@ use musicfs_ipc::{Fetch as _, FetchAdmin as _};
 use crate::catalog::Catalog;
 use crate::chunks::ChunkStore;
 use crate::namespace::Namespace;
+use crate::namespaces::Namespaces;
 use crate::origins::Origins;
 use crate::service::{AdminServer, FetchServer, State};
 use crate::template::Templates;
@@ -83,11 +85,12 @@ pub fn run(
         .context("preparing the staging area")?,
         catalog,
         catalog_changed: tokio::sync::Notify::new(),
-        generation: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            .into(),
-        namespace: RwLock::new(Arc::new(namespace)),
+        namespaces: Namespaces::new(
+            namespace,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
+        ),
         store,
         origins,
         stats,

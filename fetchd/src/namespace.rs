@@ -330,13 +330,13 @@ fn to_attr(ino: Ino, node: &Node) -> Attr {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::catalog::{Batch, Catalog};
     use crate::track::{Location, TrackInfo};
     use musicfs_ipc::config::DEFAULT_TEMPLATE;
 
-    fn info(artist: &str, album: &str, title: &str, track: u32) -> TrackInfo {
+    pub(crate) fn info(artist: &str, album: &str, title: &str, track: u32) -> TrackInfo {
         TrackInfo {
             artists: vec![artist.into()],
             album: Some(album.into()),
@@ -346,7 +346,7 @@ mod tests {
         }
     }
 
-    fn build(files: Vec<(&str, TrackInfo)>) -> (tempfile::TempDir, Catalog, Namespace) {
+    pub(crate) fn build(files: Vec<(&str, TrackInfo)>) -> (tempfile::TempDir, Catalog, Namespace) {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Catalog::open(dir.path()).unwrap();
         let upserts = files

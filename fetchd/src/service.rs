@@ -2,7 +2,7 @@
 //! [`TrackReader`](crate::reader::TrackReader) on the blocking pool.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use musicfs_ipc::{
     Attr, CacheStats, Cleared, DirEntry, Fetch, FetchAdmin, FetchError, FetchStatus, FsStats,
@@ -13,6 +13,7 @@ use tarpc::context::Context;
 use crate::catalog::Catalog;
 use crate::chunks::ChunkStore;
 use crate::namespace::Namespace;
+use crate::namespaces::Namespaces;
 use crate::origin::OriginStats;
 use crate::origins::Origins;
 use crate::pins::Pins;
@@ -24,13 +25,16 @@ use crate::watch::Rescanner;
 /// Largest read served in one call; mountd asks for at most 1 MiB.
 const MAX_READ: u32 = 4 << 20;
 
+/// How long a namespace swap waits for the mount to show it.
+const SHOWN_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct State {
     pub catalog: Catalog,
-    /// Bumped on every namespace swap; starts from the clock so a restarted fetchd differs.
-    pub generation: std::sync::atomic::AtomicU64,
     /// Woken when the catalog changed, so the index feeder sends the changes to indexd.
     pub catalog_changed: tokio::sync::Notify,
-    pub namespace: RwLock<Arc<Namespace>>,
+    /// The tree, its generation (bumped by every swap), and the tree before it while mountd
+    /// still shows that one.
+    pub namespaces: Namespaces,
     pub reader: TrackReader,
     pub store: Arc<ChunkStore>,
     pub origins: Arc<Origins>,
@@ -42,17 +46,19 @@ pub struct State {
 
 impl State {
     pub fn namespace(&self) -> Arc<Namespace> {
-        self.namespace
-            .read()
-            .expect("namespace lock poisoned")
-            .clone()
+        self.namespaces.current()
     }
 
+    /// Serves `ns` from now on and returns once the mount shows it (or after
+    /// [`SHOWN_WITHIN`], or at once when no mount is attached), so a scan that has finished is
+    /// visible through the mount.
     pub fn set_namespace(&self, ns: Namespace) {
-        *self.namespace.write().expect("namespace lock poisoned") = Arc::new(ns);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.namespaces.replace(ns);
         self.catalog_changed.notify_one();
         self.pins.namespace_changed();
+        if !self.namespaces.wait_shown(generation, SHOWN_WITHIN) {
+            tracing::debug!(generation, "no mount showed the new tree yet");
+        }
     }
 }
 
@@ -68,20 +74,26 @@ impl Fetch for FetchServer {
         Hello::new("fetchd")
     }
 
-    async fn lookup(self, _: Context, parent: Ino, name: String) -> Result<Attr, FetchError> {
-        self.0.namespace().lookup(parent, &name)
+    async fn lookup(
+        self,
+        _: Context,
+        at: u64,
+        parent: Ino,
+        name: String,
+    ) -> Result<Attr, FetchError> {
+        self.0.namespaces.at(at).lookup(parent, &name)
     }
 
-    async fn getattr(self, _: Context, ino: Ino) -> Result<Attr, FetchError> {
-        self.0.namespace().attr(ino)
+    async fn getattr(self, _: Context, at: u64, ino: Ino) -> Result<Attr, FetchError> {
+        self.0.namespaces.at(at).attr(ino)
     }
 
-    async fn readdir(self, _: Context, ino: Ino) -> Result<Vec<DirEntry>, FetchError> {
-        self.0.namespace().readdir(ino)
+    async fn readdir(self, _: Context, at: u64, ino: Ino) -> Result<Vec<DirEntry>, FetchError> {
+        self.0.namespaces.at(at).readdir(ino)
     }
 
-    async fn readlink(self, _: Context, ino: Ino) -> Result<String, FetchError> {
-        let attr = self.0.namespace().attr(ino)?;
+    async fn readlink(self, _: Context, at: u64, ino: Ino) -> Result<String, FetchError> {
+        let attr = self.0.namespaces.at(at).attr(ino)?;
         match attr.kind {
             NodeKind::Symlink => Err(FetchError::NotFound),
             NodeKind::Dir | NodeKind::File => Err(FetchError::NotASymlink),
@@ -138,8 +150,10 @@ impl Fetch for FetchServer {
         })
     }
 
-    async fn generation(self, _: Context) -> u64 {
-        self.0.generation.load(Ordering::Acquire)
+    async fn generation(self, _: Context, shown: u64) -> u64 {
+        // Waits on this thread: the connection's own on the data socket (see `read`).
+        let wait = crate::namespaces::NEXT_GENERATION_WAIT;
+        tokio::task::block_in_place(|| self.0.namespaces.next_generation(shown, wait))
     }
 
     async fn paths(self, _: Context, tracks: Vec<TrackId>) -> Vec<Option<String>> {
@@ -148,10 +162,8 @@ impl Fetch for FetchServer {
     }
 
     async fn hidden(self, _: Context) -> (u64, Vec<TrackId>) {
-        // The generation first: if the namespace is swapped in between, the answer is newer
-        // than its generation says, and the caller merely asks again at the next change.
-        let generation = self.0.generation.load(Ordering::Acquire);
-        (generation, self.0.namespace().hidden().to_vec())
+        let (generation, ns) = self.0.namespaces.current_with_generation();
+        (generation, ns.hidden().to_vec())
     }
 }
 

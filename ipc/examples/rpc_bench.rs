@@ -36,16 +36,16 @@ impl Fetch for MemoryFetch {
             pid: std::process::id(),
         }
     }
-    async fn lookup(self, _: Context, _: Ino, _: String) -> Result<Attr, FetchError> {
+    async fn lookup(self, _: Context, _: u64, _: Ino, _: String) -> Result<Attr, FetchError> {
         Err(FetchError::NotFound)
     }
-    async fn getattr(self, _: Context, _: Ino) -> Result<Attr, FetchError> {
+    async fn getattr(self, _: Context, _: u64, _: Ino) -> Result<Attr, FetchError> {
         Err(FetchError::NotFound)
     }
-    async fn readdir(self, _: Context, _: Ino) -> Result<Vec<DirEntry>, FetchError> {
+    async fn readdir(self, _: Context, _: u64, _: Ino) -> Result<Vec<DirEntry>, FetchError> {
         Err(FetchError::NotFound)
     }
-    async fn readlink(self, _: Context, _: Ino) -> Result<String, FetchError> {
+    async fn readlink(self, _: Context, _: u64, _: Ino) -> Result<String, FetchError> {
         Err(FetchError::NotFound)
     }
     async fn read(
@@ -63,7 +63,7 @@ impl Fetch for MemoryFetch {
     async fn statfs(self, _: Context) -> Result<FsStats, FetchError> {
         Err(FetchError::NotFound)
     }
-    async fn generation(self, _: Context) -> u64 {
+    async fn generation(self, _: Context, _shown: u64) -> u64 {
         0
     }
     async fn paths(self, _: Context, tracks: Vec<TrackId>) -> Vec<Option<String>> {

@@ -11,10 +11,13 @@ use crate::types::{
 #[tarpc::service]
 pub trait Fetch {
     async fn hello() -> Hello;
-    async fn lookup(parent: Ino, name: String) -> Result<Attr, FetchError>;
-    async fn getattr(ino: Ino) -> Result<Attr, FetchError>;
-    async fn readdir(ino: Ino) -> Result<Vec<DirEntry>, FetchError>;
-    async fn readlink(ino: Ino) -> Result<String, FetchError>;
+    /// The namespace calls answer from the tree of generation `at` (the one mountd shows) while
+    /// fetchd still holds it, else from its current tree ([`CURRENT`](crate::CURRENT) asks for
+    /// that one outright).
+    async fn lookup(at: u64, parent: Ino, name: String) -> Result<Attr, FetchError>;
+    async fn getattr(at: u64, ino: Ino) -> Result<Attr, FetchError>;
+    async fn readdir(at: u64, ino: Ino) -> Result<Vec<DirEntry>, FetchError>;
+    async fn readlink(at: u64, ino: Ino) -> Result<String, FetchError>;
     /// Bytes `[offset, offset+len)` of a track at the given version (short at end of file).
     async fn read(
         track: TrackRef,
@@ -25,8 +28,10 @@ pub trait Fetch {
     async fn xattrs(ino: Ino) -> Result<Vec<(String, String)>, FetchError>;
     async fn statfs() -> Result<FsStats, FetchError>;
     /// Changes whenever the namespace changes (and when fetchd restarts); mountd then drops the
-    /// kernel's cached entries, attributes and listings.
-    async fn generation() -> u64;
+    /// kernel's cached entries, attributes and listings, and moves to it. mountd says which
+    /// generation it shows; the answer comes at once if fetchd's differs, else when it changes
+    /// (or after a few seconds), and a swap waits briefly until the mount shows it.
+    async fn generation(shown: u64) -> u64;
     /// Where each track is shown, relative to the mount's root (`None`: not in the tree).
     async fn paths(tracks: Vec<TrackId>) -> Vec<Option<String>>;
     /// The generation, and every catalogued track the tree does not show (a copy of a file

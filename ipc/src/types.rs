@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 pub type Ino = u64;
 pub const ROOT_INO: Ino = 1;
 
+/// The generation that asks fetchd's namespace calls for its current tree, whatever it is.
+pub const CURRENT: u64 = u64::MAX;
+
 /// Stable identity of a track in the catalog (survives restarts and rescans).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TrackId(pub u64);

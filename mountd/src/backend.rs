@@ -6,12 +6,13 @@
 //! the same trait.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use musicfs_ipc::blocking::Blocking;
 use musicfs_ipc::client::{CallError, Context, Reconnecting, RpcError};
 use musicfs_ipc::{
-    Attr, DirEntry, FetchClient, FetchError, FsStats, Hello, IndexError, Ino, TrackRef,
+    Attr, DirEntry, FetchClient, FetchError, FsStats, Hello, IndexError, Ino, TrackRef, CURRENT,
 };
 
 /// Why a backend call failed.
@@ -41,12 +42,17 @@ impl From<CallError> for BackendError {
 }
 
 /// The namespace and bytes the filesystem shows. Every method may block.
+///
+/// The namespace calls answer from the generation of the tree last given to
+/// [`show`](Backend::show), so that what the kernel is handed between two invalidations comes
+/// from one tree (see `invalidate.rs`).
 pub trait Backend: Send + Sync + 'static {
     fn lookup(&self, parent: Ino, name: &str) -> Result<Attr, BackendError>;
     /// The node's attributes; a wrapper may answer from what it remembers.
     fn getattr(&self, ino: Ino) -> Result<Attr, BackendError>;
-    /// The node's attributes as fetchd has them now, never remembered: what an open reads by,
-    /// so a file changed at its origin is read at its new version once fetchd has it.
+    /// The node's attributes as fetchd has them now, in its current tree, never remembered:
+    /// what an open reads by, so a file changed at its origin is read at its new version once
+    /// fetchd has it.
     fn current(&self, ino: Ino) -> Result<Attr, BackendError> {
         self.getattr(ino)
     }
@@ -63,8 +69,13 @@ pub trait Backend: Send + Sync + 'static {
     /// The node's `user.musicfs.*` attributes, as (full name, value).
     fn xattrs(&self, ino: Ino) -> Result<Vec<(String, String)>, BackendError>;
     fn statfs(&self) -> Result<FsStats, BackendError>;
-    /// The namespace generation: when it changes, cached entries are stale.
-    fn generation(&self) -> Result<u64, BackendError>;
+    /// fetchd's namespace generation. `shown` is the generation shown (or
+    /// [`CURRENT`]): the answer may wait, a few seconds at most, until fetchd's differs from
+    /// it. Asking changes nothing shown.
+    fn generation(&self, shown: u64) -> Result<u64, BackendError>;
+    /// Answers from the tree of `generation` from now on, forgetting whatever was remembered
+    /// of the one shown before.
+    fn show(&self, _generation: u64) {}
 }
 
 /// [`Backend`] over fetchd's `Fetch` service. The client reconnects and retries by itself until
@@ -72,6 +83,8 @@ pub trait Backend: Send + Sync + 'static {
 /// driven by the calling (FUSE) thread on a pooled connection ([`Blocking`]).
 pub struct RpcBackend {
     fetchd: Blocking<FetchClient>,
+    /// The generation asked for ([`CURRENT`] until one is shown).
+    shown: AtomicU64,
 }
 
 impl RpcBackend {
@@ -79,6 +92,7 @@ impl RpcBackend {
     pub fn new(fetchd: Reconnecting<FetchClient>) -> Self {
         Self {
             fetchd: Blocking::new(fetchd),
+            shown: AtomicU64::new(CURRENT),
         }
     }
 
@@ -102,22 +116,30 @@ impl RpcBackend {
 
 impl Backend for RpcBackend {
     fn lookup(&self, parent: Ino, name: &str) -> Result<Attr, BackendError> {
+        let at = self.shown.load(Ordering::Acquire);
         self.wait(|c, ctx| {
             let name = name.to_owned();
-            async move { c.lookup(ctx, parent, name).await }
+            async move { c.lookup(ctx, at, parent, name).await }
         })
     }
 
     fn getattr(&self, ino: Ino) -> Result<Attr, BackendError> {
-        self.wait(|c, ctx| async move { c.getattr(ctx, ino).await })
+        let at = self.shown.load(Ordering::Acquire);
+        self.wait(|c, ctx| async move { c.getattr(ctx, at, ino).await })
+    }
+
+    fn current(&self, ino: Ino) -> Result<Attr, BackendError> {
+        self.wait(|c, ctx| async move { c.getattr(ctx, CURRENT, ino).await })
     }
 
     fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, BackendError> {
-        self.wait(|c, ctx| async move { c.readdir(ctx, ino).await })
+        let at = self.shown.load(Ordering::Acquire);
+        self.wait(|c, ctx| async move { c.readdir(ctx, at, ino).await })
     }
 
     fn readlink(&self, ino: Ino) -> Result<String, BackendError> {
-        self.wait(|c, ctx| async move { c.readlink(ctx, ino).await })
+        let at = self.shown.load(Ordering::Acquire);
+        self.wait(|c, ctx| async move { c.readlink(ctx, at, ino).await })
     }
 
     fn read(&self, track: TrackRef, offset: u64, len: u32) -> Result<Vec<u8>, BackendError> {
@@ -133,19 +155,23 @@ impl Backend for RpcBackend {
         self.wait(|c, ctx| async move { c.statfs(ctx).await })
     }
 
-    fn generation(&self) -> Result<u64, BackendError> {
-        // Polled in the background: a short deadline, the next poll tries again.
+    fn generation(&self, shown: u64) -> Result<u64, BackendError> {
         let generation = self
             .fetchd
             .call_within(GENERATION_DEADLINE, |c, ctx| async move {
-                c.generation(ctx).await
+                c.generation(ctx, shown).await
             });
         Ok(generation?)
     }
+
+    fn show(&self, generation: u64) {
+        self.shown.store(generation, Ordering::Release);
+    }
 }
 
-/// How long one namespace-generation poll waits for fetchd.
-const GENERATION_DEADLINE: Duration = Duration::from_secs(2);
+/// How long one request for the namespace generation waits for fetchd, which holds it for up
+/// to 5 s when nothing changed; past this the watcher asks again.
+const GENERATION_DEADLINE: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests {

@@ -10,10 +10,10 @@
 //!   where it stopped. Reading from offset 0 (a new listing or `rewinddir`) takes a fresh one.
 //! - Names that are not UTF-8 cannot exist in the catalog: their lookup is `ENOENT` at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use musicfs_ipc::{Attr, DirEntry, FetchError, FsStats, Ino, NodeKind, TrackRef, ROOT_INO};
 
@@ -125,14 +125,21 @@ pub struct FsCore<B> {
     backend: B,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
-    /// Every node handed to the kernel (by lookup or a listing): its parent and name. Answers
-    /// `..`, and says what to invalidate in the kernel when the namespace changes.
-    known: Mutex<HashMap<Ino, (Ino, String)>>,
+    /// Every node handed to the kernel (by lookup or a listing): its parent and every name it
+    /// was given under since the kernel was last told to forget. Answers `..`, and says what
+    /// to invalidate when the namespace changes: a node a rescan renamed (a retagged track
+    /// keeps its inode) has its old name invalidated too, even if a listing showed the new one
+    /// before the change was noticed.
+    known: Mutex<Known>,
     /// Listings being read without an open handle (the kernel skips `opendir` once told it is
     /// not needed): taken at offset 0, dropped when read to the end.
     unopened: Mutex<HashMap<Ino, Arc<[DirEntry]>>>,
     /// The content version each file was last opened at, to tell when cached pages are stale.
     opened_versions: Mutex<HashMap<Ino, TrackRef>>,
+    /// Held for reading by each answer from the namespace (from asking to replying), for
+    /// writing while another generation is shown: no answer from the old tree reaches the
+    /// kernel after the switch without being recorded in `known` first.
+    answers: RwLock<()>,
 }
 
 impl<B: Backend> FsCore<B> {
@@ -141,19 +148,34 @@ impl<B: Backend> FsCore<B> {
             backend,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
-            known: Mutex::new(HashMap::new()),
+            known: Mutex::new(Known::default()),
             unopened: Mutex::new(HashMap::new()),
             opened_versions: Mutex::new(HashMap::new()),
+            answers: RwLock::new(()),
         }
+    }
+
+    /// Held while answering the kernel from the namespace: lookups, attributes, listings.
+    pub fn answering(&self) -> RwLockReadGuard<'_, ()> {
+        self.answers.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Shows another generation of the tree once the answers being given are done (the
+    /// backend forgets what it remembered of the one before).
+    pub fn show(&self, generation: u64) {
+        let _no_answers = self.answers.write().unwrap_or_else(PoisonError::into_inner);
+        self.backend.show(generation);
     }
 
     pub fn backend(&self) -> &B {
         &self.backend
     }
 
-    /// `(parent, name)` of every node the kernel may hold an entry for.
-    pub fn known_entries(&self) -> Vec<(Ino, String)> {
-        lock(&self.known).values().cloned().collect()
+    /// `(parent, name)` of every entry the kernel may hold, forgotten here as they are handed
+    /// out: the caller tells the kernel to forget them. Entries handed to the kernel after this
+    /// are recorded afresh.
+    pub fn take_known_entries(&self) -> Vec<(Ino, String)> {
+        lock(&self.known).names.drain().collect()
     }
 
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr, FsError> {
@@ -161,7 +183,7 @@ impl<B: Backend> FsCore<B> {
             return Err(FetchError::NotFound.into());
         };
         let attr = self.backend.lookup(parent, name)?;
-        remember(&mut lock(&self.known), attr.ino, parent, name);
+        lock(&self.known).remember(attr.ino, parent, name);
         Ok(attr)
     }
 
@@ -346,9 +368,9 @@ impl<B: Backend> FsCore<B> {
         let parent = {
             let mut known = lock(&self.known);
             for child in &children {
-                remember(&mut known, child.attr.ino, ino, &child.name);
+                known.remember(child.attr.ino, ino, &child.name);
             }
-            known.get(&ino).map_or(ROOT_INO, |(parent, _)| *parent)
+            known.parents.get(&ino).copied().unwrap_or(ROOT_INO)
         };
         let mut entries = Vec::with_capacity(children.len() + 2);
         entries.push(dot_entry(".", ino));
@@ -387,11 +409,23 @@ fn sized(data: Vec<u8>, size: u32) -> Result<Xattr, FsError> {
 }
 
 /// A poisoned lock only means another thread panicked mid-operation; the maps stay usable.
-/// Records where the kernel saw a node. Search results are not recorded: they come and go with
-/// every query (their one-second TTL keeps the kernel honest) and would only grow the table.
-fn remember(known: &mut HashMap<Ino, (Ino, String)>, ino: Ino, parent: Ino, name: &str) {
-    if !crate::views::is_virtual(ino) {
-        known.insert(ino, (parent, name.to_owned()));
+/// Where the kernel saw nodes: see [`FsCore::known`].
+#[derive(Default)]
+struct Known {
+    parents: HashMap<Ino, Ino>,
+    names: HashSet<(Ino, String)>,
+}
+
+impl Known {
+    /// Records where the kernel saw a node. Search results are not recorded: they come and go
+    /// with every query (their one-second TTL keeps the kernel honest) and would only grow the
+    /// tables.
+    fn remember(&mut self, ino: Ino, parent: Ino, name: &str) {
+        if crate::views::is_virtual(ino) {
+            return;
+        }
+        self.parents.insert(ino, parent);
+        self.names.insert((parent, name.to_owned()));
     }
 }
 

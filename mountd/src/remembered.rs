@@ -2,12 +2,12 @@
 //!
 //! The kernel caches entries and attributes too, but forgets them under memory pressure (or
 //! `drop_caches`); then opening a file costs a fetchd round trip per path component and one
-//! more for the open. fetchd's tree changes only together with its namespace generation, which
-//! mountd polls anyway (`invalidate.rs`): everything remembered is forgotten as soon as a poll
-//! sees the generation move, at the same moment the kernel's caches are dropped; an answer that
-//! was on its way while that happened is not kept. Failures are never remembered. An open asks
-//! for [`Backend::current`], which always goes to fetchd: a file changed at its origin is read
-//! at its new version as soon as fetchd has it, even before the next poll.
+//! more for the open. What is remembered comes from the tree of one generation, the one shown
+//! (`invalidate.rs` moves mountd to a new one once the kernel's caches are dropped): everything
+//! is forgotten when another generation is shown, and an answer that was on its way while that
+//! happened is not kept. Failures are never remembered. An open asks for
+//! [`Backend::current`], which always goes to fetchd: a file changed at its origin is read at
+//! its new version as soon as fetchd has it, even before the next poll.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
@@ -102,11 +102,9 @@ impl<B: Backend> Backend for Remembered<B> {
         Ok(attr)
     }
 
+    /// Not kept: it comes from fetchd's current tree, which may be newer than the one shown.
     fn current(&self, ino: Ino) -> Result<Attr, BackendError> {
-        let asked_at = *self.epoch();
-        let attr = self.inner.current(ino)?;
-        self.keep(asked_at, [(None, &attr)]);
-        Ok(attr)
+        self.inner.current(ino)
     }
 
     fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, BackendError> {
@@ -142,13 +140,16 @@ impl<B: Backend> Backend for Remembered<B> {
         self.inner.statfs()
     }
 
-    fn generation(&self) -> Result<u64, BackendError> {
-        let now = self.inner.generation()?;
-        // Also at the first answer: what was kept before it belongs to no known generation.
-        if self.generation.swap(now, Ordering::AcqRel) != now {
+    fn generation(&self, shown: u64) -> Result<u64, BackendError> {
+        self.inner.generation(shown)
+    }
+
+    fn show(&self, generation: u64) {
+        // Also the first time: what was kept before belongs to no known generation.
+        if self.generation.swap(generation, Ordering::AcqRel) != generation {
             self.forget_all();
         }
-        Ok(now)
+        self.inner.show(generation);
     }
 }
 

@@ -161,8 +161,8 @@ pub struct Views<B, S> {
     search: S,
     tables: Mutex<Tables>,
     hidden: Mutex<Option<Hidden>>,
-    /// The generation last seen by [`Backend::generation`] (0: not asked yet), which the
-    /// invalidation watcher asks every second.
+    /// The generation shown ([`Backend::show`]; 0: none yet), which the invalidation watcher
+    /// moves on once the kernel has dropped what it cached of the one before.
     generation: AtomicU64,
 }
 
@@ -498,10 +498,13 @@ impl<B: Backend, S: Search> Backend for Views<B, S> {
         self.library.statfs()
     }
 
-    fn generation(&self) -> Result<u64, BackendError> {
-        let generation = self.library.generation()?;
+    fn generation(&self, shown: u64) -> Result<u64, BackendError> {
+        self.library.generation(shown)
+    }
+
+    fn show(&self, generation: u64) {
         self.generation.store(generation, Ordering::Release);
-        Ok(generation)
+        self.library.show(generation);
     }
 }
 

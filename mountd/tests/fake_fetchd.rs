@@ -74,7 +74,13 @@ impl Fetch for FakeFetchd {
         Hello::new("fetchd")
     }
 
-    async fn lookup(self, _: Context, parent: Ino, name: String) -> Result<Attr, FetchError> {
+    async fn lookup(
+        self,
+        _: Context,
+        _at: u64,
+        parent: Ino,
+        name: String,
+    ) -> Result<Attr, FetchError> {
         let entries = children(parent).ok_or(FetchError::NotADirectory)?;
         let (_, ino) = entries
             .into_iter()
@@ -83,11 +89,11 @@ impl Fetch for FakeFetchd {
         attr(ino).ok_or(FetchError::NotFound)
     }
 
-    async fn getattr(self, _: Context, ino: Ino) -> Result<Attr, FetchError> {
+    async fn getattr(self, _: Context, _at: u64, ino: Ino) -> Result<Attr, FetchError> {
         attr(ino).ok_or(FetchError::NotFound)
     }
 
-    async fn readdir(self, _: Context, ino: Ino) -> Result<Vec<DirEntry>, FetchError> {
+    async fn readdir(self, _: Context, _at: u64, ino: Ino) -> Result<Vec<DirEntry>, FetchError> {
         let entries = children(ino).ok_or(FetchError::NotADirectory)?;
         Ok(entries
             .into_iter()
@@ -100,7 +106,7 @@ impl Fetch for FakeFetchd {
             .collect())
     }
 
-    async fn readlink(self, _: Context, ino: Ino) -> Result<String, FetchError> {
+    async fn readlink(self, _: Context, _at: u64, ino: Ino) -> Result<String, FetchError> {
         match ino {
             LATEST => Ok("Artist/Album (2020)/01 - Song.flac".to_owned()),
             _ => Err(FetchError::NotASymlink),
@@ -131,7 +137,7 @@ impl Fetch for FakeFetchd {
         })
     }
 
-    async fn generation(self, _: Context) -> u64 {
+    async fn generation(self, _: Context, _shown: u64) -> u64 {
         1
     }
 

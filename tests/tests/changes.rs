@@ -258,3 +258,42 @@ fn an_origin_that_lists_no_files_keeps_its_tracks_and_their_cache() {
         "the track was fetched again: {after}"
     );
 }
+
+/// Once a listing shows a retagged track's new name, its old name is gone, at every moment
+/// while the change is picked up, also when the kernel has dropped its cached entries in
+/// between (as memory pressure makes it). Before, mountd listed from fetchd's new tree while
+/// it still answered lookups from the old one, for up to a second.
+///
+/// The other way round is allowed for a moment: the kernel may list the old name from its
+/// cached listing after the old name was dropped (the last step of the switch drops entries
+/// before listings), as a network filesystem's cached listing can.
+#[test]
+fn once_a_listing_shows_a_change_the_old_name_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let mount = Mount::start(&[&lib]);
+    mount.status(true);
+    assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
+    let status = Command::new("metaflac")
+        .args(["--remove-tag=TITLE", "--set-tag=TITLE=Retagged Times"])
+        .arg(lib.join("a.flac"))
+        .status()
+        .expect("metaflac (apt-get install flac)");
+    assert!(status.success());
+    let started = Instant::now();
+    let (mut old, mut new) = (0, 0);
+    while new < 20 {
+        assert!(started.elapsed() < BOUND, "the retag did not show");
+        std::fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+        let listed = names(&mount.path(ZEP));
+        let old_found = mount.path(GOOD_TIMES).exists();
+        if listed == ["01 Retagged Times.flac"] {
+            assert!(!old_found, "ls shows the new name, stat finds the old one");
+            new += 1;
+        } else {
+            assert_eq!(listed, ["01 Good Times Bad Times.flac"]);
+            old += 1;
+        }
+    }
+    eprintln!("{old} rounds showed the old tree, then {new} the new one");
+}

@@ -105,7 +105,7 @@ impl Backend for &'static Library {
     fn statfs(&self) -> Result<FsStats, BackendError> {
         Err(FetchError::NotFound.into())
     }
-    fn generation(&self) -> Result<u64, BackendError> {
+    fn generation(&self, _shown: u64) -> Result<u64, BackendError> {
         Ok(self.generation.load(Ordering::SeqCst))
     }
 }
@@ -113,8 +113,13 @@ impl Backend for &'static Library {
 fn remembered() -> (&'static Library, Remembered<&'static Library>) {
     let library: &'static Library = Box::leak(Box::new(Library::new()));
     let remembered = Remembered::new(library);
-    remembered.generation().unwrap();
+    show_latest(&remembered);
     (library, remembered)
+}
+
+/// What the invalidation watcher does once the kernel's caches are dropped.
+fn show_latest(remembered: &Remembered<&'static Library>) {
+    remembered.show(remembered.generation(0).unwrap());
 }
 
 #[test]
@@ -126,7 +131,7 @@ fn lookups_and_attributes_are_asked_for_once() {
     assert_eq!(remembered.getattr(SONG).unwrap().size, 100);
     assert_eq!(library.asked(), 1);
     // A generation that did not move keeps everything.
-    remembered.generation().unwrap();
+    show_latest(&remembered);
     remembered.getattr(SONG).unwrap();
     assert_eq!(library.asked(), 1);
 }
@@ -149,9 +154,11 @@ fn a_new_generation_forgets_everything() {
     let (library, remembered) = remembered();
     remembered.lookup(ROOT, "song.flac").unwrap();
     library.change(200);
-    // Until the generation is polled, what was kept stands (as the kernel's caches do).
+    // Until the new generation is shown, what was kept stands (as the kernel's caches do),
+    // and polling it changes nothing.
+    remembered.generation(0).unwrap();
     assert_eq!(remembered.getattr(SONG).unwrap().size, 100);
-    remembered.generation().unwrap();
+    show_latest(&remembered);
     assert_eq!(remembered.getattr(SONG).unwrap().size, 200);
     assert_eq!(remembered.lookup(ROOT, "song.flac").unwrap().size, 200);
     assert_eq!(
@@ -185,7 +192,7 @@ fn an_answer_on_its_way_while_the_generation_moves_is_not_kept() {
         // and the poll sees it.
         let old = library.song().unwrap();
         library.change(300);
-        remembered.generation().unwrap();
+        show_latest(&remembered);
         *library.size.lock().unwrap() = old.size;
         go.send(()).unwrap();
         assert_eq!(asking.join().unwrap().size, 100);
@@ -205,6 +212,8 @@ fn what_an_open_reads_by_is_always_asked_for() {
     let now = remembered.current(SONG).unwrap();
     assert_eq!(now.size, 200);
     assert_eq!(now.track.unwrap().version, 200);
-    // And what is remembered follows.
+    // It is not remembered: attributes follow the tree shown, until the next one is.
+    assert_eq!(remembered.getattr(SONG).unwrap().size, 100);
+    show_latest(&remembered);
     assert_eq!(remembered.getattr(SONG).unwrap().size, 200);
 }
