@@ -20,6 +20,7 @@ pub mod partial;
 pub mod pins;
 pub mod reader;
 pub mod replicas;
+pub mod restart;
 pub mod s3;
 pub mod scan;
 pub mod service;

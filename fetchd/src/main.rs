@@ -45,6 +45,9 @@ fn main() -> std::process::ExitCode {
             musicfs_fetchd::run(opts, sockets.remove(0), (admin, admins))
         });
     match result {
+        Ok(()) if musicfs_fetchd::restart::requested() => {
+            std::process::ExitCode::from(musicfs_fetchd::restart::EXIT_RESTART)
+        }
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -58,17 +58,16 @@ impl Origins {
         })
     }
 
-    /// Starts a health prober for every remote origin (local ones fail fast by themselves).
+    /// Starts a health prober for every origin. (A local one fails fast by itself; its probe
+    /// notices a disk mounted at its folder since fetchd started, see `LocalOrigin`.)
     pub fn start_probes(&self) {
         for entry in &self.list {
-            if entry.origin.local_root().is_none() {
-                let origin = entry.origin.clone();
-                crate::health::spawn_prober(
-                    entry.health.clone(),
-                    move || origin.probe(),
-                    self.stop.clone(),
-                );
-            }
+            let origin = entry.origin.clone();
+            crate::health::spawn_prober(
+                entry.health.clone(),
+                move || origin.probe(),
+                self.stop.clone(),
+            );
         }
     }
 

@@ -9,6 +9,7 @@ pub mod nginx;
 pub mod noise;
 pub mod s3server;
 pub mod sshd;
+pub mod tmpfs;
 
 use std::path::{Path, PathBuf};
 

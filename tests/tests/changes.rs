@@ -15,6 +15,7 @@ use musicfs_tests::albums::{drop_page_cache, settle};
 use musicfs_tests::mount::Mount;
 use musicfs_tests::sorted_names as names;
 use musicfs_tests::sshd::Sshd;
+use musicfs_tests::tmpfs::Tmpfs;
 
 const ZEP: &str = "Led Zeppelin/Led Zeppelin (1969)";
 const GOOD_TIMES: &str = "Led Zeppelin/Led Zeppelin (1969)/01 Good Times Bad Times.flac";
@@ -296,4 +297,71 @@ fn once_a_listing_shows_a_change_the_old_name_is_gone() {
         }
     }
     eprintln!("{old} rounds showed the old tree, then {new} the new one");
+}
+
+/// A local origin on a disk that goes away and comes back (a tmpfs unmounted and mounted
+/// again, with a track more): while it is away the track stays listed and plays from the
+/// cache; once it is back, fetchd, whose sandbox knew only the folder it started with and
+/// refused the new disk for ever before, restarts by itself (saying why) and reads it.
+#[test]
+fn a_disk_mounted_again_at_a_local_origin_is_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = musicfs_tests::corpus::corpus_dir();
+    let (at, log) = (tmp.path().join("disk"), tmp.path().join("mount.log"));
+    let (state, mnt) = (tmp.path().join("state"), tmp.path().join("mnt"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let disk = Tmpfs::mount(&at, 64 << 20);
+    std::fs::copy(
+        corpus.join("audioscan/flac/picture.flac"),
+        at.join("a.flac"),
+    )
+    .unwrap();
+    let mount = Mount::start_logged(&[&at], &state, &mnt, &[], &log);
+    mount.status(true);
+    let original = std::fs::read(at.join("a.flac")).unwrap();
+    assert_eq!(std::fs::read(mount.path(GOOD_TIMES)).unwrap(), original);
+    settle(&mount);
+
+    disk.unmount();
+    drop_page_cache();
+    assert_eq!(
+        std::fs::read(mount.path(GOOD_TIMES)).unwrap(),
+        original,
+        "the cached track does not play while the disk is away"
+    );
+    assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
+
+    let _disk = Tmpfs::mount(&at, 64 << 20);
+    std::fs::copy(
+        corpus.join("audioscan/flac/picture.flac"),
+        at.join("a.flac"),
+    )
+    .unwrap();
+    let prodigy = corpus.join("audioscan/flac/audio-data.flac");
+    std::fs::copy(&prodigy, at.join("b.flac")).unwrap();
+    let started = Instant::now();
+    while !names(&mount.mountpoint).contains(&"The Prodigy".to_owned()) {
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            started.elapsed() < 2 * BOUND,
+            "the track on the disk mounted again never showed:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "the disk mounted again was read after {:?}",
+        started.elapsed()
+    );
+    let album = mount.path("The Prodigy");
+    let album = album.join(&names(&album)[0]);
+    let track = album.join(&names(&album)[0]);
+    assert_eq!(
+        std::fs::read(track).unwrap(),
+        std::fs::read(&prodigy).unwrap()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("restarting fetchd: origin") && text.contains("another one"),
+        "{text}"
+    );
 }

@@ -4,54 +4,13 @@
 //! started on the full disk comes up, and pinning fails at once saying why.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use musicfs_tests::albums::*;
 use musicfs_tests::mount::Mount;
-
-/// A small tmpfs, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, bytes: u64) -> Tmpfs {
-        use nix::mount::{mount, MsFlags};
-        std::fs::create_dir_all(at).unwrap();
-        let size = format!("size={bytes}");
-        mount(
-            Some("tmpfs"),
-            at,
-            Some("tmpfs"),
-            MsFlags::empty(),
-            Some(size.as_str()),
-        )
-        .expect("mount a tmpfs (the end-to-end tests run as root)");
-        Tmpfs(at.to_owned())
-    }
-
-    /// Fills the filesystem until `leave` bytes are free, or as near as it lets a file of its
-    /// own grow (asking for all of it fails).
-    fn fill(&self, leave: u64) -> PathBuf {
-        let free = nix::sys::statvfs::statvfs(&self.0).unwrap();
-        let free = free.blocks_available() as u64 * free.fragment_size() as u64;
-        let filler = self.0.join("filler");
-        let file = std::fs::File::create(&filler).unwrap();
-        let mut len = free.saturating_sub(leave) as i64;
-        while let Err(e) = nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, len)
-        {
-            assert!(e == nix::errno::Errno::ENOSPC && len > 0, "fill: {e}");
-            len -= 4096;
-        }
-        filler
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
+use musicfs_tests::tmpfs::Tmpfs;
 
 /// A library, a 64 MiB tmpfs to put the state dir on, and a config with `[cache] min_free`.
 /// Declared before a test's mount, so the mount goes first and the tmpfs after it.
@@ -77,7 +36,7 @@ impl Disk {
     fn mount(&self) -> Mount {
         let config = self.tmp.path().join("musicfs.toml");
         let config = ["--config", config.to_str().unwrap()];
-        let (state, mnt) = (self.small.0.join("state"), self.tmp.path().join("mnt"));
+        let (state, mnt) = (self.small.path().join("state"), self.tmp.path().join("mnt"));
         let log = self.tmp.path().join("mount.log");
         let mount = Mount::start_logged(&[&self.lib], &state, &mnt, &config, &log);
         mount.status(true);
@@ -191,7 +150,7 @@ fn the_free_disk_floor_holds_while_tracks_are_staged() {
         let sampler = s.spawn(|| {
             let mut lowest = u64::MAX;
             while !stop.load(Ordering::Relaxed) {
-                let stat = nix::sys::statvfs::statvfs(&disk.small.0).unwrap();
+                let stat = nix::sys::statvfs::statvfs(disk.small.path()).unwrap();
                 lowest = lowest.min(stat.blocks_available() as u64 * stat.fragment_size() as u64);
                 std::thread::sleep(Duration::from_millis(1));
             }
