@@ -7,11 +7,13 @@ use tracing_subscriber::EnvFilter;
 const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// Initialises logging for `service`. The filter comes from `MUSICFS_LOG` (default `info`;
-/// the tag library's own complaints about files are summarised by the scanner instead).
+/// the tag library's own complaints about files are summarised by the scanner instead, and
+/// tarpc's warnings about a connection that broke are left out: the clients reconnect and
+/// retry by themselves, and a worker's restart is logged by whoever restarts it).
 pub fn init(service: &'static str) {
     let filter = || {
         EnvFilter::try_from_env("MUSICFS_LOG")
-            .unwrap_or_else(|_| EnvFilter::new("info,lofty=error"))
+            .unwrap_or_else(|_| EnvFilter::new("info,lofty=error,tarpc=error"))
     };
     let journald = std::path::Path::new(JOURNALD_SOCKET)
         .exists()
