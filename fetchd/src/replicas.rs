@@ -1,10 +1,13 @@
 //! Where a track's bytes can come from: the copy the tree shows and every other origin holding
 //! the same file (same path and size), healthy origins first, by priority. Open origin files
 //! are kept per track and origin, so a remote file is opened (and checked against the catalog)
-//! once, not per read.
+//! once, not per read, and closed once the track is cached or after [`IDLE_CLOSE`] unused: a
+//! paused player does not keep a file open on a disk someone wants to unmount ("target is
+//! busy"), nor a handle on a NAS.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use musicfs_ipc::{FetchError, TrackId};
 
@@ -23,8 +26,11 @@ pub struct Copy {
     pub mtime_ns: i128,
 }
 
-/// Open files kept for reuse, per (track, origin).
-type Handles = HashMap<(TrackId, usize), Vec<OriginFile>>;
+/// Open files kept for reuse, per (track, origin), with when each was last used.
+type Handles = HashMap<(TrackId, usize), Vec<(OriginFile, Instant)>>;
+
+/// An open origin file unused for this long is closed.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Replicas {
@@ -35,10 +41,18 @@ pub struct Replicas {
 
 impl Replicas {
     pub fn new(catalog: Catalog, origins: Arc<Origins>) -> Self {
+        let handles: Arc<Mutex<Handles>> = Arc::default();
+        let weak = Arc::downgrade(&handles);
+        let spawned = std::thread::Builder::new()
+            .name("close-idle".into())
+            .spawn(move || close_idle_until_dropped(&weak));
+        if let Err(e) = spawned {
+            tracing::warn!("origin files will stay open until their tracks are cached: {e}");
+        }
         Self {
             catalog,
             origins,
-            handles: Arc::default(),
+            handles,
         }
     }
 
@@ -183,14 +197,15 @@ impl Replicas {
     }
 
     fn take(&self, track: TrackId, origin: usize) -> Option<OriginFile> {
-        lock(&self.handles).get_mut(&(track, origin))?.pop()
+        let file = lock(&self.handles).get_mut(&(track, origin))?.pop();
+        file.map(|(file, _)| file)
     }
 
     fn give_back(&self, track: TrackId, origin: usize, file: OriginFile) {
         let mut handles = lock(&self.handles);
         let kept = handles.entry((track, origin)).or_default();
         if kept.len() < 4 {
-            kept.push(file);
+            kept.push((file, Instant::now()));
         }
     }
 
@@ -201,6 +216,31 @@ impl Replicas {
     /// Closes every file kept open for a track (it is cached now, or gone).
     pub fn close(&self, track: TrackId) {
         lock(&self.handles).retain(|(t, _), _| *t != track);
+    }
+}
+
+/// Closes the kept files unused for [`IDLE_CLOSE`], every half of it, while `handles` lives.
+fn close_idle_until_dropped(handles: &Weak<Mutex<Handles>>) {
+    loop {
+        std::thread::sleep(IDLE_CLOSE / 2);
+        let Some(handles) = handles.upgrade() else {
+            return;
+        };
+        let idle: Vec<(OriginFile, Instant)> = {
+            let mut handles = lock(&handles);
+            let mut idle = Vec::new();
+            for kept in handles.values_mut() {
+                let (old, fresh) = std::mem::take(kept)
+                    .into_iter()
+                    .partition(|(_, used)| used.elapsed() >= IDLE_CLOSE);
+                *kept = fresh;
+                idle.extend::<Vec<_>>(old);
+            }
+            handles.retain(|_, kept| !kept.is_empty());
+            idle
+        };
+        // Closed outside the lock: closing a remote file may wait for its server.
+        drop(idle);
     }
 }
 

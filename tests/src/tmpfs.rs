@@ -52,4 +52,9 @@ impl Tmpfs {
 
     /// Unmounts it now (as pulling a disk out does, lazily if a file on it is open).
     pub fn unmount(self) {}
+
+    /// Unmounts it as `umount` does: `EBUSY` while a file on it is open.
+    pub fn try_unmount(&self) -> nix::Result<()> {
+        nix::mount::umount2(&self.0, nix::mount::MntFlags::empty())
+    }
 }

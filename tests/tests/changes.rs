@@ -4,6 +4,7 @@
 //! `musicfsctl rescan` picks up a remote origin's changes at once, without waiting for its
 //! scan interval.
 
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
@@ -364,4 +365,43 @@ fn a_disk_mounted_again_at_a_local_origin_is_read_again() {
         text.contains("restarting fetchd: origin") && text.contains("another one"),
         "{text}"
     );
+}
+
+/// A player paused part way through a track on a local disk: fetchd closes the file it kept
+/// open for the next read after a few seconds, so the disk can be unmounted (`umount` said
+/// "target is busy" for as long as the track was neither cached nor pushed out).
+#[test]
+fn a_disk_can_be_unmounted_soon_after_a_track_on_it_is_paused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let at = tmp.path().join("disk");
+    let disk = Tmpfs::mount(&at, 64 << 20);
+    let noise = musicfs_tests::corpus::noise_library(1, 20).join("noise-01.flac");
+    std::fs::copy(&noise, at.join("noise-01.flac")).unwrap();
+    let mount = Mount::start(&[&at]);
+    let status = mount.status(true);
+    let fetchd = status["workers"][0]["pid"].as_i64().unwrap();
+    let track = mount.path(&musicfs_tests::corpus::noise_track_path(1));
+    let mut head = vec![0; 256 << 10];
+    std::fs::File::open(&track)
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    let open_on_disk = || {
+        std::fs::read_dir(format!("/proc/{fetchd}/fd"))
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .any(|target| target.starts_with(&at))
+    };
+    assert!(open_on_disk(), "fetchd keeps nothing open: nothing to test");
+    let started = Instant::now();
+    while let Err(e) = disk.try_unmount() {
+        assert_eq!(e, nix::errno::Errno::EBUSY);
+        assert!(
+            started.elapsed() < BOUND,
+            "the disk is still busy after {BOUND:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("unmounted {:?} after the pause", started.elapsed());
+    assert!(!open_on_disk());
 }
