@@ -99,6 +99,16 @@ pub fn check_origins(
     }
     for origin in &config.origins {
         if let Ok(OriginUrl::Local(path)) = origin.0.parsed() {
+            // A folder the config names may be on a disk not mounted now (a typo on the
+            // command line is refused, above).
+            if !path.exists() && path.is_absolute() {
+                tracing::warn!(
+                    "origin {} does not exist now (a disk not mounted?); its tracks stay \
+                     listed, and it is read once it appears",
+                    path.display()
+                );
+                continue;
+            }
             local.push(check_origin(&path)?);
         }
     }

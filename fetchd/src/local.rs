@@ -47,11 +47,27 @@ struct Identity {
 }
 
 impl LocalOrigin {
+    /// The folder at `root`. One that does not exist (a disk not mounted) is an origin that
+    /// cannot be listed, whose tracks stay as the catalog knows them, until it appears.
     pub fn new(root: &Path) -> io::Result<Self> {
-        let root = root
-            .canonicalize()
-            .map_err(|e| io::Error::new(e.kind(), format!("origin {}: {e}", root.display())))?;
-        if !root.is_dir() {
+        let root = match root.canonicalize() {
+            Ok(root) => root,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && root.is_absolute() => {
+                tracing::warn!(
+                    origin = %root.display(),
+                    "the folder does not exist (a disk not mounted?); its tracks stay listed, \
+                     and it is read once it appears"
+                );
+                root.to_owned()
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("origin {}: {e}", root.display()),
+                ))
+            }
+        };
+        if root.exists() && !root.is_dir() {
             return Err(io::Error::other(format!(
                 "origin {} is not a directory",
                 root.display()
@@ -64,22 +80,18 @@ impl LocalOrigin {
         })
     }
 
-    /// `error`, from reading the root. Landlock lets fetchd into the folder it saw at start
-    /// only: a disk mounted at the root since, or unmounted from it, is refused for ever. When
-    /// the root is refused and is another folder than at start, fetchd asks to be restarted.
-    fn refused(&self, error: io::Error) -> io::Error {
-        if error.kind() == io::ErrorKind::PermissionDenied {
-            let now = identity(&self.root);
-            if now.is_some() && now != self.started_with {
-                crate::restart::request(&format!(
-                    "origin {}: its folder is another one than when fetchd started (a disk \
-                     was mounted or unmounted there), and the sandbox lets fetchd into that \
-                     one only",
-                    self.name
-                ));
-            }
+    /// Restarts fetchd when the root is another directory than at start: a disk mounted or
+    /// unmounted there, or a folder that has appeared. Landlock lets fetchd into the folder it
+    /// saw at start only (a new one is refused for ever), and inotify watches the old one.
+    fn check_root(&self) {
+        let now = identity(&self.root);
+        if now.is_some() && now != self.started_with {
+            crate::restart::request(&format!(
+                "origin {}: its folder is another one than when fetchd started (a disk was \
+                 mounted or unmounted there), and the sandbox and the watch know only that one",
+                self.name
+            ));
         }
-        error
     }
 
     fn relative(&self, path: &Path) -> String {
@@ -100,7 +112,10 @@ impl Origin for LocalOrigin {
     /// that could not be listed or named, with the reason.
     fn walk(&self) -> io::Result<Listing> {
         // A root that has gone (an unmounted disk) is an unreachable origin, not an empty one.
-        std::fs::read_dir(&self.root).map_err(|e| self.refused(e))?;
+        if let Err(e) = std::fs::read_dir(&self.root) {
+            self.check_root();
+            return Err(e);
+        }
         let mut found = Vec::new();
         let mut failed = Vec::new();
         for entry in walkdir::WalkDir::new(&self.root).follow_links(true) {
@@ -152,9 +167,8 @@ impl Origin for LocalOrigin {
     }
 
     fn probe(&self) -> io::Result<()> {
-        std::fs::read_dir(&self.root)
-            .map(drop)
-            .map_err(|e| self.refused(e))
+        self.check_root();
+        std::fs::read_dir(&self.root).map(drop)
     }
 
     fn local_root(&self) -> Option<&Path> {

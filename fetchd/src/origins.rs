@@ -37,7 +37,8 @@ pub fn connect(config: &OriginConfig) -> std::io::Result<Arc<dyn Origin>> {
 }
 
 impl Origins {
-    /// Opens every origin; a missing local folder or a bad option is an error naming it.
+    /// Opens every origin; a bad option is an error naming it (a missing local folder is not:
+    /// see `LocalOrigin::new`).
     pub fn open(configs: &[OriginConfig], stats: Arc<OriginStats>) -> std::io::Result<Self> {
         let mut list: Vec<Entry> = Vec::new();
         for config in configs {

@@ -405,3 +405,39 @@ fn a_disk_can_be_unmounted_soon_after_a_track_on_it_is_paused() {
     eprintln!("unmounted {:?} after the pause", started.elapsed());
     assert!(!open_on_disk());
 }
+
+/// A folder the config names on a disk that is not mounted when the mount starts: the mount
+/// comes up with the other origins, and once the disk is mounted its tracks show.
+#[test]
+fn a_configured_folder_missing_at_start_is_read_once_it_appears() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let at = tmp.path().join("usb");
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[[origins]]\nurl = \"{}\"\n", at.display()),
+    )
+    .unwrap();
+    let (state, mnt) = (tmp.path().join("state"), tmp.path().join("mnt"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let cfg = config.to_str().unwrap();
+    let mount = Mount::start_at(&[&lib], &state, &mnt, &["--config", cfg]);
+    mount.status(true);
+    assert!(names(&mount.mountpoint).contains(&"The Prodigy".to_owned()));
+    assert!(!names(&mount.mountpoint).contains(&"the artist".to_owned()));
+
+    let _disk = Tmpfs::mount(&at, 64 << 20);
+    let corpus = musicfs_tests::corpus::corpus_dir();
+    std::fs::copy(corpus.join("beets/full.flac"), at.join("full.flac")).unwrap();
+    let took = within_bound("the folder that appeared", || {
+        names(&mount.mountpoint).contains(&"the artist".to_owned())
+    });
+    eprintln!("the folder that appeared was read after {took:?}");
+    let track = mount.path("the artist/the album (2001)/4-02 full.flac");
+    assert_eq!(
+        std::fs::read(track).unwrap(),
+        std::fs::read(corpus.join("beets/full.flac")).unwrap()
+    );
+    assert!(names(&mount.mountpoint).contains(&"The Prodigy".to_owned()));
+}
