@@ -130,9 +130,13 @@ pub fn scan(
                 skipped.insert(origin.name());
                 continue;
             }
-        }
-        if health.warn(None) {
-            tracing::info!(origin = origin.name(), "lists its files again");
+            // Never had any: more likely a wrong path or prefix than an empty library.
+            let why = "lists no audio files (is its path or prefix right?)".to_owned();
+            if health.warn(Some(why.clone())) {
+                tracing::warn!(origin = origin.name(), "{why}");
+            }
+        } else if health.warn(None) {
+            tracing::info!(origin = origin.name(), "lists audio files");
         }
         progress
             .total

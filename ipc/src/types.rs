@@ -136,7 +136,7 @@ pub struct OriginStatus {
     /// Why it is down (the last failure).
     pub error: Option<String>,
     /// What is wrong with its answers although it answers: it lists no files after it had
-    /// some, which are kept listed meanwhile.
+    /// some, which are kept listed meanwhile, or it has never listed an audio file.
     #[serde(default)]
     pub warning: Option<String>,
     /// Bytes read from it since fetchd started.

@@ -441,3 +441,27 @@ fn a_configured_folder_missing_at_start_is_read_once_it_appears() {
     );
     assert!(names(&mount.mountpoint).contains(&"The Prodigy".to_owned()));
 }
+
+/// An origin that lists no audio files from the start (a wrong path or prefix, more often
+/// than not) says so in `status`, until it lists some.
+#[test]
+fn an_origin_without_audio_files_says_so_until_it_has_some() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("empty");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("notes.txt"), b"not music").unwrap();
+    let mount = Mount::start(&[&lib]);
+    let warning = |mount: &Mount| mount.status(false)["origins"][0]["warning"].clone();
+    mount.status(true);
+    assert!(
+        warning(&mount)
+            .as_str()
+            .is_some_and(|w| w.contains("lists no audio files")),
+        "{}",
+        warning(&mount)
+    );
+    let corpus = musicfs_tests::corpus::corpus_dir();
+    std::fs::copy(corpus.join("beets/full.flac"), lib.join("full.flac")).unwrap();
+    within_bound("the warning cleared", || warning(&mount) == Value::Null);
+    assert!(names(&mount.mountpoint).contains(&"the artist".to_owned()));
+}
