@@ -155,9 +155,12 @@ impl<B: Backend> FsCore<B> {
         }
     }
 
-    /// Held while answering the kernel from the namespace: lookups, attributes, listings.
-    pub fn answering(&self) -> RwLockReadGuard<'_, ()> {
-        self.answers.read().unwrap_or_else(PoisonError::into_inner)
+    /// Held while answering the kernel about `ino` (or a name in it) from the namespace:
+    /// lookups, attributes, listings. `None` for the views' own nodes (searches, collections):
+    /// they are not fetchd's tree, and a search waiting for indexd must not hold up a switch.
+    pub fn answering(&self, ino: Ino) -> Option<RwLockReadGuard<'_, ()>> {
+        (!crate::views::is_virtual(ino))
+            .then(|| self.answers.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Shows another generation of the tree once the answers being given are done (the

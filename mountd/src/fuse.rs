@@ -185,7 +185,7 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let _answering = self.core.answering();
+        let _answering = self.core.answering(parent.0);
         match self.core.lookup(parent.0, name) {
             Ok(attr) => reply.entry(ttl(attr.ino), &self.file_attr(&attr), GENERATION),
             Err(err) => reply.error(errno("lookup", &err)),
@@ -193,7 +193,7 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let _answering = self.core.answering();
+        let _answering = self.core.answering(ino.0);
         match self.core.getattr(ino.0) {
             Ok(attr) => reply.attr(ttl(attr.ino), &self.file_attr(&attr)),
             Err(err) => reply.error(errno("getattr", &err)),
@@ -201,7 +201,7 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let _answering = self.core.answering();
+        let _answering = self.core.answering(ino.0);
         match self.core.readlink(ino.0) {
             Ok(target) => reply.data(target.as_bytes()),
             Err(err) => reply.error(errno("readlink", &err)),
@@ -299,7 +299,7 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let _answering = self.core.answering();
+        let _answering = self.core.answering(ino.0);
         match self.listing(ino, fh, offset) {
             Ok(page) => {
                 for (next, entry) in page.iter() {
@@ -322,7 +322,7 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let _answering = self.core.answering();
+        let _answering = self.core.answering(ino.0);
         let page = self
             .listing(ino, fh, offset)
             .and_then(|page| self.core.readdirplus(ino.0, page));

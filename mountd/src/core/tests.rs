@@ -570,3 +570,24 @@ fn listing_without_a_handle_resumes_in_its_snapshot_and_forgets_it_at_the_end() 
         "snapshot kept after the end was read"
     );
 }
+
+#[test]
+fn a_switch_waits_for_answers_from_the_tree_but_not_for_searches() {
+    let fs = std::sync::Arc::new(core());
+    assert!(fs.answering(crate::views::VIRTUAL_BASE + 5).is_none());
+    let answering = fs.answering(ALBUM);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let switching = {
+        let fs = fs.clone();
+        std::thread::spawn(move || {
+            fs.show(2);
+            tx.send(()).unwrap();
+        })
+    };
+    let waited = std::time::Duration::from_millis(100);
+    assert!(rx.recv_timeout(waited).is_err(), "switched mid-answer");
+    drop(answering);
+    rx.recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the switch never came");
+    switching.join().unwrap();
+}
