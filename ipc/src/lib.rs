@@ -33,7 +33,7 @@ pub use types::*;
 
 /// Version of the wire protocol; both ends compare it in the handshake and refuse to talk on a
 /// mismatch instead of misreading each other.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[doc(hidden)]
 pub mod __reexport {
