@@ -411,7 +411,6 @@ fn sized(data: Vec<u8>, size: u32) -> Result<Xattr, FsError> {
     }
 }
 
-/// A poisoned lock only means another thread panicked mid-operation; the maps stay usable.
 /// Where the kernel saw nodes: see [`FsCore::known`].
 #[derive(Default)]
 struct Known {
@@ -432,6 +431,7 @@ impl Known {
     }
 }
 
+/// A poisoned lock only means another thread panicked mid-operation; the maps stay usable.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
