@@ -27,13 +27,10 @@ pub const NEXT_GENERATION_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Namespaces {
     inner: RwLock<Inner>,
-    /// The generation again, for requests waiting for the next one (woken by every swap).
-    swapped: Mutex<u64>,
-    replaced: Condvar,
     /// What the mount says it shows, and when it last said so.
     mount: Mutex<Mount>,
-    /// Woken when the mount says what it shows.
-    reported: Condvar,
+    /// Woken, with `mount` held, by every swap and whenever the mount says what it shows.
+    changed: Condvar,
 }
 
 #[derive(Default)]
@@ -57,10 +54,8 @@ impl Namespaces {
                 generation,
                 previous: None,
             }),
-            swapped: Mutex::new(generation),
-            replaced: Condvar::new(),
             mount: Mutex::new(Mount::default()),
-            reported: Condvar::new(),
+            changed: Condvar::new(),
         }
     }
 
@@ -101,8 +96,9 @@ impl Namespaces {
             inner.generation += 1;
             inner.generation
         };
-        *lock(&self.swapped) = generation;
-        self.replaced.notify_all();
+        // Under `mount`, which a waiter holds while it checks the generation: no wake is lost.
+        let _mount = lock(&self.mount);
+        self.changed.notify_all();
         generation
     }
 
@@ -110,12 +106,12 @@ impl Namespaces {
     /// at once if it does, else after a swap or `within`. Blocks the calling thread.
     pub fn next_generation(&self, shown: u64, within: Duration) -> u64 {
         self.report(shown);
-        let swapped = lock(&self.swapped);
-        let (now, _) = self
-            .replaced
-            .wait_timeout_while(swapped, within, |now| *now == shown)
+        let mount = lock(&self.mount);
+        let _ = self
+            .changed
+            .wait_timeout_while(mount, within, |_| self.generation() == shown)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *now
+        self.generation()
     }
 
     fn report(&self, shown: u64) {
@@ -125,7 +121,7 @@ impl Namespaces {
         let mut mount = lock(&self.mount);
         mount.shows = Some(shown);
         mount.asked = Some(Instant::now());
-        self.reported.notify_all();
+        self.changed.notify_all();
     }
 
     /// Waits up to `within` until a mount attached to this fetchd shows `generation`. False
@@ -146,7 +142,7 @@ impl Namespaces {
                 return false;
             }
             mount = self
-                .reported
+                .changed
                 .wait_timeout(mount, left)
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
