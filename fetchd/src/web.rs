@@ -17,6 +17,11 @@ const PARALLEL_ABOVE: usize = 1024 * 1024;
 const PARALLEL_PIECES: usize = 4;
 /// The smallest piece a large read is split into.
 const PIECE_MIN: usize = 256 * 1024;
+/// The waits before asking again after a 500, 502, 503 or 504: S3 answers 503 "SlowDown" and
+/// now and then 500 to requests that succeed when repeated (every request here is a GET or a
+/// HEAD, which may be repeated).
+const RETRY_AFTER_SERVER_ERROR: [Duration; 2] =
+    [Duration::from_millis(50), Duration::from_millis(250)];
 
 /// Turns an answer that is not 2xx into an error (each kind of server says more its own way).
 pub type Refused<'a> = &'a dyn Fn(&str, StatusCode, Response) -> io::Error;
@@ -44,7 +49,8 @@ impl Web {
 
     /// Sends a request; any answer but 2xx becomes an error through `refused`. A request that
     /// failed before an answer (a pooled connection the server closed) is sent once more; a
-    /// timeout or a refused connection is not.
+    /// timeout or a refused connection is not. One answered with a server error (500, 502,
+    /// 503, 504) is sent again after a short wait, twice at most.
     pub fn send(
         &self,
         method: reqwest::Method,
@@ -60,13 +66,25 @@ impl Web {
             }
             request.send()
         };
-        let response = match build() {
-            Ok(r) => r,
+        let send = || match build() {
+            Ok(r) => Ok(r),
             Err(e) if !e.is_timeout() && !e.is_connect() => {
-                build().map_err(|e| self.transport(what, &e))?
+                build().map_err(|e| self.transport(what, &e))
             }
-            Err(e) => return Err(self.transport(what, &e)),
+            Err(e) => Err(self.transport(what, &e)),
         };
+        let mut response = send()?;
+        for wait in RETRY_AFTER_SERVER_ERROR {
+            let status = response.status();
+            let transient = matches!(status.as_u16(), 500 | 502 | 503 | 504);
+            if !transient {
+                break;
+            }
+            tracing::debug!("{}: {what}: {status}; asking again", self.name);
+            drop(response);
+            std::thread::sleep(wait);
+            response = send()?;
+        }
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -347,6 +365,65 @@ pub fn parse_http_date(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// A server on 127.0.0.1 that answers its first `failing` requests with `status`, then
+    /// with 200 and "hello"; one request per connection. Returns its URL and the count of
+    /// requests it answered.
+    fn flaky_server(
+        failing: usize,
+        status: &'static str,
+    ) -> (Url, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/a.flac", listener.local_addr().unwrap()));
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let answered = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let n = answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = if n < failing {
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+                        .to_owned()
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        (url.unwrap(), count)
+    }
+
+    fn get(web: &Web, url: Url) -> io::Result<Response> {
+        let refused: Refused<'_> = &|what, status, _| io::Error::other(format!("{what}: {status}"));
+        web.send(reqwest::Method::GET, "GET", url, &[], refused)
+    }
+
+    #[test]
+    fn a_server_error_is_asked_again_twice_and_no_more() {
+        let web = Web::new("test".into(), Duration::from_secs(5)).unwrap();
+        let (url, count) = flaky_server(2, "503 Service Unavailable");
+        let mut response = get(&web, url).expect("the third answer is 200");
+        let mut body = String::new();
+        response.read_to_string(&mut body).unwrap();
+        assert_eq!((body.as_str(), count.load(Ordering::SeqCst)), ("hello", 3));
+
+        let (url, count) = flaky_server(3, "500 Internal Server Error");
+        let err = get(&web, url).unwrap_err();
+        assert!(err.to_string().contains("500"), "{err}");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+
+        // Other refusals are final.
+        let (url, count) = flaky_server(1, "404 Not Found");
+        assert!(get(&web, url).is_err());
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn dates_parse_to_the_same_second() {
