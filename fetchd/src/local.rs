@@ -6,44 +6,14 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::origin::{is_audio, Found, Listing, Origin, RangeRead};
+use crate::restart::{Admitted, Kind};
 
 #[derive(Debug)]
 pub struct LocalOrigin {
     name: String,
     root: PathBuf,
-    /// Which directory the root was when fetchd started, in its sandbox.
-    started_with: Option<Identity>,
-}
-
-/// Which directory `root` is now: its device and inode, and the mount it is on. The mount
-/// tells a disk mounted again from the one before: a tmpfs's root is always inode 1, and a
-/// device number freed by an unmount is handed to the next mount.
-fn identity(root: &Path) -> Option<Identity> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(root.as_os_str().as_bytes()).ok()?;
-    let mask = libc::STATX_TYPE | libc::STATX_INO | libc::STATX_MNT_ID_UNIQUE;
-    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
-    // SAFETY: `path` is NUL-terminated and `stx` is a statx-sized buffer the call fills.
-    let rc = unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), 0, mask, stx.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statx succeeded and filled the buffer (zeroed before, so no field is undefined).
-    let stx = unsafe { stx.assume_init() };
-    let is_dir = u32::from(stx.stx_mode) & libc::S_IFMT == libc::S_IFDIR;
-    is_dir.then_some(Identity {
-        device: (stx.stx_dev_major, stx.stx_dev_minor),
-        inode: stx.stx_ino,
-        mount: stx.stx_mnt_id,
-    })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Identity {
-    device: (u32, u32),
-    inode: u64,
-    /// The kernel's unique mount id (or, before Linux 6.8, its reusable one).
-    mount: u64,
+    /// The root as fetchd's sandbox admitted it at start.
+    admitted: Admitted,
 }
 
 impl LocalOrigin {
@@ -75,7 +45,7 @@ impl LocalOrigin {
         }
         Ok(Self {
             name: root.display().to_string(),
-            started_with: identity(&root),
+            admitted: Admitted::new(&root, Kind::Dir),
             root,
         })
     }
@@ -84,14 +54,11 @@ impl LocalOrigin {
     /// unmounted there, or a folder that has appeared. Landlock lets fetchd into the folder it
     /// saw at start only (a new one is refused for ever), and inotify watches the old one.
     fn check_root(&self) {
-        let now = identity(&self.root);
-        if now.is_some() && now != self.started_with {
-            crate::restart::request(&format!(
-                "origin {}: its folder is another one than when fetchd started (a disk was \
-                 mounted or unmounted there), and the sandbox and the watch know only that one",
-                self.name
-            ));
-        }
+        self.admitted.check(&format!(
+            "origin {}: its folder is another one than when fetchd started (a disk was mounted \
+             or unmounted there), and the sandbox and the watch know only that one",
+            self.name
+        ));
     }
 
     fn relative(&self, path: &Path) -> String {
@@ -201,25 +168,5 @@ impl RangeRead for LocalFile {
             }
         }
         Ok(done)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_folder_put_in_the_place_of_another_is_told_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("music");
-        std::fs::create_dir(&root).unwrap();
-        let first = identity(&root).expect("a directory has one");
-        assert_eq!(identity(&root), Some(first), "asked twice");
-        std::fs::rename(&root, dir.path().join("old")).unwrap();
-        std::fs::create_dir(&root).unwrap();
-        assert_ne!(identity(&root), Some(first));
-        std::fs::write(dir.path().join("file"), b"").unwrap();
-        assert_eq!(identity(&dir.path().join("file")), None);
-        assert_eq!(identity(&dir.path().join("missing")), None);
     }
 }

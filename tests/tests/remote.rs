@@ -518,3 +518,43 @@ fn secrets_never_reach_logs_process_lists_or_status() {
 fn json_value(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap()
 }
+
+/// The admin replaces the known_hosts file (`ssh-keygen -R` writes a new file and renames it
+/// over the old one), then the NAS restarts, so every connection is made again: fetchd, whose
+/// sandbox admitted the old file only, restarts itself and reads the new one, instead of
+/// refusing the NAS for ever with "Permission denied".
+#[test]
+fn a_replaced_known_hosts_file_is_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let mut sshd = Sshd::new();
+    let mount = mount_with(tmp.path(), &sftp_origin(&sshd, &library, 1));
+    mount.status(true);
+    let original = |i: usize| std::fs::read(library.join(format!("noise-{i:02}.flac"))).unwrap();
+    assert_eq!(
+        std::fs::read(mount.path(&noise_track_path(1))).unwrap(),
+        original(1)
+    );
+
+    let known_hosts = sshd.known_hosts();
+    let replacement = known_hosts.with_extension("new");
+    std::fs::copy(&known_hosts, &replacement).unwrap();
+    std::fs::rename(&replacement, &known_hosts).unwrap();
+    sshd.stop();
+    sshd.start();
+
+    let started = Instant::now();
+    let last = loop {
+        match std::fs::read(mount.path(&noise_track_path(2))) {
+            Ok(bytes) => break bytes,
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the NAS was not read again: {e}; {}",
+                mount.status(false)["origins"]
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(last, original(2));
+    eprintln!("read again after {:?}", started.elapsed());
+}

@@ -118,11 +118,17 @@ impl client::Handler for HostCheck {
             Ok(false) if !self.known_hosts.exists() => {
                 format!("cannot check the host key of {host} ({shown}): {file} does not exist")
             }
-            Ok(false) => format!(
-                "host {host} ({shown}) is not in known_hosts file {file}; check its key and \
-                 add it (e.g. ssh-keyscan -p {} {} >> {file})",
-                self.port, self.host
-            ),
+            // russh reads a file it cannot open as an empty one.
+            Ok(false) => match std::fs::File::open(&self.known_hosts) {
+                Err(e) => format!(
+                    "cannot check the host key of {host} ({shown}): cannot read {file}: {e}"
+                ),
+                Ok(_) => format!(
+                    "host {host} ({shown}) is not in known_hosts file {file}; check its key \
+                     and add it (e.g. ssh-keyscan -p {} {} >> {file})",
+                    self.port, self.host
+                ),
+            },
             Err(russh::keys::Error::KeyChanged { line }) => format!(
                 "the host key of {host} ({shown}) does not match the one in known_hosts file \
                  {file} line {line}: the server's key changed, or someone is in between"

@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::origin::{is_audio, Found, Listing, Origin, RangeRead};
+use crate::restart::{self, Admitted};
 
 mod conn;
 mod driver;
@@ -66,6 +67,9 @@ const WALK_PARALLEL: usize = 16;
 pub struct SftpOrigin {
     shared: Arc<Shared>,
     rt: Arc<Driver>,
+    /// The known_hosts file (read at every connection) and the key file (read at start), as
+    /// the sandbox admitted them: one replaced by a new file restarts fetchd.
+    admitted: Vec<(Admitted, String)>,
 }
 
 impl std::fmt::Debug for SftpOrigin {
@@ -147,6 +151,21 @@ impl SftpOrigin {
             (None, Some(dir)) => dir.join("known_hosts"),
             (None, None) => return Err(bad("no known_hosts file and no home directory".into())),
         };
+        let mut admitted = vec![(
+            Admitted::new(&known_hosts, restart::Kind::File),
+            format!(
+                "origin {name}: the known_hosts file {} was replaced by a new one, which \
+                 the sandbox does not let fetchd read",
+                known_hosts.display()
+            ),
+        )];
+        if let Some((file, _)) = &key {
+            let why = format!(
+                "origin {name}: the identity file {} was replaced; the new key is loaded at start",
+                file.display()
+            );
+            admitted.push((Admitted::new(file, restart::Kind::File), why));
+        }
         let rt = Driver::new(host)?;
         let slots = config.connections.unwrap_or(4).max(1);
         let shared = Shared {
@@ -167,6 +186,7 @@ impl SftpOrigin {
         Ok(Self {
             shared: Arc::new(shared),
             rt: Arc::new(rt),
+            admitted,
         })
     }
 
@@ -214,6 +234,9 @@ impl Origin for SftpOrigin {
     }
 
     fn probe(&self) -> io::Result<()> {
+        for (admitted, why) in &self.admitted {
+            admitted.check(why);
+        }
         let root = &self.shared.root;
         let stat = self
             .shared
