@@ -23,12 +23,13 @@ impl LocalOrigin {
         let root = match root.canonicalize() {
             Ok(root) => root,
             Err(e) if e.kind() == io::ErrorKind::NotFound && root.is_absolute() => {
+                let root = canonical_missing(root);
                 tracing::warn!(
                     origin = %root.display(),
                     "the folder does not exist (a disk not mounted?); its tracks stay listed, \
                      and it is read once it appears"
                 );
-                root.to_owned()
+                root
             }
             Err(e) => {
                 return Err(io::Error::new(
@@ -67,6 +68,22 @@ impl LocalOrigin {
             .to_string_lossy()
             .into_owned()
     }
+}
+
+/// `root`, which does not exist, with its nearest existing ancestor made canonical: the name
+/// it will have once it exists (unless it appears as a symlink itself), so the catalog's
+/// tracks on it keep their origin across the restart that follows.
+fn canonical_missing(root: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut at = root;
+    while let Some(parent) = at.parent() {
+        rest.push(at.file_name().unwrap_or_default().to_owned());
+        if let Ok(base) = parent.canonicalize() {
+            return rest.iter().rev().fold(base, |path, part| path.join(part));
+        }
+        at = parent;
+    }
+    root.to_owned()
 }
 
 impl Origin for LocalOrigin {
@@ -168,5 +185,25 @@ impl RangeRead for LocalFile {
             }
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_folder_is_named_as_it_will_be_once_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("media");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let missing = LocalOrigin::new(&link.join("usb/Music")).unwrap();
+        assert!(missing.walk().is_err(), "a missing folder cannot be listed");
+        std::fs::create_dir_all(real.join("usb/Music")).unwrap();
+        let present = LocalOrigin::new(&link.join("usb/Music")).unwrap();
+        assert_eq!(missing.name(), present.name());
+        assert!(!missing.name().contains("link"), "{}", missing.name());
     }
 }
