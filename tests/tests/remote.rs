@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use musicfs_tests::albums::drop_page_cache;
 use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
 use musicfs_tests::mount::Mount;
 use musicfs_tests::nginx::Nginx;
@@ -129,10 +130,6 @@ fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     let n = file.read_at(&mut buf, offset).unwrap();
     buf.truncate(n);
     buf
-}
-
-fn drop_page_cache() {
-    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop the page cache (as root)");
 }
 
 #[test]
