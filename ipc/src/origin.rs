@@ -2,7 +2,8 @@
 //! `s3://bucket[/prefix]`, `http(s)://host/base/`), given on the command line or as an entry of
 //! the config's `origins` (a string, or a table with options). Credentials never come from the
 //! URL: a URL carrying a password is refused, and secrets read from the config are [`Secret`]s,
-//! which print as `***`.
+//! which print as `***`. As in any URL, `%XX` in an SFTP user or path and an S3 prefix stands
+//! for that byte (`sftp://nas/srv/My%20Music`); a `%` not followed by two hex digits is kept.
 //!
 //! ```toml
 //! [[origins]]
@@ -81,6 +82,23 @@ impl OriginUrl {
             }
             return Ok(Self::Local(PathBuf::from(text)));
         };
+        let decoded = |part: &str| {
+            percent_decoded(part).ok_or_else(|| {
+                format!(
+                    "origin {}: {part:?} is not UTF-8 once its %-escapes are decoded",
+                    redact(text)
+                )
+            })
+        };
+        if scheme.eq_ignore_ascii_case("file") {
+            // `file:///srv/music` or `file://localhost/srv/music`.
+            return match rest.strip_prefix("localhost").unwrap_or(rest) {
+                path if path.starts_with('/') => Ok(Self::Local(PathBuf::from(decoded(path)?))),
+                _ => Err(format!(
+                    "origin {text}: a file:// URL names a folder on this machine (file:///path)"
+                )),
+            };
+        }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -89,7 +107,7 @@ impl OriginUrl {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
-        if userinfo.is_some_and(|u| u.contains(':')) {
+        if userinfo.is_some_and(|u| u.contains(':') || u.to_ascii_lowercase().contains("%3a")) {
             return Err(format!(
                 "origin {}: a password in the URL is refused; put credentials in the config file, the environment or an identity file",
                 redact(text)
@@ -104,10 +122,10 @@ impl OriginUrl {
                     split_port(hostport, 22).map_err(|e| format!("origin {text}: {e}"))?;
                 let path = match path.trim_end_matches('/') {
                     "" => "/".to_owned(),
-                    trimmed => trimmed.to_owned(),
+                    trimmed => decoded(trimmed)?,
                 };
                 Ok(Self::Sftp {
-                    user: userinfo.map(str::to_owned),
+                    user: userinfo.map(decoded).transpose()?,
                     host,
                     port,
                     path,
@@ -122,7 +140,7 @@ impl OriginUrl {
                 }
                 Ok(Self::S3 {
                     bucket: hostport.to_owned(),
-                    prefix: path.trim_matches('/').to_owned(),
+                    prefix: decoded(path.trim_matches('/'))?,
                 })
             }
             "http" | "https" => {
@@ -139,7 +157,7 @@ impl OriginUrl {
                 Ok(Self::Http { base })
             }
             other => Err(format!(
-                "origin {text}: unknown scheme {other}://; use a path, sftp://, s3:// or http(s)://"
+                "origin {text}: unknown scheme {other}://; use a path, file://, sftp://, s3:// or http(s)://"
             )),
         }
     }
@@ -147,6 +165,30 @@ impl OriginUrl {
     pub fn is_local(&self) -> bool {
         matches!(self, Self::Local(_))
     }
+}
+
+/// `text` with each `%XX` replaced by the byte it stands for; `None` if that is not UTF-8.
+fn percent_decoded(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| bytes[i] == b'%' && h.iter().all(u8::is_ascii_hexdigit));
+        match hex {
+            Some(&[high, low]) => {
+                let digit = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(digit(high) << 4 | digit(low));
+                i += 3;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The URL with anything between `://` and `@` hidden (for messages about refused URLs).
@@ -362,6 +404,33 @@ mod tests {
                 prefix: "a/b".into()
             }
         );
+        // %-escapes stand for their bytes, as in any URL; a stray `%` is kept.
+        assert_eq!(
+            OriginUrl::parse("sftp://ann%40home@nas/srv/My%20Music/100%").unwrap(),
+            OriginUrl::Sftp {
+                user: Some("ann@home".into()),
+                host: "nas".into(),
+                port: 22,
+                path: "/srv/My Music/100%".into()
+            }
+        );
+        assert_eq!(
+            OriginUrl::parse("s3://bucket/M%C3%BAsica/a%2Bb%zz").unwrap(),
+            OriginUrl::S3 {
+                bucket: "bucket".into(),
+                prefix: "Música/a+b%zz".into()
+            }
+        );
+        assert!(OriginUrl::parse("sftp://nas/srv/%FF").is_err());
+        assert_eq!(
+            OriginUrl::parse("file:///srv/My%20Music").unwrap(),
+            OriginUrl::Local("/srv/My Music".into())
+        );
+        assert_eq!(
+            OriginUrl::parse("file://localhost/srv/music").unwrap(),
+            OriginUrl::Local("/srv/music".into())
+        );
+        assert!(OriginUrl::parse("file://nas/srv/music").is_err());
         assert_eq!(
             OriginUrl::parse("https://h/m").unwrap(),
             OriginUrl::Http {
@@ -375,6 +444,11 @@ mod tests {
         let err = OriginUrl::parse("sftp://ann:hunter2@nas/music").unwrap_err();
         assert!(err.contains("password"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+        let err = OriginUrl::parse("sftp://ann%3Ahunter2@nas/music").unwrap_err();
+        assert!(
+            err.contains("password") && !err.contains("hunter2"),
+            "{err}"
+        );
         assert!(OriginUrl::parse("ftp://nas/music").is_err());
         assert!(OriginUrl::parse("sftp://nas:99999/").is_err());
     }

@@ -171,14 +171,19 @@ impl Sshd {
         &self.user
     }
 
-    /// `sftp://user@127.0.0.1:PORT/path` (`path` absolute).
+    /// `sftp://user@127.0.0.1:PORT/path` (`path` absolute), every byte of the path but
+    /// letters, digits, `/` and `-._~` written as a `%XX` escape, as URLs have it.
     pub fn url(&self, path: &Path) -> String {
-        format!(
-            "sftp://{}@127.0.0.1:{}{}",
-            self.user,
-            self.port,
-            path.display()
-        )
+        let mut escaped = String::new();
+        for &byte in path.as_os_str().as_encoded_bytes() {
+            match byte {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'.' | b'_' | b'~' => {
+                    escaped.push(byte as char)
+                }
+                _ => escaped.push_str(&format!("%{byte:02X}")),
+            }
+        }
+        format!("sftp://{}@127.0.0.1:{}{escaped}", self.user, self.port)
     }
 
     /// The client's private key (authorized by the server).

@@ -135,21 +135,22 @@ fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
 #[test]
 fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_tags() {
     let tmp = tempfile::tempdir().unwrap();
-    let nas = tmp.path().join("nas");
+    // Named as people name folders: the URLs carry these names %-escaped.
+    let nas = tmp.path().join("Our NAS 100%");
     let originals = corpus_copy(&nas);
     let sshd = Sshd::new();
     let s3 = S3Server::new();
     // The S3 and web copies live at other paths: three copies of every track.
     let web = tmp.path().join("web");
     for (rel, bytes) in &originals {
-        s3.put(BUCKET, &format!("lib/copy/{rel}"), bytes);
+        s3.put(BUCKET, &format!("my lib/copy/{rel}"), bytes);
         let path = web.join("web copy").join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, bytes).unwrap();
     }
     let nginx = Nginx::serving(&web);
     let config = sftp_origin(&sshd, &nas, 1)
-        + &s3_origin(&s3, "lib", 2)
+        + &s3_origin(&s3, "my%20lib", 2)
         + &format!(
             "[[origins]]\nurl = \"{}\"\npriority = 3\ntimeout_seconds = 2\n",
             nginx.url()
