@@ -1,8 +1,11 @@
 //! The set of configured origins, looked up by name, each with its options and its health;
-//! files are opened through here so every read is counted in one [`OriginStats`].
+//! files are opened through here so every read is counted in one [`OriginStats`]. A read that
+//! finds a file not as the last scan saw it marks its origin suspect, and the origin's poller
+//! (see `watch.rs`) lists it again at once instead of at its interval.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use musicfs_ipc::origin::{OriginConfig, OriginUrl};
 
@@ -15,6 +18,14 @@ struct Entry {
     origin: Arc<dyn Origin>,
     config: OriginConfig,
     health: Arc<Health>,
+    suspect: Suspect,
+}
+
+/// Set when a read found one of the origin's files changed since the last scan.
+#[derive(Debug, Default)]
+struct Suspect {
+    set: Mutex<bool>,
+    woken: Condvar,
 }
 
 #[derive(Debug)]
@@ -49,6 +60,7 @@ impl Origins {
                     origin,
                     config: config.clone(),
                     health,
+                    suspect: Suspect::default(),
                 });
             }
         }
@@ -106,6 +118,32 @@ impl Origins {
             .map_or(i32::MAX, |i| self.list[i].config.priority)
     }
 
+    /// A read found a file of origin `index` not as the last scan left it (another size or
+    /// mtime, shorter, other bytes): the origin is to be listed again soon.
+    pub fn suspect_changed(&self, index: usize) {
+        let suspect = &self.list[index].suspect;
+        *suspect.set.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        suspect.woken.notify_all();
+    }
+
+    /// Waits until origin `index` is suspected of a change, for at most `timeout` (`None`: for
+    /// ever). True if it was (the suspicion is then cleared), false after the timeout.
+    pub fn wait_suspected(&self, index: usize, timeout: Option<Duration>) -> bool {
+        let suspect = &self.list[index].suspect;
+        let set = suspect.set.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut set = match timeout {
+            Some(timeout) => {
+                let waited = suspect.woken.wait_timeout_while(set, timeout, |set| !*set);
+                waited.unwrap_or_else(PoisonError::into_inner).0
+            }
+            None => {
+                let waited = suspect.woken.wait_while(set, |set| !*set);
+                waited.unwrap_or_else(PoisonError::into_inner)
+            }
+        };
+        std::mem::replace(&mut *set, false)
+    }
+
     /// Records the outcome of a request to the named origin.
     pub fn record<T>(&self, name: &str, result: &std::io::Result<T>) {
         if let Some(i) = self.index_of(name) {
@@ -125,5 +163,28 @@ impl Origins {
 impl Drop for Origins {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suspected_change_wakes_its_origins_poller_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = OriginConfig::from_url(dir.path().to_str().unwrap());
+        let origins = Origins::open(&[config], Arc::default()).unwrap();
+        let moment = Some(Duration::from_millis(20));
+        assert!(!origins.wait_suspected(0, moment));
+        origins.suspect_changed(0);
+        assert!(origins.wait_suspected(0, moment));
+        assert!(!origins.wait_suspected(0, moment), "not cleared");
+        std::thread::scope(|s| {
+            let poller = s.spawn(|| origins.wait_suspected(0, None));
+            std::thread::sleep(Duration::from_millis(50));
+            origins.suspect_changed(0);
+            assert!(poller.join().unwrap());
+        });
     }
 }

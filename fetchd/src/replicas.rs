@@ -123,12 +123,14 @@ impl Replicas {
         check: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Vec<u8>, FetchError> {
         let mut last = None;
+        // A copy that ends before the catalogued size has changed.
+        let whole = record.size.saturating_sub(offset).min(len as u64);
         for copy in self.copies(record)? {
             match self.read_copy(track, &copy, offset, len) {
-                Ok(bytes) if check(&bytes) => return Ok(bytes),
+                Ok(bytes) if bytes.len() as u64 == whole && check(&bytes) => return Ok(bytes),
                 Ok(_) => {
                     self.forget(track, copy.origin);
-                    last = Some(changed(&copy.location));
+                    last = Some(self.changed(&copy));
                 }
                 Err(e) => last = Some(e),
             }
@@ -159,8 +161,28 @@ impl Replicas {
                 "{}: {e}",
                 copy.location.path
             ))),
-            Err(_) => Err(changed(&copy.location)),
+            Err(_) => Err(self.changed(copy)),
         }
+    }
+
+    /// Whether every copy of `record` whose origin answers still has the size and mtime the
+    /// scan found: bytes read from a file rewritten in place meanwhile may be half old, half
+    /// new, and must not be kept as this version. Copies that cannot be asked count as
+    /// unchanged (offline, what was read is all there is).
+    pub fn unchanged(&self, record: &TrackRecord) -> Result<(), FetchError> {
+        let Ok(copies) = self.copies(record) else {
+            return Ok(());
+        };
+        for copy in copies {
+            let stat = self.origins.origin(copy.origin).stat(&copy.location.path);
+            self.origins.record(&copy.location.origin, &stat);
+            match stat {
+                Ok(found) if found == (copy.size, copy.mtime_ns) => {}
+                Err(e) if unreachable(&e) => {}
+                _ => return Err(self.changed(&copy)),
+            }
+        }
+        Ok(())
     }
 
     /// Opens a copy, checking it is still the file catalogued: size and mtime for a local
@@ -178,9 +200,9 @@ impl Replicas {
             self.origins.record(name, &stat);
             match stat {
                 Ok(found) if found == (copy.size, copy.mtime_ns) => {}
-                Ok(_) => return Err(changed(&copy.location)),
+                Ok(_) => return Err(self.changed(copy)),
                 Err(e) if unreachable(&e) => return Err(unavailable(&e)),
-                Err(_) => return Err(changed(&copy.location)),
+                Err(_) => return Err(self.changed(copy)),
             }
         }
         let file = self.origins.file(origin.as_ref(), &copy.location.path);
@@ -188,12 +210,18 @@ impl Replicas {
         let file = match file {
             Ok(file) => file,
             Err(e) if unreachable(&e) => return Err(unavailable(&e)),
-            Err(_) => return Err(changed(&copy.location)),
+            Err(_) => return Err(self.changed(copy)),
         };
         if file.len() != copy.size {
-            return Err(changed(&copy.location));
+            return Err(self.changed(copy));
         }
         Ok(file)
+    }
+
+    /// The error for a copy found changed since the scan; its origin is listed again soon.
+    fn changed(&self, copy: &Copy) -> FetchError {
+        self.origins.suspect_changed(copy.origin);
+        changed(&copy.location)
     }
 
     fn take(&self, track: TrackId, origin: usize) -> Option<OriginFile> {

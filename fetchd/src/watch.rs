@@ -1,6 +1,8 @@
 //! Keeping the catalog in step with the origins while mounted: local folders are watched with
 //! inotify (a change is picked up after a short quiet spell), remote origins are listed again
-//! every `scan_interval_seconds`. Each rescan covers one origin, is cheap for unchanged files
+//! every `scan_interval_seconds`, and any origin at once when a read finds one of its files not
+//! as the last scan saw it (a remote file rewritten in place, a folder inotify cannot watch,
+//! such as an NFS mount). Each rescan covers one origin, is cheap for unchanged files
 //! (same size and mtime: not opened), and swaps in a new tree only when something changed;
 //! mountd sees the new generation and drops the kernel's cached entries.
 
@@ -25,6 +27,10 @@ const BUSY_MAX: Duration = Duration::from_secs(3);
 /// longest: the change that caused it must not wait for another change (a full disk, say).
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The least time between two rescans of an origin a read found changed: a file that stays
+/// unreadable (its permissions, say) is not a reason to list a large origin over and over.
+const SUSPECT_GAP: Duration = Duration::from_secs(30);
 
 /// Runs scans one at a time and rebuilds the tree after them.
 pub struct Rescanner {
@@ -111,13 +117,23 @@ impl Rescanner {
     pub fn start_watching(self: &Arc<Self>) {
         let origins = &self.state.origins;
         for index in 0..origins.len() {
-            if let Some(every) = origins.config(index).poll_interval() {
-                let this = self.clone();
-                spawn("poll", move || loop {
-                    std::thread::sleep(every);
-                    let _ = this.rescan(Some(&[index]), false);
-                });
-            }
+            // Every `scan_interval_seconds` if set, and when a read finds a file changed.
+            let every = origins.config(index).poll_interval();
+            let this = self.clone();
+            spawn("poll", move || loop {
+                let origins = &this.state.origins;
+                let suspected = origins.wait_suspected(index, every);
+                if suspected {
+                    tracing::info!(
+                        origin = origins.origin(index).name(),
+                        "a file read from this origin is not as last listed; listing it again"
+                    );
+                }
+                let _ = this.rescan(Some(&[index]), false);
+                if suspected {
+                    std::thread::sleep(SUSPECT_GAP);
+                }
+            });
             if let Some(root) = origins.origin(index).local_root() {
                 let (this, root) = (self.clone(), root.to_owned());
                 spawn("inotify", move || {

@@ -473,3 +473,71 @@ fn an_origin_without_audio_files_says_so_until_it_has_some() {
     within_bound("the warning cleared", || warning(&mount) == Value::Null);
     assert!(names(&mount.mountpoint).contains(&"the artist".to_owned()));
 }
+
+/// A track on a NAS rewritten in place (same size, other bytes) while a player reads it: what
+/// the player got is half old, half new, as through any network filesystem, but that mix is
+/// not cached as the version the scan listed. The read that found the file changed has the
+/// origin listed again at once (its poll is hourly), so the track then reads as it is now, and
+/// that is what the cache keeps.
+#[test]
+fn a_remote_file_rewritten_while_read_is_listed_again_and_never_cached_mixed() {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let noise = musicfs_tests::corpus::noise_library(1, 20).join("noise-01.flac");
+    let on_nas = lib.join("noise-01.flac");
+    std::fs::copy(&noise, &on_nas).unwrap();
+    let old = std::fs::read(&on_nas).unwrap();
+    let sshd = Sshd::new();
+    let mount = hourly_sftp_mount(tmp.path(), &sshd, &sshd.url(&lib));
+    mount.status(true);
+    let track = mount.path(&musicfs_tests::corpus::noise_track_path(1));
+
+    // The player reads the head (the kernel's read-ahead off, so the rest is read later)...
+    let mut file = std::fs::File::open(&track).unwrap();
+    nix::fcntl::posix_fadvise(
+        &file,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM,
+    )
+    .unwrap();
+    let mut seen = vec![0; 64 << 10];
+    file.read_exact(&mut seen).unwrap();
+    // ...the file is rewritten in place behind the tags, with a later mtime...
+    let mut new = old.clone();
+    new[16 << 10..].iter_mut().for_each(|b| *b = !*b);
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&on_nas)
+        .unwrap();
+    writer.write_all_at(&new[16 << 10..], 16 << 10).unwrap();
+    writer
+        .set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    drop(writer);
+    // ...and the player reads on to the end.
+    file.read_to_end(&mut seen).unwrap();
+    drop(file);
+    assert!(
+        seen != old && seen != new,
+        "the read was not half old, half new: nothing to test"
+    );
+
+    // (A staging file is cut into chunks once nobody has read it for a moment.)
+    settle(&mount);
+    let took = within_bound("the rewritten track read as it is now", || {
+        drop_page_cache();
+        std::fs::read(&track).is_ok_and(|bytes| bytes == new)
+    });
+    eprintln!("the rewritten track read as it is now after {took:?}");
+    let cached = settle(&mount);
+    drop_page_cache();
+    assert_eq!(std::fs::read(&track).unwrap(), new);
+    assert_eq!(
+        settle(&mount)["per_origin"],
+        cached["per_origin"],
+        "the track as it is now was not cached"
+    );
+}

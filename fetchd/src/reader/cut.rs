@@ -1,5 +1,6 @@
 //! Cutting a complete staging file into chunks (FastCDC), storing them and recording the
-//! track's manifest, in the background once its reader pauses.
+//! track's manifest, in the background once its reader pauses, if the origin still has the
+//! version that was read.
 
 use std::sync::Arc;
 
@@ -27,7 +28,13 @@ impl TrackReader {
                 }
                 std::thread::sleep(CUT_WHEN_QUIET - idle);
             }
-            match reader.cut(&partial) {
+            // The bytes are kept as the version the scan found only if the origin still has
+            // that version: a file rewritten in place while it was read left a mix.
+            let cut = match reader.replicas.unchanged(&partial.record) {
+                Ok(()) => reader.cut(&partial),
+                Err(e) => Err(e),
+            };
+            match cut {
                 Ok(manifest) => {
                     let stored = reader.catalog.put_manifest(track.id, &manifest);
                     match stored {
@@ -39,6 +46,10 @@ impl TrackReader {
                         Err(e) => tracing::warn!("recording the chunks of a track failed: {e}"),
                     }
                 }
+                Err(FetchError::OriginChanged(why)) => tracing::warn!(
+                    path = partial.record.location.path,
+                    "read while it changed at its origin, so not cached: {why}"
+                ),
                 Err(e) => tracing::warn!(
                     path = partial.record.location.path,
                     "cutting the track into chunks failed: {e}"
