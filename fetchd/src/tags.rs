@@ -61,6 +61,9 @@ fn read_unguarded<R: Read + Seek>(
     };
     let first = match attempt(true, true) {
         Ok(mut info) => {
+            if info.format == "flac" {
+                info.has_cover |= open().is_ok_and(flac_has_picture);
+            }
             if matches!(info.format.as_str(), "mpeg" | "aiff" | "wav") {
                 if let Some(tags) = open().ok().and_then(crate::id3v2::read) {
                     crate::id3v2::prefer(&mut info, tags);
@@ -109,7 +112,7 @@ fn probe<R: Read + Seek>(
     read_tags: bool,
     read_properties: bool,
 ) -> Result<TrackInfo, Failure> {
-    let options = ParseOptions::new()
+    let mut options = ParseOptions::new()
         .parsing_mode(ParsingMode::Relaxed)
         .read_tags(read_tags)
         .read_properties(read_properties)
@@ -135,6 +138,11 @@ fn probe<R: Read + Seek>(
             ))
         }
     };
+    if file_type == FileType::Flac {
+        // A FLAC's PICTURE blocks are skipped, not read (an embedded cover is often as big as
+        // all other tags of a whole album); `flac_has_picture` says whether there is one.
+        probe = probe.options(options.read_cover_art(false));
+    }
     let tagged = probe
         .read()
         .map_err(|e| Failure::Known(file_type, e.to_string()))?;
@@ -198,6 +206,47 @@ fn merge(info: &mut TrackInfo, tag: &Tag) {
     info.disc = info.disc.or(tag.disk());
     info.disc_total = info.disc_total.or(tag.disk_total());
     info.has_cover |= tag.picture_count() > 0;
+}
+
+/// Whether a FLAC stream (after any ID3v2 tags in front of it) has a PICTURE block, found
+/// from the blocks' 4-byte headers alone.
+fn flac_has_picture<R: Read + Seek>(mut reader: R) -> bool {
+    const PICTURE: u8 = 6;
+    let mut header = [0u8; 10];
+    let mut at = 0u64;
+    // Blocks or tags followed before giving up: a hostile file cannot loop us.
+    for _ in 0..4096 {
+        let read = reader.seek(std::io::SeekFrom::Start(at)).is_ok()
+            && reader.read_exact(&mut header).is_ok();
+        if !read || !header.starts_with(b"ID3") {
+            break;
+        }
+        let size = header[6..10]
+            .iter()
+            .fold(0u64, |n, b| (n << 7) | u64::from(b & 0x7f));
+        at += 10 + size + if header[5] & 0x10 != 0 { 10 } else { 0 };
+    }
+    let mut magic = [0u8; 4];
+    let at_stream = reader.seek(std::io::SeekFrom::Start(at)).is_ok()
+        && reader.read_exact(&mut magic).is_ok()
+        && &magic == b"fLaC";
+    if !at_stream {
+        return false;
+    }
+    let mut block = [0u8; 4];
+    for _ in 0..4096 {
+        if reader.read_exact(&mut block).is_err() {
+            return false;
+        }
+        if block[0] & 0x7f == PICTURE {
+            return true;
+        }
+        let len = u32::from_be_bytes([0, block[1], block[2], block[3]]);
+        if block[0] & 0x80 != 0 || reader.seek(std::io::SeekFrom::Current(len.into())).is_err() {
+            return false;
+        }
+    }
+    false
 }
 
 fn format_name(file_type: FileType) -> String {
@@ -265,6 +314,77 @@ mod tests {
             Parsed::Unusable(reason) => assert!(reason.contains("hostile bytes"), "{reason}"),
             other => panic!("expected Unusable, got {other:?}"),
         }
+    }
+
+    /// A reader that counts the bytes read through it.
+    struct Counting<'a>(Cursor<&'a [u8]>, &'a std::cell::Cell<usize>);
+
+    impl std::io::Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.set(self.1.get() + n);
+            Ok(n)
+        }
+    }
+
+    impl std::io::Seek for Counting<'_> {
+        fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.0.seek(to)
+        }
+    }
+
+    /// A FLAC stream's metadata: STREAMINFO, a Vorbis comment with a title, and a PICTURE block
+    /// of `picture` bytes (last), then a little audio.
+    fn flac_with_picture(picture: usize) -> Vec<u8> {
+        let mut out = b"fLaC".to_vec();
+        let mut block = |ty: u8, last: bool, body: &[u8]| {
+            out.push(ty | if last { 0x80 } else { 0 });
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            out.extend_from_slice(body);
+        };
+        let mut info = vec![0x10, 0x00, 0x10, 0x00, 0, 0, 0, 0, 0, 0];
+        let packed: u64 = (44_100 << 44) | (1 << 41) | (15 << 36) | 441_000;
+        info.extend_from_slice(&packed.to_be_bytes());
+        info.extend_from_slice(&[0; 16]);
+        block(0, false, &info);
+        let mut comment = Vec::new();
+        for text in ["musicfs", "TITLE=Dubuque"] {
+            if text == "TITLE=Dubuque" {
+                comment.extend_from_slice(&1u32.to_le_bytes());
+            }
+            comment.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            comment.extend_from_slice(text.as_bytes());
+        }
+        block(4, false, &comment);
+        block(6, true, &vec![0xAB; picture]);
+        out.extend_from_slice(&[0xFF, 0xF8, 0x69, 0x08, 0, 0, 0, 0]);
+        out
+    }
+
+    #[test]
+    fn a_flac_cover_is_seen_without_reading_it() {
+        let file = flac_with_picture(1 << 20);
+        let read_bytes = std::cell::Cell::new(0);
+        let open = || Ok(Counting(Cursor::new(&file[..]), &read_bytes));
+        let Parsed::Ok(info) = read(open, Some("flac")) else {
+            panic!("the FLAC was not read");
+        };
+        assert_eq!(info.title.as_deref(), Some("Dubuque"));
+        assert_eq!(info.duration_ms, 10_000);
+        assert!(info.has_cover);
+        assert!(
+            read_bytes.get() < 64 << 10,
+            "read {} bytes",
+            read_bytes.get()
+        );
+
+        let mut without = flac_with_picture(0);
+        let picture_block = without.len() - 8 - 4;
+        without[picture_block] = 0x80 | 1; // the PICTURE block made PADDING
+        let Parsed::Ok(info) = read(|| Ok(Cursor::new(without.clone())), Some("flac")) else {
+            panic!("the FLAC was not read");
+        };
+        assert!(!info.has_cover);
     }
 
     #[test]
