@@ -17,6 +17,7 @@ pub mod namespaces;
 pub mod origin;
 pub mod origins;
 pub mod partial;
+pub mod pictureless;
 pub mod pins;
 pub mod reader;
 pub mod replicas;

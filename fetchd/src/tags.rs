@@ -9,6 +9,7 @@ use lofty::prelude::*;
 use lofty::probe::Probe;
 use lofty::tag::Tag;
 
+use crate::pictureless::Pictureless;
 use crate::track::TrackInfo;
 
 /// Buffer between lofty and the block-cached origin file.
@@ -35,19 +36,32 @@ pub enum Parsed {
 /// A tag library that panics on a hostile file costs that file only: the panic is caught and
 /// the file left out with the reason, instead of taking the scan (and fetchd) down, again at
 /// every restart.
+///
+/// The readers see the file without the pictures of a leading ID3v2 tag ([`Pictureless`]), and
+/// a FLAC's PICTURE blocks are skipped: a cover is noted, not read.
 pub fn read<R: Read + Seek>(
     open: impl Fn() -> std::io::Result<R>,
     extension: Option<&str>,
 ) -> Parsed {
+    let skipped = std::cell::Cell::new(false);
+    let open = || {
+        let view = Pictureless::new(open()?)?;
+        skipped.set(skipped.get() | view.skipped_pictures());
+        Ok(view)
+    };
     let attempt = std::panic::AssertUnwindSafe(|| read_unguarded(open, extension));
-    std::panic::catch_unwind(attempt).unwrap_or_else(|panic| {
+    let mut parsed = std::panic::catch_unwind(attempt).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
         Parsed::Unusable(format!("the tag reader crashed on this file: {what}"))
-    })
+    });
+    if let Parsed::Ok(info) | Parsed::TagsUnreadable(info, _) = &mut parsed {
+        info.has_cover |= skipped.get();
+    }
+    parsed
 }
 
 fn read_unguarded<R: Read + Seek>(
@@ -385,6 +399,42 @@ mod tests {
             panic!("the FLAC was not read");
         };
         assert!(!info.has_cover);
+    }
+
+    #[test]
+    fn an_mp3_cover_is_seen_without_reading_it() {
+        let frame = |id: &[u8], body: &[u8]| {
+            [id, &(body.len() as u32).to_be_bytes(), &[0, 0], body].concat()
+        };
+        let frames = [
+            frame(b"TIT2", b"\x03Omen"),
+            frame(b"APIC", &[0xAB; 1 << 20]),
+            frame(b"TPE1", b"\x03The Prodigy"),
+        ]
+        .concat();
+        let size = frames.len();
+        let mut file = vec![b'I', b'D', b'3', 3, 0, 0];
+        file.extend((0..4).rev().map(|i| ((size >> (7 * i)) & 0x7f) as u8));
+        file.extend(frames);
+        // MPEG-1 layer III frames, 128 kbit/s at 44.1 kHz: 417 bytes each.
+        for _ in 0..40 {
+            file.extend([0xFF, 0xFB, 0x90, 0x64]);
+            file.extend([0; 413]);
+        }
+        let read_bytes = std::cell::Cell::new(0);
+        let open = || Ok(Counting(Cursor::new(&file[..]), &read_bytes));
+        let Parsed::Ok(info) = read(open, Some("mp3")) else {
+            panic!("the MP3 was not read");
+        };
+        assert_eq!(info.title.as_deref(), Some("Omen"));
+        assert_eq!(info.artists, ["The Prodigy"]);
+        assert!(info.has_cover);
+        // (Each reader's passes counted: lofty's and rust-id3's, through 16 KiB buffers.)
+        assert!(
+            read_bytes.get() < 256 << 10,
+            "read {} bytes",
+            read_bytes.get()
+        );
     }
 
     #[test]

@@ -133,6 +133,24 @@ fn misplaced(row: &Row, rel: &str) -> Option<Vec<String>> {
     Some(all)
 }
 
+/// The `user.musicfs.has_cover` attribute of a file in the mount.
+fn has_cover(path: &Path) -> String {
+    let name = c"user.musicfs.has_cover";
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut value = [0u8; 8];
+    // SAFETY: both strings are NUL-terminated and `value` is writable for its length.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    assert!(n >= 0, "getxattr: {}", std::io::Error::last_os_error());
+    String::from_utf8_lossy(&value[..n as usize]).into_owned()
+}
+
 #[test]
 fn every_usable_file_appears_once_where_its_tags_say_and_reads_back_identical() {
     let corpus = corpus_dir();
@@ -181,6 +199,22 @@ fn every_usable_file_appears_once_where_its_tags_say_and_reads_back_identical() 
             found.iter().map(|rel| misplaced(row, rel)).collect();
         if placements.iter().all(Option::is_some) {
             errors.extend(placements.into_iter().flatten().flatten());
+        }
+        // A cover, where both readers agree whether there is one (the scan notes it without
+        // reading it).
+        let cover = |seen: &str| {
+            seen.starts_with("yes")
+                .then_some("1")
+                .or((seen == "no").then_some("0"))
+        };
+        if let (Some(a), Some(b)) = (cover(row.get("has_cover")), cover(row.get("ff_cover"))) {
+            let shown = has_cover(&mount.mountpoint.join(&found[0]));
+            if a == b && shown != a {
+                errors.push(format!(
+                    "{}: has_cover {shown}, both readers say {a}",
+                    row.get("path")
+                ));
+            }
         }
     }
     assert!(
