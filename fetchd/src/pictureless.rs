@@ -1,53 +1,102 @@
-//! A file as the tag readers see it during a scan: the same bytes, except that the ID3v2 tag at
-//! its start is rebuilt without its pictures (`APIC` frames) when it has any. An MP3's cover
-//! sits inside that tag, and lofty and rust-id3 both read a tag whole, so a remote scan used to
-//! fetch every embedded cover (often 100 KB to a few MB a track). The walk reads only the frame
-//! headers and the other frames; whether a picture was left out is kept for `has_cover`.
+//! A file as the tag readers see it during a scan: the same file, with its embedded covers left
+//! out. lofty and rust-id3 read an ID3v2 tag whole, and lofty an MP4's `ilst` whole, covers
+//! included, so a remote scan used to fetch every embedded cover (often 100 KB to a few MB a
+//! track). Only the headers around a cover are read to find it; whether one was left out is
+//! kept for `has_cover`.
+//! - An ID3v2.3/2.4 tag at the start of the file is shown rebuilt without its `APIC` frames.
+//!   Tags this does not take apart (v2.2, v2.3 with whole-tag unsynchronisation, an extended
+//!   header) pass through untouched; a frame the walk does not understand is kept with all
+//!   after it.
+//! - An MP4's `moov.udta.meta.ilst.covr` atoms are shown as `free` atoms of the same size, full
+//!   of zeros that are never read from the origin (nothing moves, so no offset changes).
 //!
-//! Tags this does not take apart (ID3v2.2, v2.3 with whole-tag unsynchronisation, an extended
-//! header, frames that run past the tag) are passed through untouched.
+//! (A FLAC's PICTURE blocks need none of this: lofty seeks past them, see `tags.rs`.)
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-/// Frames followed before giving up (a hostile tag cannot make us walk for ever).
+/// Frames or atoms followed in one tag or atom before giving up (a hostile file cannot make us
+/// walk for ever).
 const MAX_FRAMES: usize = 4096;
+
+/// A stretch of the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    /// `len` bytes of the file from `at`.
+    File {
+        at: u64,
+        len: u64,
+    },
+    Bytes(Vec<u8>),
+    Zeros(u64),
+}
+
+impl Segment {
+    fn len(&self) -> u64 {
+        match self {
+            Segment::File { len, .. } | Segment::Zeros(len) => *len,
+            Segment::Bytes(bytes) => bytes.len() as u64,
+        }
+    }
+}
 
 pub struct Pictureless<R> {
     inner: R,
-    /// The rebuilt tag, shown in place of the file's first `replaced` bytes.
-    tag: Vec<u8>,
-    replaced: u64,
-    /// Length of the view.
+    /// The view, in order, each with where it starts in the view.
+    segments: Vec<(u64, Segment)>,
     len: u64,
     pos: u64,
     skipped: bool,
 }
 
 impl<R: Read + Seek> Pictureless<R> {
-    /// The view of `inner`; the file itself if its tag has no picture or is not taken apart.
+    /// The view of `inner`; the file itself if it has no cover this can leave out.
     pub fn new(mut inner: R) -> io::Result<Self> {
         let file_len = inner.seek(SeekFrom::End(0))?;
-        let rebuilt = without_pictures(&mut inner, file_len).unwrap_or(None);
-        let (tag, replaced) = rebuilt.unwrap_or_default();
+        let whole = || {
+            vec![Segment::File {
+                at: 0,
+                len: file_len,
+            }]
+        };
+        let found = match id3v2_without_pictures(&mut inner, file_len) {
+            Ok(None) => mp4_without_covers(&mut inner, file_len),
+            other => other,
+        };
+        let (segments, skipped) = match found {
+            Ok(Some(segments)) => (segments, true),
+            _ => (whole(), false),
+        };
+        let mut at = 0;
+        let segments = segments
+            .into_iter()
+            .filter(|s| s.len() > 0)
+            .map(|s| {
+                let start = at;
+                at += s.len();
+                (start, s)
+            })
+            .collect();
         Ok(Self {
             inner,
-            len: file_len - replaced + tag.len() as u64,
-            skipped: replaced > 0,
-            tag,
-            replaced,
+            segments,
+            len: at,
             pos: 0,
+            skipped,
         })
     }
 
-    /// Whether a picture was left out.
+    /// Whether a cover was left out.
     pub fn skipped_pictures(&self) -> bool {
         self.skipped
     }
 }
 
-/// The tag at the start of `file` rebuilt without its `APIC` frames, and the length of the
-/// original tag; `None` if there is no such frame, or the tag is not one this takes apart.
-fn without_pictures(file: &mut impl ReadAt, file_len: u64) -> io::Result<Option<(Vec<u8>, u64)>> {
+/// The file with the ID3v2 tag at its start rebuilt without its `APIC` frames; `None` if there
+/// is no such frame, or the tag is not one this takes apart.
+fn id3v2_without_pictures(
+    file: &mut impl ReadAt,
+    file_len: u64,
+) -> io::Result<Option<Vec<Segment>>> {
     let Some(header) = file.exactly(0, 10)? else {
         return Ok(None);
     };
@@ -113,7 +162,112 @@ fn without_pictures(file: &mut impl ReadAt, file_len: u64) -> io::Result<Option<
     let mut tag = vec![b'I', b'D', b'3', major, header[4], flags & !0x10];
     tag.extend((0..4).rev().map(|i| ((size >> (7 * i)) & 0x7f) as u8));
     tag.extend(frames);
-    Ok(Some((tag, body_end + footer)))
+    let replaced = body_end + footer;
+    Ok(Some(vec![
+        Segment::Bytes(tag),
+        Segment::File {
+            at: replaced,
+            len: file_len - replaced,
+        },
+    ]))
+}
+
+/// The file with each cover atom of an MP4 (`moov.udta.meta.ilst.covr`) shown as a `free` atom
+/// of zeros; `None` if it has none (or is no MP4).
+fn mp4_without_covers(file: &mut impl ReadAt, file_len: u64) -> io::Result<Option<Vec<Segment>>> {
+    if file.exactly(4, 4)?.is_none_or(|kind| kind != b"ftyp") {
+        return Ok(None);
+    }
+    let top = atoms(file, 0, file_len)?;
+    let mut covers = Vec::new();
+    for moov in top.iter().filter(|a| &a.kind == b"moov") {
+        for udta in children(file, moov, b"udta")? {
+            for meta in children(file, &udta, b"meta")? {
+                // A full `meta` atom has 4 bytes of version and flags before its children.
+                let full = file
+                    .exactly(meta.content + 4, 4)?
+                    .is_some_and(|next| !matches!(&next[..], b"hdlr" | b"ilst" | b"mhdr"));
+                let meta = Atom {
+                    content: meta.content + if full { 4 } else { 0 },
+                    ..meta
+                };
+                for ilst in children(file, &meta, b"ilst")? {
+                    covers.extend(children(file, &ilst, b"covr")?);
+                }
+            }
+        }
+    }
+    if covers.is_empty() {
+        return Ok(None);
+    }
+    let mut segments = Vec::new();
+    let mut at = 0;
+    for cover in covers {
+        segments.push(Segment::File {
+            at,
+            len: cover.start - at,
+        });
+        let header = cover.content - cover.start;
+        let Some(mut renamed) = file.exactly(cover.start, header as usize)? else {
+            return Ok(None);
+        };
+        renamed[4..8].copy_from_slice(b"free");
+        segments.push(Segment::Bytes(renamed));
+        segments.push(Segment::Zeros(cover.end - cover.content));
+        at = cover.end;
+    }
+    segments.push(Segment::File {
+        at,
+        len: file_len - at,
+    });
+    Ok(Some(segments))
+}
+
+/// An MP4 atom: where it starts, where its content starts (after the header) and ends.
+#[derive(Debug, Clone, Copy)]
+struct Atom {
+    kind: [u8; 4],
+    start: u64,
+    content: u64,
+    end: u64,
+}
+
+/// The atoms in `[start, end)`, from their headers; the walk stops at one that does not fit.
+fn atoms(file: &mut impl ReadAt, start: u64, end: u64) -> io::Result<Vec<Atom>> {
+    let mut out = Vec::new();
+    let mut at = start;
+    while at + 8 <= end && out.len() < MAX_FRAMES {
+        let Some(header) = file.exactly(at, 8)? else {
+            break;
+        };
+        let kind = [header[4], header[5], header[6], header[7]];
+        let (len, header_len) =
+            match u32::from_be_bytes([header[0], header[1], header[2], header[3]]) {
+                0 => (end - at, 8),
+                1 => match file.exactly(at + 8, 8)? {
+                    Some(wide) => (u64::from_be_bytes(wide.try_into().unwrap_or_default()), 16),
+                    None => break,
+                },
+                len => (u64::from(len), 8),
+            };
+        if len < header_len || len > end - at {
+            break;
+        }
+        out.push(Atom {
+            kind,
+            start: at,
+            content: at + header_len,
+            end: at + len,
+        });
+        at += len;
+    }
+    Ok(out)
+}
+
+/// The children of `parent` of the given kind.
+fn children(file: &mut impl ReadAt, parent: &Atom, kind: &[u8; 4]) -> io::Result<Vec<Atom>> {
+    let all = atoms(file, parent.content, parent.end)?;
+    Ok(all.into_iter().filter(|a| &a.kind == kind).collect())
 }
 
 fn syncsafe(b: &[u8]) -> u64 {
@@ -139,15 +293,30 @@ impl<R: Read + Seek> ReadAt for R {
 
 impl<R: Read + Seek> Read for Pictureless<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = if self.pos < self.tag.len() as u64 {
-            let from = &self.tag[self.pos as usize..];
-            let n = from.len().min(buf.len());
-            buf[..n].copy_from_slice(&from[..n]);
-            n
-        } else {
-            let at = self.pos - self.tag.len() as u64 + self.replaced;
-            self.inner.seek(SeekFrom::Start(at))?;
-            self.inner.read(buf)?
+        if self.pos >= self.len {
+            return Ok(0);
+        }
+        let index = self
+            .segments
+            .partition_point(|(start, _)| *start <= self.pos);
+        let Some((start, segment)) = index.checked_sub(1).and_then(|i| self.segments.get(i)) else {
+            return Ok(0);
+        };
+        let into = self.pos - start;
+        let want = (segment.len() - into).min(buf.len() as u64) as usize;
+        let n = match segment {
+            Segment::File { at, .. } => {
+                self.inner.seek(SeekFrom::Start(at + into))?;
+                self.inner.read(&mut buf[..want])?
+            }
+            Segment::Bytes(bytes) => {
+                buf[..want].copy_from_slice(&bytes[into as usize..into as usize + want]);
+                want
+            }
+            Segment::Zeros(_) => {
+                buf[..want].fill(0);
+                want
+            }
         };
         self.pos += n as u64;
         Ok(n)
@@ -231,6 +400,9 @@ mod tests {
             let mut end = Vec::new();
             view.read_to_end(&mut end).unwrap();
             assert_eq!(end, [2, 3, 4]);
+            // Past the end, as a file is.
+            view.seek(SeekFrom::End(10)).unwrap();
+            assert_eq!(view.read(&mut some).unwrap(), 0);
         }
     }
 
@@ -254,6 +426,57 @@ mod tests {
         assert_eq!(view(&file), (expected, true));
     }
 
+    fn atom(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        [&(body.len() as u32 + 8).to_be_bytes()[..], kind, body].concat()
+    }
+
+    /// An MP4 with a title and, if `cover`, a cover of that many bytes in its `ilst`.
+    fn mp4(cover: Option<usize>) -> Vec<u8> {
+        let title = atom(b"\xa9nam", &atom(b"data", b"\0\0\0\x01\0\0\0\0Omen"));
+        let mut ilst = title;
+        if let Some(n) = cover {
+            ilst.extend(atom(b"covr", &atom(b"data", &vec![0xAB; n])));
+            ilst.extend(atom(
+                b"\xa9ART",
+                &atom(b"data", b"\0\0\0\x01\0\0\0\0Prodigy"),
+            ));
+        }
+        let meta = [
+            &[0u8; 4][..],
+            &atom(b"hdlr", &[0; 25]),
+            &atom(b"ilst", &ilst),
+        ]
+        .concat();
+        let moov = [
+            atom(b"mvhd", &[0; 100]),
+            atom(b"udta", &atom(b"meta", &meta)),
+        ]
+        .concat();
+        [
+            atom(b"ftyp", b"M4A \0\0\0\0"),
+            atom(b"moov", &moov),
+            atom(b"mdat", &[1; 64]),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn an_mp4_cover_is_shown_as_free_space_of_zeros() {
+        let file = mp4(Some(5000));
+        let (seen, skipped) = view(&file);
+        assert!(skipped);
+        assert_eq!(seen.len(), file.len());
+        let covr = file.windows(4).position(|w| w == b"covr").unwrap();
+        let end = covr - 4 + 8 + 8 + 5000;
+        assert_eq!(seen[..covr], file[..covr]);
+        assert_eq!(&seen[covr..covr + 4], b"free");
+        assert!(seen[covr + 4..end].iter().all(|&b| b == 0));
+        assert_eq!(seen[end..], file[end..]);
+        // Without a cover, the file is itself.
+        let plain = mp4(None);
+        assert_eq!(view(&plain), (plain.clone(), false));
+    }
+
     #[test]
     fn files_without_pictures_or_with_tags_not_taken_apart_are_untouched() {
         let title = frame(4, b"TIT2", b"\x03Omen");
@@ -262,13 +485,17 @@ mod tests {
         let unsynchronised = [tag(3, 0x80, std::slice::from_ref(&picture), 0), vec![9; 5]].concat();
         let mut too_long = tag(3, 0, &[picture], 0);
         too_long.truncate(40);
-        for file in [
+        let mut huge = atom(b"ftyp", b"M4A \0\0\0\0");
+        huge.extend([&1u32.to_be_bytes()[..], b"moov", &u64::MAX.to_be_bytes()].concat());
+        let files = [
             plain,
             unsynchronised,
             too_long,
+            huge,
             b"fLaC....".to_vec(),
             Vec::new(),
-        ] {
+        ];
+        for file in files {
             assert_eq!(view(&file), (file.clone(), false));
         }
     }

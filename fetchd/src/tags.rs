@@ -37,31 +37,53 @@ pub enum Parsed {
 /// the file left out with the reason, instead of taking the scan (and fetchd) down, again at
 /// every restart.
 ///
-/// The readers see the file without the pictures of a leading ID3v2 tag ([`Pictureless`]), and
-/// a FLAC's PICTURE blocks are skipped: a cover is noted, not read.
+/// The readers see the file with its embedded covers left out ([`Pictureless`]; a FLAC's
+/// PICTURE blocks are skipped): a cover is noted, not read. Should they fail on that view, the
+/// file itself is read, as it is.
 pub fn read<R: Read + Seek>(
     open: impl Fn() -> std::io::Result<R>,
     extension: Option<&str>,
 ) -> Parsed {
     let skipped = std::cell::Cell::new(false);
-    let open = || {
+    let viewed = || {
         let view = Pictureless::new(open()?)?;
         skipped.set(skipped.get() | view.skipped_pictures());
         Ok(view)
     };
-    let attempt = std::panic::AssertUnwindSafe(|| read_unguarded(open, extension));
-    let mut parsed = std::panic::catch_unwind(attempt).unwrap_or_else(|panic| {
+    let mut parsed = guarded(|| read_unguarded(viewed, extension));
+    if let Parsed::Ok(info) | Parsed::TagsUnreadable(info, _) = &mut parsed {
+        info.has_cover |= skipped.get();
+    }
+    if matches!(parsed, Parsed::Ok(_)) || !skipped.get() {
+        return parsed;
+    }
+    let itself = guarded(|| read_unguarded(&open, extension));
+    if rank(&itself) > rank(&parsed) {
+        itself
+    } else {
+        parsed
+    }
+}
+
+/// How much of a file a result shows.
+fn rank(parsed: &Parsed) -> u8 {
+    match parsed {
+        Parsed::Ok(_) => 2,
+        Parsed::TagsUnreadable(..) => 1,
+        Parsed::Unusable(_) => 0,
+    }
+}
+
+/// `read` with a panic of the tag library caught and turned into the reason.
+fn guarded(read: impl FnOnce() -> Parsed) -> Parsed {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
         Parsed::Unusable(format!("the tag reader crashed on this file: {what}"))
-    });
-    if let Parsed::Ok(info) | Parsed::TagsUnreadable(info, _) = &mut parsed {
-        info.has_cover |= skipped.get();
-    }
-    parsed
+    })
 }
 
 fn read_unguarded<R: Read + Seek>(
