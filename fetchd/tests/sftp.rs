@@ -265,10 +265,19 @@ fn unknown_or_changed_host_keys_are_refused() {
     let empty = sshd.dir().join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
     let absent = sshd.dir().join("absent_known_hosts");
+    let good = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    let server_key = good
+        .split_whitespace()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let revoked = sshd.dir().join("revoked_known_hosts");
+    std::fs::write(&revoked, format!("{good}@revoked * {server_key}\n")).unwrap();
     let cases = [
         (&changed, "does not match"),
         (&empty, "is not in known_hosts"),
         (&absent, "does not exist"),
+        (&revoked, "is marked @revoked"),
     ];
     for (known_hosts, says) in cases {
         config.known_hosts = Some(known_hosts.clone());
@@ -288,10 +297,30 @@ fn unknown_or_changed_host_keys_are_refused() {
         assert!(origin.walk().is_err());
         assert!(origin.open("top.mp3").is_err());
     }
-    // The right key, on its own line among others, is accepted.
-    let good = std::fs::read_to_string(sshd.known_hosts()).unwrap();
-    std::fs::write(&empty, format!("# keys\nother.example {alg} {key}\n{good}")).unwrap();
-    config.known_hosts = Some(empty);
+    // The right key is accepted on its own line among others, after another key of the host
+    // (a name for two servers), apart by tabs, and with the name hashed (`ssh-keygen -H`, as
+    // Debian's HashKnownHosts writes it).
+    let host = format!("[127.0.0.1]:{}", sshd.port());
+    let listed = [
+        format!("# keys\nother.example {alg} {key}\n{good}"),
+        format!("{host} {alg} {key}\n{good}"),
+        format!("{host}\t{}\n", server_key.replacen(' ', "\t ", 1)),
+    ];
+    for text in listed {
+        std::fs::write(&empty, &text).unwrap();
+        config.known_hosts = Some(empty.clone());
+        let probed = origin(&config).unwrap().probe();
+        assert!(probed.is_ok(), "{text}: {probed:?}");
+    }
+    std::fs::write(&empty, &good).unwrap();
+    let hashed = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-H", "-f"])
+        .arg(&empty)
+        .status()
+        .unwrap();
+    assert!(hashed.success());
+    let text = std::fs::read_to_string(&empty).unwrap();
+    assert!(text.starts_with("|1|"), "{text}");
     origin(&config).unwrap().probe().unwrap();
 }
 

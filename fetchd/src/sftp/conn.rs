@@ -1,6 +1,7 @@
 //! One SSH session with its SFTP channel, the host-key check against known_hosts, and the
 //! identity file.
 
+use super::known_hosts::Verdict;
 use super::*;
 
 /// One SSH session with its SFTP channel.
@@ -111,29 +112,28 @@ impl client::Handler for HostCheck {
             key.algorithm(),
             key.fingerprint(Default::default())
         );
-        let known =
-            russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts);
+        let known = super::known_hosts::check_file(&self.known_hosts, &self.host, self.port, key);
         let why = match known {
-            Ok(true) => return Ok(true),
-            Ok(false) if !self.known_hosts.exists() => {
+            Ok(Verdict::Trusted) => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 format!("cannot check the host key of {host} ({shown}): {file} does not exist")
             }
-            // russh reads a file it cannot open as an empty one.
-            Ok(false) => match std::fs::File::open(&self.known_hosts) {
-                Err(e) => format!(
-                    "cannot check the host key of {host} ({shown}): cannot read {file}: {e}"
-                ),
-                Ok(_) => format!(
-                    "host {host} ({shown}) is not in known_hosts file {file}; check its key \
-                     and add it (e.g. ssh-keyscan -p {} {} >> {file})",
-                    self.port, self.host
-                ),
-            },
-            Err(russh::keys::Error::KeyChanged { line }) => format!(
+            Err(e) => {
+                format!("cannot check the host key of {host} ({shown}): cannot read {file}: {e}")
+            }
+            Ok(Verdict::Unknown) => format!(
+                "host {host} ({shown}) is not in known_hosts file {file}; check its key \
+                 and add it (e.g. ssh-keyscan -p {} {} >> {file})",
+                self.port, self.host
+            ),
+            Ok(Verdict::Mismatch { line }) => format!(
                 "the host key of {host} ({shown}) does not match the one in known_hosts file \
                  {file} line {line}: the server's key changed, or someone is in between"
             ),
-            Err(e) => format!("cannot check the host key of {host} in {file}: {e}"),
+            Ok(Verdict::Revoked { line }) => format!(
+                "the host key of {host} ({shown}) is marked @revoked in known_hosts file \
+                 {file} line {line}"
+            ),
         };
         *lock(&self.refusal) = Some(format!("{why}; refusing to connect"));
         Ok(false)

@@ -38,6 +38,7 @@ use crate::restart::{self, Admitted};
 mod conn;
 mod driver;
 mod file;
+mod known_hosts;
 
 use conn::{current_user, load_key, Conn, HostCheck, Lease};
 use driver::Driver;
