@@ -1,6 +1,7 @@
 //! Delta sync: when a file changes only in its tags, its audio bytes are the same bytes at a
 //! shifted offset. For formats whose tags sit in front of the audio (FLAC metadata blocks,
-//! ID3v2) and optionally behind it (ID3v1), the audio region of the old and the new version is
+//! ID3v2) and optionally behind it (ID3v1), or beside it (an MP4's `moov` before or after its
+//! one `mdat`), the audio region of the old and the new version is
 //! found from a few header bytes; if both regions are the same length and samples of the new
 //! one (start, middle, end) equal the old bytes, the new version is seeded from the old
 //! version's chunks and only the tag block and the region's edge pages are fetched.
@@ -21,7 +22,11 @@ pub fn audio_region(
     size: u64,
     read: &mut dyn FnMut(u64, u64) -> io::Result<Vec<u8>>,
 ) -> Option<(u64, u64)> {
-    let magic = read(0, 4).ok()?;
+    let head = read(0, 8).ok()?;
+    if head.get(4..8) == Some(b"ftyp") {
+        return mp4_media_data(size, read);
+    }
+    let magic = head.get(..4)?;
     if magic == b"fLaC" {
         let mut at = 4u64;
         for _ in 0..MAX_BLOCKS {
@@ -57,6 +62,42 @@ pub fn audio_region(
         return (at < end).then_some((at, end));
     }
     None
+}
+
+/// The content of an MP4's only top-level `mdat` atom (its audio; the tags are in `moov`).
+fn mp4_media_data(
+    size: u64,
+    read: &mut dyn FnMut(u64, u64) -> io::Result<Vec<u8>>,
+) -> Option<(u64, u64)> {
+    let mut at = 0u64;
+    let mut found = None;
+    for _ in 0..MAX_BLOCKS {
+        if at >= size {
+            return found;
+        }
+        let header = read(at, 16).ok()?;
+        let (len, header_len) = match u32::from_be_bytes(bytes(&header, 0)?) {
+            0 => (size - at, 8),
+            1 => (u64::from_be_bytes(bytes(&header, 8)?), 16),
+            len => (u64::from(len), 8),
+        };
+        if len < header_len || len > size - at {
+            return None;
+        }
+        if header.get(4..8)? == b"mdat" {
+            if found.is_some() {
+                return None; // several media data atoms: not a layout this knows
+            }
+            found = Some((at + header_len, at + len));
+        }
+        at += len;
+    }
+    None
+}
+
+/// The `N` bytes of `data` from `at`.
+fn bytes<const N: usize>(data: &[u8], at: usize) -> Option<[u8; N]> {
+    data.get(at..at + N)?.try_into().ok()
 }
 
 /// Where the old audio lands in the new file.
@@ -120,6 +161,33 @@ mod tests {
         f.extend([0u8; 125]);
         let size = f.len() as u64;
         assert_eq!(audio_region(size, &mut reader(&f)), Some((138, size - 128)));
+    }
+
+    fn atom(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        [&(body.len() as u32 + 8).to_be_bytes()[..], kind, body].concat()
+    }
+
+    #[test]
+    fn mp4_audio_is_the_media_data_wherever_the_movie_atom_is() {
+        let ftyp = atom(b"ftyp", b"M4A \0\0\0\0");
+        let moov = atom(b"moov", &[3; 300]);
+        let mdat = atom(b"mdat", &[0xAA; 1000]);
+        let front = [ftyp.clone(), moov.clone(), mdat.clone()].concat();
+        let start = (ftyp.len() + moov.len() + 8) as u64;
+        let size = front.len() as u64;
+        assert_eq!(audio_region(size, &mut reader(&front)), Some((start, size)));
+        let back = [ftyp.clone(), mdat.clone(), moov].concat();
+        let start = (ftyp.len() + 8) as u64;
+        assert_eq!(
+            audio_region(back.len() as u64, &mut reader(&back)),
+            Some((start, start + 1000))
+        );
+        // Two media data atoms, or an atom longer than the file: no region.
+        let two = [back.clone(), mdat].concat();
+        assert_eq!(audio_region(two.len() as u64, &mut reader(&two)), None);
+        let mut long = back;
+        long.truncate(long.len() - 1);
+        assert_eq!(audio_region(long.len() as u64, &mut reader(&long)), None);
     }
 
     #[test]

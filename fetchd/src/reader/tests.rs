@@ -297,6 +297,49 @@ fn a_retagged_track_fetches_only_its_tags_and_the_edges_of_its_audio() {
     );
 }
 
+/// An M4A-shaped file: `ftyp`, a `moov` of `tags` bytes, then the `mdat` holding `audio`; or,
+/// as most encoders write it, the `moov` last.
+fn mp4(tags: usize, audio: &[u8], moov_first: bool) -> Vec<u8> {
+    let atom = |kind: &[u8], body: &[u8]| {
+        [&(body.len() as u32 + 8).to_be_bytes()[..], kind, body].concat()
+    };
+    let ftyp = atom(b"ftyp", b"M4A \0\0\0\0");
+    let moov = atom(b"moov", &vec![b't'; tags]);
+    let mdat = atom(b"mdat", audio);
+    match moov_first {
+        true => [ftyp, moov, mdat].concat(),
+        false => [ftyp, mdat, moov].concat(),
+    }
+}
+
+#[test]
+fn a_retagged_m4a_fetches_only_its_movie_atom_and_the_edges_of_its_audio() {
+    for moov_first in [true, false] {
+        let audio = noise(20_000_000, 6);
+        let old = mp4(5_000, &audio, moov_first);
+        let f = Fixture::new(1, &[("a.m4a", &old)]);
+        let track = f.track("a.m4a");
+        assert_eq!(f.read_all(track, 1 << 20), old);
+        f.reader.wait_ingested();
+        let before = f.origin_bytes();
+        let new = mp4(12_000, &audio, moov_first);
+        let path = f.dir.path().join("music0/a.m4a");
+        std::fs::write(&path, &new).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+            .unwrap();
+        let retagged = f.catalogue("a.m4a");
+        assert_ne!(retagged.version, track.version);
+        assert_eq!(f.read_all(retagged, 128 * 1024), new);
+        f.reader.wait_ingested();
+        let refetched = f.origin_bytes() - before;
+        assert!(
+            refetched < 2 * u64::from(AVG_CHUNK) + 16 + 12_008 + 16,
+            "moov first: {moov_first}: {refetched} bytes fetched again"
+        );
+    }
+}
+
 #[test]
 fn reads_within_the_kept_head_and_tail_need_no_staging_file_and_no_origin() {
     let data = noise(200_000, 3);
