@@ -353,23 +353,9 @@ impl Shared {
         };
         let (kind, text) = match status {
             StatusCode::NOT_FOUND => (io::ErrorKind::NotFound, "no such object or bucket"),
-            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => (
-                io::ErrorKind::PermissionDenied,
-                match code.as_deref() {
-                    Some("SignatureDoesNotMatch") => {
-                        "access denied: the request signature does not match; \
-                         the secret_access_key is likely wrong (or the region)"
-                    }
-                    Some("InvalidAccessKeyId") => {
-                        "access denied: the server does not know this access_key_id; \
-                         check access_key_id and secret_access_key"
-                    }
-                    _ => {
-                        "access denied: check access_key_id, secret_access_key, region, \
-                         and that the key may read this bucket"
-                    }
-                },
-            ),
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+                (io::ErrorKind::PermissionDenied, refusal(code.as_deref()))
+            }
             StatusCode::PRECONDITION_FAILED => (
                 io::ErrorKind::InvalidData,
                 "the object was replaced since it was opened",
@@ -391,9 +377,43 @@ impl Shared {
     }
 }
 
+/// What a 403 (or 401) with S3's error `code` most likely means.
+fn refusal(code: Option<&str>) -> &'static str {
+    match code {
+        Some("SignatureDoesNotMatch") => {
+            "access denied: the request signature does not match; \
+             the secret_access_key is likely wrong (or the region)"
+        }
+        Some("InvalidAccessKeyId") => {
+            "access denied: the server does not know this access_key_id; \
+             check access_key_id and secret_access_key"
+        }
+        Some("RequestTimeTooSkewed") => {
+            "access denied: this machine's clock is too far from the server's \
+             (signatures are valid for minutes); set the clock right, e.g. with NTP"
+        }
+        Some("ExpiredToken" | "TokenRefreshRequired") => {
+            "access denied: the session token (AWS_SESSION_TOKEN) has expired; \
+             get new temporary credentials"
+        }
+        _ => {
+            "access denied: check access_key_id, secret_access_key, region, \
+             and that the key may read this bucket"
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_say_what_to_fix() {
+        assert!(refusal(Some("RequestTimeTooSkewed")).contains("clock"));
+        assert!(refusal(Some("ExpiredToken")).contains("AWS_SESSION_TOKEN"));
+        assert!(refusal(Some("SignatureDoesNotMatch")).contains("secret_access_key"));
+        assert!(refusal(None).contains("may read this bucket"));
+    }
 
     #[test]
     fn keys_that_are_not_paths_are_refused() {
