@@ -17,6 +17,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 /// Frames or atoms followed in one tag or atom before giving up (a hostile file cannot make us
 /// walk for ever).
 const MAX_FRAMES: usize = 4096;
+/// The most of a tag kept in memory (lofty's own limit for one allocation): a larger one is
+/// passed through, for the tag readers' limits to deal with.
+const MAX_KEPT: u64 = 16 << 20;
 
 /// A stretch of the view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +144,8 @@ fn id3v2_without_pictures(
         }
         if &frame[..4] == b"APIC" {
             skipped = true;
+        } else if frames.len() as u64 + (end - at) > MAX_KEPT {
+            return Ok(None);
         } else {
             match file.exactly(at, (end - at) as usize)? {
                 Some(bytes) => frames.extend_from_slice(&bytes),
@@ -153,6 +158,9 @@ fn id3v2_without_pictures(
         return Ok(None);
     }
     if at + 10 <= body_end && file.exactly(at, 1)?.is_some_and(|b| b[0] != 0) {
+        if frames.len() as u64 + (body_end - at) > MAX_KEPT {
+            return Ok(None);
+        }
         match file.exactly(at, (body_end - at) as usize)? {
             Some(rest) => frames.extend_from_slice(&rest),
             None => return Ok(None),
@@ -487,11 +495,16 @@ mod tests {
         too_long.truncate(40);
         let mut huge = atom(b"ftyp", b"M4A \0\0\0\0");
         huge.extend([&1u32.to_be_bytes()[..], b"moov", &u64::MAX.to_be_bytes()].concat());
+        // A tag beside its cover bigger than the readers would hold in memory.
+        let big_text = frame(4, b"TXXX", &vec![b'x'; (MAX_KEPT + 1) as usize]);
+        let picture = frame(4, b"APIC", &[1; 64]);
+        let too_big = [tag(4, 0, &[picture, big_text], 0), vec![9; 5]].concat();
         let files = [
             plain,
             unsynchronised,
             too_long,
             huge,
+            too_big,
             b"fLaC....".to_vec(),
             Vec::new(),
         ];
