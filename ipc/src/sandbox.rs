@@ -75,7 +75,10 @@ struct Paths {
 impl Policy {
     /// fetchd: writes its catalog and chunk store, reads the local origins; keeps the network
     /// and, when an origin is remote, reads `/etc` (name resolution, CA certificates, which
-    /// live partly in `/usr/share/ca-certificates` and `/usr/local/share/ca-certificates`) and its SSH identity and known_hosts.
+    /// live partly in `/usr/share/ca-certificates` and `/usr/local/share/ca-certificates`), the
+    /// system's library folders (glibc loads a name service module such as `libnss_mdns`, which
+    /// resolves `nas.local`, or `libnss_resolve` only at the first lookup that needs it) and
+    /// its SSH identity and known_hosts.
     pub fn fetchd(state: &StateDir, origins: &[OriginConfig], config: &Config) -> Self {
         let mut read_only = Vec::new();
         let mut remote = false;
@@ -100,6 +103,9 @@ impl Policy {
             read_only.push("/etc".into());
             read_only.push("/usr/share/ca-certificates".into());
             read_only.push("/usr/local/share/ca-certificates".into());
+            for libraries in ["/usr/lib", "/lib", "/usr/lib64", "/lib64"] {
+                read_only.push(libraries.into());
+            }
         }
         Self {
             service: crate::layout::FETCHD,

@@ -249,6 +249,34 @@ fn fetchd_reads_origins_and_writes_only_its_state() {
     }
 }
 
+/// With a remote origin, fetchd resolves host names inside its sandbox, and glibc loads the
+/// name service module a lookup needs (`libnss_mdns` for `nas.local`, `libnss_resolve`) only
+/// then: the system's library folder must stay readable. Secrets elsewhere stay out of reach.
+#[test]
+fn fetchd_with_a_remote_origin_can_load_name_service_modules() {
+    let dir = open_tempdir();
+    let state = dir.path().join("state");
+    let secret = dir.path().join("secret.txt");
+    open_file(&secret);
+    // A module that is not part of libc itself wherever it is installed.
+    let module = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+    ]
+    .iter()
+    .map(|dir| Path::new(dir).join("libnss_dns.so.2"))
+    .find(|path| path.exists())
+    .expect("glibc's libnss_dns.so.2");
+    let actions = [read(&module), read(Path::new("/etc/hosts")), read(&secret)];
+    let mut args = state_args(&state);
+    args.push("sftp://music@nas.invalid/srv/music".into());
+    let outcomes = probe("musicfs-fetchd", &args, &actions);
+    assert_outcome(&outcomes, &actions[0], "ok");
+    assert_outcome(&outcomes, &actions[1], "ok");
+    assert_outcome(&outcomes, &actions[2], "EACCES");
+}
+
 #[test]
 fn indexd_and_plugind_cannot_open_network_sockets() {
     let dir = open_tempdir();
