@@ -177,3 +177,96 @@ pub(super) fn current_user() -> Option<String> {
     let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
     Some(name.to_string_lossy().into_owned())
 }
+
+/// How long one address may go unanswered before the next is tried beside it.
+const STAGGER: Duration = Duration::from_millis(250);
+
+/// Connects to the first of `host`'s addresses that answers, trying the next one beside it
+/// each [`STAGGER`] an attempt goes unanswered (RFC 8305's "happy eyeballs", simplified). A
+/// name with a dead IPv6 address in front of a working IPv4 one (a home network whose IPv6
+/// the NAS's firewall drops) costs a quarter second, not the whole timeout: tried one after
+/// the other, the first address would wait for the kernel's two minutes of SYNs.
+pub(super) async fn tcp(host: &str, port: u16) -> io::Result<tokio::net::TcpStream> {
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port)).await?.collect();
+    if addrs.is_empty() {
+        let why = format!("{host} has no address");
+        return Err(io::Error::new(io::ErrorKind::NotFound, why));
+    }
+    first_of(addrs).await
+}
+
+/// The first of `addrs` (not empty) to accept a connection, as [`tcp`] tries them.
+async fn first_of(addrs: Vec<std::net::SocketAddr>) -> io::Result<tokio::net::TcpStream> {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let mut addrs = addrs.into_iter().peekable();
+    let mut attempts = FuturesUnordered::new();
+    let mut last = None;
+    loop {
+        if let Some(addr) = addrs.next() {
+            attempts.push(async move { (addr, tokio::net::TcpStream::connect(addr).await) });
+        }
+        if attempts.is_empty() {
+            return Err(last.unwrap_or_else(|| io::Error::other("no address to connect to")));
+        }
+        let more = addrs.peek().is_some();
+        tokio::select! {
+            Some((addr, done)) = attempts.next() => match done {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(io::Error::new(e.kind(), format!("{addr}: {e}"))),
+            },
+            () = tokio::time::sleep(STAGGER), if more => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{SocketAddr, TcpListener};
+
+    /// A listening socket whose accept queue is full: the kernel drops further SYNs, so a
+    /// connection to it hangs as to a firewalled address.
+    fn black_hole() -> (TcpListener, Vec<std::net::TcpStream>, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // Listening again sets the backlog: 0 lets one connection wait.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+        assert_eq!(unsafe { libc::listen(fd, 0) }, 0);
+        let addr = listener.local_addr().unwrap();
+        let queued = (0..2)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+            })
+            .collect();
+        (listener, queued, addr)
+    }
+
+    #[test]
+    fn a_silent_address_costs_a_stagger_not_the_timeout() {
+        let (_hole, _queued, silent) = black_hole();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // The hole really is silent.
+        let waited = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::net::TcpStream::connect(silent),
+            )
+            .await
+        });
+        assert!(waited.is_err(), "the black hole answered: nothing to test");
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let good = server.local_addr().unwrap();
+        // The silent address first, as a name's dead IPv6 address before its IPv4 one.
+        let started = std::time::Instant::now();
+        let stream = rt
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), first_of(vec![silent, good])).await
+            })
+            .expect("gave up on the silent address too late")
+            .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), good);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}

@@ -637,14 +637,17 @@ impl Shared {
         };
         let config = client::Config {
             preferred: self.preferred(),
-            nodelay: true,
             window_size: 16 << 20,
             maximum_packet_size: 65535,
             // Notices a dead peer on an idle connection before a request has to.
             keepalive_interval: Some(Duration::from_secs(30)),
             ..Default::default()
         };
-        let mut ssh = match client::connect(Arc::new(config), (host, port), check).await {
+        let socket = conn::tcp(host, port)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("ssh to {host}:{port}: {e}")))?;
+        socket.set_nodelay(true)?;
+        let mut ssh = match client::connect_stream(Arc::new(config), socket, check).await {
             Ok(ssh) => ssh,
             Err(e) => return Err(lock(&refusal).take().map_or(ssh_error(e), io::Error::other)),
         };
