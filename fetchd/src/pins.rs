@@ -9,7 +9,7 @@
 //! by reading them through the [`TrackReader`](crate::reader::TrackReader) in 1 MiB pieces,
 //! then checks every chunk of a pinned track is held, reading again what was evicted meanwhile.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ struct Pinned {
     paths: BTreeSet<String>,
     /// Tracks below the pinned paths in the namespace last seen.
     tracks: HashSet<TrackId>,
+    /// The same, per pinned path: where a pin goes when its tracks are retagged away.
+    by_path: HashMap<String, HashSet<TrackId>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +81,36 @@ pub fn normalize(path: &str) -> Result<String, FetchError> {
     Ok(parts.join("/"))
 }
 
+/// Where the tracks last seen below the vanished pinned `path` all are now: the one node at the
+/// same depth that holds every one of them still shown, if there is one.
+fn moved_to(
+    ns: &Namespace,
+    path: &str,
+    tracks: Option<&HashSet<TrackId>>,
+) -> Option<(String, musicfs_ipc::Ino)> {
+    let depth = path.split('/').count();
+    let mut at: Option<String> = None;
+    for track in tracks? {
+        let Some(now) = ns.path_of(*track) else {
+            continue; // gone from the library
+        };
+        let parts: Vec<&str> = now.split('/').collect();
+        let ancestor = parts.get(..depth)?.join("/");
+        match &at {
+            Some(other) if *other != ancestor => {
+                tracing::warn!(
+                    "pinned {path} is gone and its tracks are in several places now; \
+                     pin them again where they are"
+                );
+                return None;
+            }
+            _ => at = Some(ancestor),
+        }
+    }
+    let at = at?;
+    Some((at.clone(), ns.resolve(&at)?))
+}
+
 impl Pins {
     /// Loads the pinned paths. Nothing is protected until the namespace is known
     /// ([`start`] refreshes at once).
@@ -89,7 +121,7 @@ impl Pins {
             store,
             pinned: Mutex::new(Pinned {
                 paths,
-                tracks: HashSet::new(),
+                ..Default::default()
             }),
             queue: Mutex::default(),
             wake: Condvar::new(),
@@ -150,21 +182,37 @@ impl Pins {
     }
 
     /// Finds the tracks below the pinned paths and makes their chunks the protected set;
-    /// returns the pinned tracks not complete in the cache.
+    /// returns the pinned tracks not complete in the cache. A pinned path that is gone because
+    /// its tracks were retagged (an album's year corrected) moves to where they all are now.
     fn refresh(&self, ns: &Namespace) -> Result<Vec<(TrackRef, u64)>, FetchError> {
         let mut pinned = self.pinned();
         let mut tracks = Vec::new();
         let mut ids = HashSet::new();
-        for path in &pinned.paths {
-            let Some(ino) = ns.resolve(path) else {
-                continue;
+        let mut by_path = HashMap::new();
+        for path in pinned.paths.clone() {
+            let (path, ino) = match ns.resolve(&path) {
+                Some(ino) => (path, ino),
+                None => match moved_to(ns, &path, pinned.by_path.get(&path)) {
+                    Some((moved, ino)) => {
+                        self.catalog.add_pin(&moved).map_err(catalog_err)?;
+                        self.catalog.remove_pin(&path).map_err(catalog_err)?;
+                        tracing::info!("pinned {path} is now {moved} (retagged); the pin follows");
+                        pinned.paths.remove(&path);
+                        pinned.paths.insert(moved.clone());
+                        (moved, ino)
+                    }
+                    None => continue,
+                },
             };
+            let under: &mut HashSet<TrackId> = by_path.entry(path).or_default();
             for (track, size) in ns.tracks_under(ino) {
+                under.insert(track.id);
                 if ids.insert(track.id) {
                     tracks.push((track, size));
                 }
             }
         }
+        pinned.by_path = by_path;
         let mut protected = HashSet::new();
         let mut incomplete = Vec::new();
         for (track, size) in tracks {
@@ -452,6 +500,54 @@ mod tests {
         inodes.commit(&nodes).unwrap();
         let pins = Pins::open(catalog, store.clone()).unwrap();
         (dir, pins, store, ns)
+    }
+
+    /// The library's albums retagged: `renames` maps a title to its new album.
+    fn retagged(pins: &Pins, renames: &[(&str, &str)]) -> Namespace {
+        let catalog = &pins.catalog;
+        let upserts = catalog
+            .tracks()
+            .unwrap()
+            .into_iter()
+            .map(|(_, record)| {
+                let mut info = record.info.clone();
+                let title = info.title.clone().unwrap();
+                if let Some((_, album)) = renames.iter().find(|(t, _)| *t == title) {
+                    info.album = Some((*album).into());
+                }
+                (record.location, record.size, record.mtime_ns + 1, info)
+            })
+            .collect();
+        catalog
+            .apply(Batch {
+                upserts,
+                ..Default::default()
+            })
+            .unwrap();
+        let templates = Templates::parse(DEFAULT_TEMPLATE, &Default::default()).unwrap();
+        let mut inodes = catalog.inode_allocator().unwrap();
+        let tracks = catalog.tracks().unwrap();
+        let (ns, nodes) = Namespace::build(&tracks, &templates, &|_| 0, &mut inodes).unwrap();
+        inodes.commit(&nodes).unwrap();
+        ns
+    }
+
+    #[test]
+    fn a_pin_follows_its_album_when_it_is_retagged() {
+        let (_dir, pins, store, ns) = library();
+        pins.pin(&ns, "Artist/A").unwrap();
+        pins.pin(&ns, "Artist/B").unwrap();
+        // A's year corrected: both tracks move together; the pin goes with them.
+        let ns = retagged(&pins, &[("One", "A (fixed)"), ("Two", "A (fixed)")]);
+        pins.refresh(&ns).unwrap();
+        assert_eq!(pins.paths(), ["Artist/A (fixed)", "Artist/B"]);
+        assert_eq!(pins.catalog.pins().unwrap(), pins.paths());
+        assert_eq!(store.pinned_usage(), (8, 8000));
+        // B split in two: no one place to follow it to; the pin stays as it was.
+        let ns = retagged(&pins, &[("Three", "C"), ("Four", "D")]);
+        pins.refresh(&ns).unwrap();
+        assert_eq!(pins.paths(), ["Artist/A (fixed)", "Artist/B"]);
+        assert_eq!(store.pinned_usage(), (4, 4000));
     }
 
     #[test]
