@@ -155,10 +155,33 @@ impl Config {
             path: path.to_owned(),
             message,
         };
-        let config: Config =
+        let mut config: Config =
             toml::from_str(&text).map_err(|e| invalid(e.message().replace('\n', " ")))?;
         config.check().map_err(invalid)?;
+        if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            config.expand_home(Path::new(&home));
+        }
         Ok(config)
+    }
+
+    /// `~/` at the start of a local origin, an identity file or a known_hosts file stands for
+    /// `home`, as in a shell (a config file has no shell to expand it).
+    pub fn expand_home(&mut self, home: &Path) {
+        let expand = |path: &Path| match path.strip_prefix("~") {
+            Ok(rest) => home.join(rest),
+            Err(_) => path.to_owned(),
+        };
+        for OriginEntry(origin) in &mut self.origins {
+            if !origin.url.contains("://") && origin.url.starts_with("~/") {
+                origin.url = expand(Path::new(&origin.url))
+                    .to_string_lossy()
+                    .into_owned();
+            }
+            let files = [&mut origin.identity_file, &mut origin.known_hosts];
+            for path in files.into_iter().flatten() {
+                *path = expand(path);
+            }
+        }
     }
 
     /// Checks values that parse but make no sense.
@@ -266,6 +289,40 @@ fn template_variables(template: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leading_tilde_is_the_home_folder() {
+        let mut config: Config = toml::from_str(
+            r#"
+            origins = ["~/Music", "/srv/~/x", "~other/Music", "sftp://nas/~/music", {
+                url = "sftp://nas/srv/music",
+                identity_file = "~/.ssh/id_ed25519",
+                known_hosts = "/etc/musicfs/known_hosts" }]
+            "#,
+        )
+        .unwrap();
+        config.expand_home(Path::new("/home/ann"));
+        let urls: Vec<&str> = config.origins.iter().map(|o| o.0.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "/home/ann/Music",
+                "/srv/~/x",
+                "~other/Music",
+                "sftp://nas/~/music",
+                "sftp://nas/srv/music"
+            ]
+        );
+        let sftp = &config.origins[4].0;
+        assert_eq!(
+            sftp.identity_file.as_deref(),
+            Some(Path::new("/home/ann/.ssh/id_ed25519"))
+        );
+        assert_eq!(
+            sftp.known_hosts.as_deref(),
+            Some(Path::new("/etc/musicfs/known_hosts"))
+        );
+    }
 
     #[test]
     fn default_template_is_valid() {
