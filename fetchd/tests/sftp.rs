@@ -510,3 +510,39 @@ fn names_that_are_not_utf8_are_skipped_with_a_reason() {
         "{failed:?}"
     );
 }
+
+/// Whoever may write the library on the NAS must not be able to show the mount's users a file
+/// only the SSH account may read: links leading out of the origin's folder are reported, not
+/// followed (links inside it are, as `linked` in the library is).
+#[test]
+fn links_out_of_the_origins_folder_are_not_followed() {
+    let sshd = Sshd::new();
+    let lib = library();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("id_rsa");
+    std::fs::write(&secret, b"-----BEGIN OPENSSH PRIVATE KEY-----").unwrap();
+    std::fs::create_dir(outside.path().join("more")).unwrap();
+    std::fs::copy(
+        lib.path().join("Artist/Album/02 Noise.flac"),
+        outside.path().join("more/x.flac"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&secret, lib.path().join("Artist/secret.flac")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("more"), lib.path().join("more")).unwrap();
+    std::os::unix::fs::symlink("02 Noise.flac", lib.path().join("Artist/Album/again.flac"))
+        .unwrap();
+
+    let origin = origin(&config(&sshd, lib.path())).unwrap();
+    let (found, mut failed) = origin.walk().unwrap();
+    let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&"Artist/Album/again.flac"), "{paths:?}");
+    assert!(!paths
+        .iter()
+        .any(|p| p.contains("secret") || p.starts_with("more")));
+    failed.sort();
+    let names: Vec<&str> = failed.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(names, ["Artist/secret.flac", "more"], "{failed:?}");
+    assert!(failed
+        .iter()
+        .all(|(_, why)| why.contains("outside the origin")));
+}

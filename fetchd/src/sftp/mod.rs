@@ -346,7 +346,8 @@ fn mtime_ns(attrs: &FileAttributes) -> i128 {
 enum Kind {
     /// A directory; a symlinked one with the canonical path of its target.
     Dir(Option<String>),
-    File(u64, i128),
+    /// A file: size, mtime, and for a symlinked one the canonical path of its target.
+    File(u64, i128, Option<String>),
     Broken(String),
 }
 
@@ -470,13 +471,16 @@ impl Shared {
                     Err(e) => return Err(e),
                 }
             }
-            let kind = match attrs.file_type() {
-                FileType::Dir if link => Kind::Dir(Some(
+            let target = match (link, attrs.file_type()) {
+                (true, FileType::Dir | FileType::File) => Some(
                     self.run(budget, |c, b| realpath(c, b, path.clone()))
                         .await?,
-                )),
-                FileType::Dir => Kind::Dir(None),
-                FileType::File => Kind::File(attrs.size.unwrap_or(0), mtime_ns(&attrs)),
+                ),
+                _ => None,
+            };
+            let kind = match attrs.file_type() {
+                FileType::Dir => Kind::Dir(target),
+                FileType::File => Kind::File(attrs.size.unwrap_or(0), mtime_ns(&attrs), target),
                 _ => continue,
             };
             entries.push((file.filename, kind));
@@ -490,6 +494,7 @@ impl Shared {
         let budget = Budget::Until(Instant::now() + self.timeout);
         let canonical = self.run(budget, |c, b| realpath(c, b, root.clone())).await;
         let canonical = canonical.map_err(|f| self.io(f, "walk", ""))?;
+        let top = canonical.trim_end_matches('/').to_owned();
         // (relative path, server path, canonical paths of it and its ancestors: no loops)
         let mut queue = VecDeque::from([(String::new(), root, vec![canonical])]);
         let mut tasks = JoinSet::new();
@@ -533,6 +538,22 @@ impl Shared {
                     }
                     continue;
                 }
+                // A link may not lead out of the origin's folder: whoever may write the
+                // library could otherwise show the mount's users any file the SSH account
+                // can read (as Landlock refuses such links in a local origin).
+                let outside = match &kind {
+                    Kind::Dir(Some(target)) | Kind::File(_, _, Some(target)) => {
+                        target != &top && !target.starts_with(&format!("{top}/"))
+                    }
+                    _ => false,
+                };
+                if outside {
+                    if audio || matches!(kind, Kind::Dir(_)) {
+                        let why = "a link to outside the origin's folder; not followed";
+                        failed.push((child, why.into()));
+                    }
+                    continue;
+                }
                 match kind {
                     Kind::Dir(target) => {
                         let canonical = target.unwrap_or_else(|| join(&chain[0], &name));
@@ -541,7 +562,7 @@ impl Shared {
                             queue.push_back((child, join(&dir, &name), chain));
                         }
                     }
-                    Kind::File(size, mtime_ns) if audio => found.push(Found {
+                    Kind::File(size, mtime_ns, _) if audio => found.push(Found {
                         path: child,
                         size,
                         mtime_ns,
