@@ -479,8 +479,7 @@ mod tests {
             })
             .unwrap();
         let store = Arc::new(ChunkStore::open(&dir.path().join("chunks")).unwrap());
-        let tracks = catalog.tracks().unwrap();
-        for (id, record) in &tracks {
+        for (id, record) in &catalog.tracks().unwrap() {
             let chunks = (0..2u8)
                 .map(|i| {
                     let bytes = vec![id.0 as u8 * 2 + i; 1000];
@@ -494,12 +493,19 @@ mod tests {
             };
             catalog.put_manifest(*id, &manifest).unwrap();
         }
-        let templates = Templates::parse(DEFAULT_TEMPLATE, &Default::default()).unwrap();
-        let mut inodes = catalog.inode_allocator().unwrap();
-        let (ns, nodes) = Namespace::build(&tracks, &templates, &|_| 0, &mut inodes).unwrap();
-        inodes.commit(&nodes).unwrap();
+        let ns = namespace(&catalog);
         let pins = Pins::open(catalog, store.clone()).unwrap();
         (dir, pins, store, ns)
+    }
+
+    /// The tree the default template makes of the catalog.
+    fn namespace(catalog: &Catalog) -> Namespace {
+        let templates = Templates::parse(DEFAULT_TEMPLATE, &Default::default()).unwrap();
+        let mut inodes = catalog.inode_allocator().unwrap();
+        let tracks = catalog.tracks().unwrap();
+        let (ns, nodes) = Namespace::build(&tracks, &templates, &|_| 0, &mut inodes).unwrap();
+        inodes.commit(&nodes).unwrap();
+        ns
     }
 
     /// The library's albums retagged: `renames` maps a title to its new album.
@@ -524,12 +530,7 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-        let templates = Templates::parse(DEFAULT_TEMPLATE, &Default::default()).unwrap();
-        let mut inodes = catalog.inode_allocator().unwrap();
-        let tracks = catalog.tracks().unwrap();
-        let (ns, nodes) = Namespace::build(&tracks, &templates, &|_| 0, &mut inodes).unwrap();
-        inodes.commit(&nodes).unwrap();
-        ns
+        namespace(catalog)
     }
 
     #[test]

@@ -38,6 +38,14 @@ fn within_bound(what: &str, ready: impl Fn() -> bool) -> Duration {
     started.elapsed()
 }
 
+/// Opens a file with the kernel's read-ahead off, so only what is read is asked of fetchd.
+fn open_without_readahead(path: &Path) -> std::fs::File {
+    let file = std::fs::File::open(path).unwrap();
+    let random = nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM;
+    nix::fcntl::posix_fadvise(&file, 0, 0, random).unwrap();
+    file
+}
+
 fn xattr(path: &Path, name: &str) -> String {
     let out = Command::new("getfattr")
         .args(["--only-values", "-n", name])
@@ -383,14 +391,7 @@ fn a_disk_can_be_unmounted_soon_after_a_track_on_it_is_paused() {
     // 64 KiB with the kernel's read-ahead off: what fetchd reads ahead by itself stays far
     // from the end of the 2 MB track, which would have it cached, and its file closed.
     let track = mount.path(&musicfs_tests::corpus::noise_track_path(1));
-    let mut file = std::fs::File::open(&track).unwrap();
-    nix::fcntl::posix_fadvise(
-        &file,
-        0,
-        0,
-        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM,
-    )
-    .unwrap();
+    let mut file = open_without_readahead(&track);
     let mut head = vec![0; 64 << 10];
     file.read_exact(&mut head).unwrap();
     drop(file);
@@ -495,14 +496,7 @@ fn a_remote_file_rewritten_while_read_is_listed_again_and_never_cached_mixed() {
     let track = mount.path(&musicfs_tests::corpus::noise_track_path(1));
 
     // The player reads the head (the kernel's read-ahead off, so the rest is read later)...
-    let mut file = std::fs::File::open(&track).unwrap();
-    nix::fcntl::posix_fadvise(
-        &file,
-        0,
-        0,
-        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM,
-    )
-    .unwrap();
+    let mut file = open_without_readahead(&track);
     let mut seen = vec![0; 64 << 10];
     file.read_exact(&mut seen).unwrap();
     // ...the file is rewritten in place behind the tags, with a later mtime...
