@@ -6,6 +6,9 @@
 //! - SFTP over a link with 20 ms each way (a TCP proxy that delays every byte): connecting, one
 //!   64 KiB read, sequential reads of a 20 MiB file in 1, 4 and 16 MiB pieces.
 //! - S3 on loopback (s3s-fs, musicfs-tests' `S3Server`): the same figures as SFTP on loopback.
+//! - `scan`: fetchd's first scan of the test corpus (real files of every format) over SFTP, on
+//!   loopback and over a link with 2 ms each way (a home network's Wi-Fi): files per second,
+//!   and the bytes it read.
 //! - HTTP on loopback (nginx, musicfs-tests' `Nginx`): the same figures, and the random reads
 //!   once more by a bare keep-alive HTTP/1.1 client (one socket, no library): what is left is
 //!   the server's and the kernel's share, the rest of the origin's time is its client's.
@@ -16,9 +19,13 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use musicfs_fetchd::catalog::Catalog;
+use musicfs_fetchd::chunks::ChunkStore;
 use musicfs_fetchd::http::HttpOrigin;
 use musicfs_fetchd::origin::{Origin, RangeRead};
+use musicfs_fetchd::origins::Origins;
 use musicfs_fetchd::s3::S3Origin;
+use musicfs_fetchd::scan::{self, ScanProgress};
 use musicfs_fetchd::sftp::SftpOrigin;
 use musicfs_ipc::origin::{OriginConfig, Secret};
 use musicfs_tests::nginx::Nginx;
@@ -34,6 +41,8 @@ const DELAY: Duration = Duration::from_millis(20);
 const RANDOM_READS: usize = 300;
 const SLOW_READS: usize = 20;
 const TIMEOUT_SECONDS: u64 = 10;
+/// Each way, on the link the scan is measured over.
+const SCAN_DELAY: Duration = Duration::from_millis(2);
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
@@ -41,13 +50,15 @@ fn main() {
         "sftp" => sftp(),
         "s3" => s3(),
         "http" => http(),
+        "scan" => scan(),
         "all" => {
             sftp();
             s3();
             http();
+            scan();
         }
         other => {
-            eprintln!("unknown origin {other:?}; usage: origin_bench [sftp|s3|http|all]");
+            eprintln!("unknown origin {other:?}; usage: origin_bench [sftp|s3|http|scan|all]");
             std::process::exit(2);
         }
     }
@@ -72,19 +83,7 @@ fn sftp() {
 
     let data = noise(SLOW_SIZE, 5);
     std::fs::write(dir.path().join("slow.flac"), &data).unwrap();
-    let port = delayed_proxy(sshd.port(), DELAY);
-    let mut config = OriginConfig::from_url(format!(
-        "sftp://{}@127.0.0.1:{port}{}",
-        sshd.user(),
-        dir.path().display()
-    ));
-    // The proxy answers with sshd's host key, under its own port.
-    let known = std::fs::read_to_string(sshd.known_hosts()).unwrap();
-    let known = known.replace(&format!(":{} ", sshd.port()), &format!(":{port} "));
-    std::fs::write(dir.path().join("known_hosts"), known).unwrap();
-    config.known_hosts = Some(dir.path().join("known_hosts"));
-    config.identity_file = Some(sshd.identity_file());
-    config.timeout_seconds = Some(TIMEOUT_SECONDS);
+    let config = through_proxy(&sshd, dir.path(), DELAY);
     let origin = SftpOrigin::new(&config, &config.parsed().unwrap()).unwrap();
     println!(
         "SFTP over {} ms each way (delaying proxy), a {} MiB file",
@@ -92,6 +91,66 @@ fn sftp() {
         SLOW_SIZE >> 20
     );
     slow_link(&origin, "slow.flac", &data);
+}
+
+/// An SFTP origin for `dir` reached through a proxy that delays every byte by `delay` each way.
+fn through_proxy(sshd: &Sshd, dir: &std::path::Path, delay: Duration) -> OriginConfig {
+    let port = delayed_proxy(sshd.port(), delay);
+    let mut config = OriginConfig::from_url(format!(
+        "sftp://{}@127.0.0.1:{port}{}",
+        sshd.user(),
+        dir.display()
+    ));
+    // The proxy answers with sshd's host key, under its own port.
+    let known = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    let known = known.replace(&format!(":{} ", sshd.port()), &format!(":{port} "));
+    let file = sshd.dir().join(format!("known_hosts_{port}"));
+    std::fs::write(&file, known).unwrap();
+    config.known_hosts = Some(file);
+    config.identity_file = Some(sshd.identity_file());
+    config.timeout_seconds = Some(TIMEOUT_SECONDS);
+    config
+}
+
+/// fetchd's first scan of the corpus over SFTP, on loopback and over a delaying link.
+fn scan() {
+    let sshd = Sshd::new();
+    let lib = tempfile::tempdir().unwrap();
+    let corpus = musicfs_tests::corpus::corpus_dir();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&corpus)
+        .arg(lib.path().join("corpus"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let dir = lib.path().join("corpus");
+    println!("fetchd's first scan of the corpus over SFTP");
+    let mut loopback = OriginConfig::from_url(sshd.url(&dir));
+    loopback.identity_file = Some(sshd.identity_file());
+    loopback.known_hosts = Some(sshd.known_hosts());
+    for (link, config) in [
+        ("loopback", loopback),
+        ("2 ms each way", through_proxy(&sshd, &dir, SCAN_DELAY)),
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let stats = std::sync::Arc::new(musicfs_fetchd::origin::OriginStats::default());
+        let origins = Origins::open(&[config], stats.clone()).unwrap();
+        let catalog = Catalog::open(&state.path().join("catalog")).unwrap();
+        let store = ChunkStore::open(&state.path().join("chunks")).unwrap();
+        let started = Instant::now();
+        let summary =
+            scan::scan(&origins, None, &catalog, &store, &ScanProgress::default()).unwrap();
+        let took = started.elapsed();
+        let read = stats.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "  {link:<14} {} files in {:.2} s: {:.0} files/s; {:.2} MB read",
+            summary.seen,
+            took.as_secs_f64(),
+            summary.seen as f64 / took.as_secs_f64(),
+            read as f64 / 1e6
+        );
+    }
 }
 
 fn s3() {

@@ -18,6 +18,8 @@ use crate::track::{Location, Problem};
 const BATCH: usize = 1000;
 /// Bytes at the head of a remote file the scanner reads and keeps, whatever the tags need.
 const HEAD_KEPT: u64 = 32 * 1024;
+/// Files read at once when some are remote (their time is the link's, not the CPU's).
+const REMOTE_READERS: usize = 16;
 
 /// Progress of the scan in flight, read by `status`.
 #[derive(Debug, Default)]
@@ -176,7 +178,16 @@ pub fn scan(
 
     let origin_list: Vec<_> = origins.iter().collect();
     let next = AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // A remote file's tags cost a few round trips and little CPU: more readers than cores
+    // keep the link busy instead of waiting on it one file per core.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let remote = work
+        .iter()
+        .any(|(index, _)| origin_list[*index].local_root().is_none());
+    let threads = match remote {
+        true => cores.max(REMOTE_READERS),
+        false => cores,
+    };
     let (tx, rx) = mpsc::sync_channel::<(Location, u64, i128, Parsed, Option<Head>)>(256);
     std::thread::scope(|s| -> Result<(), CatalogError> {
         for _ in 0..threads {
