@@ -70,10 +70,7 @@ fn sftp() {
 
     let data = noise(LOOPBACK_SIZE, 3);
     std::fs::write(dir.path().join("big.flac"), &data).unwrap();
-    let mut config = OriginConfig::from_url(sshd.url(dir.path()));
-    config.identity_file = Some(sshd.identity_file());
-    config.known_hosts = Some(sshd.known_hosts());
-    config.timeout_seconds = Some(TIMEOUT_SECONDS);
+    let config = on_loopback(&sshd, dir.path());
     let origin = SftpOrigin::new(&config, &config.parsed().unwrap()).unwrap();
     println!(
         "SFTP on loopback (OpenSSH sshd), a {} MiB file",
@@ -91,6 +88,15 @@ fn sftp() {
         SLOW_SIZE >> 20
     );
     slow_link(&origin, "slow.flac", &data);
+}
+
+/// An SFTP origin for `dir` on sshd.
+fn on_loopback(sshd: &Sshd, dir: &std::path::Path) -> OriginConfig {
+    let mut config = OriginConfig::from_url(sshd.url(dir));
+    config.identity_file = Some(sshd.identity_file());
+    config.known_hosts = Some(sshd.known_hosts());
+    config.timeout_seconds = Some(TIMEOUT_SECONDS);
+    config
 }
 
 /// An SFTP origin for `dir` reached through a proxy that delays every byte by `delay` each way.
@@ -126,11 +132,8 @@ fn scan() {
     assert!(copied.success());
     let dir = lib.path().join("corpus");
     println!("fetchd's first scan of the corpus over SFTP");
-    let mut loopback = OriginConfig::from_url(sshd.url(&dir));
-    loopback.identity_file = Some(sshd.identity_file());
-    loopback.known_hosts = Some(sshd.known_hosts());
     for (link, config) in [
-        ("loopback", loopback),
+        ("loopback", on_loopback(&sshd, &dir)),
         ("2 ms each way", through_proxy(&sshd, &dir, SCAN_DELAY)),
     ] {
         let state = tempfile::tempdir().unwrap();
