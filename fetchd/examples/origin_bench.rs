@@ -8,7 +8,7 @@
 //! - S3 on loopback (s3s-fs, musicfs-tests' `S3Server`): the same figures as SFTP on loopback.
 //! - `scan`: fetchd's first scan of the test corpus (real files of every format) over SFTP, on
 //!   loopback and over a link with 2 ms each way (a home network's Wi-Fi): files per second,
-//!   and the bytes it read.
+//!   and the bytes it read; and an HTTP origin's walk of 300 album folders over that link.
 //! - HTTP on loopback (nginx, musicfs-tests' `Nginx`): the same figures, and the random reads
 //!   once more by a bare keep-alive HTTP/1.1 client (one socket, no library): what is left is
 //!   the server's and the kernel's share, the rest of the origin's time is its client's.
@@ -43,6 +43,8 @@ const SLOW_READS: usize = 20;
 const TIMEOUT_SECONDS: u64 = 10;
 /// Each way, on the link the scan is measured over.
 const SCAN_DELAY: Duration = Duration::from_millis(2);
+/// Album folders in the library the HTTP walk lists.
+const ALBUMS: usize = 300;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
@@ -50,12 +52,16 @@ fn main() {
         "sftp" => sftp(),
         "s3" => s3(),
         "http" => http(),
-        "scan" => scan(),
+        "scan" => {
+            scan();
+            http_walk();
+        }
         "all" => {
             sftp();
             s3();
             http();
             scan();
+            http_walk();
         }
         other => {
             eprintln!("unknown origin {other:?}; usage: origin_bench [sftp|s3|http|scan|all]");
@@ -154,6 +160,33 @@ fn scan() {
             read as f64 / 1e6
         );
     }
+}
+
+/// The walk of an nginx-published library of `ALBUMS` album folders, through the 2 ms link.
+fn http_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let track = musicfs_tests::corpus::corpus_dir().join("audioscan/flac/test.flac");
+    for album in 0..ALBUMS {
+        let folder = dir
+            .path()
+            .join(format!("Artist {}/Album {album}", album / 10));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(&track, folder.join("01 Track.flac")).unwrap();
+    }
+    let server = Nginx::serving(dir.path());
+    let url: url::Url = server.url().parse().unwrap();
+    let port = delayed_proxy(url.port().unwrap(), SCAN_DELAY);
+    let mut config = OriginConfig::from_url(format!("http://127.0.0.1:{port}{}", url.path()));
+    config.timeout_seconds = Some(TIMEOUT_SECONDS);
+    let origin = HttpOrigin::new(&config, &config.parsed().unwrap()).unwrap();
+    let started = Instant::now();
+    let (found, failed) = origin.walk().unwrap();
+    assert_eq!((found.len(), failed.len()), (ALBUMS, 0));
+    println!(
+        "HTTP walk of {ALBUMS} album folders ({} listings), 2 ms each way: {:.2} s",
+        ALBUMS + ALBUMS / 10 + 1,
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn s3() {

@@ -29,6 +29,8 @@ use crate::web::{self, invalid, parse_http_date, parse_rfc3339, Web};
 const MAX_DEPTH: usize = 32;
 /// Directories one walk lists at most.
 const MAX_DIRS: usize = 200_000;
+/// Directory listings a walk has in flight at once.
+const WALK_PARALLEL: usize = 8;
 /// The largest directory listing read (bytes).
 const MAX_LISTING: u64 = 64 << 20;
 
@@ -82,6 +84,33 @@ impl HttpOrigin {
             }
         }
         url
+    }
+
+    /// The entries of each of `dirs`, listed up to [`WALK_PARALLEL`] at once, in order.
+    fn list_all(&self, dirs: Vec<String>) -> Vec<(String, io::Result<Vec<Entry>>)> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<io::Result<Vec<Entry>>>>> =
+            dirs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..WALK_PARALLEL.min(dirs.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(dir) = dirs.get(i) else { break };
+                    let listed = self.list(dir);
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(listed);
+                });
+            }
+        });
+        dirs.into_iter()
+            .zip(results)
+            .map(|(dir, result)| {
+                let result = result.into_inner().unwrap_or_else(|e| e.into_inner());
+                (
+                    dir,
+                    result.unwrap_or_else(|| Err(io::Error::other("not listed"))),
+                )
+            })
+            .collect()
     }
 
     /// One directory's entries.
@@ -179,51 +208,59 @@ impl Origin for HttpOrigin {
         &self.web.name
     }
 
-    /// Every audio file below the base, directory by directory. Names that cannot be paths
+    /// Every audio file below the base, one depth at a time, up to [`WALK_PARALLEL`]
+    /// directories listed at once (each listing is a round trip: a library of a thousand album
+    /// folders listed one after the other waits a thousand times). Names that cannot be paths
     /// and directories that cannot be listed are reported, not listed; a base that cannot be
     /// listed is an error (the server is unreachable, or gives no listing).
     fn walk(&self) -> io::Result<Listing> {
         let mut found = Vec::new();
         let mut failed = Vec::new();
-        let mut todo = vec![(String::new(), 0usize)];
-        let mut listed = 0;
-        while let Some((dir, depth)) = todo.pop() {
-            listed += 1;
-            let entries = match self.list(&dir) {
-                Ok(entries) => entries,
-                Err(e) if dir.is_empty() => return Err(e),
-                Err(e) => {
-                    failed.push((dir, e.to_string()));
-                    continue;
-                }
-            };
-            for e in entries {
-                let rel = match dir.as_str() {
-                    "" => e.name,
-                    dir => format!("{dir}/{}", e.name),
-                };
-                if let Err(reason) = check_relative(&rel) {
-                    failed.push((rel, reason.to_owned()));
-                    continue;
-                }
-                if e.dir {
-                    if depth + 1 > MAX_DEPTH || listed + todo.len() >= MAX_DIRS {
-                        failed.push((rel, "too deep, or too many directories".to_owned()));
-                    } else {
-                        todo.push((rel, depth + 1));
+        let root = self.list("")?;
+        let mut level: Vec<(String, io::Result<Vec<Entry>>)> = vec![(String::new(), Ok(root))];
+        let mut listed = 1;
+        for depth in 0..=MAX_DEPTH {
+            let mut next = Vec::new();
+            for (dir, entries) in level {
+                let entries = match entries {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        failed.push((dir, e.to_string()));
+                        continue;
                     }
-                } else if is_audio(Path::new(&rel)) {
-                    match e.size {
-                        Some(size) => found.push(Found {
-                            path: rel,
-                            size,
-                            mtime_ns: e.mtime_ns,
-                        }),
-                        None => failed.push((rel, "listed without a size".to_owned())),
+                };
+                for e in entries {
+                    let rel = match dir.as_str() {
+                        "" => e.name,
+                        dir => format!("{dir}/{}", e.name),
+                    };
+                    if let Err(reason) = check_relative(&rel) {
+                        failed.push((rel, reason.to_owned()));
+                    } else if e.dir {
+                        if depth + 1 > MAX_DEPTH || listed + next.len() >= MAX_DIRS {
+                            failed.push((rel, "too deep, or too many directories".to_owned()));
+                        } else {
+                            next.push(rel);
+                        }
+                    } else if is_audio(Path::new(&rel)) {
+                        match e.size {
+                            Some(size) => found.push(Found {
+                                path: rel,
+                                size,
+                                mtime_ns: e.mtime_ns,
+                            }),
+                            None => failed.push((rel, "listed without a size".to_owned())),
+                        }
                     }
                 }
             }
+            if next.is_empty() {
+                break;
+            }
+            listed += next.len();
+            level = self.list_all(next);
         }
+        found.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((found, failed))
     }
 
