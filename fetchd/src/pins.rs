@@ -472,12 +472,7 @@ mod tests {
                 (location, 2000, 1, info)
             })
             .collect();
-        catalog
-            .apply(Batch {
-                upserts,
-                ..Default::default()
-            })
-            .unwrap();
+        upsert(&catalog, upserts);
         let store = Arc::new(ChunkStore::open(&dir.path().join("chunks")).unwrap());
         for (id, record) in &catalog.tracks().unwrap() {
             let chunks = (0..2u8)
@@ -524,13 +519,17 @@ mod tests {
                 (record.location, record.size, record.mtime_ns + 1, info)
             })
             .collect();
-        catalog
-            .apply(Batch {
-                upserts,
-                ..Default::default()
-            })
-            .unwrap();
+        upsert(catalog, upserts);
         namespace(catalog)
+    }
+
+    /// Adds or replaces tracks in the catalog.
+    fn upsert(catalog: &Catalog, upserts: Vec<(Location, u64, i128, TrackInfo)>) {
+        let batch = Batch {
+            upserts,
+            ..Default::default()
+        };
+        catalog.apply(batch).unwrap();
     }
 
     #[test]
