@@ -13,6 +13,7 @@ use musicfs_fetchd::sftp::SftpOrigin;
 use musicfs_ipc::origin::OriginConfig;
 use musicfs_tests::corpus::corpus_dir;
 use musicfs_tests::noise::{noise, Rng};
+use musicfs_tests::ssh_agent::{with_passphrase, SshAgent};
 use musicfs_tests::sshd::{keygen, Sshd};
 
 /// Corpus files copied into the served folder, by the path they get there.
@@ -349,6 +350,57 @@ fn configuration_errors_fail_new_and_a_down_server_does_not() {
     let origin = origin(&config).unwrap();
     let err = origin.probe().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+#[test]
+fn a_key_with_a_passphrase_logs_in_through_ssh_agent() {
+    let sshd = Sshd::new();
+    let lib = library();
+    let locked = sshd.dir().join("locked_ed25519");
+    with_passphrase(&sshd.identity_file(), &locked, "correct horse");
+    let mut config = config(&sshd, lib.path());
+    config.identity_file = Some(locked.clone());
+
+    // No agent: the passphrase is never asked for; the error says what to do instead.
+    config.identity_agent = Some("none".into());
+    let err = origin(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("locked_ed25519 has a passphrase") && err.contains("ssh-add"),
+        "{err}"
+    );
+
+    // An agent without the key: the refusal names the key file and how to add it.
+    let mut agent = SshAgent::new();
+    config.identity_agent = Some(agent.socket());
+    let without = origin(&config).unwrap();
+    let err = without.probe().unwrap_err().to_string();
+    assert!(
+        err.contains("the agent does not hold its key (ssh-add") && err.contains("locked_ed25519"),
+        "{err}"
+    );
+
+    // Another key first, then the one the server knows: every key the agent holds is offered.
+    let stranger = sshd.dir().join("stranger_ed25519");
+    keygen(&stranger);
+    agent.add(&stranger);
+    agent.add(&sshd.identity_file());
+    let with = origin(&config).unwrap();
+    assert_eq!(with.walk().unwrap().0, expected(lib.path()));
+    let local = std::fs::read(lib.path().join("big.wav")).unwrap();
+    let file = with.open("big.wav").unwrap();
+    check_read(&*file, &local, 0, 1 << 20);
+    // The origin that was refused logs in too, now that the agent holds the key.
+    without.probe().unwrap();
+
+    // An agent that went away is named; the connections made stay up.
+    agent.stop();
+    let err = origin(&config).unwrap().probe().unwrap_err().to_string();
+    let socket = agent.socket().display().to_string();
+    assert!(
+        err.contains(&format!("the ssh-agent at {socket} was not asked")),
+        "{err}"
+    );
+    check_read(&*file, &local, 3_000_000, 100_000);
 }
 
 #[test]

@@ -239,6 +239,10 @@ pub struct OriginConfig {
     /// SFTP: known_hosts file the server's key must be in. Default `~/.ssh/known_hosts`.
     #[serde(default)]
     pub known_hosts: Option<PathBuf>,
+    /// SFTP: the socket of the ssh-agent whose keys are offered (as ssh_config's
+    /// `IdentityAgent`), or `none`. Default: `$SSH_AUTH_SOCK`, if set.
+    #[serde(default)]
+    pub identity_agent: Option<PathBuf>,
     /// SFTP: password (an identity file is better). Env `MUSICFS_SFTP_PASSWORD` also works.
     #[serde(default)]
     pub password: Option<Secret>,
@@ -272,6 +276,7 @@ impl OriginConfig {
             timeout_seconds: None,
             identity_file: None,
             known_hosts: None,
+            identity_agent: None,
             password: None,
             connections: None,
             endpoint: None,
@@ -312,6 +317,7 @@ impl OriginConfig {
         let sftp_only = [
             ("identity_file", self.identity_file.is_some()),
             ("known_hosts", self.known_hosts.is_some()),
+            ("identity_agent", self.identity_agent.is_some()),
             ("password", self.password.is_some()),
             ("connections", self.connections.is_some()),
         ];

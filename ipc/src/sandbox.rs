@@ -78,7 +78,8 @@ impl Policy {
     /// live partly in `/usr/share/ca-certificates` and `/usr/local/share/ca-certificates`), the
     /// system's library folders (glibc loads a name service module such as `libnss_mdns`, which
     /// resolves `nas.local`, or `libnss_resolve` only at the first lookup that needs it) and
-    /// its SSH identity and known_hosts.
+    /// its SSH identity and known_hosts. An ssh-agent's socket needs no rule: Landlock up to
+    /// the ABI used here does not govern connecting to a Unix socket.
     pub fn fetchd(state: &StateDir, origins: &[OriginConfig], config: &Config) -> Self {
         let mut read_only = Vec::new();
         let mut remote = false;
@@ -87,7 +88,13 @@ impl Policy {
                 Ok(OriginUrl::Local(path)) => read_only.push(path),
                 Ok(OriginUrl::Sftp { .. }) => {
                     remote = true;
-                    read_only.extend(origin.identity_file.iter().cloned());
+                    // A key with a passphrase in the old PEM format keeps its public half
+                    // only in `FILE.pub`, which the agent is asked to sign for.
+                    if let Some(key) = &origin.identity_file {
+                        let mut public = key.as_os_str().to_owned();
+                        public.push(".pub");
+                        read_only.extend([key.clone(), public.into()]);
+                    }
                     read_only.extend(origin.known_hosts.iter().cloned());
                     if origin.identity_file.is_none() || origin.known_hosts.is_none() {
                         read_only.extend(

@@ -8,6 +8,7 @@ pub mod mount;
 pub mod nginx;
 pub mod noise;
 pub mod s3server;
+pub mod ssh_agent;
 pub mod sshd;
 pub mod tmpfs;
 

@@ -32,7 +32,18 @@ impl Mount {
 
     /// Mounts `origins` with the given state dir and mount point (kept after drop).
     pub fn start_at(origins: &[&Path], state: &Path, mnt: &Path, extra: &[&str]) -> Mount {
-        Self::spawn(origins, state, mnt, extra, Stdio::inherit())
+        Self::spawn(origins, state, mnt, extra, &[], Stdio::inherit())
+    }
+
+    /// Like [`Mount::start_at`], with `env` set for `musicfsctl` (and so for its workers).
+    pub fn start_with_env(
+        origins: &[&Path],
+        state: &Path,
+        mnt: &Path,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Mount {
+        Self::spawn(origins, state, mnt, extra, env, Stdio::inherit())
     }
 
     /// Like [`Mount::start_at`], with every process's log (stdout and stderr) in `log`.
@@ -44,12 +55,20 @@ impl Mount {
         log: &Path,
     ) -> Mount {
         let file = std::fs::File::create(log).expect("create the log file");
-        Self::spawn(origins, state, mnt, extra, Stdio::from(file))
+        Self::spawn(origins, state, mnt, extra, &[], Stdio::from(file))
     }
 
-    fn spawn(origins: &[&Path], state: &Path, mnt: &Path, extra: &[&str], log: Stdio) -> Mount {
+    fn spawn(
+        origins: &[&Path],
+        state: &Path,
+        mnt: &Path,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+        log: Stdio,
+    ) -> Mount {
         let mut cmd = Command::new(crate::bin("musicfsctl"));
         cmd.arg("mount").arg("--state-dir").arg(state).args(extra);
+        cmd.envs(env.iter().copied());
         cmd.args(origins).arg(mnt);
         cmd.stdout(Stdio::null()).stderr(log);
         let child = cmd.spawn().expect("start musicfsctl mount");

@@ -16,6 +16,7 @@ use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
 use musicfs_tests::mount::Mount;
 use musicfs_tests::nginx::Nginx;
 use musicfs_tests::s3server::S3Server;
+use musicfs_tests::ssh_agent::{with_passphrase, SshAgent};
 use musicfs_tests::sshd::Sshd;
 use serde_json::Value;
 
@@ -555,4 +556,45 @@ fn a_replaced_known_hosts_file_is_read_again() {
     };
     assert_eq!(last, original(2));
     eprintln!("read again after {:?}", started.elapsed());
+}
+
+/// A desktop user's NAS: the key has a passphrase and lives in their ssh-agent, which
+/// `SSH_AUTH_SOCK` names in the session that runs `musicfsctl mount`. fetchd (sandboxed, with
+/// its own copy of the environment) asks that agent to sign, and the library reads back whole.
+#[test]
+fn a_key_with_a_passphrase_in_ssh_agent_mounts_a_nas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let sshd = Sshd::new();
+    let locked = tmp.path().join("id_ed25519");
+    with_passphrase(&sshd.identity_file(), &locked, "correct horse");
+    let agent = SshAgent::new();
+    agent.add(&sshd.identity_file());
+    let config = format!(
+        "[[origins]]\nurl = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
+         timeout_seconds = 2\n",
+        sshd.url(&library),
+        locked.display(),
+        sshd.known_hosts().display()
+    );
+    let path = tmp.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let socket = agent.socket();
+    let mount = Mount::start_with_env(
+        &[],
+        &tmp.path().join("state"),
+        &mnt,
+        &["--config", path.to_str().unwrap()],
+        &[("SSH_AUTH_SOCK", &socket)],
+    );
+    let status = mount.status(true);
+    let sftp = origin(&status, "sftp://");
+    assert_eq!(sftp["up"], true, "{status}");
+    for i in [1, 8] {
+        let original = std::fs::read(library.join(format!("noise-{i:02}.flac"))).unwrap();
+        let read = std::fs::read(mount.path(&noise_track_path(i))).unwrap();
+        assert!(read == original, "track {i} differs through the mount");
+    }
 }

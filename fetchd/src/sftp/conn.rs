@@ -1,5 +1,4 @@
-//! One SSH session with its SFTP channel, the host-key check against known_hosts, and the
-//! identity file.
+//! One SSH session with its SFTP channel, and the host-key check against known_hosts.
 
 use super::known_hosts::Verdict;
 use super::*;
@@ -137,17 +136,6 @@ impl client::Handler for HostCheck {
         };
         *lock(&self.refusal) = Some(format!("{why}; refusing to connect"));
         Ok(false)
-    }
-}
-
-pub(super) fn load_key(file: &Path) -> Result<Arc<PrivateKey>, String> {
-    match russh::keys::load_secret_key(file, None) {
-        Ok(key) => Ok(Arc::new(key)),
-        Err(russh::keys::Error::KeyIsEncrypted) => Err(format!(
-            "identity file {} has a passphrase; use a key without one",
-            file.display()
-        )),
-        Err(e) => Err(format!("identity file {}: {e}", file.display())),
     }
 }
 

@@ -35,17 +35,17 @@ use tokio::time::{timeout, timeout_at, Instant};
 use crate::origin::{is_audio, Found, Listing, Origin, RangeRead};
 use crate::restart::{self, Admitted};
 
+mod auth;
 mod conn;
 mod driver;
 mod file;
 mod known_hosts;
 
-use conn::{current_user, load_key, Conn, HostCheck, Lease};
+use auth::Login;
+use conn::{current_user, Conn, HostCheck, Lease};
 use driver::Driver;
 use file::{FileRef, SftpFile};
 
-/// Keys tried, in order, in `~/.ssh` when no identity file is configured.
-const DEFAULT_KEYS: &[&str] = &["id_ed25519", "id_ecdsa", "id_rsa"];
 /// The largest read request.
 const MAX_REQUEST: u32 = 256 * 1024;
 /// The read request size for servers that do not say their limit (all must accept it).
@@ -85,9 +85,7 @@ struct Shared {
     name: String,
     host: String,
     port: u16,
-    user: String,
-    key: Option<(PathBuf, Arc<PrivateKey>)>,
-    password: Option<Secret>,
+    login: Login,
     known_hosts: PathBuf,
     timeout: Duration,
     root: String,
@@ -104,49 +102,14 @@ impl SftpOrigin {
     pub fn new(config: &OriginConfig, url: &OriginUrl) -> io::Result<Self> {
         let bad = |msg: String| io::Error::other(format!("origin {}: {msg}", config.url));
         let OriginUrl::Sftp {
-            user,
-            host,
-            port,
-            path,
+            host, port, path, ..
         } = url
         else {
             return Err(bad("not an sftp:// URL".into()));
         };
-        let user = user
-            .clone()
-            .or_else(current_user)
-            .ok_or_else(|| bad("no user in the URL, and no current user name ($USER)".into()))?;
-        let shown_host = match host.contains(':') {
-            true => format!("[{host}]"),
-            false => host.clone(),
-        };
-        let name = format!("sftp://{user}@{shown_host}:{port}{path}");
+        let (user, name) = user_and_name(url).map_err(bad)?;
         let ssh_dir = std::env::home_dir().map(|home| home.join(".ssh"));
-        let key = match &config.identity_file {
-            Some(file) => Some((file.clone(), load_key(file).map_err(bad)?)),
-            None => ssh_dir.iter().find_map(|dir| {
-                DEFAULT_KEYS
-                    .iter()
-                    .find_map(|k| match load_key(&dir.join(k)) {
-                        Ok(key) => Some((dir.join(k), key)),
-                        Err(e) if dir.join(k).exists() => {
-                            tracing::warn!(origin = name, "not using {e}");
-                            None
-                        }
-                        Err(_) => None,
-                    })
-            }),
-        };
-        let password = config.password.clone().or_else(|| {
-            let env = std::env::var("MUSICFS_SFTP_PASSWORD").ok();
-            env.filter(|p| !p.is_empty()).map(Secret::new)
-        });
-        if key.is_none() && password.is_none() {
-            return Err(bad(format!(
-                "no identity file (set identity_file, or make ~/.ssh/{}) and no password",
-                DEFAULT_KEYS.join(" or ~/.ssh/")
-            )));
-        }
+        let login = Login::new(config, user, ssh_dir.as_deref(), &name).map_err(bad)?;
         let known_hosts = match (&config.known_hosts, &ssh_dir) {
             (Some(file), _) => file.clone(),
             (None, Some(dir)) => dir.join("known_hosts"),
@@ -160,7 +123,7 @@ impl SftpOrigin {
                 known_hosts.display()
             ),
         )];
-        if let Some((file, _)) = &key {
+        if let Some(file) = login.key_file() {
             let why = format!(
                 "origin {name}: the identity file {} was replaced; the new key is loaded at start",
                 file.display()
@@ -173,9 +136,7 @@ impl SftpOrigin {
             name,
             host: host.clone(),
             port: *port,
-            user,
-            key,
-            password,
+            login,
             known_hosts,
             timeout: config.timeout(),
             root: path.clone(),
@@ -189,6 +150,11 @@ impl SftpOrigin {
             rt: Arc::new(rt),
             admitted,
         })
+    }
+
+    /// The name an origin for `url` has: `sftp://user@host:port/path`.
+    pub fn name_of(url: &OriginUrl) -> Result<String, String> {
+        user_and_name(url).map(|(_, name)| name)
     }
 
     /// A budget of one timeout for the whole call.
@@ -672,7 +638,7 @@ impl Shared {
             Ok(ssh) => ssh,
             Err(e) => return Err(lock(&refusal).take().map_or(ssh_error(e), io::Error::other)),
         };
-        self.authenticate(&mut ssh).await?;
+        self.login.authenticate(&mut ssh).await?;
         let channel = ssh.channel_open_session().await.map_err(ssh_error)?;
         channel
             .request_subsystem(true, "sftp")
@@ -735,44 +701,29 @@ impl Shared {
         preferred.key = keys.into();
         preferred
     }
+}
 
-    async fn authenticate(&self, ssh: &mut client::Handle<HostCheck>) -> io::Result<()> {
-        let failed = |e: russh::Error| io::Error::other(format!("authenticating: {e}"));
-        let mut tried = Vec::new();
-        if let Some((file, key)) = &self.key {
-            let hash = match key.algorithm().is_rsa() {
-                true => ssh
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(failed)?
-                    .flatten(),
-                false => None,
-            };
-            let key = PrivateKeyWithHashAlg::new(key.clone(), hash);
-            if ssh
-                .authenticate_publickey(&self.user, key)
-                .await
-                .map_err(failed)?
-                .success()
-            {
-                return Ok(());
-            }
-            tried.push(format!("the key {}", file.display()));
-        }
-        if let Some(password) = &self.password {
-            let result = ssh
-                .authenticate_password(&self.user, password.expose())
-                .await;
-            if result.map_err(failed)?.success() {
-                return Ok(());
-            }
-            tried.push("the password".to_owned());
-        }
-        let (tried, user) = (tried.join(" and "), &self.user);
-        Err(io::Error::other(format!(
-            "the server refused {tried} for user {user}"
-        )))
-    }
+/// The user an origin for `url` logs in as (the URL's, else the current one) and its name.
+fn user_and_name(url: &OriginUrl) -> Result<(String, String), String> {
+    let OriginUrl::Sftp {
+        user,
+        host,
+        port,
+        path,
+    } = url
+    else {
+        return Err("not an sftp:// URL".into());
+    };
+    let user = user
+        .clone()
+        .or_else(current_user)
+        .ok_or("no user in the URL, and no current user name ($USER)")?;
+    let shown_host = match host.contains(':') {
+        true => format!("[{host}]"),
+        false => host.clone(),
+    };
+    let name = format!("sftp://{user}@{shown_host}:{port}{path}");
+    Ok((user, name))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
