@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use musicfs_ipc::origin::{OriginConfig, OriginUrl};
 
+use crate::deferred::Deferred;
 use crate::health::Health;
 use crate::local::LocalOrigin;
 use crate::origin::{Origin, OriginFile, OriginStats};
@@ -47,13 +48,35 @@ pub fn connect(config: &OriginConfig) -> std::io::Result<Arc<dyn Origin>> {
     })
 }
 
+/// Makes the origin a config names; a remote one whose options cannot be used now stands in
+/// as [`Deferred`] (logged), so the other origins and the cache serve meanwhile.
+fn connect_or_defer(config: &OriginConfig) -> std::io::Result<Arc<dyn Origin>> {
+    let url = config.parsed().map_err(std::io::Error::other)?;
+    let error = match connect(config) {
+        Err(e) if !url.is_local() => e,
+        built => return built,
+    };
+    let name = match &url {
+        OriginUrl::Sftp { .. } => crate::sftp::SftpOrigin::name_of(&url)
+            .map_err(|e| std::io::Error::other(format!("origin {}: {e}", config.url)))?,
+        OriginUrl::S3 { .. } => crate::s3::S3Origin::name_of(&url)?,
+        OriginUrl::Http { base } => base.clone(),
+        OriginUrl::Local(_) => return Err(error),
+    };
+    tracing::error!(
+        "{error}; its tracks stay listed and what is cached of them plays; it is tried again \
+         at every health probe"
+    );
+    Ok(Arc::new(Deferred::new(name, config.clone(), &error)))
+}
+
 impl Origins {
-    /// Opens every origin; a bad option is an error naming it (a missing local folder is not:
-    /// see `LocalOrigin::new`).
+    /// Opens every origin; a bad option of a local one is an error naming it (a missing local
+    /// folder is not: see `LocalOrigin::new`), of a remote one it is logged (see [`Deferred`]).
     pub fn open(configs: &[OriginConfig], stats: Arc<OriginStats>) -> std::io::Result<Self> {
         let mut list: Vec<Entry> = Vec::new();
         for config in configs {
-            let origin = connect(config)?;
+            let origin = connect_or_defer(config)?;
             if !list.iter().any(|e| e.origin.name() == origin.name()) {
                 let health = Arc::new(Health::new(origin.name()));
                 list.push(Entry {

@@ -60,10 +60,7 @@ impl S3Origin {
         let OriginUrl::S3 { bucket, prefix } = url else {
             return Err(invalid(format!("origin {}: not an s3:// URL", config.url)));
         };
-        let name = match prefix.as_str() {
-            "" => format!("s3://{bucket}"),
-            prefix => format!("s3://{bucket}/{prefix}"),
-        };
+        let name = Self::name_of(url)?;
         let fail = |what: String| invalid(format!("origin {name}: {what}"));
         let region = config.region.clone().unwrap_or_else(|| "us-east-1".into());
         let endpoint = config
@@ -108,6 +105,15 @@ impl S3Origin {
             prefix: prefix.clone(),
             page_size: PAGE_SIZE,
         })
+    }
+
+    /// The name an origin for `url` has: `s3://bucket/prefix`.
+    pub fn name_of(url: &OriginUrl) -> io::Result<String> {
+        match url {
+            OriginUrl::S3 { bucket, prefix } if prefix.is_empty() => Ok(format!("s3://{bucket}")),
+            OriginUrl::S3 { bucket, prefix } => Ok(format!("s3://{bucket}/{prefix}")),
+            _ => Err(invalid(format!("{url:?}: not an s3:// URL"))),
+        }
     }
 
     /// Lists with pages of `keys` keys (tests use small pages to exercise continuation).
