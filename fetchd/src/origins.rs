@@ -57,7 +57,7 @@ fn connect_or_defer(config: &OriginConfig) -> std::io::Result<Arc<dyn Origin>> {
         built => return built,
     };
     let name = match &url {
-        OriginUrl::Sftp { .. } => crate::sftp::SftpOrigin::name_of(&url)
+        OriginUrl::Sftp { .. } => crate::sftp::SftpOrigin::name_of(config)
             .map_err(|e| std::io::Error::other(format!("origin {}: {e}", config.url)))?,
         OriginUrl::S3 { .. } => crate::s3::S3Origin::name_of(&url)?,
         OriginUrl::Http { base } => base.clone(),

@@ -404,6 +404,59 @@ fn a_key_with_a_passphrase_logs_in_through_ssh_agent() {
 }
 
 #[test]
+fn a_host_named_in_ssh_config_is_reached_as_ssh_reaches_it() {
+    let sshd = Sshd::new();
+    let lib = library();
+    let ssh_config = sshd.dir().join("ssh_config");
+    let write = |known_hosts: &Path, extra: &str| {
+        let text = format!(
+            "Host music-nas\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  \
+             UserKnownHostsFile {}\n{extra}\nHost *\n  Port 1\n  User nobody\n",
+            sshd.port(),
+            sshd.user(),
+            sshd.identity_file().display(),
+            known_hosts.display()
+        );
+        std::fs::write(&ssh_config, text).unwrap();
+    };
+    write(&sshd.known_hosts(), "");
+    let url = format!("sftp://music-nas{}", lib.path().display());
+    let mut config = OriginConfig::from_url(&url);
+    config.ssh_config = Some(ssh_config.clone());
+    config.identity_agent = Some("none".into());
+    config.timeout_seconds = Some(2);
+    let nas = origin(&config).unwrap();
+    assert_eq!(
+        nas.name(),
+        format!(
+            "sftp://{}@music-nas:{}{}",
+            sshd.user(),
+            sshd.port(),
+            lib.path().display()
+        )
+    );
+    assert_eq!(nas.walk().unwrap().0, expected(lib.path()));
+
+    // The key is looked up under HostKeyAlias, as OpenSSH does (with no port).
+    let alias_hosts = sshd.dir().join("alias_known_hosts");
+    let known = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    let key = known.split_once(' ').unwrap().1;
+    std::fs::write(&alias_hosts, format!("nas-key {key}")).unwrap();
+    write(&alias_hosts, "  HostKeyAlias nas-key\n");
+    origin(&config).unwrap().probe().unwrap();
+    std::fs::write(&alias_hosts, known).unwrap();
+    let err = origin(&config).unwrap().probe().unwrap_err().to_string();
+    assert!(err.contains("host nas-key ("), "{err}");
+
+    // Without the ssh_config the name is only a name: nothing resolves it.
+    config.ssh_config = Some("none".into());
+    config.identity_file = Some(sshd.identity_file());
+    config.known_hosts = Some(sshd.known_hosts());
+    let err = origin(&config).unwrap().probe().unwrap_err().to_string();
+    assert!(err.contains("music-nas"), "{err}");
+}
+
+#[test]
 fn a_stopped_server_fails_fast_and_a_restarted_one_is_used_again() {
     let mut sshd = Sshd::new();
     let lib = library();

@@ -164,8 +164,8 @@ impl Config {
         Ok(config)
     }
 
-    /// `~/` at the start of a local origin, an identity file, an agent socket or a known_hosts
-    /// file stands for `home`, as in a shell (a config file has no shell to expand it).
+    /// `~/` at the start of a local origin, an identity file, an agent socket, an ssh_config or
+    /// a known_hosts file stands for `home`, as in a shell (a config file has no shell to expand it).
     pub fn expand_home(&mut self, home: &Path) {
         let expand = |path: &Path| match path.strip_prefix("~") {
             Ok(rest) => home.join(rest),
@@ -181,6 +181,7 @@ impl Config {
                 &mut origin.identity_file,
                 &mut origin.known_hosts,
                 &mut origin.identity_agent,
+                &mut origin.ssh_config,
             ];
             for path in files.into_iter().flatten() {
                 *path = expand(path);

@@ -22,7 +22,9 @@ pub mod peer;
 pub mod sandbox;
 pub mod server;
 pub mod services;
+pub mod sftp_target;
 pub mod size;
+pub mod ssh_config;
 pub mod types;
 
 pub use error::{FetchError, IndexError, WorkerError};

@@ -58,7 +58,8 @@ pub enum OriginUrl {
     Sftp {
         user: Option<String>,
         host: String,
-        port: u16,
+        /// As the URL gives it (ssh_config or 22 otherwise).
+        port: Option<u16>,
         /// Absolute path on the server.
         path: String,
     },
@@ -119,7 +120,7 @@ impl OriginUrl {
         match scheme.to_ascii_lowercase().as_str() {
             "sftp" => {
                 let (host, port) =
-                    split_port(hostport, 22).map_err(|e| format!("origin {text}: {e}"))?;
+                    split_port(hostport).map_err(|e| format!("origin {text}: {e}"))?;
                 let path = match path.trim_end_matches('/') {
                     "" => "/".to_owned(),
                     trimmed => decoded(trimmed)?,
@@ -199,22 +200,20 @@ fn redact(text: &str) -> String {
     }
 }
 
-fn split_port(hostport: &str, default: u16) -> Result<(String, u16), String> {
+fn split_port(hostport: &str) -> Result<(String, Option<u16>), String> {
+    let port = |p: &str| p.parse().map(Some).map_err(|_| format!("bad port {p:?}"));
     if let Some(rest) = hostport.strip_prefix('[') {
         // [v6]:port
         let (host, after) = rest.split_once(']').ok_or("unclosed [ in host")?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
-            None => default,
+            Some(p) => port(p)?,
+            None => None,
         };
         return Ok((host.to_owned(), port));
     }
     match hostport.rsplit_once(':') {
-        Some((host, port)) => Ok((
-            host.to_owned(),
-            port.parse().map_err(|_| format!("bad port {port:?}"))?,
-        )),
-        None => Ok((hostport.to_owned(), default)),
+        Some((host, p)) => Ok((host.to_owned(), port(p)?)),
+        None => Ok((hostport.to_owned(), None)),
     }
 }
 
@@ -239,6 +238,10 @@ pub struct OriginConfig {
     /// SFTP: known_hosts file the server's key must be in. Default `~/.ssh/known_hosts`.
     #[serde(default)]
     pub known_hosts: Option<PathBuf>,
+    /// SFTP: the ssh_config file whose `Host` blocks say how to reach the host (`HostName`,
+    /// `User`, `Port`, `IdentityFile`, ...), or `none`. Default `~/.ssh/config`.
+    #[serde(default)]
+    pub ssh_config: Option<PathBuf>,
     /// SFTP: the socket of the ssh-agent whose keys are offered (as ssh_config's
     /// `IdentityAgent`), or `none`. Default: `$SSH_AUTH_SOCK`, if set.
     #[serde(default)]
@@ -276,6 +279,7 @@ impl OriginConfig {
             timeout_seconds: None,
             identity_file: None,
             known_hosts: None,
+            ssh_config: None,
             identity_agent: None,
             password: None,
             connections: None,
@@ -318,6 +322,7 @@ impl OriginConfig {
             ("identity_file", self.identity_file.is_some()),
             ("known_hosts", self.known_hosts.is_some()),
             ("identity_agent", self.identity_agent.is_some()),
+            ("ssh_config", self.ssh_config.is_some()),
             ("password", self.password.is_some()),
             ("connections", self.connections.is_some()),
         ];
@@ -390,7 +395,7 @@ mod tests {
             OriginUrl::Sftp {
                 user: Some("ann".into()),
                 host: "nas".into(),
-                port: 2222,
+                port: Some(2222),
                 path: "/srv/music".into()
             }
         );
@@ -399,7 +404,7 @@ mod tests {
             OriginUrl::Sftp {
                 user: None,
                 host: "::1".into(),
-                port: 22,
+                port: None,
                 path: "/".into()
             }
         );
@@ -416,7 +421,7 @@ mod tests {
             OriginUrl::Sftp {
                 user: Some("ann@home".into()),
                 host: "nas".into(),
-                port: 22,
+                port: None,
                 path: "/srv/My Music/100%".into()
             }
         );

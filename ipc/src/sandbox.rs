@@ -39,6 +39,7 @@ use seccompiler::{
 use crate::config::Config;
 use crate::layout::StateDir;
 use crate::origin::{OriginConfig, OriginUrl};
+use crate::sftp_target::SftpTarget;
 
 /// Set to `;`-separated actions (`read=PATH`, `write=PATH`, `socket=inet|inet6|netlink|unix`)
 /// to make [`enter`] try them inside the sandbox, print `ACTION: ok` or `ACTION: ERRNO` for
@@ -49,6 +50,38 @@ pub const PROBE_ENV: &str = "MUSICFS_SANDBOX_PROBE";
 /// support. Not V9: its `ResolveUnix` right would cut the processes off from journald's socket,
 /// which they send their log to.
 const LANDLOCK_ABI: ABI = ABI::V8;
+
+/// The files an SFTP origin reads: its identity files (and `FILE.pub` beside each: a key with a
+/// passphrase in the old PEM format keeps its public half only there, and the agent is asked
+/// to sign for it), its known_hosts, the ssh_config files that say how to reach its host, and
+/// `~/.ssh` when a default there may be used. An ssh_config that cannot be read is reported by
+/// the origin; here the files are admitted as if there were none.
+fn sftp_files(origin: &OriginConfig) -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    let mut files = Vec::new();
+    if let Ok(target) = SftpTarget::resolve_without_broken_config(origin, home.as_deref()) {
+        for key in target.identity.files() {
+            let mut public = key.as_os_str().to_owned();
+            public.push(".pub");
+            files.extend([key.clone(), public.into()]);
+        }
+        files.extend(target.known_hosts);
+        files.extend(target.config_files);
+    }
+    files.extend(
+        origin
+            .ssh_config
+            .iter()
+            .filter(|f| f.as_os_str() != "none")
+            .cloned(),
+    );
+    if origin.identity_file.is_none() || origin.known_hosts.is_none() {
+        files.extend(home.map(|h| h.join(".ssh")));
+    }
+    files
+}
 
 /// What one process may do once it serves.
 #[derive(Debug, Clone)]
@@ -88,19 +121,7 @@ impl Policy {
                 Ok(OriginUrl::Local(path)) => read_only.push(path),
                 Ok(OriginUrl::Sftp { .. }) => {
                     remote = true;
-                    // A key with a passphrase in the old PEM format keeps its public half
-                    // only in `FILE.pub`, which the agent is asked to sign for.
-                    if let Some(key) = &origin.identity_file {
-                        let mut public = key.as_os_str().to_owned();
-                        public.push(".pub");
-                        read_only.extend([key.clone(), public.into()]);
-                    }
-                    read_only.extend(origin.known_hosts.iter().cloned());
-                    if origin.identity_file.is_none() || origin.known_hosts.is_none() {
-                        read_only.extend(
-                            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh")),
-                        );
-                    }
+                    read_only.extend(sftp_files(origin));
                 }
                 Ok(_) => remote = true,
                 Err(_) => {}

@@ -658,3 +658,53 @@ fn a_remote_origin_whose_key_is_missing_at_start_is_down_until_it_is_back() {
     });
     assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original(2));
 }
+
+/// `musicfsctl mount sftp://music-nas/... DIR` with no MusicFS config at all, as one would
+/// run sshfs: the user's `~/.ssh/config` says which address, port, user, key and known_hosts
+/// that name stands for. The key and known_hosts live outside `~/.ssh`, so fetchd's sandbox
+/// must have admitted the files the ssh_config names.
+#[test]
+fn an_ssh_config_host_mounts_with_no_other_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let sshd = Sshd::new();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::create_dir_all(home.join("keys")).unwrap();
+    std::fs::copy(sshd.identity_file(), home.join("keys/nas")).unwrap();
+    std::fs::copy(sshd.known_hosts(), home.join("keys/known_hosts")).unwrap();
+    std::fs::write(
+        home.join(".ssh/config"),
+        format!(
+            "Host music-nas\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  \
+             IdentityFile ~/keys/nas\n  UserKnownHostsFile %d/keys/known_hosts\n",
+            sshd.port(),
+            sshd.user()
+        ),
+    )
+    .unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let url = format!("sftp://music-nas{}", library.display());
+    let mount = Mount::start_with_env(
+        &[Path::new(&url)],
+        &tmp.path().join("state"),
+        &mnt,
+        &[],
+        &[("HOME", &home)],
+    );
+    let status = mount.status(true);
+    assert_eq!(status["catalog"]["tracks"], 8, "{status}");
+    let nas = origin(&status, "sftp://");
+    assert_eq!(
+        nas["name"],
+        format!(
+            "sftp://{}@music-nas:{}{}",
+            sshd.user(),
+            sshd.port(),
+            library.display()
+        )
+    );
+    let original = std::fs::read(library.join("noise-03.flac")).unwrap();
+    assert!(std::fs::read(mount.path(&noise_track_path(3))).unwrap() == original);
+}

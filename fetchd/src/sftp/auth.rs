@@ -1,11 +1,12 @@
-//! How an SFTP origin logs in, in OpenSSH's order: its identity file (or the user's default
-//! keys), then the keys an ssh-agent holds, then a password.
+//! How an SFTP origin logs in, in OpenSSH's order: its identity file (or ssh_config's, or the
+//! user's default keys), then the keys an ssh-agent holds, then a password.
 //!
 //! - A key file without a passphrase is loaded at start.
 //! - A key file with a passphrase is never decrypted here: its public half is read (from the
 //!   file itself, or `FILE.pub`) and offered first through the agent, which signs with the key
 //!   `ssh-add` gave it. With no agent, such a file is a configuration error that says so.
-//! - The agent is the socket `identity_agent` names (`none`: no agent), else `$SSH_AUTH_SOCK`.
+//! - The agent is the socket `identity_agent` or ssh_config's `IdentityAgent` names (`none`: no
+//!   agent), else `$SSH_AUTH_SOCK` (see `musicfs_ipc::sftp_target`).
 //!   It is asked at every new connection, so a key added after start is used, and an agent
 //!   that went away is named in the refusal.
 
@@ -16,9 +17,6 @@ use russh::keys::agent::AgentIdentity;
 use russh::keys::PublicKey;
 
 use super::*;
-
-/// Keys tried, in order, in `~/.ssh` when no identity file is configured.
-const DEFAULT_KEYS: &[&str] = &["id_ed25519", "id_ecdsa", "id_rsa"];
 
 /// What a key file holds, as far as it can be read without a passphrase.
 enum KeyFile {
@@ -39,24 +37,17 @@ pub(super) struct Login {
 }
 
 impl Login {
-    /// Reads the identity file (or looks for the default ones in `ssh_dir`); fails when there
-    /// is no way to log in. `name` names the origin in warnings.
+    /// Reads the identity file (or the first usable of ssh_config's or the default ones);
+    /// fails when there is no way to log in. `name` names the origin in warnings.
     pub(super) fn new(
         config: &OriginConfig,
-        user: String,
-        ssh_dir: Option<&Path>,
+        target: &SftpTarget,
         name: &str,
     ) -> Result<Self, String> {
-        let agent = match &config.identity_agent {
-            Some(path) if path.as_os_str() == "none" => None,
-            Some(path) => Some(path.clone()),
-            None => std::env::var_os("SSH_AUTH_SOCK")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from),
-        };
+        let agent = target.agent.clone();
         let (mut key, mut locked) = (None, None);
-        match &config.identity_file {
-            Some(file) => match load_key(file)? {
+        match &target.identity {
+            Identity::Configured(file) => match load_key(file)? {
                 KeyFile::Private(k) => key = Some((file.clone(), k)),
                 KeyFile::Locked(_) if agent.is_none() => {
                     return Err(format!(
@@ -68,15 +59,12 @@ impl Login {
                 }
                 KeyFile::Locked(public) => locked = Some((file.clone(), public)),
             },
-            None => {
-                for file in ssh_dir
-                    .iter()
-                    .flat_map(|d| DEFAULT_KEYS.iter().map(|k| d.join(k)))
-                {
-                    match load_key(&file) {
-                        Ok(KeyFile::Private(k)) => key = Some((file, k)),
+            Identity::Candidates(files) => {
+                for file in files {
+                    match load_key(file) {
+                        Ok(KeyFile::Private(k)) => key = Some((file.clone(), k)),
                         Ok(KeyFile::Locked(public)) if agent.is_some() => {
-                            locked = Some((file, public))
+                            locked = Some((file.clone(), public))
                         }
                         Ok(KeyFile::Locked(_)) => {
                             tracing::warn!(
@@ -102,14 +90,20 @@ impl Login {
             env.filter(|p| !p.is_empty()).map(Secret::new)
         });
         if key.is_none() && agent.is_none() && password.is_none() {
+            let tried: Vec<String> = target
+                .identity
+                .files()
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
             return Err(format!(
-                "no identity file (set identity_file, or make ~/.ssh/{}), no ssh-agent \
+                "no identity file (set identity_file, or make one of {}), no ssh-agent \
                  (SSH_AUTH_SOCK) and no password",
-                DEFAULT_KEYS.join(" or ~/.ssh/")
+                tried.join(", ")
             ));
         }
         Ok(Self {
-            user,
+            user: target.user.clone(),
             key,
             locked,
             agent,

@@ -83,6 +83,7 @@ impl Drop for Lease {
 
 /// Checks the server's host key against known_hosts, and says why when it refuses.
 pub(super) struct HostCheck {
+    /// The host's name in known_hosts.
     pub(super) host: String,
     pub(super) port: u16,
     pub(super) known_hosts: PathBuf,
@@ -137,33 +138,6 @@ impl client::Handler for HostCheck {
         *lock(&self.refusal) = Some(format!("{why}; refusing to connect"));
         Ok(false)
     }
-}
-
-/// `$USER`, else the name of the effective user.
-pub(super) fn current_user() -> Option<String> {
-    if let Some(user) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
-        return Some(user);
-    }
-    // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut found = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call, and `buf` outlives the use of `pwd`.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            libc::geteuid(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: getpwuid_r succeeded: pw_name is a NUL-terminated string in `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-    Some(name.to_string_lossy().into_owned())
 }
 
 /// How long one address may go unanswered before the next is tried beside it.

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use musicfs_ipc::origin::{OriginConfig, OriginUrl, Secret};
+use musicfs_ipc::sftp_target::{Identity, SftpTarget};
 use russh::client;
 use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::error::Error as SftpError;
@@ -42,7 +43,7 @@ mod file;
 mod known_hosts;
 
 use auth::Login;
-use conn::{current_user, Conn, HostCheck, Lease};
+use conn::{Conn, HostCheck, Lease};
 use driver::Driver;
 use file::{FileRef, SftpFile};
 
@@ -83,7 +84,12 @@ impl std::fmt::Debug for SftpOrigin {
 /// it has no `Debug`.
 struct Shared {
     name: String,
+    /// What is connected to (ssh_config's `HostName`, else the URL's host).
     host: String,
+    /// The name of the host's key in known_hosts (`HostKeyAlias`, else `host`), and the port
+    /// it names with it.
+    key_name: String,
+    key_port: u16,
     port: u16,
     login: Login,
     known_hosts: PathBuf,
@@ -98,23 +104,26 @@ struct Shared {
 }
 
 impl SftpOrigin {
-    /// Checks the configuration and loads the identity; connects on first use.
-    pub fn new(config: &OriginConfig, url: &OriginUrl) -> io::Result<Self> {
+    /// Checks the configuration (and the ssh_config's `Host` blocks for the host) and loads
+    /// the identity; connects on first use.
+    pub fn new(config: &OriginConfig, _url: &OriginUrl) -> io::Result<Self> {
         let bad = |msg: String| io::Error::other(format!("origin {}: {msg}", config.url));
-        let OriginUrl::Sftp {
-            host, port, path, ..
-        } = url
-        else {
-            return Err(bad("not an sftp:// URL".into()));
-        };
-        let (user, name) = user_and_name(url).map_err(bad)?;
-        let ssh_dir = std::env::home_dir().map(|home| home.join(".ssh"));
-        let login = Login::new(config, user, ssh_dir.as_deref(), &name).map_err(bad)?;
-        let known_hosts = match (&config.known_hosts, &ssh_dir) {
-            (Some(file), _) => file.clone(),
-            (None, Some(dir)) => dir.join("known_hosts"),
-            (None, None) => return Err(bad("no known_hosts file and no home directory".into())),
-        };
+        let home = std::env::home_dir();
+        let target = SftpTarget::resolve(config, home.as_deref()).map_err(io::Error::other)?;
+        let name = target.name();
+        for what in &target.not_followed {
+            tracing::warn!(
+                origin = name,
+                "ssh config: {what} is not followed; MusicFS connects to {}:{} directly",
+                target.connect_to,
+                target.port
+            );
+        }
+        let login = Login::new(config, &target, &name).map_err(bad)?;
+        let known_hosts = target
+            .known_hosts
+            .clone()
+            .ok_or_else(|| bad("no known_hosts file and no home directory".into()))?;
         let mut admitted = vec![(
             Admitted::new(&known_hosts, restart::Kind::File),
             format!(
@@ -130,16 +139,18 @@ impl SftpOrigin {
             );
             admitted.push((Admitted::new(file, restart::Kind::File), why));
         }
-        let rt = Driver::new(host)?;
+        let rt = Driver::new(&target.connect_to)?;
         let slots = config.connections.unwrap_or(4).max(1);
         let shared = Shared {
             name,
-            host: host.clone(),
-            port: *port,
+            host: target.connect_to,
+            key_name: target.key_name,
+            key_port: target.key_port,
+            port: target.port,
             login,
             known_hosts,
             timeout: config.timeout(),
-            root: path.clone(),
+            root: target.path,
             slots: Mutex::new(vec![None; slots]),
             connecting: (0..slots).map(|_| Default::default()).collect(),
             quiet_until: Mutex::new(None),
@@ -152,9 +163,11 @@ impl SftpOrigin {
         })
     }
 
-    /// The name an origin for `url` has: `sftp://user@host:port/path`.
-    pub fn name_of(url: &OriginUrl) -> Result<String, String> {
-        user_and_name(url).map(|(_, name)| name)
+    /// The name an origin for `config` has: `sftp://user@host:port/path`. With an ssh_config
+    /// that cannot be read, the user and port are the URL's or the defaults.
+    pub fn name_of(config: &OriginConfig) -> Result<String, String> {
+        let home = std::env::home_dir();
+        SftpTarget::resolve_without_broken_config(config, home.as_deref()).map(|t| t.name())
     }
 
     /// A budget of one timeout for the whole call.
@@ -617,8 +630,8 @@ impl Shared {
         };
         let refusal = Arc::new(Mutex::new(None));
         let check = HostCheck {
-            host: host.to_owned(),
-            port,
+            host: self.key_name.clone(),
+            port: self.key_port,
             known_hosts: self.known_hosts.clone(),
             refusal: refusal.clone(),
         };
@@ -683,8 +696,8 @@ impl Shared {
         ciphers.sort_by_key(|c| *c != russh::cipher::AES_256_GCM);
         preferred.cipher = ciphers.into();
         let known: Vec<Algorithm> = russh::keys::known_hosts::known_host_keys_path(
-            &self.host,
-            self.port,
+            &self.key_name,
+            self.key_port,
             &self.known_hosts,
         )
         .map(|keys| keys.into_iter().map(|(_, k)| k.algorithm()).collect())
@@ -701,29 +714,6 @@ impl Shared {
         preferred.key = keys.into();
         preferred
     }
-}
-
-/// The user an origin for `url` logs in as (the URL's, else the current one) and its name.
-fn user_and_name(url: &OriginUrl) -> Result<(String, String), String> {
-    let OriginUrl::Sftp {
-        user,
-        host,
-        port,
-        path,
-    } = url
-    else {
-        return Err("not an sftp:// URL".into());
-    };
-    let user = user
-        .clone()
-        .or_else(current_user)
-        .ok_or("no user in the URL, and no current user name ($USER)")?;
-    let shown_host = match host.contains(':') {
-        true => format!("[{host}]"),
-        false => host.clone(),
-    };
-    let name = format!("sftp://{user}@{shown_host}:{port}{path}");
-    Ok((user, name))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,0 +1,288 @@
+//! Where, as whom and with which files an `sftp://` origin logs in: its URL first, then its
+//! options in the MusicFS config, then the `Host` blocks of the user's ssh_config
+//! (`ssh_config.rs`), then OpenSSH's defaults. fetchd connects with this, and its sandbox
+//! admits the files named here before anything is read.
+
+use std::path::{Path, PathBuf};
+
+use crate::origin::{OriginConfig, OriginUrl};
+use crate::ssh_config::{self, expand, HostSettings, Tokens};
+
+/// Keys tried, in order, in `~/.ssh` when no identity file is configured.
+pub const DEFAULT_KEYS: &[&str] = &["id_ed25519", "id_ecdsa", "id_rsa"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SftpTarget {
+    pub user: String,
+    /// The host as the URL names it (the origin's name keeps it).
+    pub host: String,
+    pub port: u16,
+    /// What is connected to: ssh_config's `HostName`, else `host`.
+    pub connect_to: String,
+    /// The name its key is looked up under in known_hosts: `HostKeyAlias`, else `connect_to`.
+    pub key_name: String,
+    /// The port known_hosts names with it (`[name]:port` unless 22): none with a
+    /// `HostKeyAlias`, as in OpenSSH.
+    pub key_port: u16,
+    pub path: String,
+    pub identity: Identity,
+    /// `None`: no home folder to find one in.
+    pub known_hosts: Option<PathBuf>,
+    /// The ssh-agent's socket, if one is to be asked.
+    pub agent: Option<PathBuf>,
+    /// ssh_config options that apply to the host and are not followed (`ProxyJump`, `Match`).
+    pub not_followed: Vec<String>,
+    /// The ssh_config files read.
+    pub config_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The origin's `identity_file`: it must be usable.
+    Configured(PathBuf),
+    /// ssh_config's `IdentityFile`s or the default keys: the first usable one is used.
+    Candidates(Vec<PathBuf>),
+}
+
+impl Identity {
+    pub fn files(&self) -> &[PathBuf] {
+        match self {
+            Identity::Configured(file) => std::slice::from_ref(file),
+            Identity::Candidates(files) => files,
+        }
+    }
+}
+
+impl SftpTarget {
+    /// Resolves an `sftp://` origin; `home` is the user's home folder, if there is one. An
+    /// ssh_config that cannot be read or parsed is an error.
+    pub fn resolve(config: &OriginConfig, home: Option<&Path>) -> Result<Self, String> {
+        let url = config.parsed()?;
+        let OriginUrl::Sftp {
+            user,
+            host,
+            port,
+            path,
+        } = url
+        else {
+            return Err(format!("origin {}: not an sftp:// URL", config.url));
+        };
+        let ssh_dir = home.map(|h| h.join(".ssh"));
+        let ssh_file = match (&config.ssh_config, &ssh_dir) {
+            (Some(file), _) if file.as_os_str() == "none" => None,
+            (Some(file), _) => Some(file.clone()),
+            (None, dir) => dir.as_ref().map(|d| d.join("config")),
+        };
+        let settings = match &ssh_file {
+            Some(file) => {
+                let dir = ssh_dir.clone().unwrap_or_else(|| file.with_file_name(""));
+                ssh_config::read(file, &host, &dir)
+                    .map_err(|e| format!("origin {}: ssh config: {e}", config.url))?
+            }
+            None => HostSettings::default(),
+        };
+        let local_user = current_user();
+        let user = user
+            .or(settings.user.clone())
+            .or(local_user.clone())
+            .ok_or_else(|| {
+                format!(
+                    "origin {}: no user in the URL or the ssh config, and no current user \
+                     name ($USER)",
+                    config.url
+                )
+            })?;
+        let port = port.or(settings.port).unwrap_or(22);
+        let connect_to = settings.hostname.clone().unwrap_or_else(|| host.clone());
+        let home_or_root = home.unwrap_or(Path::new("/"));
+        let tokens = Tokens {
+            home: home_or_root,
+            local_user: local_user.as_deref().unwrap_or(""),
+            host: &connect_to,
+            user: &user,
+            port,
+        };
+        let expanded = |values: &[String]| -> Vec<PathBuf> {
+            values.iter().filter_map(|v| expand(v, &tokens)).collect()
+        };
+        let identity = match &config.identity_file {
+            Some(file) => Identity::Configured(file.clone()),
+            None if !settings.identity_files.is_empty() => {
+                Identity::Candidates(expanded(&settings.identity_files))
+            }
+            None => Identity::Candidates(
+                ssh_dir
+                    .iter()
+                    .flat_map(|d| DEFAULT_KEYS.iter().map(|k| d.join(k)))
+                    .collect(),
+            ),
+        };
+        let known_hosts = match (&config.known_hosts, &settings.known_hosts) {
+            (Some(file), _) => Some(file.clone()),
+            (None, Some(files)) => expanded(files).into_iter().next(),
+            (None, None) => ssh_dir.as_ref().map(|d| d.join("known_hosts")),
+        };
+        let from_env = |name: &str| std::env::var_os(name).filter(|s| !s.is_empty());
+        let agent = match (&config.identity_agent, &settings.identity_agent) {
+            (Some(path), _) if path.as_os_str() == "none" => None,
+            (Some(path), _) => Some(path.clone()),
+            (None, Some(value)) if value.eq_ignore_ascii_case("none") => None,
+            (None, Some(value)) if value == "SSH_AUTH_SOCK" => {
+                from_env("SSH_AUTH_SOCK").map(PathBuf::from)
+            }
+            (None, Some(value)) if value.starts_with('$') && !value.starts_with("${") => {
+                from_env(&value[1..]).map(PathBuf::from)
+            }
+            (None, Some(value)) => expand(value, &tokens),
+            (None, None) => from_env("SSH_AUTH_SOCK").map(PathBuf::from),
+        };
+        Ok(Self {
+            key_name: settings
+                .host_key_alias
+                .clone()
+                .unwrap_or_else(|| connect_to.clone()),
+            key_port: match settings.host_key_alias {
+                Some(_) => 22,
+                None => port,
+            },
+            user,
+            host,
+            port,
+            connect_to,
+            path,
+            identity,
+            known_hosts,
+            agent,
+            not_followed: settings.not_followed,
+            config_files: settings.files,
+        })
+    }
+
+    /// [`SftpTarget::resolve`], or with an ssh_config that cannot be read, what the origin
+    /// would be without one (to name it and admit its files while it reports the error).
+    pub fn resolve_without_broken_config(
+        config: &OriginConfig,
+        home: Option<&Path>,
+    ) -> Result<Self, String> {
+        Self::resolve(config, home).or_else(|_| {
+            let mut without = config.clone();
+            without.ssh_config = Some("none".into());
+            Self::resolve(&without, home)
+        })
+    }
+
+    /// The origin's name: `sftp://user@host:port/path`, the host as the URL names it.
+    pub fn name(&self) -> String {
+        let host = match self.host.contains(':') {
+            true => format!("[{}]", self.host),
+            false => self.host.clone(),
+        };
+        format!("sftp://{}@{host}:{}{}", self.user, self.port, self.path)
+    }
+}
+
+/// `$USER`, else the name of the effective user.
+pub fn current_user() -> Option<String> {
+    if let Some(user) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
+        return Some(user);
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid());
+    user.ok().flatten().map(|u| u.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str, ssh_config: &str, edit: impl Fn(&mut OriginConfig)) -> SftpTarget {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".ssh")).unwrap();
+        std::fs::write(home.path().join(".ssh/config"), ssh_config).unwrap();
+        let mut config = OriginConfig::from_url(url);
+        config.identity_agent = Some("none".into());
+        edit(&mut config);
+        let mut target = SftpTarget::resolve(&config, Some(home.path())).unwrap();
+        // Paths under the temp home, written as under `/home/ann`.
+        let strip = |p: &PathBuf| match p.strip_prefix(home.path()) {
+            Ok(rest) => Path::new("/home/ann").join(rest),
+            Err(_) => p.clone(),
+        };
+        target.identity = match target.identity {
+            Identity::Candidates(files) => Identity::Candidates(files.iter().map(strip).collect()),
+            configured => configured,
+        };
+        target.known_hosts = target.known_hosts.as_ref().map(strip);
+        target.config_files = target.config_files.iter().map(strip).collect();
+        target
+    }
+
+    #[test]
+    fn the_url_comes_first_then_the_options_then_ssh_config_then_defaults() {
+        let ssh = "Host nas\n HostName 192.168.1.10\n User music\n Port 2222\n \
+                   IdentityFile ~/.ssh/nas_%r\n UserKnownHostsFile ~/.ssh/nas_hosts\n \
+                   HostKeyAlias nas-key\n";
+        let t = target("sftp://nas/srv/music", ssh, |_| {});
+        assert_eq!(t.name(), "sftp://music@nas:2222/srv/music");
+        assert_eq!(
+            (t.connect_to.as_str(), t.key_name.as_str()),
+            ("192.168.1.10", "nas-key")
+        );
+        assert_eq!(t.key_port, 22, "an alias names the key without a port");
+        assert_eq!(
+            t.identity,
+            Identity::Candidates(vec!["/home/ann/.ssh/nas_music".into()])
+        );
+        assert_eq!(t.known_hosts, Some("/home/ann/.ssh/nas_hosts".into()));
+        assert_eq!(t.config_files, [PathBuf::from("/home/ann/.ssh/config")]);
+
+        let t = target("sftp://ann@nas:22/srv/music", ssh, |c| {
+            c.identity_file = Some("/etc/musicfs/key".into());
+            c.known_hosts = Some("/etc/musicfs/known_hosts".into());
+        });
+        assert_eq!(t.name(), "sftp://ann@nas:22/srv/music");
+        assert_eq!(t.identity, Identity::Configured("/etc/musicfs/key".into()));
+        assert_eq!(t.known_hosts, Some("/etc/musicfs/known_hosts".into()));
+
+        let t = target("sftp://bob@other/x", ssh, |_| {});
+        assert_eq!((t.connect_to.as_str(), t.port), ("other", 22));
+        assert_eq!((t.key_name.as_str(), t.key_port), ("other", 22));
+        assert_eq!(t.identity.files().len(), DEFAULT_KEYS.len());
+        assert_eq!(t.known_hosts, Some("/home/ann/.ssh/known_hosts".into()));
+
+        let t = target("sftp://bob@nas/x", ssh, |c| {
+            c.ssh_config = Some("none".into())
+        });
+        assert_eq!((t.connect_to.as_str(), t.port), ("nas", 22));
+        assert!(t.config_files.is_empty());
+    }
+
+    #[test]
+    fn the_agent_is_the_options_then_ssh_configs_then_the_environments() {
+        let agent = |option: Option<&str>, ssh: &str| {
+            target("sftp://a@nas/x", ssh, |c| {
+                c.identity_agent = option.map(PathBuf::from);
+            })
+            .agent
+        };
+        let env = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty());
+        assert_eq!(agent(None, ""), env.clone().map(PathBuf::from));
+        assert_eq!(agent(Some("none"), "IdentityAgent /x"), None);
+        assert_eq!(
+            agent(Some("/a.sock"), "IdentityAgent /x"),
+            Some("/a.sock".into())
+        );
+        assert_eq!(agent(None, "IdentityAgent none"), None);
+        assert_eq!(agent(None, "IdentityAgent /run/%u/%h.sock"), {
+            let user = current_user().unwrap();
+            Some(PathBuf::from(format!("/run/{user}/nas.sock")))
+        });
+        assert_eq!(
+            agent(None, "IdentityAgent SSH_AUTH_SOCK"),
+            env.map(PathBuf::from)
+        );
+        assert_eq!(
+            agent(None, "IdentityAgent $PATH"),
+            std::env::var_os("PATH").map(PathBuf::from)
+        );
+    }
+}

@@ -1,0 +1,159 @@
+use super::*;
+
+fn settings(config: &str, host: &str) -> HostSettings {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config");
+    std::fs::write(&file, config).unwrap();
+    let mut s = read(&file, host, dir.path()).unwrap();
+    s.files.clear();
+    s
+}
+
+#[test]
+fn the_first_value_from_the_blocks_that_match_wins() {
+    let config = "\
+# defaults before any Host apply to all
+User fallback-is-not-first
+
+Host other
+    HostName other.example
+    Port 2200
+
+Host NAS nas.local
+    HostName=192.168.1.10
+    Port = 2222
+    IdentityFile ~/.ssh/nas_key
+    UserKnownHostsFile \"~/.ssh/known hosts\" ~/.ssh/known_hosts2
+
+Host *
+    User everyone
+    Port 22
+    IdentityFile ~/.ssh/id_ed25519
+    IdentityAgent ${XDG_RUNTIME_DIR}/agent
+";
+    let nas = settings(config, "nas");
+    assert_eq!(nas.hostname.as_deref(), Some("192.168.1.10"));
+    assert_eq!(nas.port, Some(2222));
+    // Lines before the first Host come first, so they win.
+    assert_eq!(nas.user.as_deref(), Some("fallback-is-not-first"));
+    assert_eq!(nas.identity_files, ["~/.ssh/nas_key", "~/.ssh/id_ed25519"]);
+    assert_eq!(
+        nas.known_hosts,
+        Some(vec![
+            "~/.ssh/known hosts".into(),
+            "~/.ssh/known_hosts2".into()
+        ])
+    );
+    assert_eq!(
+        nas.identity_agent.as_deref(),
+        Some("${XDG_RUNTIME_DIR}/agent")
+    );
+
+    let elsewhere = settings(config, "music.example");
+    assert_eq!(elsewhere.hostname, None);
+    assert_eq!(elsewhere.port, Some(22));
+    assert_eq!(elsewhere.identity_files, ["~/.ssh/id_ed25519"]);
+}
+
+#[test]
+fn patterns_negations_and_unfollowed_options_are_read_as_ssh_does() {
+    let config = "\
+Host *.lan !printer.lan
+    ProxyJump gateway
+    HostName %h.example
+
+Match host nas.lan exec \"true\"
+    Port 9999
+
+Host printer.lan
+    ProxyCommand none
+    Port 631
+";
+    let nas = settings(config, "Nas.LAN");
+    assert_eq!(nas.hostname.as_deref(), Some("nas.lan.example"));
+    // Match is never followed (so its Port does not apply), but it is reported.
+    assert_eq!(nas.port, None);
+    assert_eq!(nas.not_followed.len(), 2, "{:?}", nas.not_followed);
+    assert!(nas.not_followed[0].starts_with("ProxyJump gateway ("));
+    assert!(nas.not_followed[1].starts_with("Match host nas.lan exec true ("));
+
+    let printer = settings(config, "printer.lan");
+    assert_eq!(printer.hostname, None, "the negation excludes it");
+    assert_eq!(printer.port, Some(631));
+    assert!(
+        printer.not_followed.iter().all(|n| n.starts_with("Match")),
+        "ProxyCommand none is no proxy: {:?}",
+        printer.not_followed
+    );
+}
+
+#[test]
+fn includes_are_read_where_they_stand_with_globs() {
+    let home = tempfile::tempdir().unwrap();
+    let ssh = home.path().join(".ssh");
+    std::fs::create_dir_all(ssh.join("config.d")).unwrap();
+    std::fs::write(
+        ssh.join("config"),
+        "Include config.d/*.conf\nHost nas\n  Port 1\nHost skipped\n  Include ~/.ssh/never\n",
+    )
+    .unwrap();
+    std::fs::write(ssh.join("config.d/10-nas.conf"), "Host nas\n  User ann\n").unwrap();
+    std::fs::write(ssh.join("config.d/20-all.conf"), "Host *\n  Port 2\n").unwrap();
+    std::fs::write(ssh.join("config.d/notes.txt"), "Port 3\n").unwrap();
+    std::fs::write(ssh.join("never"), "broken \"line\n").unwrap();
+    let nas = read(&ssh.join("config"), "nas", &ssh).unwrap();
+    assert_eq!(nas.user.as_deref(), Some("ann"));
+    assert_eq!(nas.port, Some(2), "the include came before `Host nas`");
+    assert_eq!(
+        nas.files,
+        [
+            ssh.join("config"),
+            ssh.join("config.d/10-nas.conf"),
+            ssh.join("config.d/20-all.conf")
+        ]
+    );
+
+    // A missing config says nothing; a broken one that applies is an error naming its line.
+    assert_eq!(
+        read(&ssh.join("absent"), "nas", &ssh).unwrap(),
+        HostSettings::default()
+    );
+    let err = read(&ssh.join("never"), "nas", &ssh).unwrap_err();
+    assert!(err.contains("never line 1: unclosed quote"), "{err}");
+}
+
+#[test]
+fn tokens_in_paths_are_expanded() {
+    let tokens = Tokens {
+        home: Path::new("/home/ann"),
+        local_user: "ann",
+        host: "192.168.1.10",
+        user: "music",
+        port: 2222,
+    };
+    assert_eq!(
+        expand("~/.ssh/id_%r@%h:%p", &tokens).unwrap(),
+        Path::new("/home/ann/.ssh/id_music@192.168.1.10:2222")
+    );
+    assert_eq!(
+        expand("%d/keys/%u%%", &tokens).unwrap(),
+        Path::new("/home/ann/keys/ann%")
+    );
+    let var = std::env::var("PATH").unwrap();
+    assert_eq!(
+        expand("${PATH}/x", &tokens).unwrap(),
+        PathBuf::from(format!("{var}/x"))
+    );
+    assert_eq!(expand("${MUSICFS_SURELY_UNSET_VARIABLE}", &tokens), None);
+}
+
+#[test]
+fn wildcards_match_the_whole_name() {
+    assert!(wildcard(b"*.lan", b"nas.lan"));
+    assert!(!wildcard(b"*.lan", b"nas.lan.evil.com"));
+    assert!(wildcard(b"n?s*", b"nas.lan"));
+    assert!(!wildcard(b"n?s", b"nas.lan"));
+    assert!(wildcard(b"*", b""));
+    assert!(wildcard(b"a*b*c", b"aXXbYYc"));
+    assert!(!wildcard(b"a*b*c", b"aXXbYY"));
+}
