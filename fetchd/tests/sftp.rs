@@ -508,6 +508,41 @@ fn a_stalled_server_times_out_and_is_used_again_when_it_answers() {
     assert_eq!(origin.stat("big.wav").unwrap().0, local.len() as u64);
 }
 
+/// A NAS whose disk sleeps answers the first read after a pause only once the disk has spun
+/// up, 5-20 s later, while sshd answers at once. A read then waits for the disk instead of
+/// failing at the timeout (the player got EIO and skipped the track); a server that answers
+/// nothing at all still fails at the timeout (above).
+#[test]
+fn a_server_whose_disk_is_spinning_up_is_waited_for() {
+    let sshd = Sshd::new();
+    let lib = library();
+    let origin = origin(&config(&sshd, lib.path())).unwrap();
+    let local = std::fs::read(lib.path().join("big.wav")).unwrap();
+    let file = origin.open("big.wav").unwrap();
+    check_read(&*file, &local, 0, 1 << 20);
+
+    assert!(
+        sshd.stall_file_servers() > 0,
+        "no SFTP server process to stall"
+    );
+    let spin_up = Duration::from_millis(4500);
+    let started = Instant::now();
+    let disk = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(spin_up);
+            sshd.resume();
+        });
+        check_read(&*file, &local, 1 << 20, 1 << 20);
+        started.elapsed()
+    });
+    assert!(
+        disk >= spin_up,
+        "answered in {disk:?}, before the disk was up"
+    );
+    origin.probe().unwrap();
+    check_read(&*file, &local, 3 << 20, 100_000);
+}
+
 /// Calls are driven by the threads that make them, so between calls nobody would answer the
 /// server: one that checks on idle clients (`ClientAliveInterval`) would hang up on them and
 /// every read after a pause would pay for a new connection.

@@ -155,6 +155,27 @@ impl Sshd {
         }
     }
 
+    /// Freezes only the processes that serve SFTP requests, as a NAS whose disk is spinning
+    /// up: requests get no answer, but sshd itself still answers (keepalives, pings, new
+    /// logins). [`Sshd::resume`] undoes it. Returns how many it froze.
+    pub fn stall_file_servers(&self) -> usize {
+        let serving: Vec<Pid> = self
+            .processes()
+            .into_iter()
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains("sftp")
+            })
+            .collect();
+        for pid in &serving {
+            let _ = kill(*pid, Signal::SIGSTOP);
+        }
+        for pid in &serving {
+            crate::wait_stopped(pid.as_raw());
+        }
+        serving.len()
+    }
+
     /// Undoes [`Sshd::stall`].
     pub fn resume(&self) {
         for pid in self.processes() {

@@ -708,3 +708,28 @@ fn an_ssh_config_host_mounts_with_no_other_configuration() {
     let original = std::fs::read(library.join("noise-03.flac")).unwrap();
     assert!(std::fs::read(mount.path(&noise_track_path(3))).unwrap() == original);
 }
+
+/// A player starting a track on a NAS whose disk sleeps: the disk takes seconds to spin up
+/// while sshd answers at once. The read waits for the disk, the track plays whole, and the
+/// NAS is never marked down (which would send every other read to EIO or another copy).
+#[test]
+fn a_track_on_a_nas_whose_disk_is_spinning_up_plays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let sshd = Sshd::new();
+    let mount = mount_with(tmp.path(), &sftp_origin(&sshd, &library, 1));
+    mount.status(true);
+    assert!(sshd.stall_file_servers() > 0);
+    let spin_up = Duration::from_secs(4);
+    let track = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(spin_up);
+            sshd.resume();
+        });
+        std::fs::read(mount.path(&noise_track_path(4)))
+    });
+    let original = std::fs::read(library.join("noise-04.flac")).unwrap();
+    assert!(track.unwrap() == original, "the track differs");
+    let status = mount.status(false);
+    assert_eq!(origin(&status, "sftp://")["up"], true, "{status}");
+}

@@ -18,13 +18,60 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// Waits for `f`, an SFTP request on this connection, as a server that may be slow but
+    /// alive deserves. Half way through `timeout` without an answer, the connection is pinged
+    /// (sshd answers that itself). At `timeout`, a server that has not answered the ping is
+    /// taken for gone ([`Fail::Timeout`], as before); one that has is alive with a slow file
+    /// system behind it (a NAS disk spinning up takes 5-20 s), and is waited for, a timeout
+    /// at a time, up to [`SLOW_LIMIT`] in all ([`Fail::Slow`]).
+    pub(super) async fn answer<T>(
+        &self,
+        timeout: Duration,
+        f: impl Future<Output = T>,
+    ) -> Result<T, Fail> {
+        let started = Instant::now();
+        let mut deadline = started + timeout;
+        tokio::pin!(f);
+        loop {
+            let ping_at = deadline - timeout / 2;
+            let ping = async {
+                tokio::time::sleep_until(ping_at).await;
+                self.ssh.send_ping().await.is_ok() && !self.ssh.is_closed()
+            };
+            tokio::pin!(ping);
+            let mut alive = None;
+            loop {
+                tokio::select! {
+                    answer = &mut f => return Ok(answer),
+                    answered = &mut ping, if alive.is_none() => alive = Some(answered),
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            if alive != Some(true) {
+                return Err(Fail::Timeout);
+            }
+            if deadline - started >= SLOW_LIMIT {
+                return Err(Fail::Slow(deadline - started));
+            }
+            if deadline - started == timeout {
+                tracing::info!(
+                    "an SFTP server answers, but not a request for {} s (a disk spinning \
+                     up?); waiting up to {} s",
+                    timeout.as_secs(),
+                    SLOW_LIMIT.as_secs()
+                );
+            }
+            deadline += timeout;
+        }
+    }
+
     pub(super) fn usable(&self) -> bool {
         !self.broken.load(Ordering::Acquire) && !self.ssh.is_closed()
     }
 
     /// Poisons the connection if `fail` says it is broken; true if it was lost (worth a retry).
     pub(super) fn failed(&self, fail: &Fail) -> bool {
-        if matches!(fail, Fail::Timeout | Fail::Lost(_)) {
+        if matches!(fail, Fail::Timeout | Fail::Slow(_) | Fail::Lost(_)) {
             self.broken.store(true, Ordering::Release);
         }
         matches!(fail, Fail::Lost(_))

@@ -83,7 +83,7 @@ impl SftpFile {
         let open = conn
             .sftp
             .open(self.path.as_str(), OpenFlags::READ, FileAttributes::empty());
-        let handle = req(Budget::Until(deadline), open).await?.handle;
+        let handle = req(conn, Budget::Until(deadline), open).await?.handle;
         let file = FileRef::new(conn.clone(), handle, &self.shared);
         let handle = file.handle.clone();
         lock(&self.handles).push(file);
@@ -118,10 +118,9 @@ pub(super) async fn read_pipelined(
                 pending.push(async move { (at, len, read.await) });
             }
         }
-        let next = match tokio::time::timeout(timeout, pending.next()).await {
-            Err(_) => return Err(Fail::Timeout),
-            Ok(None) => return Ok(eof),
-            Ok(Some(next)) => next,
+        let next = match conn.answer(timeout, pending.next()).await? {
+            None => return Ok(eof),
+            Some(next) => next,
         };
         match next {
             (at, len, Ok(data)) => {

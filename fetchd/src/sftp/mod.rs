@@ -62,6 +62,10 @@ const SMALL_READ: usize = 128 * 1024;
 const SMALL_PIECE: usize = 32 * 1024;
 /// Bytes of read requests in flight for one `read_at`.
 const IN_FLIGHT: usize = 4 << 20;
+/// How long a request to a server that answers pings is waited for (see `Conn::answer`):
+/// under mountd's own deadline for a read (30 s by default), so a read that waits this long
+/// still fails over to another copy in time.
+const SLOW_LIMIT: Duration = Duration::from_secs(20);
 /// Directories listed at once by a walk.
 const WALK_PARALLEL: usize = 16;
 
@@ -235,6 +239,9 @@ enum Fail {
     Status(StatusCode, String),
     /// No answer in time (the connection is poisoned).
     Timeout,
+    /// No answer to a request in this long, although the server answered pings meanwhile
+    /// (the connection is poisoned).
+    Slow(Duration),
     /// The connection broke.
     Lost(String),
     /// No connection could be made; the error says why.
@@ -273,30 +280,33 @@ impl Budget {
     }
 }
 
-/// One request, bounded by the budget.
-async fn req<T>(budget: Budget, f: impl Future<Output = Result<T, SftpError>>) -> Result<T, Fail> {
-    match timeout_at(budget.deadline(), f).await {
-        Ok(r) => r.map_err(Fail::from),
-        Err(_) => Err(Fail::Timeout),
-    }
+/// One request on `conn`, bounded by the budget (longer for a server that answers pings: see
+/// `Conn::answer`).
+async fn req<T>(
+    conn: &Conn,
+    budget: Budget,
+    f: impl Future<Output = Result<T, SftpError>>,
+) -> Result<T, Fail> {
+    let wait = budget.deadline().saturating_duration_since(Instant::now());
+    conn.answer(wait, f).await?.map_err(Fail::from)
 }
 
 async fn stat(conn: Arc<Conn>, budget: Budget, path: String) -> Result<FileAttributes, Fail> {
-    Ok(req(budget, conn.sftp.stat(path)).await?.attrs)
+    Ok(req(&conn, budget, conn.sftp.stat(path)).await?.attrs)
 }
 
 /// The canonical form of a path (symlinks resolved).
 async fn realpath(conn: Arc<Conn>, budget: Budget, path: String) -> Result<String, Fail> {
-    let mut name = req(budget, conn.sftp.realpath(path.as_str())).await?;
+    let mut name = req(&conn, budget, conn.sftp.realpath(path.as_str())).await?;
     Ok(name.files.pop().map_or(path, |f| f.filename))
 }
 
 /// All entries of a directory (opendir, readdir until EOF, close).
 async fn read_dir(conn: Arc<Conn>, budget: Budget, dir: String) -> Result<Vec<File>, Fail> {
-    let handle = req(budget, conn.sftp.opendir(dir)).await?.handle;
+    let handle = req(&conn, budget, conn.sftp.opendir(dir)).await?.handle;
     let mut files = Vec::new();
     let result = loop {
-        match req(budget, conn.sftp.readdir(handle.as_str())).await {
+        match req(&conn, budget, conn.sftp.readdir(handle.as_str())).await {
             Ok(name) => files.extend(name.files),
             Err(Fail::Status(StatusCode::Eof, _)) => break Ok(files),
             Err(e) => break Err(e),
@@ -368,6 +378,13 @@ impl Shared {
                 io::ErrorKind::TimedOut,
                 format!("no answer within {secs} s"),
             ),
+            Fail::Slow(waited) => (
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the server answers, but has not answered this in {} s",
+                    waited.as_secs()
+                ),
+            ),
             Fail::Lost(why) => (
                 io::ErrorKind::ConnectionReset,
                 format!("connection lost: {why}"),
@@ -413,8 +430,12 @@ impl Shared {
         self.run_for(budget, Some(path), |conn, b| async move {
             let flags = OpenFlags::READ;
             let (opened, attrs) = tokio::join!(
-                req(b, conn.sftp.open(path, flags, FileAttributes::empty())),
-                req(b, conn.sftp.stat(path)),
+                req(
+                    &conn,
+                    b,
+                    conn.sftp.open(path, flags, FileAttributes::empty())
+                ),
+                req(&conn, b, conn.sftp.stat(path)),
             );
             let file = FileRef::new(conn, opened?.handle, self);
             let attrs = attrs?.attrs;
