@@ -70,6 +70,11 @@ pub struct Batch {
     pub problems: Vec<(Location, Problem)>,
     pub removed: Vec<Location>,
     pub heads: Vec<(Location, Head)>,
+    /// `(from, to)`: a file gone and one new on the same origin, with the same size and mtime
+    /// and no other such file: taken for the same file moved, keeping its track (id, cached
+    /// chunks), if `to` is upserted in the same batch and the tag blocks the scan kept of both
+    /// agree. Otherwise `from` is removed.
+    pub moves: Vec<(Location, Location)>,
 }
 
 #[derive(Clone)]
@@ -335,6 +340,7 @@ impl Catalog {
             self.heads
                 .put(&mut wtxn, &path_key(&location.key()), head)?;
         }
+        let moved = self.apply_moves(&mut wtxn, &batch, &mut seq)?;
         let mut next_id = self.meta.get(&wtxn, "next_track")?.unwrap_or(1);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -367,11 +373,65 @@ impl Catalog {
                 added_secs,
             };
             self.tracks.put(&mut wtxn, &id, &record)?;
+            if moved.contains(&id) {
+                if let Some(mut manifest) = self.manifests.get(&wtxn, &id)? {
+                    manifest.version = seq;
+                    self.manifests.put(&mut wtxn, &id, &manifest)?;
+                }
+            }
         }
         self.meta.put(&mut wtxn, "version", &seq)?;
         self.meta.put(&mut wtxn, "next_track", &next_id)?;
         wtxn.commit()?;
         Ok(())
+    }
+
+    /// Files the batch's moves (see [`Batch::moves`]) under their new keys and returns their
+    /// track ids; moves that do not hold are removals. Runs after the batch's heads are stored.
+    fn apply_moves(
+        &self,
+        wtxn: &mut heed::RwTxn,
+        batch: &Batch,
+        seq: &mut u64,
+    ) -> Result<std::collections::HashSet<u64>, CatalogError> {
+        let mut moved = std::collections::HashSet::new();
+        for (from, to) in &batch.moves {
+            let (from_key, to_key) = (path_key(&from.key()), path_key(&to.key()));
+            let id = self.files.get(wtxn, &from_key)?;
+            let record = match id {
+                Some(id) => self.tracks.get(wtxn, &id)?,
+                None => None,
+            };
+            let upsert = batch.upserts.iter().find(|u| &u.0 == to);
+            let same = match (id, &record, upsert) {
+                (Some(_), Some(record), Some(&(_, size, mtime_ns, _))) => {
+                    let heads = (
+                        self.heads.get(wtxn, &from_key)?,
+                        self.heads.get(wtxn, &to_key)?,
+                    );
+                    record.size == size
+                        && record.mtime_ns == mtime_ns
+                        && self.files.get(wtxn, &to_key)?.is_none()
+                        && match heads {
+                            (Some(old), Some(new)) => old.blocks == new.blocks,
+                            (None, None) => true,
+                            _ => false,
+                        }
+                }
+                _ => false,
+            };
+            self.heads.delete(wtxn, &from_key)?;
+            self.problems.delete(wtxn, &from_key)?;
+            match (same, id) {
+                (true, Some(id)) => {
+                    self.files.delete(wtxn, &from_key)?;
+                    self.files.put(wtxn, &to_key, &id)?;
+                    moved.insert(id);
+                }
+                _ => self.forget_track(wtxn, &from_key, seq)?,
+            }
+        }
+        Ok(moved)
     }
 
     /// Removes the track stored for a file key (if any), recording the removal's sequence number.

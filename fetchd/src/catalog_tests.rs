@@ -147,3 +147,63 @@ fn other_format_is_refused() {
     let err = Catalog::open(dir.path()).err().unwrap().to_string();
     assert!(err.contains("format 99"), "{err}");
 }
+
+#[test]
+fn a_moved_file_keeps_its_track_and_cached_chunks_when_its_kept_blocks_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Catalog::open(dir.path()).unwrap();
+    let head = |hash| Head {
+        size: 100,
+        mtime_ns: 7,
+        blocks: vec![(0, 32, hash)],
+    };
+    c.apply(Batch {
+        upserts: vec![
+            (loc("old/a.flac"), 100, 7, TrackInfo::default()),
+            (loc("old/b.flac"), 100, 7, TrackInfo::default()),
+        ],
+        heads: vec![(loc("old/a.flac"), head(1)), (loc("old/b.flac"), head(2))],
+        ..Default::default()
+    })
+    .unwrap();
+    let id_of = |path: &str| c.track_at(&loc(path)).unwrap().map(|(id, _)| id);
+    let (a, b) = (id_of("old/a.flac").unwrap(), id_of("old/b.flac").unwrap());
+    let version = c.track(a).unwrap().unwrap().version;
+    let manifest = |version| Manifest {
+        version,
+        chunks: vec![(100, 42)],
+    };
+    c.put_manifest(a, &manifest(version)).unwrap();
+    c.put_manifest(b, &manifest(c.track(b).unwrap().unwrap().version))
+        .unwrap();
+
+    // a moved whole; b's new file is another one (other tag blocks) with its size and mtime.
+    c.apply(Batch {
+        upserts: vec![
+            (loc("new/a.flac"), 100, 7, TrackInfo::default()),
+            (loc("new/b.flac"), 100, 7, TrackInfo::default()),
+        ],
+        heads: vec![(loc("new/a.flac"), head(1)), (loc("new/b.flac"), head(3))],
+        moves: vec![
+            (loc("old/a.flac"), loc("new/a.flac")),
+            (loc("old/b.flac"), loc("new/b.flac")),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(id_of("new/a.flac"), Some(a));
+    assert_eq!(id_of("old/a.flac"), None);
+    let record = c.track(a).unwrap().unwrap();
+    assert_eq!(record.location, loc("new/a.flac"));
+    assert!(record.version > version);
+    assert_eq!(c.manifest(a).unwrap(), Some(manifest(record.version)));
+
+    assert_eq!(id_of("old/b.flac"), None);
+    let new_b = id_of("new/b.flac").unwrap();
+    assert_ne!(new_b, b, "another file is another track");
+    assert_eq!(c.manifest(b).unwrap(), None);
+    assert_eq!(c.manifest(new_b).unwrap(), None);
+    let changes = c.changes_since(version).unwrap();
+    let removed: Vec<TrackId> = changes.removed.iter().map(|r| r.1).collect();
+    assert_eq!(removed, [b], "a moved track is no removal");
+}

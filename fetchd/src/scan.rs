@@ -2,7 +2,7 @@
 //! their tag bytes), drops files that are gone, and writes the catalog in batches. Unchanged
 //! files (same size and mtime) are not opened at all.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
@@ -168,9 +168,16 @@ pub fn scan(
             seen.insert(location);
         }
     }
-    batch.removed = known
-        .into_keys()
-        .filter(|l| !seen.contains(l) && !skipped.contains(l.origin.as_str()))
+    let gone: Vec<(Location, (u64, i128))> = known
+        .into_iter()
+        .filter(|(l, _)| !seen.contains(l) && !skipped.contains(l.origin.as_str()))
+        .collect();
+    let names: Vec<&str> = origins.iter().map(|o| o.name()).collect();
+    let moves = moves(&gone, &work, &names);
+    batch.removed = gone
+        .into_iter()
+        .map(|(l, _)| l)
+        .filter(|l| !moves.values().any(|from| from == l))
         .collect();
     summary.removed = batch.removed.len() as u64;
     summary.problems = batch.problems.len() as u64;
@@ -237,6 +244,9 @@ pub fn scan(
             if let (Some(head), false) = (head, matches!(parsed, Parsed::Unusable(_))) {
                 batch.heads.push((location.clone(), head));
             }
+            if let Some(from) = moves.get(&location) {
+                batch.moves.push((from.clone(), location.clone()));
+            }
             match parsed {
                 Parsed::Ok(info) => batch.upserts.push((location, size, mtime_ns, info)),
                 Parsed::TagsUnreadable(info, reason) => {
@@ -262,6 +272,57 @@ pub fn scan(
         catalog.apply(batch)
     })?;
     Ok(summary)
+}
+
+/// Files gone and files new that look like one file moved (renamed, or its folder): on the
+/// same origin, with the same size, mtime and extension, and no other file gone or new with
+/// them. By new location, the gone one. The catalog keeps the track (its id and cached chunks)
+/// if the tag blocks the scan reads of the new one are those it kept of the old one (see
+/// [`Batch::moves`]), so a reorganised NAS is not fetched again.
+fn moves(
+    gone: &[(Location, (u64, i128))],
+    work: &[(usize, Found)],
+    names: &[&str],
+) -> HashMap<Location, Location> {
+    type Key<'a> = (&'a str, u64, i128, Option<String>);
+    let mut gone_by: HashMap<Key<'_>, Vec<&Location>> = HashMap::new();
+    for (location, (size, mtime_ns)) in gone {
+        let key = (
+            location.origin.as_str(),
+            *size,
+            *mtime_ns,
+            extension(&location.path),
+        );
+        gone_by.entry(key).or_default().push(location);
+    }
+    let mut new_by: HashMap<Key<'_>, Vec<&Found>> = HashMap::new();
+    for (index, file) in work {
+        let key = (
+            names[*index],
+            file.size,
+            file.mtime_ns,
+            extension(&file.path),
+        );
+        if gone_by.contains_key(&key) {
+            new_by.entry(key).or_default().push(file);
+        }
+    }
+    new_by
+        .into_iter()
+        .filter_map(
+            |(key, new)| match (gone_by[&key].as_slice(), new.as_slice()) {
+                ([from], [to]) => {
+                    let origin = key.0.to_owned();
+                    let to = Location {
+                        origin,
+                        path: to.path.clone(),
+                    };
+                    Some((to, (*from).clone()))
+                }
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 /// Stores the blocks the tag reader fetched, so a later read of them needs no origin.

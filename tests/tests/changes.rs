@@ -206,6 +206,44 @@ fn rescan_shows_a_remote_origins_changes_at_once_and_says_when_it_cannot_list_it
     assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
 }
 
+/// Reorganising the NAS (a file or its folder moved, as `beet move` or a file manager does)
+/// keeps what is cached of it: the moved file is the same track, and it plays offline without
+/// being fetched again.
+#[test]
+fn a_file_moved_on_the_nas_keeps_its_cache_and_plays_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let mut sshd = Sshd::new();
+    let url = sshd.url(&lib);
+    let mount = hourly_sftp_mount(tmp.path(), &sshd, &url);
+    mount.status(true);
+    let original = std::fs::read(lib.join("a.flac")).unwrap();
+    assert!(std::fs::read(mount.path(GOOD_TIMES)).unwrap() == original);
+    within_bound("the track is cut into chunks", || {
+        let out = mount.ctl(&["cache", "stats", "--json"]).stdout;
+        let stats: Value = serde_json::from_slice(&out).unwrap();
+        stats["bytes"].as_u64().unwrap() >= original.len() as u64
+    });
+    let ino = std::fs::metadata(mount.path(GOOD_TIMES)).unwrap().ino();
+
+    std::fs::create_dir(lib.join("Moved Here")).unwrap();
+    std::fs::rename(lib.join("a.flac"), lib.join("Moved Here/a.flac")).unwrap();
+    let out = mount.ctl(&["rescan"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let want = format!("{url}: 2 files listed, 1 new or changed, 0 gone, 0 unreadable (");
+    assert!(stdout.starts_with(&want), "{stdout}");
+
+    sshd.stop();
+    drop_page_cache();
+    assert_eq!(
+        std::fs::metadata(mount.path(GOOD_TIMES)).unwrap().ino(),
+        ino,
+        "the same track"
+    );
+    let offline = std::fs::read(mount.path(GOOD_TIMES));
+    assert!(offline.unwrap() == original, "the moved track differs");
+}
+
 /// A NAS that answers but lists no files (its share's folder replaced by an empty one, as when
 /// the disk meant to be mounted there is not) keeps its tracks: they stay listed and play from
 /// the cache, `rescan` and `status` say what happened, and once the files are back nothing is
