@@ -448,6 +448,38 @@ fn a_host_named_in_ssh_config_is_reached_as_ssh_reaches_it() {
     let err = origin(&config).unwrap().probe().unwrap_err().to_string();
     assert!(err.contains("host nas-key ("), "{err}");
 
+    // The user's known_hosts files and the system's are searched as one, as OpenSSH does: a
+    // key listed in either is trusted, a revocation in either refuses.
+    let (user_file, global_file) = (sshd.dir().join("user_hosts"), sshd.dir().join("global"));
+    let listed = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    let key = listed.split_once(' ').unwrap().1.trim();
+    write(
+        &user_file,
+        &format!("  GlobalKnownHostsFile {}\n", global_file.display()),
+    );
+    let write_both = |user: &str, global: &str| {
+        std::fs::write(&user_file, user).unwrap();
+        std::fs::write(&global_file, global).unwrap();
+    };
+    let probe = || origin(&config).unwrap().probe();
+    write_both(
+        "other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==\n",
+        &listed,
+    );
+    probe().unwrap();
+    write_both(&listed, "");
+    probe().unwrap();
+    write_both("", &format!("@revoked * {key}\n{listed}"));
+    let err = probe().unwrap_err().to_string();
+    assert!(
+        err.contains("@revoked") && err.contains("global line 1"),
+        "{err}"
+    );
+    std::fs::remove_file(&global_file).unwrap();
+    std::fs::remove_file(&user_file).unwrap();
+    let err = probe().unwrap_err().to_string();
+    assert!(err.contains("none of the known_hosts files"), "{err}");
+
     // Without the ssh_config the name is only a name: nothing resolves it.
     config.ssh_config = Some("none".into());
     config.identity_file = Some(sshd.identity_file());

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use crate::origin::{OriginConfig, OriginUrl};
 use crate::ssh_config::{self, expand, HostSettings, Tokens};
 
+/// The system's known_hosts files, as OpenSSH's `GlobalKnownHostsFile` has them by default.
+const GLOBAL_KNOWN_HOSTS: &[&str] = &["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+
 /// Keys tried, in order, in `~/.ssh` when no identity file is configured.
 pub const DEFAULT_KEYS: &[&str] = &["id_ed25519", "id_ecdsa", "id_rsa"];
 
@@ -26,8 +29,11 @@ pub struct SftpTarget {
     pub key_port: u16,
     pub path: String,
     pub identity: Identity,
-    /// `None`: no home folder to find one in.
-    pub known_hosts: Option<PathBuf>,
+    /// The known_hosts files, searched as one: the origin's `known_hosts` alone, else the
+    /// user's (ssh_config's `UserKnownHostsFile`, or `~/.ssh/known_hosts` and
+    /// `known_hosts2`) then the system's (`GlobalKnownHostsFile`, or
+    /// `/etc/ssh/ssh_known_hosts` and `ssh_known_hosts2`).
+    pub known_hosts: Vec<PathBuf>,
     /// The ssh-agent's socket, if one is to be asked.
     pub agent: Option<PathBuf>,
     /// ssh_config options that apply to the host and are not followed (`ProxyJump`, `Match`).
@@ -117,10 +123,25 @@ impl SftpTarget {
                     .collect(),
             ),
         };
+        let none = |files: &[String]| files.iter().any(|f| f.eq_ignore_ascii_case("none"));
         let known_hosts = match (&config.known_hosts, &settings.known_hosts) {
-            (Some(file), _) => Some(file.clone()),
-            (None, Some(files)) => expanded(files).into_iter().next(),
-            (None, None) => ssh_dir.as_ref().map(|d| d.join("known_hosts")),
+            (Some(file), _) => vec![file.clone()],
+            (None, user) => {
+                let mut files = match user {
+                    Some(files) if none(files) => Vec::new(),
+                    Some(files) => expanded(files),
+                    None => ssh_dir
+                        .iter()
+                        .flat_map(|d| [d.join("known_hosts"), d.join("known_hosts2")])
+                        .collect(),
+                };
+                match &settings.global_known_hosts {
+                    Some(global) if none(global) => {}
+                    Some(global) => files.extend(expanded(global)),
+                    None => files.extend(GLOBAL_KNOWN_HOSTS.iter().map(PathBuf::from)),
+                }
+                files
+            }
         };
         let from_env = |name: &str| std::env::var_os(name).filter(|s| !s.is_empty());
         let agent = match (&config.identity_agent, &settings.identity_agent) {
@@ -211,7 +232,7 @@ mod tests {
             Identity::Candidates(files) => Identity::Candidates(files.iter().map(strip).collect()),
             configured => configured,
         };
-        target.known_hosts = target.known_hosts.as_ref().map(strip);
+        target.known_hosts = target.known_hosts.iter().map(strip).collect();
         target.config_files = target.config_files.iter().map(strip).collect();
         target
     }
@@ -232,7 +253,15 @@ mod tests {
             t.identity,
             Identity::Candidates(vec!["/home/ann/.ssh/nas_music".into()])
         );
-        assert_eq!(t.known_hosts, Some("/home/ann/.ssh/nas_hosts".into()));
+        assert_eq!(
+            t.known_hosts,
+            [
+                "/home/ann/.ssh/nas_hosts",
+                "/etc/ssh/ssh_known_hosts",
+                "/etc/ssh/ssh_known_hosts2"
+            ]
+            .map(PathBuf::from)
+        );
         assert_eq!(t.config_files, [PathBuf::from("/home/ann/.ssh/config")]);
 
         let t = target("sftp://ann@nas:22/srv/music", ssh, |c| {
@@ -241,13 +270,32 @@ mod tests {
         });
         assert_eq!(t.name(), "sftp://ann@nas:22/srv/music");
         assert_eq!(t.identity, Identity::Configured("/etc/musicfs/key".into()));
-        assert_eq!(t.known_hosts, Some("/etc/musicfs/known_hosts".into()));
+        assert_eq!(t.known_hosts, [PathBuf::from("/etc/musicfs/known_hosts")]);
 
         let t = target("sftp://bob@other/x", ssh, |_| {});
         assert_eq!((t.connect_to.as_str(), t.port), ("other", 22));
         assert_eq!((t.key_name.as_str(), t.key_port), ("other", 22));
         assert_eq!(t.identity.files().len(), DEFAULT_KEYS.len());
-        assert_eq!(t.known_hosts, Some("/home/ann/.ssh/known_hosts".into()));
+        assert_eq!(
+            t.known_hosts,
+            [
+                "/home/ann/.ssh/known_hosts",
+                "/home/ann/.ssh/known_hosts2",
+                "/etc/ssh/ssh_known_hosts",
+                "/etc/ssh/ssh_known_hosts2"
+            ]
+            .map(PathBuf::from)
+        );
+
+        let t = target(
+            "sftp://bob@far/x",
+            "Host far\n UserKnownHostsFile none\n GlobalKnownHostsFile /etc/far %d/g\n",
+            |_| {},
+        );
+        assert_eq!(
+            t.known_hosts,
+            ["/etc/far", "/home/ann/g"].map(PathBuf::from)
+        );
 
         let t = target("sftp://bob@nas/x", ssh, |c| {
             c.ssh_config = Some("none".into())

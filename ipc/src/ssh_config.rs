@@ -6,7 +6,7 @@
 //! `Include` reads other files (globs, relative to `~/.ssh`) where it stands, keywords are
 //! case-insensitive and take `keyword value` or `keyword=value`, with `"quoted"` values.
 //! Followed: `HostName`, `User`, `Port`, `IdentityFile`, `UserKnownHostsFile`,
-//! `IdentityAgent`, `HostKeyAlias`. `Match` blocks and a `ProxyJump` or `ProxyCommand` are not
+//! `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`. `Match` blocks and a `ProxyJump` or `ProxyCommand` are not
 //! followed; they are reported, so a host that needs them fails with that said.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ pub struct HostSettings {
     pub port: Option<u16>,
     pub identity_files: Vec<String>,
     pub known_hosts: Option<Vec<String>>,
+    pub global_known_hosts: Option<Vec<String>>,
     pub identity_agent: Option<String>,
     pub host_key_alias: Option<String>,
     /// Options that apply to the host but are not followed, with where they are.
@@ -98,6 +99,7 @@ impl Reader<'_> {
                 }
                 "identityfile" => s.identity_files.push(first),
                 "userknownhostsfile" => first_wins(&mut s.known_hosts, args),
+                "globalknownhostsfile" => first_wins(&mut s.global_known_hosts, args),
                 "identityagent" => first_wins(&mut s.identity_agent, first),
                 "hostkeyalias" => first_wins(&mut s.host_key_alias, first),
                 "proxyjump" | "proxycommand" if !first.eq_ignore_ascii_case("none") => {

@@ -1,6 +1,6 @@
 //! One SSH session with its SFTP channel, and the host-key check against known_hosts.
 
-use super::known_hosts::Verdict;
+use super::known_hosts::{check_files, Verdict};
 use super::*;
 
 /// One SSH session with its SFTP channel.
@@ -133,7 +133,8 @@ pub(super) struct HostCheck {
     /// The host's name in known_hosts.
     pub(super) host: String,
     pub(super) port: u16,
-    pub(super) known_hosts: PathBuf,
+    /// Searched as one, the user's files first.
+    pub(super) known_hosts: Vec<PathBuf>,
     pub(super) refusal: Arc<Mutex<Option<String>>>,
 }
 
@@ -148,9 +149,14 @@ impl client::Handler for HostCheck {
             22 => self.host.clone(),
             port => format!("[{}]:{port}", self.host),
         };
-        let file = self.known_hosts.display();
+        let files: Vec<String> = self
+            .known_hosts
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        let files = files.join(", ");
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            let why = format!("{host} showed a certificate; only keys in {file} are trusted");
+            let why = format!("{host} showed a certificate; only keys in {files} are trusted");
             *lock(&self.refusal) = Some(why);
             return Ok(false);
         };
@@ -159,27 +165,38 @@ impl client::Handler for HostCheck {
             key.algorithm(),
             key.fingerprint(Default::default())
         );
-        let known = super::known_hosts::check_file(&self.known_hosts, &self.host, self.port, key);
+        let known = check_files(&self.known_hosts, &self.host, self.port, key);
+        let at = |file: Option<&Path>, line| {
+            format!(
+                "known_hosts file {} line {line}",
+                file.unwrap_or(Path::new("?")).display()
+            )
+        };
         let why = match known {
-            Ok(Verdict::Trusted) => return Ok(true),
+            Ok((Verdict::Trusted, _)) => return Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                format!("cannot check the host key of {host} ({shown}): {file} does not exist")
+                let missing = match self.known_hosts.len() {
+                    1 => format!("{files} does not exist"),
+                    _ => format!("none of the known_hosts files {files} exists"),
+                };
+                format!("cannot check the host key of {host} ({shown}): {missing}")
             }
-            Err(e) => {
-                format!("cannot check the host key of {host} ({shown}): cannot read {file}: {e}")
-            }
-            Ok(Verdict::Unknown) => format!(
-                "host {host} ({shown}) is not in known_hosts file {file}; check its key \
-                 and add it (e.g. ssh-keyscan -p {} {} >> {file})",
-                self.port, self.host
+            Err(e) => format!("cannot check the host key of {host} ({shown}): cannot read {e}"),
+            Ok((Verdict::Unknown, _)) => format!(
+                "host {host} ({shown}) is not in known_hosts ({files}); check its key and add \
+                 it (e.g. ssh-keyscan -p {} {} >> {})",
+                self.port,
+                self.host,
+                self.known_hosts[0].display()
             ),
-            Ok(Verdict::Mismatch { line }) => format!(
-                "the host key of {host} ({shown}) does not match the one in known_hosts file \
-                 {file} line {line}: the server's key changed, or someone is in between"
+            Ok((Verdict::Mismatch { line }, file)) => format!(
+                "the host key of {host} ({shown}) does not match the one in {}: the server's \
+                 key changed, or someone is in between",
+                at(file, line)
             ),
-            Ok(Verdict::Revoked { line }) => format!(
-                "the host key of {host} ({shown}) is marked @revoked in known_hosts file \
-                 {file} line {line}"
+            Ok((Verdict::Revoked { line }, file)) => format!(
+                "the host key of {host} ({shown}) is marked @revoked in {}",
+                at(file, line)
             ),
         };
         *lock(&self.refusal) = Some(format!("{why}; refusing to connect"));

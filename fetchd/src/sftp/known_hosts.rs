@@ -6,7 +6,7 @@
 //! a host is refused. A line that cannot be parsed (a key type this client does not know) is
 //! skipped: it can only make a host unknown, never trusted.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, KeyInit, Mac};
 use musicfs_ipc::ssh_config::host_matches;
@@ -63,10 +63,45 @@ pub fn check(file: &str, host: &str, port: u16, key: &PublicKey) -> Verdict {
     verdict
 }
 
-/// Reads `path` and checks `key` against it.
-pub fn check_file(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<Verdict> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(check(&text, host, port, key))
+/// Checks `key` against every file of `paths` as against one (as OpenSSH reads its user and
+/// global known_hosts files): a revocation anywhere refuses, a listing anywhere else trusts,
+/// and another key of the type anywhere is a mismatch. Files that do not exist are skipped;
+/// with none there at all, the error is `NotFound`. Returns the file the verdict's line is in.
+pub fn check_files<'a>(
+    paths: &'a [PathBuf],
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+) -> std::io::Result<(Verdict, Option<&'a Path>)> {
+    let mut verdict = (Verdict::Unknown, None);
+    let mut found = false;
+    for path in paths {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", path.display()),
+                ))
+            }
+        };
+        found = true;
+        let rank = |v: &Verdict| match v {
+            Verdict::Revoked { .. } => 3,
+            Verdict::Trusted => 2,
+            Verdict::Mismatch { .. } => 1,
+            Verdict::Unknown => 0,
+        };
+        let this = check(&text, host, port, key);
+        if rank(&this) > rank(&verdict.0) {
+            verdict = (this, Some(path.as_path()));
+        }
+    }
+    match found {
+        true => Ok(verdict),
+        false => Err(std::io::ErrorKind::NotFound.into()),
+    }
 }
 
 /// Whether a line's host field names `name` (`host` or `[host]:port`, lower case).

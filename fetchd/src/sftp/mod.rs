@@ -96,7 +96,7 @@ struct Shared {
     key_port: u16,
     port: u16,
     login: Login,
-    known_hosts: PathBuf,
+    known_hosts: Vec<PathBuf>,
     timeout: Duration,
     root: String,
     slots: Mutex<Vec<Option<Arc<Conn>>>>,
@@ -124,18 +124,21 @@ impl SftpOrigin {
             );
         }
         let login = Login::new(config, &target, &name).map_err(bad)?;
-        let known_hosts = target
-            .known_hosts
-            .clone()
-            .ok_or_else(|| bad("no known_hosts file and no home directory".into()))?;
-        let mut admitted = vec![(
-            Admitted::new(&known_hosts, restart::Kind::File),
-            format!(
-                "origin {name}: the known_hosts file {} was replaced by a new one, which \
-                 the sandbox does not let fetchd read",
-                known_hosts.display()
-            ),
-        )];
+        if target.known_hosts.is_empty() {
+            return Err(bad("no known_hosts file and no home directory".into()));
+        }
+        let known_hosts = target.known_hosts.clone();
+        let mut admitted: Vec<_> = known_hosts
+            .iter()
+            .map(|file| {
+                let why = format!(
+                    "origin {name}: the known_hosts file {} was replaced by a new one, which \
+                     the sandbox does not let fetchd read",
+                    file.display()
+                );
+                (Admitted::new(file, restart::Kind::File), why)
+            })
+            .collect();
         if let Some(file) = login.key_file() {
             let why = format!(
                 "origin {name}: the identity file {} was replaced; the new key is loaded at start",
@@ -716,13 +719,16 @@ impl Shared {
         let mut ciphers = preferred.cipher.to_vec();
         ciphers.sort_by_key(|c| *c != russh::cipher::AES_256_GCM);
         preferred.cipher = ciphers.into();
-        let known: Vec<Algorithm> = russh::keys::known_hosts::known_host_keys_path(
-            &self.key_name,
-            self.key_port,
-            &self.known_hosts,
-        )
-        .map(|keys| keys.into_iter().map(|(_, k)| k.algorithm()).collect())
-        .unwrap_or_default();
+        let known: Vec<Algorithm> = self
+            .known_hosts
+            .iter()
+            .filter_map(|file| {
+                russh::keys::known_hosts::known_host_keys_path(&self.key_name, self.key_port, file)
+                    .ok()
+            })
+            .flatten()
+            .map(|(_, k)| k.algorithm())
+            .collect();
         let family = |a: &Algorithm| {
             if a.clone().is_rsa() {
                 "rsa".into()
