@@ -23,21 +23,22 @@ impl Conn {
     /// (sshd answers that itself). At `timeout`, a server that has not answered the ping is
     /// taken for gone ([`Fail::Timeout`], as before); one that has is alive with a slow file
     /// system behind it (a NAS disk spinning up takes 5-20 s), and is waited for, a timeout
-    /// at a time, up to [`SLOW_LIMIT`] in all ([`Fail::Slow`]).
+    /// at a time (pinged again at the start of each), up to [`SLOW_LIMIT`] in all
+    /// ([`Fail::Slow`]).
     pub(super) async fn answer<T>(
         &self,
         timeout: Duration,
         f: impl Future<Output = T>,
     ) -> Result<T, Fail> {
         let started = Instant::now();
-        let mut deadline = started + timeout;
         tokio::pin!(f);
+        // Most answers come well within half the timeout: one timer, as a plain timeout.
+        if let Ok(answer) = tokio::time::timeout(timeout / 2, &mut f).await {
+            return Ok(answer);
+        }
+        let mut deadline = started + timeout;
         loop {
-            let ping_at = deadline - timeout / 2;
-            let ping = async {
-                tokio::time::sleep_until(ping_at).await;
-                self.ssh.send_ping().await.is_ok() && !self.ssh.is_closed()
-            };
+            let ping = async { self.ssh.send_ping().await.is_ok() && !self.ssh.is_closed() };
             tokio::pin!(ping);
             let mut alive = None;
             loop {
