@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use musicfs_ipc::origin::{OriginConfig, OriginUrl};
+use musicfs_ipc::s3_target::S3Target;
 use reqwest::blocking::Response;
 use reqwest::header;
 use reqwest::StatusCode;
@@ -62,39 +63,36 @@ impl S3Origin {
         };
         let name = Self::name_of(url)?;
         let fail = |what: String| invalid(format!("origin {name}: {what}"));
-        let region = config.region.clone().unwrap_or_else(|| "us-east-1".into());
-        let endpoint = config
+        let home = std::env::home_dir();
+        let env = |name: &str| std::env::var(name).ok();
+        let target = S3Target::resolve(config, home.as_deref(), &env).map_err(fail)?;
+        let endpoint: Url = target
             .endpoint
-            .clone()
-            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
-        let endpoint: Url = endpoint
             .parse()
-            .map_err(|e| fail(format!("endpoint {endpoint:?}: {e}")))?;
-        let style = if config.path_style {
+            .map_err(|e| fail(format!("endpoint {:?}: {e}", target.endpoint)))?;
+        let style = if target.path_style {
             UrlStyle::Path
         } else {
             UrlStyle::VirtualHost
         };
-        let bucket = Bucket::new(endpoint, style, bucket.clone(), region).map_err(|e| {
-            fail(format!(
-                "bucket and endpoint do not make a URL ({e}); an endpoint that is an IP address \
-                 or a bucket name with dots over https needs `path_style = true`"
-            ))
-        })?;
-        let credentials = match (&config.access_key_id, &config.secret_access_key) {
-            (Some(key), Some(secret)) => Credentials::new(key.clone(), secret.expose()),
-            (None, None) => Credentials::from_env().ok_or_else(|| {
-                fail(
-                    "no credentials: set access_key_id and secret_access_key in the config, \
-                     or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
-                        .into(),
-                )
-            })?,
-            _ => {
-                return Err(fail(
-                    "access_key_id and secret_access_key must be given together".into(),
+        let bucket =
+            Bucket::new(endpoint, style, bucket.clone(), target.region.clone()).map_err(|e| {
+                fail(format!(
+                    "bucket and endpoint do not make a URL ({e}); an endpoint that is an IP \
+                     address or a bucket name with dots over https needs `path_style = true`"
                 ))
-            }
+            })?;
+        let keys = target
+            .keys
+            .as_ref()
+            .ok_or_else(|| fail(target.keys_missing()))?;
+        let credentials = match &keys.session_token {
+            Some(token) => Credentials::new_with_token(
+                keys.access_key_id.clone(),
+                keys.secret_access_key.expose(),
+                token.expose(),
+            ),
+            None => Credentials::new(keys.access_key_id.clone(), keys.secret_access_key.expose()),
         };
         Ok(Self {
             shared: Arc::new(Shared {

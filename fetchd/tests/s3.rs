@@ -243,6 +243,8 @@ fn construction_needs_no_server_but_needs_credentials() {
     c.secret_access_key = None;
     let e = S3Origin::new(&c, &c.parsed().unwrap()).unwrap_err();
     assert!(e.to_string().contains("together"), "{e}");
+    // A profile no shared file of this machine's user has.
+    c.profile = Some("musicfs-test-no-such-profile".into());
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         c.access_key_id = None;
         let e = S3Origin::new(&c, &c.parsed().unwrap()).unwrap_err();

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod memory;
 pub mod origin;
 pub mod peer;
+pub mod s3_target;
 pub mod sandbox;
 pub mod server;
 pub mod services;

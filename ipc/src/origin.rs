@@ -267,6 +267,11 @@ pub struct OriginConfig {
     /// S3: secret key. Env `AWS_SECRET_ACCESS_KEY` also works.
     #[serde(default)]
     pub secret_access_key: Option<Secret>,
+    /// S3: the profile of the AWS tools' `~/.aws/credentials` and `~/.aws/config` whose keys,
+    /// region and endpoint apply where the options above say nothing. Default `$AWS_PROFILE`,
+    /// else `default`.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 impl OriginConfig {
@@ -288,6 +293,7 @@ impl OriginConfig {
             path_style: false,
             access_key_id: None,
             secret_access_key: None,
+            profile: None,
         }
     }
 
@@ -317,6 +323,7 @@ impl OriginConfig {
             ("path_style", self.path_style),
             ("access_key_id", self.access_key_id.is_some()),
             ("secret_access_key", self.secret_access_key.is_some()),
+            ("profile", self.profile.is_some()),
         ];
         let sftp_only = [
             ("identity_file", self.identity_file.is_some()),

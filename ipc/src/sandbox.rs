@@ -39,6 +39,7 @@ use seccompiler::{
 use crate::config::Config;
 use crate::layout::StateDir;
 use crate::origin::{OriginConfig, OriginUrl};
+use crate::s3_target::S3Target;
 use crate::sftp_target::SftpTarget;
 
 /// Set to `;`-separated actions (`read=PATH`, `write=PATH`, `socket=inet|inet6|netlink|unix`)
@@ -111,8 +112,9 @@ impl Policy {
     /// live partly in `/usr/share/ca-certificates` and `/usr/local/share/ca-certificates`), the
     /// system's library folders (glibc loads a name service module such as `libnss_mdns`, which
     /// resolves `nas.local`, or `libnss_resolve` only at the first lookup that needs it) and
-    /// its SSH identity and known_hosts. An ssh-agent's socket needs no rule: Landlock up to
-    /// the ABI used here does not govern connecting to a Unix socket.
+    /// its SSH identity and known_hosts, and the AWS tools' shared files of an S3 origin. An
+    /// ssh-agent's socket needs no rule: Landlock up to the ABI used here does not govern
+    /// connecting to a Unix socket.
     pub fn fetchd(state: &StateDir, origins: &[OriginConfig], config: &Config) -> Self {
         let mut read_only = Vec::new();
         let mut remote = false;
@@ -122,6 +124,15 @@ impl Policy {
                 Ok(OriginUrl::Sftp { .. }) => {
                     remote = true;
                     read_only.extend(sftp_files(origin));
+                }
+                Ok(OriginUrl::S3 { .. }) => {
+                    remote = true;
+                    // The AWS tools' shared files, where keys, region and endpoint may be.
+                    let home = std::env::var_os("HOME").map(PathBuf::from);
+                    let env = |name: &str| std::env::var(name).ok();
+                    if let Ok(target) = S3Target::resolve(origin, home.as_deref(), &env) {
+                        read_only.extend(target.files);
+                    }
                 }
                 Ok(_) => remote = true,
                 Err(_) => {}

@@ -733,3 +733,61 @@ fn a_track_on_a_nas_whose_disk_is_spinning_up_plays() {
     let status = mount.status(false);
     assert_eq!(origin(&status, "sftp://")["up"], true, "{status}");
 }
+
+/// A bucket set up for the AWS tools (`aws configure --profile music-test`, with the
+/// endpoint of an S3-compatible service) mounts with only its URL and the profile's name:
+/// keys, endpoint and path-style addressing come from `~/.aws`, which fetchd's sandbox admits.
+#[test]
+fn an_s3_bucket_mounts_with_the_keys_and_endpoint_of_an_aws_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3Server::new();
+    let library = noise_library(8, 20);
+    for i in [1, 2] {
+        let name = format!("noise-{i:02}.flac");
+        s3.put(
+            BUCKET,
+            &format!("lib/{name}"),
+            &std::fs::read(library.join(&name)).unwrap(),
+        );
+    }
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = WRONG\naws_secret_access_key = wrong\n\n\
+             [music-test]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            s3.access_key(),
+            s3.secret_key()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        format!(
+            "[profile music-test]\nregion = us-east-1\ns3 =\n  endpoint_url = {}\n  \
+             addressing_style = path\n",
+            s3.endpoint()
+        ),
+    )
+    .unwrap();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[[origins]]\nurl = \"s3://{BUCKET}/lib\"\nprofile = \"music-test\"\n"),
+    )
+    .unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mount = Mount::start_with_env(
+        &[],
+        &tmp.path().join("state"),
+        &mnt,
+        &["--config", config.to_str().unwrap()],
+        &[("HOME", &home)],
+    );
+    let status = mount.status(true);
+    assert_eq!(status["catalog"]["tracks"], 2, "{status}");
+    let original = std::fs::read(library.join("noise-02.flac")).unwrap();
+    assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original);
+}

@@ -1,0 +1,210 @@
+//! Where and with which keys an `s3://` origin is read: its options in the MusicFS config,
+//! then the environment the AWS tools read, then the profile in the AWS tools' shared files
+//! (`~/.aws/credentials` and `~/.aws/config`), as `aws` and rclone find them. So a bucket that
+//! `aws s3 ls --profile b2` lists mounts with `profile = "b2"` and nothing else. fetchd reads
+//! the bucket with this, and its sandbox admits the files named here.
+//!
+//! - Keys: `access_key_id` and `secret_access_key`; else `AWS_ACCESS_KEY_ID`,
+//!   `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`); else the profile's
+//!   `aws_access_key_id`, `aws_secret_access_key` (and `aws_session_token`) in the
+//!   credentials file, then in the config file.
+//! - Region: `region`; else `AWS_REGION`, `AWS_DEFAULT_REGION`; else the profile's `region`;
+//!   else `us-east-1`.
+//! - Endpoint: `endpoint`; else `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`; else the profile's
+//!   `endpoint_url` (its `s3 =` section's first); else AWS's own for the region.
+//! - Path-style addressing: `path_style`, or the profile's `s3 = addressing_style = path`.
+//! - The profile: `profile`, else `AWS_PROFILE`, else `default`; the files:
+//!   `AWS_SHARED_CREDENTIALS_FILE` and `AWS_CONFIG_FILE`, else those in `~/.aws`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::origin::{OriginConfig, Secret};
+
+#[derive(Debug, Clone)]
+pub struct S3Target {
+    pub endpoint: String,
+    pub region: String,
+    pub path_style: bool,
+    /// `None`: no keys anywhere (the error names where they were looked for).
+    pub keys: Option<Keys>,
+    /// The profile's files (whether they exist or not).
+    pub files: Vec<PathBuf>,
+    pub profile: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+/// One profile's `key = value` lines (`section.key` for the lines of a nested section).
+type Profile = HashMap<String, String>;
+
+impl S3Target {
+    /// Resolves an origin's options; `env` looks up environment variables, `home` is the
+    /// user's home folder. A shared file that exists but cannot be read is an error.
+    pub fn resolve(
+        config: &OriginConfig,
+        home: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let aws_dir = home.map(|h| h.join(".aws"));
+        let file = |var: &str, name: &str| {
+            env(var)
+                .map(PathBuf::from)
+                .or_else(|| aws_dir.as_ref().map(|d| d.join(name)))
+        };
+        let credentials_file = file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
+        let config_file = file("AWS_CONFIG_FILE", "config");
+        let profile = config
+            .profile
+            .clone()
+            .or_else(|| env("AWS_PROFILE"))
+            .unwrap_or_else(|| "default".into());
+        // The credentials file names profiles plainly; the config file as `profile NAME`
+        // (but `default` plainly).
+        let credentials = read_profile(credentials_file.as_deref(), &profile)?;
+        let config_section = match profile.as_str() {
+            "default" => "default".to_owned(),
+            name => format!("profile {name}"),
+        };
+        let shared = read_profile(config_file.as_deref(), &config_section)?;
+        let from_files = |key: &str| {
+            credentials
+                .get(key)
+                .or_else(|| shared.get(key))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+
+        let keys = match (&config.access_key_id, &config.secret_access_key) {
+            (Some(id), Some(secret)) => Some(Keys {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                session_token: None,
+            }),
+            (None, None) => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+                (Some(id), Some(secret)) => Some(Keys {
+                    access_key_id: id,
+                    secret_access_key: Secret::new(secret),
+                    session_token: env("AWS_SESSION_TOKEN").map(Secret::new),
+                }),
+                _ => match (
+                    from_files("aws_access_key_id"),
+                    from_files("aws_secret_access_key"),
+                ) {
+                    (Some(id), Some(secret)) => Some(Keys {
+                        access_key_id: id,
+                        secret_access_key: Secret::new(secret),
+                        session_token: from_files("aws_session_token").map(Secret::new),
+                    }),
+                    _ => None,
+                },
+            },
+            _ => {
+                return Err(format!(
+                    "origin {}: access_key_id and secret_access_key must be given together",
+                    config.url
+                ))
+            }
+        };
+        let region = config
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .or_else(|| from_files("region"))
+            .unwrap_or_else(|| "us-east-1".into());
+        let endpoint = config
+            .endpoint
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .or_else(|| shared.get("s3.endpoint_url").cloned())
+            .or_else(|| from_files("endpoint_url"))
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let path_style = config.path_style
+            || shared
+                .get("s3.addressing_style")
+                .is_some_and(|s| s.eq_ignore_ascii_case("path"));
+        Ok(Self {
+            endpoint,
+            region,
+            path_style,
+            keys,
+            files: credentials_file.into_iter().chain(config_file).collect(),
+            profile,
+        })
+    }
+
+    /// Where keys were looked for, for the error when there are none.
+    pub fn keys_missing(&self) -> String {
+        let files: Vec<String> = self.files.iter().map(|f| f.display().to_string()).collect();
+        format!(
+            "no credentials: set access_key_id and secret_access_key in the config, \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, or \
+             aws_access_key_id and aws_secret_access_key in profile {:?} of {}",
+            self.profile,
+            files.join(" or ")
+        )
+    }
+}
+
+/// The `key = value` lines of `[section]` in an INI file as the AWS tools write them; a file
+/// that does not exist has none.
+fn read_profile(file: Option<&Path>, section: &str) -> Result<Profile, String> {
+    let Some(file) = file else {
+        return Ok(Profile::new());
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Profile::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+    };
+    Ok(parse_section(&text, section))
+}
+
+fn parse_section(text: &str, section: &str) -> Profile {
+    let mut profile = Profile::new();
+    let mut inside = false;
+    // The key of a `key =` line with nothing after it, whose indented lines follow.
+    let mut nested: Option<String> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            inside = name.split_whitespace().collect::<Vec<_>>().join(" ") == section;
+            nested = None;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let Some((key, value)) = trimmed.split_once('=') else {
+            continue;
+        };
+        let (key, value) = (key.trim().to_ascii_lowercase(), value.trim().to_owned());
+        let indented = line.starts_with([' ', '\t']);
+        match (&nested, indented) {
+            (Some(parent), true) => {
+                profile.entry(format!("{parent}.{key}")).or_insert(value);
+            }
+            _ if value.is_empty() => nested = Some(key),
+            _ => {
+                nested = None;
+                profile.entry(key).or_insert(value);
+            }
+        }
+    }
+    profile
+}
+
+#[cfg(test)]
+#[path = "s3_target_tests.rs"]
+mod tests;

@@ -1,0 +1,129 @@
+use super::*;
+
+/// A home with `~/.aws/credentials` and `~/.aws/config` as `aws configure` writes them.
+fn home() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/credentials"),
+        "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = default-secret\n\n\
+         [b2]\naws_access_key_id=KEYB2\naws_secret_access_key=b2-secret\n\
+         aws_session_token = b2-token\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        "[default]\nregion = eu-central-1\n\n\
+         [profile b2]\nregion = us-west-004\n\
+         s3 =\n  addressing_style = path\n  endpoint_url = https://s3.us-west-004.example\n\
+         output = json\n\n\
+         [profile minio]\nendpoint_url = http://127.0.0.1:9000\n\
+         aws_access_key_id = MINIO\naws_secret_access_key = minio-secret\n",
+    )
+    .unwrap();
+    home
+}
+
+fn resolve(home: &Path, env: &[(&str, &str)], edit: impl Fn(&mut OriginConfig)) -> S3Target {
+    let mut config = OriginConfig::from_url("s3://music/lib");
+    edit(&mut config);
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    S3Target::resolve(&config, Some(home), &|name| env.get(name).cloned()).unwrap()
+}
+
+fn key_of(target: &S3Target) -> (&str, &str, Option<&str>) {
+    let keys = target.keys.as_ref().expect("keys");
+    (
+        keys.access_key_id.as_str(),
+        keys.secret_access_key.expose(),
+        keys.session_token.as_ref().map(Secret::expose),
+    )
+}
+
+#[test]
+fn a_profile_gives_keys_region_endpoint_and_addressing() {
+    let home = home();
+    let b2 = resolve(home.path(), &[], |c| c.profile = Some("b2".into()));
+    assert_eq!(key_of(&b2), ("KEYB2", "b2-secret", Some("b2-token")));
+    assert_eq!(b2.region, "us-west-004");
+    assert_eq!(b2.endpoint, "https://s3.us-west-004.example");
+    assert!(b2.path_style);
+
+    // AWS_PROFILE picks it when the config names none; keys may live in the config file.
+    let minio = resolve(home.path(), &[("AWS_PROFILE", "minio")], |_| {});
+    assert_eq!(key_of(&minio), ("MINIO", "minio-secret", None));
+    assert_eq!(minio.endpoint, "http://127.0.0.1:9000");
+    assert_eq!(minio.region, "us-east-1");
+    assert!(!minio.path_style);
+
+    let default = resolve(home.path(), &[], |_| {});
+    assert_eq!(key_of(&default), ("AKIADEFAULT", "default-secret", None));
+    assert_eq!(default.region, "eu-central-1");
+    assert_eq!(default.endpoint, "https://s3.eu-central-1.amazonaws.com");
+    assert_eq!(
+        default.files,
+        [
+            home.path().join(".aws/credentials"),
+            home.path().join(".aws/config")
+        ]
+    );
+}
+
+#[test]
+fn the_config_comes_first_then_the_environment_then_the_profile() {
+    let home = home();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "ENVKEY"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ("AWS_SESSION_TOKEN", "env-token"),
+        ("AWS_REGION", "ap-south-1"),
+        ("AWS_ENDPOINT_URL", "http://env.example"),
+    ];
+    let from_env = resolve(home.path(), &env, |c| c.profile = Some("b2".into()));
+    assert_eq!(
+        key_of(&from_env),
+        ("ENVKEY", "env-secret", Some("env-token"))
+    );
+    assert_eq!(from_env.region, "ap-south-1");
+    assert_eq!(from_env.endpoint, "http://env.example");
+
+    let from_config = resolve(home.path(), &env, |c| {
+        c.access_key_id = Some("CFG".into());
+        c.secret_access_key = Some(Secret::new("cfg-secret"));
+        c.region = Some("eu-west-1".into());
+        c.endpoint = Some("http://cfg.example".into());
+    });
+    assert_eq!(key_of(&from_config), ("CFG", "cfg-secret", None));
+    assert_eq!(from_config.region, "eu-west-1");
+    assert_eq!(from_config.endpoint, "http://cfg.example");
+
+    // Other files, named by the environment; none there: no keys, and the error says where
+    // they were looked for.
+    let other = home.path().join("elsewhere");
+    let nowhere = resolve(
+        home.path(),
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", other.to_str().unwrap()),
+            ("AWS_CONFIG_FILE", other.to_str().unwrap()),
+        ],
+        |_| {},
+    );
+    assert!(nowhere.keys.is_none());
+    let why = nowhere.keys_missing();
+    assert!(
+        why.contains("profile \"default\"") && why.contains("elsewhere"),
+        "{why}"
+    );
+}
+
+#[test]
+fn sections_are_matched_whole_and_the_first_value_wins() {
+    let text = "[profile b2x]\nregion = wrong\n[ profile   b2 ]\nregion = right\n\
+                region = second\n[other]\nregion = other\n";
+    let profile = parse_section(text, "profile b2");
+    assert_eq!(profile.get("region").map(String::as_str), Some("right"));
+    assert_eq!(profile.len(), 1);
+}
