@@ -28,6 +28,7 @@ ROOT=${BENCH_DIR:-target/bench}
 mkdir -p "$ROOT"
 ROOT=$(cd "$ROOT" && pwd)
 LIB=$ROOT/remote-lib          # the library, made once and kept (the sshd serves it)
+COVERS=$ROOT/remote-covers    # a smaller one whose tracks embed a cover, for the MPD scan
 RUN=$ROOT/remote-run          # this run: sshd dir, configs, state dirs, caches, logs
 MNT=$RUN/mnt                  # every system mounts here, one after the other
 RESULTS=$RUN/results.tsv      # "system key value" lines, rendered into the report at the end
@@ -58,7 +59,7 @@ wire_down() { "${PROBE[@]}" wait-quiet "$SSHD_PORT"; }
 
 install_deps() {
   local need=() p
-  for p in openssh-server openssh-client sshfs rclone mpd mpc ffmpeg fuse3 bc nftables; do
+  for p in openssh-server openssh-client sshfs rclone mpd mpc ffmpeg flac fuse3 bc nftables; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
   done
   [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -84,6 +85,29 @@ make_library() {
   touch "$LIB.complete"
 }
 
+# 2 albums x 3 tracks of 120 s pink noise (about 20 MB each), every track with its album's
+# cover embedded (a 1000x1000 JPEG of about 0.3 MB), as most tagged libraries have them.
+make_cover_library() {
+  [ -f "$COVERS.complete" ] && return
+  log "making the library with covers in $COVERS"
+  rm -rf "$COVERS"; mkdir -p "$COVERS"
+  local album track seed=100
+  for album in E F; do
+    mkdir -p "$COVERS/album-$album"
+    ffmpeg -nostdin -loglevel error -y -f lavfi -i "testsrc2=s=1000x1000:d=1,noise=alls=30:allf=t" \
+      -frames:v 1 -q:v 3 "$COVERS/album-$album/cover.jpg"
+    for track in 1 2 3; do
+      seed=$((seed + 1))
+      ffmpeg -nostdin -loglevel error -y -f lavfi -i "anoisesrc=d=120:c=pink:a=0.2:r=44100:seed=$seed" -ac 2 \
+        -metadata artist="Bench Covers" -metadata album="Covered Album $album" \
+        -metadata title="Covered $album$track" -metadata track="$track" -metadata date=2024 \
+        "$COVERS/album-$album/track-$track.flac"
+      metaflac --import-picture-from="$COVERS/album-$album/cover.jpg" "$COVERS/album-$album/track-$track.flac"
+    done
+  done
+  touch "$COVERS.complete"
+}
+
 # Reads the whole library once on the server's side. On a virtual machine a file this machine
 # has not read for a while comes from the host's disk, and a cold read of it ran 4-5x slower
 # (78-128 against 400-500 MB/s through the SFTP origin alone) than one the host still had
@@ -92,7 +116,7 @@ make_library() {
 # client's cache.
 warm_host_cache() {
   log "reading the library once on the server's side"
-  cat "$LIB"/album-*/*.flac > /dev/null
+  cat "$LIB"/album-*/*.flac "$COVERS"/album-*/*.flac > /dev/null
 }
 
 origin_of() { echo "$LIB/$(rel_of "$1")"; }
@@ -172,7 +196,7 @@ mount_musicfs() {   # SESSION
   rm -rf "$state"
   cat > "$RUN/musicfs.toml" <<CONF
 [[origins]]
-url = "sftp://root@127.0.0.1:$SSHD_PORT$LIB"
+url = "sftp://root@127.0.0.1:$SSHD_PORT${ORIGIN_DIR:-$LIB}"
 identity_file = "$IDENTITY"
 known_hosts = "$KNOWN_HOSTS"
 timeout_seconds = 10
@@ -189,7 +213,7 @@ mount_sshfs() {
   sshfs -f -p "$SSHD_PORT" \
     -o "IdentityFile=$IDENTITY,UserKnownHostsFile=$KNOWN_HOSTS,GlobalKnownHostsFile=/dev/null" \
     -o StrictHostKeyChecking=yes,BatchMode=yes \
-    "root@127.0.0.1:$LIB" "$MNT" 2>"$RUN/sshfs-$1.log" &
+    "root@127.0.0.1:${ORIGIN_DIR:-$LIB}" "$MNT" 2>"$RUN/sshfs-$1.log" &
   MOUNT_PID=$!
   wait_mounted "$MOUNT_PID"
 }
@@ -206,7 +230,7 @@ key_file = $IDENTITY
 known_hosts_file = $KNOWN_HOSTS
 CONF
   rm -rf "$RUN/rclone-cache-$1"
-  rclone --config "$RUN/rclone.conf" mount "bench:$LIB" "$MNT" --vfs-cache-mode full \
+  rclone --config "$RUN/rclone.conf" mount "bench:${ORIGIN_DIR:-$LIB}" "$MNT" --vfs-cache-mode full \
     --cache-dir "$RUN/rclone-cache-$1" --log-file "$RUN/rclone-$1.log" &
   MOUNT_PID=$!
   wait_mounted "$MOUNT_PID"
@@ -401,6 +425,24 @@ CONF
 warm_mpd() {
   log "MPD: one unmeasured scan, so its program is in memory"
   mpd_scan "$LIB" "$RUN/mpd-warm"
+  mpd_scan "$COVERS" "$RUN/mpd-warm-covers"
+}
+
+# Session 3: the same on the library with covers. A tag reader takes in the whole cover
+# (libFLAC reads every metadata block), and what the mount fetches around it is counted.
+measure_cover_mpd_scan() {
+  local system=$1 before after
+  log "$system: MPD scan of the library with covers"
+  ORIGIN_DIR=$COVERS "mount_$system" 3
+  if [ "$system" = musicfs ]; then
+    result musicfs covers_scan_origin_bytes "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["origin_reads"]["bytes"])' < "$RUN/musicfs-3.status.json")"
+  fi
+  before=$(wire_down)
+  mpd_scan "$MNT" "$RUN/mpd-covers-$system"
+  after=$(wire_down)
+  result "$system" covers_mpd_songs "$MPD_SONGS"
+  result "$system" covers_mpd_wire $((after - before))
+  "umount_$system"
 }
 
 cleanup() {
@@ -422,7 +464,8 @@ cleanup() {
 
 # --- the report ----------------------------------------------------------------------------------
 report() {
-  python3 - "$RESULTS" "$(du -sb "$LIB" | cut -f1)" "${#FIRST_BYTE_FILES[@]}" "$(nproc)" <<'PY'
+  python3 - "$RESULTS" "$(du -sb "$LIB" | cut -f1)" "${#FIRST_BYTE_FILES[@]}" "$(nproc)" \
+    "$(du -cb "$COVERS"/album-*/*.flac | tail -1 | cut -f1)" "$(du -cb "$COVERS"/album-*/cover.jpg | tail -1 | cut -f1)" <<'PY'
 import statistics, sys
 from collections import defaultdict
 r = defaultdict(dict)
@@ -430,6 +473,7 @@ for line in open(sys.argv[1]):
     system, key, value = line.rstrip("\n").split("\t")
     r[system][key] = float(value)
 lib_bytes, nfirst, ncpu = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+covers_bytes, cover_bytes = int(sys.argv[5]), int(sys.argv[6]) * 3  # each album's cover in 3 tracks
 # The cold reads ran in rounds ("seq_cold_secs_2"...): each figure is the median over them.
 for fig in r.values():
     for key in {k.rsplit("_", 1)[0] for k in fig if k.startswith("seq_cold_") and k[-1].isdigit()}:
@@ -473,6 +517,8 @@ row("SSH connections (reads session)", lambda s: r[s]["ssh_connections"], "{:.0f
 row("MPD start + scan of a fresh mount, s", lambda s: r[s]["mpd_secs"], "{:.2f}")
 row("MPD scan, songs found", lambda s: r[s]["mpd_songs"], "{:.0f}")
 row("MPD scan, wire MB", lambda s: mb(r[s]["mpd_wire"]), "{:.3f}")
+row("MPD scan, library with covers, songs", lambda s: r[s]["covers_mpd_songs"], "{:.0f}")
+row("MPD scan, library with covers, wire MB", lambda s: mb(r[s]["covers_mpd_wire"]), "{:.3f}")
 m, sh, rc = r["musicfs"], r["sshfs"], r["rclone"]
 def ok(c): return "met" if c else "MISSED"
 def say(f):
@@ -522,11 +568,15 @@ def mpd():
     return f"  MPD scan after MusicFS's own scan: {mb(m['mpd_wire']):.3f} MB from the origin (nothing: {ok(m['mpd_wire'] < 64 * 1024)})"
 def mpd_others():
     return f"    sshfs {mb(sh['mpd_wire']):.3f} MB, rclone {mb(rc['mpd_wire']):.3f} MB"
+def mpd_covers():
+    return (f"  library with covers ({mb(covers_bytes):.0f} MB, of it {mb(cover_bytes):.1f} MB of embedded covers):"
+            f" MusicFS's first scan fetched {mb(m['covers_scan_origin_bytes']):.3f} MB; MPD's scan after it"
+            f" {mb(m['covers_mpd_wire']):.3f} MB (sshfs {mb(sh['covers_mpd_wire']):.3f} MB, rclone {mb(rc['covers_mpd_wire']):.3f} MB)")
 print()
 say(lambda: f"library: {lib_bytes / 1e6:.0f} MB; random reads: {m['random_asked'] / 65536:.0f} x 64 KiB ="
             f" {mb(m['random_asked']):.1f} MB asked ({mb(m['random_unique']):.1f} MB distinct)")
 print("targets (MusicFS):")
-for line in [first_byte, cold, cold_cpu, sftp_seq, warm, random_reads, disk, sftp_random, scan, mpd, mpd_others]:
+for line in [first_byte, cold, cold_cpu, sftp_seq, warm, random_reads, disk, sftp_random, scan, mpd, mpd_others, mpd_covers]:
     say(line)
 PY
 }
@@ -541,6 +591,7 @@ main() {
   fi
   [ -x "$SFTP_PROBE" ] || { echo "no $SFTP_PROBE: build it (or run without BENCH_SKIP_BUILD)" >&2; exit 1; }
   make_library
+  make_cover_library
   warm_host_cache
   # A run that died may have left its mount behind: unmount it rather than delete through it.
   if mountpoint -q "$MNT" 2>/dev/null; then fusermount3 -uz "$MNT"; fi
@@ -552,6 +603,7 @@ main() {
   for system in "${SYSTEMS[@]}"; do measure_reads "$system"; done
   warm_mpd
   for system in "${SYSTEMS[@]}"; do measure_mpd_scan "$system"; done
+  for system in "${SYSTEMS[@]}"; do measure_cover_mpd_scan "$system"; done
   local round
   for round in $(seq 2 $((COLD_ROUNDS + 1))); do
     for system in "${SYSTEMS[@]}"; do measure_cold_again "$system" "$round"; done
