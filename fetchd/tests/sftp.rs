@@ -92,6 +92,23 @@ fn check_read(file: &dyn musicfs_fetchd::origin::RangeRead, local: &[u8], offset
     assert!(buf[..n] == *want, "bytes read at {offset}+{len} differ");
 }
 
+/// An origin for the served folder `root`, the bytes of its `big.wav`, and that file opened
+/// and its first MiB read through the origin.
+fn big_file_read_once(
+    sshd: &Sshd,
+    root: &Path,
+) -> (
+    SftpOrigin,
+    Vec<u8>,
+    Box<dyn musicfs_fetchd::origin::RangeRead>,
+) {
+    let origin = origin(&config(sshd, root)).unwrap();
+    let local = std::fs::read(root.join("big.wav")).unwrap();
+    let file = origin.open("big.wav").unwrap();
+    check_read(&*file, &local, 0, 1 << 20);
+    (origin, local, file)
+}
+
 /// Asserts that `f` fails within `limit` with an error that marks the origin down.
 fn fails_unreachable<T: std::fmt::Debug>(
     what: &str,
@@ -516,10 +533,7 @@ fn a_stopped_server_fails_fast_and_a_restarted_one_is_used_again() {
 fn a_stalled_server_times_out_and_is_used_again_when_it_answers() {
     let sshd = Sshd::new();
     let lib = library();
-    let origin = origin(&config(&sshd, lib.path())).unwrap();
-    let local = std::fs::read(lib.path().join("big.wav")).unwrap();
-    let file = origin.open("big.wav").unwrap();
-    check_read(&*file, &local, 0, 1 << 20);
+    let (origin, local, file) = big_file_read_once(&sshd, lib.path());
 
     sshd.stall();
     let limit = Duration::from_millis(3500);
@@ -548,10 +562,7 @@ fn a_stalled_server_times_out_and_is_used_again_when_it_answers() {
 fn a_server_whose_disk_is_spinning_up_is_waited_for() {
     let sshd = Sshd::new();
     let lib = library();
-    let origin = origin(&config(&sshd, lib.path())).unwrap();
-    let local = std::fs::read(lib.path().join("big.wav")).unwrap();
-    let file = origin.open("big.wav").unwrap();
-    check_read(&*file, &local, 0, 1 << 20);
+    let (origin, local, file) = big_file_read_once(&sshd, lib.path());
 
     assert!(
         sshd.stall_file_servers() > 0,

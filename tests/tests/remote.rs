@@ -45,12 +45,17 @@ fn s3_origin(s3: &S3Server, prefix: &str, priority: i32) -> String {
 
 /// Mounts with the given config text and no command-line origins.
 fn mount_with(tmp: &Path, config: &str) -> Mount {
+    mount_with_env(tmp, config, &[])
+}
+
+/// [`mount_with`], with `env` set for `musicfsctl` and its workers.
+fn mount_with_env(tmp: &Path, config: &str, env: &[(&str, &Path)]) -> Mount {
     let path = tmp.join("config.toml");
     std::fs::write(&path, config).unwrap();
     let mnt = tmp.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let cfg = path.to_str().unwrap();
-    Mount::start_at(&[], &tmp.join("state"), &mnt, &["--config", cfg])
+    Mount::start_with_env(&[], &tmp.join("state"), &mnt, &["--config", cfg], env)
 }
 
 /// Every file below `dir` (relative path → bytes).
@@ -577,18 +582,8 @@ fn a_key_with_a_passphrase_in_ssh_agent_mounts_a_nas() {
         locked.display(),
         sshd.known_hosts().display()
     );
-    let path = tmp.path().join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
     let socket = agent.socket();
-    let mount = Mount::start_with_env(
-        &[],
-        &tmp.path().join("state"),
-        &mnt,
-        &["--config", path.to_str().unwrap()],
-        &[("SSH_AUTH_SOCK", &socket)],
-    );
+    let mount = mount_with_env(tmp.path(), &config, &[("SSH_AUTH_SOCK", &socket)]);
     let status = mount.status(true);
     let sftp = origin(&status, "sftp://");
     assert_eq!(sftp["up"], true, "{status}");
@@ -771,21 +766,8 @@ fn an_s3_bucket_mounts_with_the_keys_and_endpoint_of_an_aws_profile() {
         ),
     )
     .unwrap();
-    let config = tmp.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!("[[origins]]\nurl = \"s3://{BUCKET}/lib\"\nprofile = \"music-test\"\n"),
-    )
-    .unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mount = Mount::start_with_env(
-        &[],
-        &tmp.path().join("state"),
-        &mnt,
-        &["--config", config.to_str().unwrap()],
-        &[("HOME", &home)],
-    );
+    let config = format!("[[origins]]\nurl = \"s3://{BUCKET}/lib\"\nprofile = \"music-test\"\n");
+    let mount = mount_with_env(tmp.path(), &config, &[("HOME", &home)]);
     let status = mount.status(true);
     assert_eq!(status["catalog"]["tracks"], 2, "{status}");
     let original = std::fs::read(library.join("noise-02.flac")).unwrap();
