@@ -505,6 +505,61 @@ fn a_host_named_in_ssh_config_is_reached_as_ssh_reaches_it() {
     assert!(err.contains("music-nas"), "{err}");
 }
 
+/// A NAS reached through a jump host (`ProxyJump` in ssh_config): each connection is a session
+/// with the jump host and, inside it, one with the NAS, each host with its own key, user and
+/// known_hosts.
+#[test]
+fn a_nas_behind_a_jump_host_is_reached_through_it() {
+    let nas = Sshd::new();
+    let mut gate = Sshd::new();
+    let closed_gate = Sshd::with_config("AllowTcpForwarding no\n");
+    let lib = library();
+    let ssh_config = nas.dir().join("ssh_config");
+    let write = |gate: &Sshd| {
+        let text = format!(
+            "Host music-nas\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  \
+             UserKnownHostsFile {}\n  ProxyJump gate\n\
+             Host gate\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  \
+             UserKnownHostsFile {}\n",
+            nas.port(),
+            nas.user(),
+            nas.identity_file().display(),
+            nas.known_hosts().display(),
+            gate.port(),
+            gate.user(),
+            gate.identity_file().display(),
+            gate.known_hosts().display()
+        );
+        std::fs::write(&ssh_config, text).unwrap();
+    };
+    write(&gate);
+    let mut config = OriginConfig::from_url(format!("sftp://music-nas{}", lib.path().display()));
+    config.ssh_config = Some(ssh_config.clone());
+    config.identity_agent = Some("none".into());
+    config.timeout_seconds = Some(2);
+    let through = origin(&config).unwrap();
+    assert_eq!(through.walk().unwrap().0, expected(lib.path()));
+    let local = std::fs::read(lib.path().join("big.wav")).unwrap();
+    check_read(&*through.open("big.wav").unwrap(), &local, 1000, 2 << 20);
+    assert!(
+        gate.log().contains("Connection from 127.0.0.1"),
+        "the jump host saw no connection:\n{}",
+        gate.log()
+    );
+
+    // The jump host gone: new connections say which host failed.
+    gate.stop();
+    let err = origin(&config).unwrap().probe().unwrap_err().to_string();
+    let jump = format!("jump host sftp://{}@gate:{}", gate.user(), gate.port());
+    assert!(err.contains(&jump), "{err}");
+
+    // A jump host that does not forward: the refusal names both hosts.
+    write(&closed_gate);
+    let err = origin(&config).unwrap().probe().unwrap_err().to_string();
+    let to = format!("to 127.0.0.1:{}", nas.port());
+    assert!(err.contains("jump host") && err.contains(&to), "{err}");
+}
+
 #[test]
 fn a_stopped_server_fails_fast_and_a_restarted_one_is_used_again() {
     let mut sshd = Sshd::new();

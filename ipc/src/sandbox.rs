@@ -63,12 +63,14 @@ fn sftp_files(origin: &OriginConfig) -> Vec<PathBuf> {
         .map(PathBuf::from);
     let mut files = Vec::new();
     if let Ok(target) = SftpTarget::resolve_without_broken_config(origin, home.as_deref()) {
-        for key in target.identity.files() {
-            let mut public = key.as_os_str().to_owned();
-            public.push(".pub");
-            files.extend([key.clone(), public.into()]);
+        for host in std::iter::once(&target).chain(target.jump.as_deref()) {
+            for key in host.identity.files() {
+                let mut public = key.as_os_str().to_owned();
+                public.push(".pub");
+                files.extend([key.clone(), public.into()]);
+            }
+            files.extend(host.known_hosts.iter().cloned());
         }
-        files.extend(target.known_hosts);
         files.extend(target.config_files);
     }
     files.extend(

@@ -36,7 +36,12 @@ pub struct SftpTarget {
     pub known_hosts: Vec<PathBuf>,
     /// The ssh-agent's socket, if one is to be asked.
     pub agent: Option<PathBuf>,
-    /// ssh_config options that apply to the host and are not followed (`ProxyJump`, `Match`).
+    /// ssh_config's `ProxyJump`: the host the connection is made through (resolved as an
+    /// origin of its own from the same ssh_config, with this origin's known_hosts option; a
+    /// jump of its own is not followed).
+    pub jump: Option<Box<SftpTarget>>,
+    /// ssh_config options that apply to the host and are not followed (`ProxyCommand`,
+    /// `Match`, jumps through several hosts).
     pub not_followed: Vec<String>,
     /// The ssh_config files read.
     pub config_files: Vec<PathBuf>,
@@ -157,6 +162,29 @@ impl SftpTarget {
             (None, Some(value)) => expand(value, &tokens),
             (None, None) => from_env("SSH_AUTH_SOCK").map(PathBuf::from),
         };
+        let mut not_followed = settings.not_followed;
+        let mut config_files = settings.files;
+        let jump = match settings.proxy_jump.as_deref() {
+            None => None,
+            Some(none) if none.eq_ignore_ascii_case("none") => None,
+            Some(spec) => {
+                let mut via = OriginConfig::from_url(format!("sftp://{spec}/"));
+                via.ssh_config = config.ssh_config.clone();
+                via.known_hosts = config.known_hosts.clone();
+                via.identity_agent = config.identity_agent.clone();
+                let mut jump = Self::resolve(&via, home)
+                    .map_err(|e| format!("origin {}: jump host {spec}: {e}", config.url))?;
+                if let Some(further) = jump.jump.take() {
+                    not_followed.push(format!(
+                        "ProxyJump {} of the jump host {spec}",
+                        further.host
+                    ));
+                }
+                not_followed.append(&mut jump.not_followed);
+                config_files.append(&mut jump.config_files);
+                Some(Box::new(jump))
+            }
+        };
         Ok(Self {
             key_name: settings
                 .host_key_alias
@@ -174,8 +202,9 @@ impl SftpTarget {
             identity,
             known_hosts,
             agent,
-            not_followed: settings.not_followed,
-            config_files: settings.files,
+            jump,
+            not_followed,
+            config_files,
         })
     }
 
@@ -302,6 +331,31 @@ mod tests {
         });
         assert_eq!((t.connect_to.as_str(), t.port), ("nas", 22));
         assert!(t.config_files.is_empty());
+    }
+
+    #[test]
+    fn a_jump_host_is_resolved_from_the_same_ssh_config() {
+        let ssh = "Host nas\n HostName 10.0.0.5\n ProxyJump ann@gate:2200\n\
+                   Host gate\n HostName gate.example\n IdentityFile ~/.ssh/gate_key\n \
+                   ProxyJump further\n";
+        let t = target("sftp://music@nas/srv", ssh, |c| {
+            c.identity_file = Some("/etc/musicfs/nas_key".into());
+        });
+        let jump = t.jump.as_deref().expect("a jump host");
+        assert_eq!(t.connect_to, "10.0.0.5");
+        assert_eq!(
+            (jump.user.as_str(), jump.connect_to.as_str(), jump.port),
+            ("ann", "gate.example", 2200)
+        );
+        // The jump logs in with its own keys, not the origin's identity file.
+        assert!(
+            jump.identity.files()[0].ends_with(".ssh/gate_key"),
+            "{:?}",
+            jump.identity
+        );
+        assert!(jump.jump.is_none());
+        assert_eq!(t.not_followed.len(), 1, "{:?}", t.not_followed);
+        assert!(t.not_followed[0].contains("ProxyJump further of the jump host"));
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! `Include` reads other files (globs, relative to `~/.ssh`) where it stands, keywords are
 //! case-insensitive and take `keyword value` or `keyword=value`, with `"quoted"` values.
 //! Followed: `HostName`, `User`, `Port`, `IdentityFile`, `UserKnownHostsFile`,
-//! `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`. `Match` blocks and a `ProxyJump` or `ProxyCommand` are not
-//! followed; they are reported, so a host that needs them fails with that said.
+//! `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, and `ProxyJump` through one jump
+//! host. `Match` blocks, `ProxyCommand` and jumps through several hosts are not followed; they
+//! are reported, so a host that needs them fails with that said.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,8 @@ pub struct HostSettings {
     pub global_known_hosts: Option<Vec<String>>,
     pub identity_agent: Option<String>,
     pub host_key_alias: Option<String>,
+    /// `ProxyJump`'s `[user@]host[:port]` (one host; `none` is none).
+    pub proxy_jump: Option<String>,
     /// Options that apply to the host but are not followed, with where they are.
     pub not_followed: Vec<String>,
     /// The files read (the config and what it includes).
@@ -102,6 +105,9 @@ impl Reader<'_> {
                 "globalknownhostsfile" => first_wins(&mut s.global_known_hosts, args),
                 "identityagent" => first_wins(&mut s.identity_agent, first),
                 "hostkeyalias" => first_wins(&mut s.host_key_alias, first),
+                "proxyjump" if !first.contains(',') => {
+                    first_wins(&mut s.proxy_jump, first);
+                }
                 "proxyjump" | "proxycommand" if !first.eq_ignore_ascii_case("none") => {
                     let name = match keyword.as_str() {
                         "proxyjump" => "ProxyJump",

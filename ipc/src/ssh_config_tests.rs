@@ -59,7 +59,7 @@ Host *
 fn patterns_negations_and_unfollowed_options_are_read_as_ssh_does() {
     let config = "\
 Host *.lan !printer.lan
-    ProxyJump gateway
+    ProxyJump gate,way
     HostName %h.example
 
 Match host nas.lan exec \"true\"
@@ -67,6 +67,7 @@ Match host nas.lan exec \"true\"
 
 Host printer.lan
     ProxyCommand none
+    ProxyJump ann@gateway:2222
     Port 631
 ";
     let nas = settings(config, "Nas.LAN");
@@ -74,12 +75,17 @@ Host printer.lan
     // Match is never followed (so its Port does not apply), but it is reported.
     assert_eq!(nas.port, None);
     assert_eq!(nas.not_followed.len(), 2, "{:?}", nas.not_followed);
-    assert!(nas.not_followed[0].starts_with("ProxyJump gateway ("));
+    assert!(
+        nas.not_followed[0].starts_with("ProxyJump gate,way ("),
+        "two jumps"
+    );
+    assert_eq!(nas.proxy_jump, None);
     assert!(nas.not_followed[1].starts_with("Match host nas.lan exec true ("));
 
     let printer = settings(config, "printer.lan");
     assert_eq!(printer.hostname, None, "the negation excludes it");
     assert_eq!(printer.port, Some(631));
+    assert_eq!(printer.proxy_jump.as_deref(), Some("ann@gateway:2222"));
     assert!(
         printer.not_followed.iter().all(|n| n.starts_with("Match")),
         "ProxyCommand none is no proxy: {:?}",

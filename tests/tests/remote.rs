@@ -656,25 +656,32 @@ fn a_remote_origin_whose_key_is_missing_at_start_is_down_until_it_is_back() {
 
 /// `musicfsctl mount sftp://music-nas/... DIR` with no MusicFS config at all, as one would
 /// run sshfs: the user's `~/.ssh/config` says which address, port, user, key and known_hosts
-/// that name stands for. The key and known_hosts live outside `~/.ssh`, so fetchd's sandbox
-/// must have admitted the files the ssh_config names.
+/// that name stands for, and the jump host in front of it. The keys and known_hosts live
+/// outside `~/.ssh`, so fetchd's sandbox must have admitted the files the ssh_config names.
 #[test]
 fn an_ssh_config_host_mounts_with_no_other_configuration() {
     let tmp = tempfile::tempdir().unwrap();
     let library = noise_library(8, 20);
     let sshd = Sshd::new();
+    let gate = Sshd::new();
     let home = tmp.path().join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     std::fs::create_dir_all(home.join("keys")).unwrap();
     std::fs::copy(sshd.identity_file(), home.join("keys/nas")).unwrap();
     std::fs::copy(sshd.known_hosts(), home.join("keys/known_hosts")).unwrap();
+    std::fs::copy(gate.identity_file(), home.join("keys/gate")).unwrap();
+    std::fs::copy(gate.known_hosts(), home.join("keys/gate_hosts")).unwrap();
     std::fs::write(
         home.join(".ssh/config"),
         format!(
             "Host music-nas\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  \
-             IdentityFile ~/keys/nas\n  UserKnownHostsFile %d/keys/known_hosts\n",
+             IdentityFile ~/keys/nas\n  UserKnownHostsFile %d/keys/known_hosts\n  \
+             ProxyJump gate\n\
+             Host gate\n  HostName 127.0.0.1\n  Port {}\n  IdentityFile ~/keys/gate\n  \
+             UserKnownHostsFile ~/keys/gate_hosts\n",
             sshd.port(),
-            sshd.user()
+            sshd.user(),
+            gate.port()
         ),
     )
     .unwrap();
@@ -702,6 +709,11 @@ fn an_ssh_config_host_mounts_with_no_other_configuration() {
     );
     let original = std::fs::read(library.join("noise-03.flac")).unwrap();
     assert!(std::fs::read(mount.path(&noise_track_path(3))).unwrap() == original);
+    assert!(
+        gate.log().contains("Accepted publickey"),
+        "the jump host was not used:\n{}",
+        gate.log()
+    );
 }
 
 /// A player starting a track on a NAS whose disk sleeps: the disk takes seconds to spin up

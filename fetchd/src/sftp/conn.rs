@@ -6,6 +6,8 @@ use super::*;
 /// One SSH session with its SFTP channel.
 pub(super) struct Conn {
     pub(super) ssh: client::Handle<HostCheck>,
+    /// The session with the jump host that `ssh` is tunnelled through, kept open with it.
+    pub(super) jump: Option<client::Handle<HostCheck>>,
     pub(super) sftp: RawSftpSession,
     pub(super) request_len: u32,
     pub(super) broken: AtomicBool,
@@ -67,7 +69,8 @@ impl Conn {
     }
 
     pub(super) fn usable(&self) -> bool {
-        !self.broken.load(Ordering::Acquire) && !self.ssh.is_closed()
+        let jump_open = self.jump.as_ref().is_none_or(|jump| !jump.is_closed());
+        !self.broken.load(Ordering::Acquire) && !self.ssh.is_closed() && jump_open
     }
 
     /// Poisons the connection if `fail` says it is broken; true if it was lost (worth a retry).

@@ -41,11 +41,13 @@ mod conn;
 mod driver;
 mod file;
 mod known_hosts;
+mod session;
 
 use auth::Login;
 use conn::{Conn, HostCheck, Lease};
 use driver::Driver;
 use file::{FileRef, SftpFile};
+use session::Peer;
 
 /// The largest read request.
 const MAX_REQUEST: u32 = 256 * 1024;
@@ -88,15 +90,9 @@ impl std::fmt::Debug for SftpOrigin {
 /// it has no `Debug`.
 struct Shared {
     name: String,
-    /// What is connected to (ssh_config's `HostName`, else the URL's host).
-    host: String,
-    /// The name of the host's key in known_hosts (`HostKeyAlias`, else `host`), and the port
-    /// it names with it.
-    key_name: String,
-    key_port: u16,
-    port: u16,
-    login: Login,
-    known_hosts: Vec<PathBuf>,
+    /// The NAS, and the jump host its sessions go through (ssh_config's `ProxyJump`).
+    peer: Peer,
+    jump: Option<Peer>,
     timeout: Duration,
     root: String,
     slots: Mutex<Vec<Option<Arc<Conn>>>>,
@@ -123,39 +119,41 @@ impl SftpOrigin {
                 target.port
             );
         }
-        let login = Login::new(config, &target, &name).map_err(bad)?;
-        if target.known_hosts.is_empty() {
-            return Err(bad("no known_hosts file and no home directory".into()));
-        }
-        let known_hosts = target.known_hosts.clone();
-        let mut admitted: Vec<_> = known_hosts
-            .iter()
-            .map(|file| {
+        let peer = Peer::new(config, &target, name.clone()).map_err(bad)?;
+        let jump = match target.jump.as_deref() {
+            Some(via) => {
+                let shown = format!("sftp://{}@{}:{}", via.user, via.host, via.port);
+                let peer = Peer::new(config, via, shown.clone())
+                    .map_err(|e| bad(format!("jump host {shown}: {e}")))?;
+                Some(peer)
+            }
+            None => None,
+        };
+        let mut admitted = Vec::new();
+        for host in std::iter::once(&peer).chain(&jump) {
+            for file in &host.known_hosts {
                 let why = format!(
                     "origin {name}: the known_hosts file {} was replaced by a new one, which \
                      the sandbox does not let fetchd read",
                     file.display()
                 );
-                (Admitted::new(file, restart::Kind::File), why)
-            })
-            .collect();
-        if let Some(file) = login.key_file() {
-            let why = format!(
-                "origin {name}: the identity file {} was replaced; the new key is loaded at start",
-                file.display()
-            );
-            admitted.push((Admitted::new(file, restart::Kind::File), why));
+                admitted.push((Admitted::new(file, restart::Kind::File), why));
+            }
+            if let Some(file) = host.login.key_file() {
+                let why = format!(
+                    "origin {name}: the identity file {} was replaced; the new key is loaded \
+                     at start",
+                    file.display()
+                );
+                admitted.push((Admitted::new(file, restart::Kind::File), why));
+            }
         }
         let rt = Driver::new(&target.connect_to)?;
         let slots = config.connections.unwrap_or(4).max(1);
         let shared = Shared {
             name,
-            host: target.connect_to,
-            key_name: target.key_name,
-            key_port: target.key_port,
-            port: target.port,
-            login,
-            known_hosts,
+            peer,
+            jump,
             timeout: config.timeout(),
             root: target.path,
             slots: Mutex::new(vec![None; slots]),
@@ -619,7 +617,7 @@ impl Shared {
     /// The connection in `slot`, made now unless it works already.
     async fn connect_slot(&self, slot: usize, deadline: Instant) -> io::Result<Arc<Conn>> {
         let timed_out = |what: &str| {
-            let (host, port, secs) = (&self.host, self.port, self.timeout.as_secs());
+            let (host, port, secs) = (&self.peer.host, self.peer.port, self.timeout.as_secs());
             let msg = format!("{what} {host}:{port} within {secs} s");
             io::Error::new(io::ErrorKind::TimedOut, msg)
         };
@@ -636,110 +634,6 @@ impl Shared {
         lock(&self.slots)[slot] = Some(conn.clone());
         tracing::debug!(origin = self.name, slot, "connected");
         Ok(conn)
-    }
-
-    /// Connects, checks the host key, authenticates and starts SFTP.
-    async fn connect(&self) -> io::Result<Conn> {
-        let (host, port) = (self.host.as_str(), self.port);
-        let ssh_error = |e: russh::Error| {
-            let kind = match &e {
-                russh::Error::IO(e) => e.kind(),
-                russh::Error::ConnectionTimeout | russh::Error::KeepaliveTimeout => {
-                    io::ErrorKind::TimedOut
-                }
-                russh::Error::Disconnect | russh::Error::HUP => io::ErrorKind::ConnectionReset,
-                _ => io::ErrorKind::Other,
-            };
-            io::Error::new(kind, format!("ssh to {host}:{port}: {e}"))
-        };
-        let refusal = Arc::new(Mutex::new(None));
-        let check = HostCheck {
-            host: self.key_name.clone(),
-            port: self.key_port,
-            known_hosts: self.known_hosts.clone(),
-            refusal: refusal.clone(),
-        };
-        let config = client::Config {
-            preferred: self.preferred(),
-            window_size: 16 << 20,
-            maximum_packet_size: 65535,
-            // Notices a dead peer on an idle connection before a request has to.
-            keepalive_interval: Some(Duration::from_secs(30)),
-            ..Default::default()
-        };
-        let socket = conn::tcp(host, port)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("ssh to {host}:{port}: {e}")))?;
-        socket.set_nodelay(true)?;
-        let mut ssh = match client::connect_stream(Arc::new(config), socket, check).await {
-            Ok(ssh) => ssh,
-            Err(e) => return Err(lock(&refusal).take().map_or(ssh_error(e), io::Error::other)),
-        };
-        self.login.authenticate(&mut ssh).await?;
-        let channel = ssh.channel_open_session().await.map_err(ssh_error)?;
-        channel
-            .request_subsystem(true, "sftp")
-            .await
-            .map_err(ssh_error)?;
-        let config = russh_sftp::client::Config {
-            max_packet_len: MAX_REQUEST + 64 * 1024,
-            // Our deadlines come first; this only cleans up after them.
-            request_timeout_secs: self.timeout.as_secs().saturating_mul(4).max(30),
-            ..Default::default()
-        };
-        let mut sftp = RawSftpSession::new_with_config(channel.into_stream(), config);
-        let sftp_error = |e: SftpError| io::Error::other(format!("starting sftp: {e}"));
-        let version = sftp.init().await.map_err(sftp_error)?;
-        let mut request_len = SAFE_REQUEST;
-        if version
-            .extensions
-            .get("limits@openssh.com")
-            .is_some_and(|v| v == "1")
-        {
-            let limits = Limits::from(sftp.limits().await.map_err(sftp_error)?);
-            let max = u64::from(MAX_REQUEST);
-            request_len = limits.read_len.map_or(max, |r| r.clamp(1, max)) as u32;
-            sftp.set_limits(limits);
-        }
-        Ok(Conn {
-            ssh,
-            sftp,
-            request_len,
-            broken: AtomicBool::new(false),
-            busy: AtomicUsize::new(0),
-            files: AtomicUsize::new(0),
-            reads: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// AES-GCM first (hardware AES; optimised even in debug builds), and the host key types
-    /// known_hosts holds for this host first, so the key the server shows can be checked.
-    fn preferred(&self) -> russh::Preferred {
-        let mut preferred = russh::Preferred::default();
-        let mut ciphers = preferred.cipher.to_vec();
-        ciphers.sort_by_key(|c| *c != russh::cipher::AES_256_GCM);
-        preferred.cipher = ciphers.into();
-        let known: Vec<Algorithm> = self
-            .known_hosts
-            .iter()
-            .filter_map(|file| {
-                russh::keys::known_hosts::known_host_keys_path(&self.key_name, self.key_port, file)
-                    .ok()
-            })
-            .flatten()
-            .map(|(_, k)| k.algorithm())
-            .collect();
-        let family = |a: &Algorithm| {
-            if a.clone().is_rsa() {
-                "rsa".into()
-            } else {
-                a.to_string()
-            }
-        };
-        let mut keys = preferred.key.to_vec();
-        keys.sort_by_key(|a| !known.iter().any(|k| family(k) == family(a)));
-        preferred.key = keys.into();
-        preferred
     }
 }
 

@@ -1,0 +1,191 @@
+//! Making an SSH session with a host, directly or through a jump host (ssh_config's
+//! `ProxyJump`): TCP (or a `direct-tcpip` channel of the jump host's session), the host-key
+//! check against known_hosts, and the login.
+
+use musicfs_ipc::sftp_target::SftpTarget;
+
+use super::*;
+
+/// One host an origin's sessions are made with: the NAS, or the jump host in front of it.
+pub(super) struct Peer {
+    /// `sftp://user@host:port` as the URL or ProxyJump names it (for messages).
+    pub(super) name: String,
+    /// What is connected to (ssh_config's `HostName`, else the URL's host).
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// The name of the host's key in known_hosts (`HostKeyAlias`, else `host`), and the port
+    /// it names with it.
+    pub(super) key_name: String,
+    pub(super) key_port: u16,
+    pub(super) known_hosts: Vec<PathBuf>,
+    pub(super) login: Login,
+}
+
+impl Peer {
+    pub(super) fn new(
+        config: &OriginConfig,
+        target: &SftpTarget,
+        name: String,
+    ) -> Result<Self, String> {
+        if target.known_hosts.is_empty() {
+            return Err("no known_hosts file and no home directory".into());
+        }
+        Ok(Self {
+            login: Login::new(config, target, &name)?,
+            name,
+            host: target.connect_to.clone(),
+            port: target.port,
+            key_name: target.key_name.clone(),
+            key_port: target.key_port,
+            known_hosts: target.known_hosts.clone(),
+        })
+    }
+
+    /// An SSH session with this host over `stream` (TCP from here when `None`): host key
+    /// checked, logged in.
+    pub(super) async fn session(
+        &self,
+        stream: Option<russh::ChannelStream<client::Msg>>,
+    ) -> io::Result<client::Handle<HostCheck>> {
+        let (host, port) = (self.host.as_str(), self.port);
+        let refusal = Arc::new(Mutex::new(None));
+        let check = HostCheck {
+            host: self.key_name.clone(),
+            port: self.key_port,
+            known_hosts: self.known_hosts.clone(),
+            refusal: refusal.clone(),
+        };
+        let config = Arc::new(client::Config {
+            preferred: self.preferred(),
+            window_size: 16 << 20,
+            maximum_packet_size: 65535,
+            // Notices a dead peer on an idle connection before a request has to.
+            keepalive_interval: Some(Duration::from_secs(30)),
+            ..Default::default()
+        });
+        let connected = match stream {
+            Some(stream) => client::connect_stream(config, stream, check).await,
+            None => {
+                let socket = conn::tcp(host, port)
+                    .await
+                    .map_err(|e| io::Error::new(e.kind(), format!("ssh to {host}:{port}: {e}")))?;
+                socket.set_nodelay(true)?;
+                client::connect_stream(config, socket, check).await
+            }
+        };
+        let mut ssh = match connected {
+            Ok(ssh) => ssh,
+            Err(e) => {
+                let refused = lock(&refusal).take();
+                return Err(refused.map_or(self.ssh_error(e), io::Error::other));
+            }
+        };
+        self.login.authenticate(&mut ssh).await?;
+        Ok(ssh)
+    }
+
+    /// An error of the SSH session with this host, of a kind health reads.
+    pub(super) fn ssh_error(&self, e: russh::Error) -> io::Error {
+        let kind = match &e {
+            russh::Error::IO(e) => e.kind(),
+            russh::Error::ConnectionTimeout | russh::Error::KeepaliveTimeout => {
+                io::ErrorKind::TimedOut
+            }
+            russh::Error::Disconnect | russh::Error::HUP => io::ErrorKind::ConnectionReset,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, format!("ssh to {}:{}: {e}", self.host, self.port))
+    }
+
+    /// AES-GCM first (hardware AES; optimised even in debug builds), and the host key types
+    /// known_hosts holds for this host first, so the key the server shows can be checked.
+    fn preferred(&self) -> russh::Preferred {
+        let mut preferred = russh::Preferred::default();
+        let mut ciphers = preferred.cipher.to_vec();
+        ciphers.sort_by_key(|c| *c != russh::cipher::AES_256_GCM);
+        preferred.cipher = ciphers.into();
+        let known: Vec<Algorithm> = self
+            .known_hosts
+            .iter()
+            .filter_map(|file| {
+                russh::keys::known_hosts::known_host_keys_path(&self.key_name, self.key_port, file)
+                    .ok()
+            })
+            .flatten()
+            .map(|(_, k)| k.algorithm())
+            .collect();
+        let family = |a: &Algorithm| {
+            if a.clone().is_rsa() {
+                "rsa".into()
+            } else {
+                a.to_string()
+            }
+        };
+        let mut keys = preferred.key.to_vec();
+        keys.sort_by_key(|a| !known.iter().any(|k| family(k) == family(a)));
+        preferred.key = keys.into();
+        preferred
+    }
+}
+
+impl Shared {
+    /// Connects (through the jump host, if there is one), checks the host key, logs in and
+    /// starts SFTP.
+    pub(super) async fn connect(&self) -> io::Result<Conn> {
+        let (ssh, jump) = match &self.jump {
+            None => (self.peer.session(None).await?, None),
+            Some(jump) => {
+                let via = jump.session(None).await.map_err(|e| {
+                    io::Error::new(e.kind(), format!("jump host {}: {e}", jump.name))
+                })?;
+                let (host, port) = (&self.peer.host, self.peer.port);
+                let tunnel = via
+                    .channel_open_direct_tcpip(host.as_str(), u32::from(port), "127.0.0.1", 0)
+                    .await
+                    .map_err(|e| {
+                        let e = jump.ssh_error(e);
+                        let why = format!("jump host {} to {host}:{port}: {e}", jump.name);
+                        io::Error::new(e.kind(), why)
+                    })?;
+                let ssh = self.peer.session(Some(tunnel.into_stream())).await?;
+                (ssh, Some(via))
+            }
+        };
+        let ssh_error = |e| self.peer.ssh_error(e);
+        let channel = ssh.channel_open_session().await.map_err(ssh_error)?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(ssh_error)?;
+        let config = russh_sftp::client::Config {
+            max_packet_len: MAX_REQUEST + 64 * 1024,
+            // Our deadlines come first; this only cleans up after them.
+            request_timeout_secs: self.timeout.as_secs().saturating_mul(4).max(30),
+            ..Default::default()
+        };
+        let mut sftp = RawSftpSession::new_with_config(channel.into_stream(), config);
+        let sftp_error = |e: SftpError| io::Error::other(format!("starting sftp: {e}"));
+        let version = sftp.init().await.map_err(sftp_error)?;
+        let mut request_len = SAFE_REQUEST;
+        if version
+            .extensions
+            .get("limits@openssh.com")
+            .is_some_and(|v| v == "1")
+        {
+            let limits = Limits::from(sftp.limits().await.map_err(sftp_error)?);
+            let max = u64::from(MAX_REQUEST);
+            request_len = limits.read_len.map_or(max, |r| r.clamp(1, max)) as u32;
+            sftp.set_limits(limits);
+        }
+        Ok(Conn {
+            ssh,
+            jump,
+            sftp,
+            request_len,
+            broken: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
+            files: AtomicUsize::new(0),
+            reads: Mutex::new(Vec::new()),
+        })
+    }
+}
