@@ -66,8 +66,27 @@ impl HttpOrigin {
                 "origin {base}: give the folder's URL, without ?query or #fragment"
             )));
         }
+        let mut web = Web::new(base.clone(), config.timeout())?;
+        match (&config.username, &config.password) {
+            (Some(user), Some(password)) => {
+                let local = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+                if parsed.scheme() == "http" && !local {
+                    tracing::warn!(
+                        origin = base,
+                        "the password goes to the server unencrypted over http://; use https://"
+                    );
+                }
+                web = web.with_basic_auth(user.clone(), password.clone());
+            }
+            (None, None) => {}
+            _ => {
+                return Err(invalid(format!(
+                    "origin {base}: username and password must be given together"
+                )))
+            }
+        }
         Ok(Self {
-            web: Arc::new(Web::new(base.clone(), config.timeout())?),
+            web: Arc::new(web),
             base: parsed,
         })
     }
@@ -329,9 +348,17 @@ impl RangeRead for HttpFile {
 fn refused(web: &Web, what: &str, status: StatusCode, _response: Response) -> io::Error {
     let (kind, text) = match status {
         StatusCode::NOT_FOUND => (io::ErrorKind::NotFound, "not found"),
-        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => (
+        StatusCode::UNAUTHORIZED if web.has_credentials() => (
             io::ErrorKind::PermissionDenied,
-            "access denied (the server asks for credentials, or refuses this path)",
+            "the server refused the username and password",
+        ),
+        StatusCode::UNAUTHORIZED => (
+            io::ErrorKind::PermissionDenied,
+            "the server asks for credentials (set username and password in the origin's config)",
+        ),
+        StatusCode::FORBIDDEN => (
+            io::ErrorKind::PermissionDenied,
+            "access denied (the server refuses this path)",
         ),
         StatusCode::PRECONDITION_FAILED => (
             io::ErrorKind::InvalidData,

@@ -6,6 +6,7 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
+use musicfs_ipc::origin::Secret;
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{self, HeaderName};
 use reqwest::StatusCode;
@@ -30,6 +31,8 @@ pub type Refused<'a> = &'a dyn Fn(&str, StatusCode, Response) -> io::Error;
 pub struct Web {
     pub name: String,
     client: Client,
+    /// User name and password sent with every request (HTTP Basic authentication).
+    basic_auth: Option<(String, Secret)>,
 }
 
 impl Web {
@@ -44,7 +47,22 @@ impl Web {
             .user_agent(concat!("musicfs/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| io::Error::other(format!("origin {name}: {}", chain(&e))))?;
-        Ok(Self { name, client })
+        Ok(Self {
+            name,
+            client,
+            basic_auth: None,
+        })
+    }
+
+    /// Sends `user` and `password` with every request (HTTP Basic authentication; reqwest
+    /// leaves them out of a redirect to another host).
+    pub fn with_basic_auth(mut self, user: String, password: Secret) -> Self {
+        self.basic_auth = Some((user, password));
+        self
+    }
+
+    pub fn has_credentials(&self) -> bool {
+        self.basic_auth.is_some()
     }
 
     /// Sends a request; any answer but 2xx becomes an error through `refused`. A request that
@@ -61,6 +79,9 @@ impl Web {
     ) -> io::Result<Response> {
         let build = || {
             let mut request = self.client.request(method.clone(), url.clone());
+            if let Some((user, password)) = &self.basic_auth {
+                request = request.basic_auth(user, Some(password.expose()));
+            }
             for (name, value) in headers {
                 request = request.header(name, *value);
             }

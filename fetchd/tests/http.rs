@@ -12,8 +12,9 @@ use musicfs_fetchd::health::unreachable;
 use musicfs_fetchd::http::HttpOrigin;
 use musicfs_fetchd::origin::{Origin, RangeRead};
 use musicfs_ipc::origin::OriginConfig;
+use musicfs_ipc::origin::Secret;
 use musicfs_tests::corpus::corpus_dir;
-use musicfs_tests::nginx::Nginx;
+use musicfs_tests::nginx::{Nginx, PRIVATE_PASSWORD, PRIVATE_USER};
 use musicfs_tests::noise::noise;
 
 fn origin(url: &str) -> HttpOrigin {
@@ -165,4 +166,45 @@ fn a_server_with_html_listings_is_told_what_to_serve() {
     let err = origin(&server.html_url()).walk().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
     assert!(err.to_string().contains("autoindex_format json"), "{err}");
+}
+
+/// A folder published behind a password (nginx's `auth_basic`): read with the username and
+/// password the origin's config gives; without them, or with a wrong one, the error says
+/// which, and never shows the password.
+#[test]
+fn a_folder_behind_basic_authentication_is_read_with_the_configured_credentials() {
+    let lib = tempfile::tempdir().unwrap();
+    let audio = library(lib.path());
+    let server = Nginx::serving(lib.path());
+    let url = server.private_url();
+
+    let err = origin(&url).walk().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("asks for credentials"), "{err}");
+
+    let with = |password: &str| {
+        let mut config = OriginConfig::from_url(&url);
+        config.timeout_seconds = Some(2);
+        config.username = Some(PRIVATE_USER.into());
+        config.password = Some(Secret::new(password));
+        HttpOrigin::new(&config, &config.parsed().unwrap())
+    };
+    let err = with("wrong-password-17").unwrap().walk().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("refused the username and password"), "{text}");
+    assert!(!text.contains("wrong-password-17"), "{text}");
+
+    let private = with(PRIVATE_PASSWORD).unwrap();
+    let (found, failed) = private.walk().unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, audio.keys().map(String::as_str).collect::<Vec<_>>());
+    let file = private.open("big/long.flac").unwrap();
+    assert!(read_all(&*file, 300_000) == audio["big/long.flac"]);
+
+    let mut half = OriginConfig::from_url(&url);
+    half.username = Some(PRIVATE_USER.into());
+    let err = HttpOrigin::new(&half, &half.parsed().unwrap()).unwrap_err();
+    assert!(err.to_string().contains("together"), "{err}");
 }

@@ -247,8 +247,12 @@ pub struct OriginConfig {
     #[serde(default)]
     pub identity_agent: Option<PathBuf>,
     /// SFTP: password (an identity file is better). Env `MUSICFS_SFTP_PASSWORD` also works.
+    /// HTTP: the password of the server's Basic authentication, with `username`.
     #[serde(default)]
     pub password: Option<Secret>,
+    /// HTTP: the user name of the server's Basic authentication, with `password`.
+    #[serde(default)]
+    pub username: Option<String>,
     /// SFTP: connections kept open to the server. Default 4.
     #[serde(default)]
     pub connections: Option<usize>,
@@ -287,6 +291,7 @@ impl OriginConfig {
             ssh_config: None,
             identity_agent: None,
             password: None,
+            username: None,
             connections: None,
             endpoint: None,
             region: None,
@@ -330,9 +335,10 @@ impl OriginConfig {
             ("known_hosts", self.known_hosts.is_some()),
             ("identity_agent", self.identity_agent.is_some()),
             ("ssh_config", self.ssh_config.is_some()),
-            ("password", self.password.is_some()),
             ("connections", self.connections.is_some()),
         ];
+        let http_only = [("username", self.username.is_some())];
+        let sftp_or_http = [("password", self.password.is_some())];
         let misplaced = |keys: &[(&str, bool)], kind: &str| {
             keys.iter().find(|(_, set)| *set).map(|(key, _)| {
                 format!(
@@ -342,9 +348,19 @@ impl OriginConfig {
             })
         };
         let err = match url {
-            OriginUrl::S3 { .. } => misplaced(&sftp_only, "sftp"),
-            OriginUrl::Sftp { .. } => misplaced(&s3_only, "s3"),
-            _ => misplaced(&s3_only, "s3").or_else(|| misplaced(&sftp_only, "sftp")),
+            OriginUrl::S3 { .. } => misplaced(&sftp_only, "sftp")
+                .or_else(|| misplaced(&sftp_or_http, "sftp and http"))
+                .or_else(|| misplaced(&http_only, "http")),
+            OriginUrl::Sftp { .. } => {
+                misplaced(&s3_only, "s3").or_else(|| misplaced(&http_only, "http"))
+            }
+            OriginUrl::Http { .. } => {
+                misplaced(&s3_only, "s3").or_else(|| misplaced(&sftp_only, "sftp"))
+            }
+            OriginUrl::Local(_) => misplaced(&s3_only, "s3")
+                .or_else(|| misplaced(&sftp_only, "sftp"))
+                .or_else(|| misplaced(&sftp_or_http, "sftp and http"))
+                .or_else(|| misplaced(&http_only, "http")),
         };
         if let Some(err) = err {
             return Err(err);

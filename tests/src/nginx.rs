@@ -1,11 +1,15 @@
 //! A real web server (Debian's nginx, installed by `scripts/deps.sh test`) on 127.0.0.1 for the
 //! HTTP origin tests: it publishes a folder with JSON directory listings (`autoindex_format
-//! json`; HTML ones at `/html/`) and answers ranged GETs, with its own config, logs and pid file
+//! json`; HTML ones at `/html/`, Basic authentication at `/private/`) and answers ranged GETs, with its own config, logs and pid file
 //! in a temp dir (never `/etc/nginx`). Tests stop and restart it on the same port.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+/// Who may read [`Nginx::private_url`].
+pub const PRIVATE_USER: &str = "ann";
+pub const PRIVATE_PASSWORD: &str = "open-sesame-41";
 
 pub struct Nginx {
     dir: tempfile::TempDir,
@@ -46,11 +50,20 @@ impl Nginx {
                    alias {root}/;\n\
                    autoindex on;\n\
                  }}\n\
+                 location /private/ {{\n\
+                   alias {root}/;\n\
+                   autoindex on;\n\
+                   autoindex_format json;\n\
+                   auth_basic \"music\";\n\
+                   auth_basic_user_file {d}/htpasswd;\n\
+                 }}\n\
                }}\n\
              }}\n",
             root = root.display()
         );
         std::fs::write(dir.path().join("nginx.conf"), config).expect("nginx config");
+        let users = format!("{PRIVATE_USER}:{{PLAIN}}{PRIVATE_PASSWORD}\n");
+        std::fs::write(dir.path().join("htpasswd"), users).expect("htpasswd");
         let mut server = Self {
             dir,
             port,
@@ -63,6 +76,12 @@ impl Nginx {
     /// `http://127.0.0.1:<port>/music/`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/music/", self.port)
+    }
+
+    /// The same folder behind Basic authentication ([`PRIVATE_USER`], [`PRIVATE_PASSWORD`]):
+    /// `http://127.0.0.1:<port>/private/`.
+    pub fn private_url(&self) -> String {
+        format!("http://127.0.0.1:{}/private/", self.port)
     }
 
     /// The same folder with nginx's HTML listings: `http://127.0.0.1:<port>/html/`.

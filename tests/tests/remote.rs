@@ -445,6 +445,7 @@ fn a_retagged_30_mb_flac_is_fetched_again_only_in_its_tags() {
 fn secrets_never_reach_logs_process_lists_or_status() {
     const SECRET: &str = "s3-secret-that-must-not-leak";
     const PASSWORD: &str = "sftp-password-that-must-not-leak";
+    const WEB_PASSWORD: &str = "http-password-that-must-not-leak";
     let tmp = tempfile::tempdir().unwrap();
     let nas = tmp.path().join("nas");
     corpus_copy(&nas);
@@ -455,16 +456,21 @@ fn secrets_never_reach_logs_process_lists_or_status() {
         "lib/a.flac",
         &std::fs::read(corpus_dir().join("beets/full.flac")).unwrap(),
     );
-    // A wrong S3 secret (refused on every request, so errors are logged), and a password for an
-    // SFTP server that is not there (so connection errors are logged).
+    let web = Nginx::serving(&nas);
+    // A wrong S3 secret and a wrong web password (refused on every request, so errors are
+    // logged), and a password for an SFTP server that is not there (so connection errors are
+    // logged).
     let wrong = format!(
         "[[origins]]\nurl = \"s3://{BUCKET}/lib\"\nendpoint = \"{}\"\npath_style = true\n\
          access_key_id = \"{}\"\nsecret_access_key = \"{SECRET}\"\ntimeout_seconds = 2\n\
          [[origins]]\nurl = \"sftp://nobody@127.0.0.1:1/music\"\npassword = \"{PASSWORD}\"\n\
-         known_hosts = \"{}\"\ntimeout_seconds = 2\n",
+         known_hosts = \"{}\"\ntimeout_seconds = 2\n\
+         [[origins]]\nurl = \"{}\"\nusername = \"ann\"\npassword = \"{WEB_PASSWORD}\"\n\
+         timeout_seconds = 2\n",
         s3.endpoint(),
         s3.access_key(),
-        sshd.known_hosts().display()
+        sshd.known_hosts().display(),
+        web.private_url()
     );
     let config = sftp_origin(&sshd, &nas, 1) + &wrong;
     let config_path = tmp.path().join("config.toml");
@@ -500,10 +506,12 @@ fn secrets_never_reach_logs_process_lists_or_status() {
     drop(mount);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
-        logged.contains("s3://music/lib") && logged.contains("sftp://nobody@127.0.0.1:1/music"),
+        logged.contains("s3://music/lib")
+            && logged.contains("sftp://nobody@127.0.0.1:1/music")
+            && logged.contains("refused the username and password"),
         "the failing origins were not reported: {logged}"
     );
-    for secret in [SECRET, PASSWORD] {
+    for secret in [SECRET, PASSWORD, WEB_PASSWORD] {
         assert!(!logged.contains(secret), "{secret} in the log:\n{logged}");
         assert!(!seen.contains(secret), "{secret} in status or ps:\n{seen}");
     }
