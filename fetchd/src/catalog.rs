@@ -42,6 +42,10 @@ pub struct Node {
     pub size: u64,
     pub mtime_ns: i128,
     pub track: Option<TrackRef>,
+    /// A file whose track is read from a remote origin (nodes persisted before this field
+    /// read as local until the tree is built again).
+    #[serde(default)]
+    pub remote: bool,
 }
 
 /// The chunks a track version is made of, in order.

@@ -83,12 +83,13 @@ impl Namespace {
     /// Renders `tracks` with `template`. The same file on several origins (same path and size)
     /// is shown once, as the copy on the origin with the best (lowest) `priority`; reads fail
     /// over to the other copies. Tracks are placed in a fixed order (by origin and path), so
-    /// the same catalog always gives the same names. Returns the namespace and the node list
-    /// to persist.
+    /// the same catalog always gives the same names. A file is marked `remote` when `remote`
+    /// says so of its copy's origin. Returns the namespace and the node list to persist.
     pub fn build(
         tracks: &[(TrackId, TrackRecord)],
         templates: &Templates,
         priority: &dyn Fn(&str) -> i32,
+        remote: &dyn Fn(&str) -> bool,
         inodes: &mut InodeAllocator<'_>,
     ) -> Result<(Self, Vec<(Ino, Node)>), CatalogError> {
         let mut preferred: HashMap<(&str, u64), &(TrackId, TrackRecord)> = HashMap::new();
@@ -159,6 +160,7 @@ impl Namespace {
                         id: *id,
                         version: record.version,
                     }),
+                    remote: remote(&record.location.origin),
                 },
             ));
         }
@@ -181,6 +183,7 @@ impl Namespace {
                     size: 0,
                     mtime_ns: mtime,
                     track: None,
+                    remote: false,
                 },
             ));
         }
@@ -308,6 +311,7 @@ fn root_node(mtime_ns: i128) -> Node {
         size: 0,
         mtime_ns,
         track: None,
+        remote: false,
     }
 }
 
@@ -326,6 +330,7 @@ fn to_attr(ino: Ino, node: &Node) -> Attr {
         mtime_secs: node.mtime_ns.div_euclid(1_000_000_000) as i64,
         mtime_nanos: node.mtime_ns.rem_euclid(1_000_000_000) as u32,
         track: node.track,
+        remote: node.remote,
     }
 }
 
@@ -368,7 +373,8 @@ pub(crate) mod tests {
         let templates = Templates::parse(DEFAULT_TEMPLATE, &views()).unwrap();
         let tracks = catalog.tracks().unwrap();
         let mut alloc = catalog.inode_allocator().unwrap();
-        let (ns, nodes) = Namespace::build(&tracks, &templates, &|_| 0, &mut alloc).unwrap();
+        let (ns, nodes) =
+            Namespace::build(&tracks, &templates, &|_| 0, &|_| false, &mut alloc).unwrap();
         alloc.commit(&nodes).unwrap();
         (dir, catalog, ns)
     }
@@ -449,7 +455,8 @@ pub(crate) mod tests {
         let tracks = catalog.tracks().unwrap();
         let templates = Templates::parse(DEFAULT_TEMPLATE, &views()).unwrap();
         let mut alloc = catalog.inode_allocator().unwrap();
-        let (again, nodes) = Namespace::build(&tracks, &templates, &|_| 0, &mut alloc).unwrap();
+        let (again, nodes) =
+            Namespace::build(&tracks, &templates, &|_| 0, &|_| false, &mut alloc).unwrap();
         alloc.commit(&nodes).unwrap();
         assert_eq!(resolve(&again, "A/B/01 One.ogg").unwrap().ino, before);
         let reloaded = Namespace::from_nodes(catalog.nodes().unwrap());
@@ -490,7 +497,8 @@ pub(crate) mod tests {
         for (preferred, other) in [("s3://b", "sftp://nas/m"), ("sftp://nas/m", "s3://b")] {
             let priority = |name: &str| if name == preferred { 1 } else { 2 };
             let mut alloc = catalog.inode_allocator().unwrap();
-            let (ns, nodes) = Namespace::build(&tracks, &templates, &priority, &mut alloc).unwrap();
+            let (ns, nodes) =
+                Namespace::build(&tracks, &templates, &priority, &|_| false, &mut alloc).unwrap();
             let names: Vec<String> = ns
                 .readdir(ROOT_INO)
                 .unwrap()

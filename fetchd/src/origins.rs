@@ -135,6 +135,12 @@ impl Origins {
         &self.list[index].origin
     }
 
+    /// Whether an origin (by name) is read across a network; unknown origins are not.
+    pub fn is_remote(&self, name: &str) -> bool {
+        self.index_of(name)
+            .is_some_and(|i| !matches!(self.list[i].config.parsed(), Ok(OriginUrl::Local(_))))
+    }
+
     /// The priority of an origin by name (lower is preferred); unknown origins come last.
     pub fn priority(&self, name: &str) -> i32 {
         self.index_of(name)

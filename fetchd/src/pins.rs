@@ -498,7 +498,8 @@ mod tests {
         let templates = Templates::parse(DEFAULT_TEMPLATE, &Default::default()).unwrap();
         let mut inodes = catalog.inode_allocator().unwrap();
         let tracks = catalog.tracks().unwrap();
-        let (ns, nodes) = Namespace::build(&tracks, &templates, &|_| 0, &mut inodes).unwrap();
+        let (ns, nodes) =
+            Namespace::build(&tracks, &templates, &|_| 0, &|_| false, &mut inodes).unwrap();
         inodes.commit(&nodes).unwrap();
         ns
     }

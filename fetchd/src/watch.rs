@@ -77,6 +77,7 @@ impl Rescanner {
                     &tracks,
                     &self.templates,
                     &|name| origins.priority(name),
+                    &|name| origins.is_remote(name),
                     &mut inodes,
                 )?;
                 inodes.commit(&nodes)?;

@@ -31,6 +31,9 @@ pub struct Attr {
     pub mtime_nanos: u32,
     /// For files: the track and the version of its content the size and bytes belong to.
     pub track: Option<TrackRef>,
+    /// For files: read from an origin across a network (mountd opens it with direct I/O, so
+    /// the kernel's readahead does not fetch what nobody asked for).
+    pub remote: bool,
 }
 
 /// A track at one content version; reads name both so a changed track is never mixed.

@@ -63,6 +63,8 @@ pub enum WriteOp {
 pub struct Opened {
     pub fh: u64,
     pub keep_cache: bool,
+    /// Bypass the page cache: the track is read across a network (see `Attr::remote`).
+    pub direct: bool,
 }
 
 /// Answer to getxattr/listxattr: the size when the caller asked for it (size 0), else the bytes.
@@ -221,7 +223,11 @@ impl<B: Backend> FsCore<B> {
             track,
             size: attr.size,
         });
-        Ok(Opened { fh, keep_cache })
+        Ok(Opened {
+            fh,
+            keep_cache,
+            direct: attr.remote,
+        })
     }
 
     /// Up to `size` bytes at `offset` of the content version the handle was opened at.
@@ -395,6 +401,7 @@ fn dot_entry(name: &str, ino: Ino) -> DirEntry {
             mtime_secs: 0,
             mtime_nanos: 0,
             track: None,
+            remote: false,
         },
     }
 }

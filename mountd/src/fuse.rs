@@ -8,6 +8,10 @@
 //!   mountd; `st_blksize` is 1 MiB so tools read in big blocks.
 //! - Opened files may keep their page cache (`FOPEN_KEEP_CACHE`): bytes are immutable per track
 //!   version, and the core withholds the flag when the version changed since the last open.
+//! - Tracks on remote origins are opened with direct I/O (`FOPEN_DIRECT_IO`): the kernel's
+//!   readahead would fetch megabytes behind a tag reader that takes in one cover (fetchd's own
+//!   read-ahead serves players instead); shared mappings of them stay allowed
+//!   (`FUSE_DIRECT_IO_ALLOW_MMAP`).
 //! - Requests may carry up to [`MAX_IO`] bytes (sequential reads reach that size once `run` has
 //!   raised the mount's readahead); readdirplus and parallel lookups are asked for.
 
@@ -165,6 +169,8 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
         for wanted in [
             InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
+            // Tracks opened with direct I/O may still be mapped shared (read-only here).
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
         ] {
             if let Err(missing) = config.add_capabilities(wanted) {
                 debug!("kernel lacks {missing:?}");
@@ -211,7 +217,9 @@ impl<B: Backend> Filesystem for FuseAdapter<B> {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.core.open(ino.0, flags.0) {
             Ok(opened) => {
-                let flags = if opened.keep_cache {
+                let flags = if opened.direct {
+                    FopenFlags::FOPEN_DIRECT_IO
+                } else if opened.keep_cache {
                     FopenFlags::FOPEN_KEEP_CACHE
                 } else {
                     FopenFlags::empty()

@@ -793,3 +793,94 @@ fn an_s3_bucket_mounts_with_the_keys_and_endpoint_of_an_aws_profile() {
     let original = std::fs::read(library.join("noise-02.flac")).unwrap();
     assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original);
 }
+
+/// A tag reader that takes in a whole embedded cover (MPD's FLAC reader: 8 KiB, then the
+/// cover in one read, then 8 KiB) must not set off read-ahead meant for players: a track on
+/// a remote origin is opened with direct I/O, so the kernel fetches nothing beyond what is
+/// asked, and fetchd's own window starts small. With the kernel's 4 MiB readahead this read
+/// fetched 5-7 MB of a 7 MB track. The file still maps (mmap) and reads back whole.
+#[test]
+fn a_tag_reader_taking_in_a_cover_fetches_about_what_it_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let noise = noise_library(1, 60);
+    let lib = tmp.path().join("nas");
+    std::fs::create_dir_all(&lib).unwrap();
+    let track = lib.join("covered.flac");
+    std::fs::copy(noise.join("noise-01.flac"), &track).unwrap();
+    let cover = tmp.path().join("cover.jpg");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg("nullsrc=s=1200x1200,geq=random(1)*255:128:128")
+        .args(["-frames:v", "1", "-q:v", "2"])
+        .arg(&cover)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let imported = std::process::Command::new("metaflac")
+        .arg(format!("--import-picture-from={}", cover.display()))
+        .arg(&track)
+        .status()
+        .unwrap();
+    assert!(imported.success());
+    let original = std::fs::read(&track).unwrap();
+    let cover_len = std::fs::metadata(&cover).unwrap().len() as usize;
+    assert!(cover_len > 500_000, "a cover of {cover_len} bytes");
+
+    let sshd = Sshd::new();
+    let mount = mount_with(tmp.path(), &sftp_origin(&sshd, &lib, 1));
+    mount.status(true);
+    let fetched = || {
+        origin(&mount.status(false), "sftp://")["bytes_read"]
+            .as_u64()
+            .unwrap()
+    };
+    let settled = || {
+        let mut last = fetched();
+        loop {
+            std::thread::sleep(Duration::from_millis(700));
+            let now = fetched();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let path = mount.path("Noise/Long Noise (2024)/01 Noise 01.flac");
+    let before = settled();
+    let mut file = std::fs::File::open(&path).unwrap();
+    let asked = 8192 + cover_len + 8192;
+    let mut read = vec![0; asked];
+    for range in [0..8192, 8192..8192 + cover_len, 8192 + cover_len..asked] {
+        file.read_exact(&mut read[range]).unwrap();
+    }
+    drop(file);
+    assert!(read[..] == original[..asked]);
+    let cost = settled() - before;
+    eprintln!("reading {asked} bytes fetched {cost}");
+    assert!(
+        cost <= asked as u64 + (1 << 20),
+        "reading {asked} bytes fetched {cost} from the origin"
+    );
+
+    // Mapped shared, as some tag readers do, it reads the same bytes.
+    let file = std::fs::File::open(&path).unwrap();
+    let len = original.len();
+    use std::os::fd::AsRawFd;
+    // SAFETY: a read-only shared mapping of an open file, unmapped below; the slice does not
+    // outlive it.
+    let mapped = unsafe {
+        let at = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(at, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+        let same = std::slice::from_raw_parts(at as *const u8, len) == &original[..];
+        libc::munmap(at, len);
+        same
+    };
+    assert!(mapped, "the mapped track differs");
+}
