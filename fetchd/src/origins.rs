@@ -18,6 +18,8 @@ use crate::origin::{Origin, OriginFile, OriginStats};
 struct Entry {
     origin: Arc<dyn Origin>,
     config: OriginConfig,
+    /// Read across a network (not a local folder).
+    remote: bool,
     health: Arc<Health>,
     suspect: Suspect,
 }
@@ -79,9 +81,11 @@ impl Origins {
             let origin = connect_or_defer(config)?;
             if !list.iter().any(|e| e.origin.name() == origin.name()) {
                 let health = Arc::new(Health::new(origin.name()));
+                let remote = !matches!(config.parsed(), Ok(OriginUrl::Local(_)));
                 list.push(Entry {
                     origin,
                     config: config.clone(),
+                    remote,
                     health,
                     suspect: Suspect::default(),
                 });
@@ -137,8 +141,7 @@ impl Origins {
 
     /// Whether an origin (by name) is read across a network; unknown origins are not.
     pub fn is_remote(&self, name: &str) -> bool {
-        self.index_of(name)
-            .is_some_and(|i| !matches!(self.list[i].config.parsed(), Ok(OriginUrl::Local(_))))
+        self.index_of(name).is_some_and(|i| self.list[i].remote)
     }
 
     /// The priority of an origin by name (lower is preferred); unknown origins come last.
