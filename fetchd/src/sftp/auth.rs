@@ -160,12 +160,14 @@ impl Login {
                             }
                         }
                     }
-                    let n = keys.len();
                     let socket = socket.display();
-                    tried.push(match n {
-                        1 => format!("the key of the ssh-agent at {socket}"),
-                        n => format!("the {n} keys of the ssh-agent at {socket}"),
-                    });
+                    match keys.len() {
+                        0 => {
+                            let _ = write!(notes, "; the ssh-agent at {socket} holds no key");
+                        }
+                        1 => tried.push(format!("the key of the ssh-agent at {socket}")),
+                        n => tried.push(format!("the {n} keys of the ssh-agent at {socket}")),
+                    }
                 }
                 Err(e) => {
                     let socket = socket.display();
