@@ -174,10 +174,12 @@ pub fn scan(
         .collect();
     let names: Vec<&str> = origins.iter().map(|o| o.name()).collect();
     let moves = moves(&gone, &work, &names);
+    let moved: HashSet<&Location> = moves.values().collect();
     batch.removed = gone
-        .into_iter()
+        .iter()
         .map(|(l, _)| l)
-        .filter(|l| !moves.values().any(|from| from == l))
+        .filter(|l| !moved.contains(l))
+        .cloned()
         .collect();
     summary.removed = batch.removed.len() as u64;
     summary.problems = batch.problems.len() as u64;
