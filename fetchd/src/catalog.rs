@@ -399,6 +399,14 @@ impl Catalog {
         seq: &mut u64,
     ) -> Result<std::collections::HashSet<u64>, CatalogError> {
         let mut moved = std::collections::HashSet::new();
+        if batch.moves.is_empty() {
+            return Ok(moved);
+        }
+        let upserted: HashMap<&Location, (u64, i128)> = batch
+            .upserts
+            .iter()
+            .map(|(location, size, mtime_ns, _)| (location, (*size, *mtime_ns)))
+            .collect();
         for (from, to) in &batch.moves {
             let (from_key, to_key) = (path_key(&from.key()), path_key(&to.key()));
             let id = self.files.get(wtxn, &from_key)?;
@@ -406,9 +414,8 @@ impl Catalog {
                 Some(id) => self.tracks.get(wtxn, &id)?,
                 None => None,
             };
-            let upsert = batch.upserts.iter().find(|u| &u.0 == to);
-            let same = match (id, &record, upsert) {
-                (Some(_), Some(record), Some(&(_, size, mtime_ns, _))) => {
+            let same = match (id, &record, upserted.get(to)) {
+                (Some(_), Some(record), Some(&(size, mtime_ns))) => {
                     let heads = (
                         self.heads.get(wtxn, &from_key)?,
                         self.heads.get(wtxn, &to_key)?,
