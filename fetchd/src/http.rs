@@ -1,14 +1,18 @@
 //! HTTP(S) origins: a folder a web server publishes with JSON directory listings, read with
 //! ranged GETs.
 //!
-//! Listings are what nginx serves with `autoindex on; autoindex_format json;`
+//! Listings are JSON where the server gives it: nginx's `autoindex on; autoindex_format json;`
 //! (`[{"name", "type": "file"|"directory", "mtime": HTTP date, "size"}]`) or Caddy's
 //! `file_server browse` when asked for JSON (`[{"name", "is_dir", "mod_time": RFC 3339,
-//! "size"}]`); every directory is asked for with `Accept: application/json`. A server that
-//! answers with anything else is reported as one that gives no listing. Reads are ranged GETs
-//! pinned with `If-Match` to the ETag the file had when opened (when the server sends one, as
-//! nginx and Caddy do), so a replaced file fails the read rather than mixing two versions. The
-//! server must answer ranges with 206.
+//! "size"}]`); every directory is asked for with `Accept: application/json` first. Any other
+//! directory page in HTML (nginx's and Apache's default autoindex, lighttpd, `rclone serve
+//! http`) is read for its links ([`crate::html_listing`]), and the walk asks each audio file it
+//! lists for its size and date with a HEAD, a few at once. A server that answers with anything
+//! else is reported as one that gives no listing. Reads are ranged GETs pinned to the version
+//! the file had when opened: `If-Match` its ETag (nginx, Caddy, Apache), or from a server that
+//! sends none `If-Unmodified-Since` its date (rclone), so a replaced file fails the read rather
+//! than mixing two versions. The server must answer ranges with 206 (Python's `http.server`
+//! does not, and is told so).
 
 use std::fmt;
 use std::io::{self, Read};
@@ -22,14 +26,16 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
+use crate::html_listing;
 use crate::origin::{check_relative, is_audio, Found, Listing, Origin, RangeRead};
-use crate::web::{self, invalid, parse_http_date, parse_rfc3339, Web};
+use crate::web::{self, invalid, parse_http_date, parse_rfc3339, Pin, Web};
 
 /// Directories deeper than this below the base are not walked (a symlink loop on the server).
 const MAX_DEPTH: usize = 32;
 /// Directories one walk lists at most.
 const MAX_DIRS: usize = 200_000;
-/// Directory listings a walk has in flight at once.
+/// Directory listings (or HEADs of files an HTML listing gave no size for) a walk has in
+/// flight at once.
 const WALK_PARALLEL: usize = 8;
 /// The largest directory listing read (bytes).
 const MAX_LISTING: u64 = 64 << 20;
@@ -105,35 +111,9 @@ impl HttpOrigin {
         url
     }
 
-    /// The entries of each of `dirs`, listed up to [`WALK_PARALLEL`] at once, in order.
-    fn list_all(&self, dirs: Vec<String>) -> Vec<(String, io::Result<Vec<Entry>>)> {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<std::sync::Mutex<Option<io::Result<Vec<Entry>>>>> =
-            dirs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..WALK_PARALLEL.min(dirs.len()) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(dir) = dirs.get(i) else { break };
-                    let listed = self.list(dir);
-                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(listed);
-                });
-            }
-        });
-        dirs.into_iter()
-            .zip(results)
-            .map(|(dir, result)| {
-                let result = result.into_inner().unwrap_or_else(|e| e.into_inner());
-                (
-                    dir,
-                    result.unwrap_or_else(|| Err(io::Error::other("not listed"))),
-                )
-            })
-            .collect()
-    }
-
-    /// One directory's entries.
-    fn list(&self, rel: &str) -> io::Result<Vec<Entry>> {
+    /// One directory's entries, and the links of an HTML listing that cannot be paths (with
+    /// why).
+    fn list(&self, rel: &str) -> io::Result<Dir> {
         let what = match rel {
             "" => "listing".to_owned(),
             rel => format!("listing {rel:?}"),
@@ -142,8 +122,9 @@ impl HttpOrigin {
             reqwest::Method::GET,
             &what,
             self.url(rel, true),
-            &[(header::ACCEPT, "application/json")],
+            &[(header::ACCEPT, "application/json, text/html;q=0.9")],
         )?;
+        let page_url = response.url().clone();
         let mut body = Vec::new();
         response
             .take(MAX_LISTING + 1)
@@ -152,17 +133,31 @@ impl HttpOrigin {
         if body.len() as u64 > MAX_LISTING {
             return Err(self.web.bad(&what, "the listing is too large"));
         }
-        let entries: Vec<Value> = serde_json::from_slice(&body).map_err(|_| {
-            self.web.bad(
+        if let Ok(entries) = serde_json::from_slice::<Vec<Value>>(&body) {
+            return Ok((entries.iter().filter_map(entry).collect(), Vec::new()));
+        }
+        if !html_listing::is_html(&body) {
+            return Err(self.web.bad(
                 &what,
-                "the server gives no JSON listing (nginx: `autoindex on; autoindex_format \
-                 json;`, Caddy: `file_server browse`)",
-            )
-        })?;
-        Ok(entries.iter().filter_map(entry).collect())
+                "the server gives no directory listing (nginx: `autoindex on;`, Apache: \
+                 `Options +Indexes`, Caddy: `file_server browse`)",
+            ));
+        }
+        let page = html_listing::children(&String::from_utf8_lossy(&body), &page_url);
+        let entries = page
+            .children
+            .into_iter()
+            .map(|(name, dir)| Entry {
+                name,
+                dir,
+                size: None,
+                mtime_ns: 0,
+            })
+            .collect();
+        Ok((entries, page.unusable))
     }
 
-    fn head(&self, rel: &str) -> io::Result<(u64, i128, Option<String>)> {
+    fn head(&self, rel: &str) -> io::Result<(u64, i128, Pin)> {
         let what = format!("{rel:?}");
         let response = self.send(reqwest::Method::HEAD, &what, self.url(rel, false), &[])?;
         self.web.head_fields(&what, &response)
@@ -181,6 +176,9 @@ impl HttpOrigin {
             })
     }
 }
+
+/// A directory's entries, and the links of its HTML listing that cannot be paths (with why).
+type Dir = (Vec<Entry>, Vec<(String, &'static str)>);
 
 /// One entry of a directory listing.
 #[derive(Debug, PartialEq, Eq)]
@@ -229,25 +227,34 @@ impl Origin for HttpOrigin {
 
     /// Every audio file below the base, one depth at a time, up to [`WALK_PARALLEL`]
     /// directories listed at once (each listing is a round trip: a library of a thousand album
-    /// folders listed one after the other waits a thousand times). Names that cannot be paths
+    /// folders listed one after the other waits a thousand times); then a HEAD, as many at
+    /// once, of each file listed without a size (HTML listings). Names that cannot be paths
     /// and directories that cannot be listed are reported, not listed; a base that cannot be
     /// listed is an error (the server is unreachable, or gives no listing).
     fn walk(&self) -> io::Result<Listing> {
         let mut found = Vec::new();
         let mut failed = Vec::new();
+        let mut sizeless = Vec::new();
         let root = self.list("")?;
-        let mut level: Vec<(String, io::Result<Vec<Entry>>)> = vec![(String::new(), Ok(root))];
+        let mut level: Vec<(String, io::Result<_>)> = vec![(String::new(), Ok(root))];
         let mut listed = 1;
         for depth in 0..=MAX_DEPTH {
             let mut next = Vec::new();
             for (dir, entries) in level {
-                let entries = match entries {
-                    Ok(entries) => entries,
+                let (entries, unusable) = match entries {
+                    Ok(listing) => listing,
                     Err(e) => {
                         failed.push((dir, e.to_string()));
                         continue;
                     }
                 };
+                for (link, why) in unusable {
+                    let rel = match dir.as_str() {
+                        "" => link,
+                        dir => format!("{dir}/{link}"),
+                    };
+                    failed.push((rel, why.to_owned()));
+                }
                 for e in entries {
                     let rel = match dir.as_str() {
                         "" => e.name,
@@ -268,7 +275,7 @@ impl Origin for HttpOrigin {
                                 size,
                                 mtime_ns: e.mtime_ns,
                             }),
-                            None => failed.push((rel, "listed without a size".to_owned())),
+                            None => sizeless.push(rel),
                         }
                     }
                 }
@@ -277,7 +284,19 @@ impl Origin for HttpOrigin {
                 break;
             }
             listed += next.len();
-            level = self.list_all(next);
+            let listings = in_parallel(&next, |dir| self.list(dir));
+            level = next.into_iter().zip(listings).collect();
+        }
+        let heads = in_parallel(&sizeless, |rel| self.head(rel));
+        for (path, head) in sizeless.into_iter().zip(heads) {
+            match head {
+                Ok((size, mtime_ns, _)) => found.push(Found {
+                    path,
+                    size,
+                    mtime_ns,
+                }),
+                Err(e) => failed.push((path, e.to_string())),
+            }
         }
         found.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((found, failed))
@@ -289,15 +308,15 @@ impl Origin for HttpOrigin {
         Ok((size, mtime))
     }
 
-    /// A HEAD for the length and ETag; reads are ranged GETs pinned to that ETag.
+    /// A HEAD for the length and version; reads are ranged GETs pinned to that version.
     fn open(&self, rel: &str) -> io::Result<Box<dyn RangeRead>> {
-        let (len, _, etag) = self.head(rel)?;
+        let (len, _, pin) = self.head(rel)?;
         Ok(Box::new(HttpFile {
             web: self.web.clone(),
             url: self.url(rel, false),
             what: format!("{rel:?}"),
             len,
-            etag,
+            pin,
         }))
     }
 
@@ -313,6 +332,28 @@ impl Origin for HttpOrigin {
     }
 }
 
+/// `f` of each of `items`, up to [`WALK_PARALLEL`] at once, in order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..WALK_PARALLEL.min(items.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let result = f(item);
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .map(|r| r.expect("every item is taken by a worker"))
+        .collect()
+}
+
 /// An open file.
 struct HttpFile {
     web: Arc<Web>,
@@ -320,7 +361,7 @@ struct HttpFile {
     /// The path relative to the base, quoted, for messages.
     what: String,
     len: u64,
-    etag: Option<String>,
+    pin: Pin,
 }
 
 impl RangeRead for HttpFile {
@@ -334,7 +375,7 @@ impl RangeRead for HttpFile {
             self.web.get_range(
                 &self.what,
                 self.url.clone(),
-                self.etag.as_deref(),
+                &self.pin,
                 (at, self.len),
                 piece,
                 &|what, status, response| refused(&self.web, what, status, response),

@@ -9,6 +9,7 @@ pub mod deferred;
 pub mod delta;
 pub mod feeder;
 pub mod health;
+pub mod html_listing;
 pub mod http;
 pub mod id3v2;
 pub mod local;

@@ -24,7 +24,7 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 use url::Url;
 
 use crate::origin::{check_relative, is_audio, Found, Listing, Origin, RangeRead};
-use crate::web::{self, invalid, parse_rfc3339, Web};
+use crate::web::{self, invalid, parse_rfc3339, Pin, Web};
 
 /// Keys per ListObjectsV2 page (S3's maximum).
 const PAGE_SIZE: usize = 1000;
@@ -178,7 +178,7 @@ impl S3Origin {
     }
 
     /// HEAD of an object: size, mtime, and the ETag if it is a strong one.
-    fn head(&self, rel: &str) -> io::Result<(u64, i128, Option<String>)> {
+    fn head(&self, rel: &str) -> io::Result<(u64, i128, Pin)> {
         let s = &self.shared;
         let key = self.key(rel)?;
         let url = s
@@ -259,13 +259,13 @@ impl Origin for S3Origin {
     /// A HEAD for the length and ETag; reads are ranged GETs pinned to that ETag, so a
     /// replaced object fails the read instead of mixing two versions.
     fn open(&self, rel: &str) -> io::Result<Box<dyn RangeRead>> {
-        let (len, _, etag) = self.head(rel)?;
+        let (len, _, pin) = self.head(rel)?;
         Ok(Box::new(S3File {
             shared: self.shared.clone(),
             key: self.key(rel)?,
             what: format!("{rel:?}"),
             len,
-            etag,
+            pin,
         }))
     }
 
@@ -282,7 +282,7 @@ struct S3File {
     /// The path relative to the prefix, quoted, for messages.
     what: String,
     len: u64,
-    etag: Option<String>,
+    pin: Pin,
 }
 
 impl S3File {
@@ -296,7 +296,7 @@ impl S3File {
         s.web.get_range(
             &self.what,
             url,
-            self.etag.as_deref(),
+            &self.pin,
             (offset, self.len),
             buf,
             &|what, status, response| s.status_error(what, status, response),

@@ -24,6 +24,18 @@ const PIECE_MIN: usize = 256 * 1024;
 const RETRY_AFTER_SERVER_ERROR: [Duration; 2] =
     [Duration::from_millis(50), Duration::from_millis(250)];
 
+/// What a ranged GET sends so that it reads the version of the file its HEAD saw, or nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// The strong ETag (`If-Match`): nginx, Caddy, Apache, S3.
+    ETag(String),
+    /// From a server that sends no ETag (`rclone serve http`), the Last-Modified date
+    /// (`If-Unmodified-Since`): a file replaced within the same second goes unseen.
+    Date(String),
+    /// Neither: reads cannot tell a replaced file.
+    Nothing,
+}
+
 /// Turns an answer that is not 2xx into an error (each kind of server says more its own way).
 pub type Refused<'a> = &'a dyn Fn(&str, StatusCode, Response) -> io::Error;
 
@@ -113,12 +125,9 @@ impl Web {
         Err(refused(what, status, response))
     }
 
-    /// Size, mtime (whole seconds) and strong ETag from the answer to a HEAD.
-    pub fn head_fields(
-        &self,
-        what: &str,
-        response: &Response,
-    ) -> io::Result<(u64, i128, Option<String>)> {
+    /// Size, mtime (whole seconds) and what pins reads to this version, from the answer to a
+    /// HEAD.
+    pub fn head_fields(&self, what: &str, response: &Response) -> io::Result<(u64, i128, Pin)> {
         let headers = response.headers();
         let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
         let size = text(header::CONTENT_LENGTH)
@@ -127,20 +136,23 @@ impl Web {
         let mtime = text(header::LAST_MODIFIED)
             .and_then(parse_http_date)
             .map_or(0, |secs| i128::from(secs) * 1_000_000_000);
-        let etag = text(header::ETAG)
-            .filter(|e| e.starts_with('"'))
-            .map(str::to_owned);
-        Ok((size, mtime, etag))
+        let etag = text(header::ETAG).filter(|e| e.starts_with('"'));
+        let pin = match (etag, text(header::LAST_MODIFIED)) {
+            (Some(etag), _) => Pin::ETag(etag.to_owned()),
+            (None, Some(date)) if mtime != 0 => Pin::Date(date.to_owned()),
+            _ => Pin::Nothing,
+        };
+        Ok((size, mtime, pin))
     }
 
-    /// Fills `buf` with the bytes at `offset` of a file `len` long: one ranged GET to `url`
-    /// (pinned to `etag` when there is one, so a replaced file fails the read instead of mixing
-    /// two versions).
+    /// Fills `buf` with the bytes at `offset` of a file `len` long: one ranged GET to `url`,
+    /// pinned to the version `pin` names, so a replaced file fails the read (412) instead of
+    /// mixing two versions.
     pub fn get_range(
         &self,
         what: &str,
         url: Url,
-        etag: Option<&str>,
+        pin: &Pin,
         (offset, len): (u64, u64),
         buf: &mut [u8],
         refused: Refused<'_>,
@@ -148,14 +160,24 @@ impl Web {
         let last = offset + buf.len() as u64 - 1;
         let range = format!("bytes={offset}-{last}");
         let mut headers = vec![(header::RANGE, range.as_str())];
-        if let Some(etag) = etag {
-            headers.push((header::IF_MATCH, etag));
+        match pin {
+            Pin::ETag(etag) => headers.push((header::IF_MATCH, etag)),
+            Pin::Date(date) => headers.push((header::IF_UNMODIFIED_SINCE, date)),
+            Pin::Nothing => {}
         }
         let mut response = self.send(reqwest::Method::GET, what, url, &headers, refused)?;
         let whole = offset == 0 && buf.len() as u64 == len;
         match response.status() {
             StatusCode::PARTIAL_CONTENT => {}
             StatusCode::OK if whole => {}
+            StatusCode::OK => {
+                return Err(self.bad(
+                    what,
+                    "the server ignores Range requests and sends whole files (Python's \
+                     http.server does); publish the folder with nginx, Apache, Caddy or \
+                     `rclone serve http`",
+                ))
+            }
             status => {
                 return Err(self.bad(what, &format!("a ranged GET was answered with {status}")))
             }

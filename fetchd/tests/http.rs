@@ -1,7 +1,8 @@
-//! The HTTP origin against a real nginx on loopback publishing a folder with JSON listings:
-//! the walk (nested folders, hostile and non-audio names), stat, ranged reads checked byte for
-//! byte, a file replaced after it was opened, a server that goes away and comes back, and a
-//! folder it does not publish.
+//! The HTTP origin against real web servers on loopback: nginx publishing a folder with JSON
+//! listings and with HTML ones, `rclone serve http` and Python's `http.server` (HTML). The walk
+//! (nested folders, hostile and non-audio names), stat, ranged reads checked byte for byte, a
+//! file replaced after it was opened, a server that goes away and comes back, a folder it does
+//! not publish, and a server that ignores ranges.
 
 mod common;
 
@@ -16,6 +17,7 @@ use musicfs_ipc::origin::Secret;
 use musicfs_tests::corpus::corpus_dir;
 use musicfs_tests::nginx::{Nginx, PRIVATE_PASSWORD, PRIVATE_USER};
 use musicfs_tests::noise::noise;
+use musicfs_tests::web_servers::WebServer;
 
 fn origin(url: &str) -> HttpOrigin {
     let mut config = OriginConfig::from_url(url);
@@ -68,19 +70,18 @@ fn read_all(file: &dyn RangeRead, piece: usize) -> Vec<u8> {
     out
 }
 
-#[test]
-fn walks_stats_and_reads_a_published_folder_byte_for_byte() {
-    let lib = tempfile::tempdir().unwrap();
-    let audio = library(lib.path());
-    let server = Nginx::serving(lib.path());
-    let o = origin(&server.url());
-    assert_eq!(o.name(), server.url());
+/// Walks the folder `lib` published at `url`, which holds `audio`: exactly those files are
+/// listed, with the sizes and dates (whole seconds) the folder has and HEAD reports, and every
+/// one reads back byte for byte in single and parallel ranged GETs.
+fn reads_like_the_folder(url: &str, lib: &std::path::Path, audio: &BTreeMap<String, Vec<u8>>) {
+    let o = origin(url);
+    assert_eq!(o.name(), url);
     o.probe().expect("probe");
 
-    let found = common::walk_lists_exactly(&o, &audio);
+    let found = common::walk_lists_exactly(&o, audio);
     for f in &found {
         // The listing's mtime is the one HEAD reports (whole seconds), as the scanner compares.
-        let local = std::fs::metadata(lib.path().join(&f.path)).unwrap();
+        let local = std::fs::metadata(lib.join(&f.path)).unwrap();
         let secs = local
             .modified()
             .unwrap()
@@ -91,7 +92,7 @@ fn walks_stats_and_reads_a_published_folder_byte_for_byte() {
         assert_eq!(o.stat(&f.path).unwrap(), (f.size, f.mtime_ns), "{}", f.path);
     }
 
-    for (rel, data) in &audio {
+    for (rel, data) in audio {
         let file = o.open(rel).expect("open");
         assert_eq!(file.len(), data.len() as u64);
         // 1 MiB and 3 MiB pieces: single GETs and parallel ones.
@@ -106,23 +107,85 @@ fn walks_stats_and_reads_a_published_folder_byte_for_byte() {
 }
 
 #[test]
-fn a_file_replaced_after_it_was_opened_fails_its_reads() {
+fn walks_stats_and_reads_a_folder_nginx_lists_in_json_byte_for_byte() {
     let lib = tempfile::tempdir().unwrap();
-    let data = noise(300_000, 4);
-    std::fs::write(lib.path().join("a.flac"), &data).unwrap();
+    let audio = library(lib.path());
     let server = Nginx::serving(lib.path());
+    reads_like_the_folder(&server.url(), lib.path(), &audio);
+}
+
+/// nginx's default `autoindex on;` (HTML pages): the same files, sizes and dates as its JSON.
+#[test]
+fn walks_stats_and_reads_a_folder_nginx_lists_in_html_byte_for_byte() {
+    let lib = tempfile::tempdir().unwrap();
+    let audio = library(lib.path());
+    let server = Nginx::serving(lib.path());
+    reads_like_the_folder(&server.html_url(), lib.path(), &audio);
+}
+
+/// Another server altogether: `rclone serve http` (its own HTML pages, with sort links and
+/// `&amp;` in hrefs; no ETag).
+#[test]
+fn walks_stats_and_reads_a_folder_rclone_serves_byte_for_byte() {
+    let lib = tempfile::tempdir().unwrap();
+    let mut audio = library(lib.path());
+    let odd = "Simon & Garfunkel/Bridge; 'Live' <1970>/03 \"Cecilia\".flac";
+    let path = lib.path().join(odd);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let data = noise(70_000, 12);
+    std::fs::write(&path, &data).unwrap();
+    audio.insert(odd.to_owned(), data);
+    let server = WebServer::rclone(lib.path());
+    reads_like_the_folder(&server.url(), lib.path(), &audio);
+}
+
+/// Python's `http.server` lists folders but answers every ranged GET with the whole file: the
+/// walk lists the files, and a read says what is wrong and what to use instead.
+#[test]
+fn a_server_that_ignores_ranges_is_named_as_such() {
+    let lib = tempfile::tempdir().unwrap();
+    let audio = library(lib.path());
+    let server = WebServer::python(lib.path());
     let o = origin(&server.url());
+    common::walk_lists_exactly(&o, &audio);
+    let file = o.open("Björk/Homogenic/02 Jóga 100%.flac").expect("open");
+    let err = file.read_at(0, &mut [0; 4096]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    assert!(err.to_string().contains("ignores Range requests"), "{err}");
+}
+
+/// A file replaced (same size, other bytes, a later mtime) after it was opened at `url`, the
+/// folder `lib` published: its reads fail rather than mix two versions.
+fn replaced_file_fails_its_reads(url: &str, lib: &std::path::Path) {
+    let o = origin(url);
     let file = o.open("a.flac").unwrap();
     let mut buf = vec![0; 1000];
     file.read_at(0, &mut buf).unwrap();
-    assert_eq!(buf, data[..1000]);
+    assert_eq!(buf, noise(300_000, 4)[..1000]);
 
-    // Same size, other bytes, another mtime: another ETag.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    std::fs::write(lib.path().join("a.flac"), noise(300_000, 5)).unwrap();
+    std::fs::write(lib.join("a.flac"), noise(300_000, 5)).unwrap();
     let err = file.read_at(0, &mut buf).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
     assert!(err.to_string().contains("replaced"), "{err}");
+}
+
+/// nginx sends an ETag: reads are pinned with `If-Match`.
+#[test]
+fn a_file_replaced_after_it_was_opened_fails_its_reads() {
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::write(lib.path().join("a.flac"), noise(300_000, 4)).unwrap();
+    let server = Nginx::serving(lib.path());
+    replaced_file_fails_its_reads(&server.url(), lib.path());
+}
+
+/// rclone sends no ETag: reads are pinned to the date with `If-Unmodified-Since`.
+#[test]
+fn a_file_replaced_on_a_server_without_etags_fails_its_reads() {
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::write(lib.path().join("a.flac"), noise(300_000, 4)).unwrap();
+    let server = WebServer::rclone(lib.path());
+    replaced_file_fails_its_reads(&server.url(), lib.path());
 }
 
 #[test]
@@ -158,14 +221,20 @@ fn a_folder_the_server_does_not_publish_is_not_found() {
     assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
 }
 
+/// An answer that is neither a JSON listing nor an HTML page (a file where the folder should
+/// be) is no listing, and the error says what servers give one.
 #[test]
-fn a_server_with_html_listings_is_told_what_to_serve() {
+fn a_server_that_gives_no_listing_is_told_what_to_serve() {
     let lib = tempfile::tempdir().unwrap();
     std::fs::write(lib.path().join("a.flac"), noise(1000, 1)).unwrap();
+    std::fs::create_dir(lib.path().join("Album")).unwrap();
+    std::fs::write(lib.path().join("Album/index.html"), b"plain words, no page").unwrap();
     let server = Nginx::serving(lib.path());
-    let err = origin(&server.html_url()).walk().unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
-    assert!(err.to_string().contains("autoindex_format json"), "{err}");
+    let (found, failed) = origin(&server.html_url()).walk().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "Album");
+    assert!(failed[0].1.contains("autoindex on"), "{failed:?}");
 }
 
 /// A folder published behind a password (nginx's `auth_basic`): read with the username and

@@ -169,7 +169,7 @@ impl OriginUrl {
 }
 
 /// `text` with each `%XX` replaced by the byte it stands for; `None` if that is not UTF-8.
-fn percent_decoded(text: &str) -> Option<String> {
+pub fn percent_decoded(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -11,6 +11,7 @@ pub mod s3server;
 pub mod ssh_agent;
 pub mod sshd;
 pub mod tmpfs;
+pub mod web_servers;
 
 use std::path::{Path, PathBuf};
 

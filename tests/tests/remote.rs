@@ -18,6 +18,7 @@ use musicfs_tests::nginx::Nginx;
 use musicfs_tests::s3server::S3Server;
 use musicfs_tests::ssh_agent::{with_passphrase, SshAgent};
 use musicfs_tests::sshd::Sshd;
+use musicfs_tests::web_servers::WebServer;
 use serde_json::Value;
 
 const BUCKET: &str = "music";
@@ -146,21 +147,29 @@ fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_
     let originals = corpus_copy(&nas);
     let sshd = Sshd::new();
     let s3 = S3Server::new();
-    // The S3 and web copies live at other paths: three copies of every track.
+    // The S3 and web copies live at other paths: four copies of every track. The web copies
+    // are published by nginx with JSON listings and by rclone with HTML ones.
     let web = tmp.path().join("web");
+    let pages = tmp.path().join("pages");
     for (rel, bytes) in &originals {
         s3.put(BUCKET, &format!("my lib/copy/{rel}"), bytes);
-        let path = web.join("web copy").join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
+        for path in [
+            web.join("web copy").join(rel),
+            pages.join("html copy").join(rel),
+        ] {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
     }
     let nginx = Nginx::serving(&web);
+    let rclone = WebServer::rclone(&pages);
+    let web_origin = |url: String, priority: i32| {
+        format!("[[origins]]\nurl = \"{url}\"\npriority = {priority}\ntimeout_seconds = 2\n")
+    };
     let config = sftp_origin(&sshd, &nas, 1)
         + &s3_origin(&s3, "my%20lib", 2)
-        + &format!(
-            "[[origins]]\nurl = \"{}\"\npriority = 3\ntimeout_seconds = 2\n",
-            nginx.url()
-        );
+        + &web_origin(nginx.url(), 3)
+        + &web_origin(rclone.url(), 4);
     let mount = mount_with(tmp.path(), &config);
     let status = mount.status(true);
     let tracks = status["catalog"]["tracks"].as_u64().unwrap();
@@ -172,14 +181,14 @@ fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_
         .count();
     assert_eq!(
         tracks as usize + left_out,
-        3 * originals.len(),
+        4 * originals.len(),
         "{}",
         status["catalog"]
     );
 
     // The first scan read the tag bytes only: on average at most two of the scanner's 16 KiB
     // blocks per track (a head block, and a tail block where tags live at the end).
-    for scheme in ["sftp://", "s3://", "http://"] {
+    for scheme in ["sftp://", "s3://", &nginx.url(), &rclone.url()] {
         let read = origin(&status, scheme)["bytes_read"].as_u64().unwrap();
         let total: usize = originals.values().map(Vec::len).sum();
         let per_track = read / originals.len() as u64;

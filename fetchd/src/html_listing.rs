@@ -1,0 +1,279 @@
+//! Directory pages in HTML, as most web servers make them (nginx's and Apache's autoindex,
+//! lighttpd, `rclone serve http`, Python's `http.server`): the children of a directory are
+//! the links of its page that lead one level down from it. Nothing else on the page is read:
+//! the sizes and dates such pages show are rounded, localised or missing, so the walk asks each
+//! file with a HEAD instead.
+//!
+//! A link counts when, resolved against the page's URL, it stays on the same server, has no
+//! query or fragment (sort links, anchors) and names exactly one path segment below the page
+//! (`name` for a file, `name/` for a directory). Parent links, links elsewhere and the page's
+//! own links to itself are left out; a name that is not UTF-8 or holds a `/` once decoded is
+//! reported, not listed.
+
+use musicfs_ipc::origin::percent_decoded;
+use url::Url;
+
+/// What a directory page links to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// `(name, is a directory)`, in page order, each name once.
+    pub children: Vec<(String, bool)>,
+    /// `(link as written, why it is not listed)` for child links whose name cannot be a path.
+    pub unusable: Vec<(String, &'static str)>,
+}
+
+/// Whether `body` looks like an HTML page (and not, say, a JSON listing or a file).
+pub fn is_html(body: &[u8]) -> bool {
+    let head = &body[..body.len().min(1024)];
+    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+    head.trim_start().starts_with('<') && (head.contains("<html") || head.contains("<!doctype"))
+        || contains_link(body)
+}
+
+fn contains_link(body: &[u8]) -> bool {
+    body.windows(3).any(|w| w.eq_ignore_ascii_case(b"<a "))
+}
+
+/// The children the page at `page_url` links to.
+pub fn children(page: &str, page_url: &Url) -> Page {
+    let mut out = Page::default();
+    let base_path = page_url.path();
+    for href in hrefs(page) {
+        let href = unescape(href);
+        let Ok(target) = page_url.join(&href) else {
+            continue;
+        };
+        if target.origin() != page_url.origin()
+            || target.query().is_some()
+            || target.fragment().is_some()
+        {
+            continue;
+        }
+        let Some(rest) = target.path().strip_prefix(base_path) else {
+            continue;
+        };
+        let (segment, dir) = match rest.strip_suffix('/') {
+            Some(segment) => (segment, true),
+            None => (rest, false),
+        };
+        if segment.is_empty() || segment.contains('/') {
+            continue;
+        }
+        let name = match percent_decoded(segment) {
+            Some(name) if name.contains('/') => {
+                out.unusable.push((href, "the name holds a '/'"));
+                continue;
+            }
+            Some(name) => name,
+            None => {
+                out.unusable.push((href, "the name is not UTF-8"));
+                continue;
+            }
+        };
+        if !out.children.iter().any(|(known, _)| *known == name) {
+            out.children.push((name, dir));
+        }
+    }
+    out
+}
+
+/// The value of each `href` of each `<a ...>` tag, as written (entities not yet decoded).
+fn hrefs(page: &str) -> Vec<&str> {
+    let lower = page.to_ascii_lowercase();
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("<a").map(|i| from + i) {
+        from = at + 2;
+        if !lower[from..].starts_with(|c: char| c.is_ascii_whitespace()) {
+            continue;
+        }
+        let end = lower[from..].find('>').map_or(lower.len(), |i| from + i);
+        if let Some(value) = attribute(&page[from..end], &lower[from..end], "href") {
+            found.push(value);
+        }
+        from = end;
+    }
+    found
+}
+
+/// The value of attribute `name` in a tag's inside (`tag`; `lower` is it in lower case):
+/// double-quoted, single-quoted or bare.
+fn attribute<'a>(tag: &'a str, lower: &str, name: &str) -> Option<&'a str> {
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(name).map(|i| from + i) {
+        from = at + name.len();
+        let before_ok = at == 0 || lower.as_bytes()[at - 1].is_ascii_whitespace();
+        let after = lower[from..].trim_start();
+        if !before_ok || !after.starts_with('=') {
+            continue;
+        }
+        let value_at = tag.len() - after.len() + 1;
+        let value = tag[value_at..].trim_start();
+        return Some(match value.chars().next() {
+            Some(quote @ ('"' | '\'')) => {
+                let inner = &value[1..];
+                &inner[..inner.find(quote).unwrap_or(inner.len())]
+            }
+            _ => {
+                &value[..value
+                    .find(|c: char| c.is_ascii_whitespace())
+                    .unwrap_or(value.len())]
+            }
+        });
+    }
+    None
+}
+
+/// `text` with HTML's character references decoded: `&amp;`, `&lt;`, `&gt;`, `&quot;`,
+/// `&apos;`, and numeric ones (`&#38;`, `&#x26;`). Others are left as written.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').filter(|&end| end <= 10).and_then(|end| {
+            let c = match &rest[1..end] {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                number => number
+                    .strip_prefix("#x")
+                    .or_else(|| number.strip_prefix("#X"))
+                    .map(|hex| u32::from_str_radix(hex, 16))
+                    .or_else(|| number.strip_prefix('#').map(str::parse))
+                    .and_then(Result::ok)
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(page: &str, url: &str) -> Vec<(String, bool)> {
+        children(page, &Url::parse(url).unwrap()).children
+    }
+
+    fn owned(items: &[(&str, bool)]) -> Vec<(String, bool)> {
+        items.iter().map(|(n, d)| ((*n).to_owned(), *d)).collect()
+    }
+
+    #[test]
+    fn nginx_pages_give_their_files_and_folders() {
+        let page = "<html>\r\n<head><title>Index of /html/</title></head>\r\n<body>\r\n\
+            <h1>Index of /html/</h1><hr><pre><a href=\"../\">../</a>\r\n\
+            <a href=\"AC%20DC/\">AC DC/</a>                 27-Nov-2026 09:46       -\r\n\
+            <a href=\"a%26b%20%231%3F.flac\">a&amp;b #1?.flac</a>   27-Nov-2026 09:46    5000\r\n\
+            </pre><hr></body>\r\n</html>\r\n";
+        assert_eq!(
+            listed(page, "http://h/html/"),
+            owned(&[("AC DC", true), ("a&b #1?.flac", false)])
+        );
+    }
+
+    #[test]
+    fn apache_pages_drop_sort_links_icons_twice_and_the_parent() {
+        let page = "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 3.2 Final//EN\">\n<html><body>\
+            <table><tr><th><a href=\"?C=N;O=D\">Name</a></th><th><a href=\"?C=M;O=A\">Last \
+            modified</a></th></tr>\n<tr><td><a href=\"/music/\">Parent Directory</a></td></tr>\n\
+            <tr><td><a href=\"Album/\"><img src=\"/icons/folder.gif\" alt=\"[DIR]\"></a></td>\
+            <td><a href=\"Album/\">Album/</a></td><td>2026-11-27 09:46</td><td>  - </td></tr>\n\
+            <tr><td><A HREF='01.flac'><img src=\"/icons/sound2.gif\"></A></td><td>\
+            <A HREF='01.flac'>01.flac</A></td><td>2026-11-27 09:46</td><td>4.9K</td></tr>\n\
+            </table></body></html>";
+        assert_eq!(
+            listed(page, "http://h/music/Artist/"),
+            owned(&[("Album", true), ("01.flac", false)])
+        );
+    }
+
+    #[test]
+    fn rclone_and_python_pages_give_entity_escaped_links() {
+        let rclone = "<h1><a href=\"\">/</a></h1><a href=\"?sort=name&order=asc\" \
+            class=\"order\">Name</a><a href=\"..\"><span class=\"goup\">Go up</span></a>\
+            <span class=\"name\"><a href=\"A%20&amp;%20B/\">A &amp; B/</a></span>";
+        assert_eq!(listed(rclone, "http://h/"), owned(&[("A & B", true)]));
+        let python = "<!DOCTYPE HTML>\n<html lang=\"en\"><ul>\n\
+            <li><a href=\"01%20%E2%80%93%20t%C3%ABst%3F.flac\">01 – tëst?.flac</a></li>\n\
+            <li><a href=\"x&#38;y.flac\">x&amp;y.flac</a></li><li><a href=z.mp3>z.mp3</a>\n</ul>";
+        assert_eq!(
+            listed(python, "http://h/m/"),
+            owned(&[
+                ("01 – tëst?.flac", false),
+                ("x&y.flac", false),
+                ("z.mp3", false)
+            ])
+        );
+    }
+
+    #[test]
+    fn links_elsewhere_or_deeper_are_not_children() {
+        let page = "<a href=\"http://other.example/m/x.flac\">x</a>\
+            <a href=\"//other.example/m/y.flac\">y</a>\
+            <a href=\"https://h/m/z.flac\">scheme</a>\
+            <a href=\"javascript:alert(1)\">js</a><a href=\"#top\">top</a>\
+            <a href=\"../m2/w.flac\">sibling</a><a href=\"/m/../etc/passwd\">up</a>\
+            <a href=\"a/b.flac\">deeper</a><a href=\"./\">self</a><a href=\"mailto:x@y\">m</a>\
+            <a href=\"v.flac?download=1\">query</a><a href=\"http://h/m/ok.flac\">ok</a>\
+            <area href=\"q.flac\"><abbr title=\"r.flac\"><a title=x ahref=\"s.flac\">s</a>";
+        assert_eq!(listed(page, "http://h/m/"), owned(&[("ok.flac", false)]));
+    }
+
+    #[test]
+    fn names_that_cannot_be_paths_are_reported() {
+        let page = "<a href=\"a%2Fb.flac\">slash</a><a href=\"%FF.flac\">bytes</a>\
+            <a href=\"..%2F..%2Fetc\">up</a><a href=\"%2e%2e/\">dots</a>";
+        let found = children(page, &Url::parse("http://h/m/").unwrap());
+        // `%2e%2e/` is `..` to the URL parser too: the parent, not a child.
+        assert_eq!(found.children, vec![]);
+        let why: Vec<&str> = found.unusable.iter().map(|(_, why)| *why).collect();
+        assert_eq!(
+            why,
+            [
+                "the name holds a '/'",
+                "the name is not UTF-8",
+                "the name holds a '/'"
+            ]
+        );
+    }
+
+    #[test]
+    fn pages_are_told_from_other_answers() {
+        assert!(is_html(b"<!DOCTYPE html><html><body></body></html>"));
+        assert!(is_html(b"\n<html>\r\n<head><title>Index of /</title>"));
+        assert!(is_html(b"<pre><a href=\"x\">x</a></pre>"));
+        assert!(!is_html(b"[{\"name\":\"a.flac\"}]"));
+        assert!(!is_html(b"fLaC\0\0\0\"junk"));
+        assert!(!is_html(b""));
+    }
+
+    #[test]
+    fn character_references_decode_and_broken_ones_stay() {
+        assert_eq!(
+            unescape("a&amp;b&#38;c&#x26;d&lt;&gt;&quot;&apos;"),
+            "a&b&c&d<>\"'"
+        );
+        assert_eq!(
+            unescape("a & b &nbsp; &#xZZ; &#1114112; &"),
+            "a & b &nbsp; &#xZZ; &#1114112; &"
+        );
+    }
+}

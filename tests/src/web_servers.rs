@@ -1,0 +1,72 @@
+//! Web servers other than nginx that people publish a music folder with, run on 127.0.0.1 for
+//! the HTTP origin tests: `rclone serve http` (HTML listings, ranges, no ETag) and Python's
+//! `http.server` (HTML listings, no ranges). Both are installed by `scripts/deps.sh test`.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A server process publishing a folder at `/`; killed when dropped.
+pub struct WebServer {
+    child: Child,
+    port: u16,
+}
+
+impl WebServer {
+    /// `rclone serve http --dir-cache-time 0s ROOT` (by default rclone reports a file's old
+    /// size and date for up to five minutes after it changed).
+    pub fn rclone(root: &Path) -> Self {
+        Self::start("rclone", |port| {
+            let mut c = Command::new("rclone");
+            c.args(["serve", "http", "--config", "/dev/null"])
+                .args(["--dir-cache-time", "0s", "--addr"])
+                .arg(format!("127.0.0.1:{port}"))
+                .arg(root);
+            c
+        })
+    }
+
+    /// `python3 -m http.server --directory ROOT`.
+    pub fn python(root: &Path) -> Self {
+        Self::start("python3", |port| {
+            let mut c = Command::new("python3");
+            c.args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+                .arg(root)
+                .arg(port.to_string());
+            c
+        })
+    }
+
+    fn start(program: &str, command: impl FnOnce(u16) -> Command) -> Self {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = command(port)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{program} does not start ({e}); `scripts/deps.sh test` installs it")
+            });
+        if let Err(why) = crate::wait_listening(&mut child, port) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{program} did not serve on port {port}: {why}");
+        }
+        Self { child, port }
+    }
+
+    /// `http://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
