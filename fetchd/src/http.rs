@@ -27,13 +27,11 @@ use serde_json::Value;
 use url::Url;
 
 use crate::html_listing;
-use crate::origin::{check_relative, is_audio, Found, Listing, Origin, RangeRead};
+use crate::origin::{
+    check_relative, is_audio, Found, Listing, Origin, RangeRead, MAX_DEPTH, MAX_DIRS, TOO_DEEP,
+};
 use crate::web::{self, invalid, parse_http_date, parse_rfc3339, Pin, Web};
 
-/// Directories deeper than this below the base are not walked (a symlink loop on the server).
-const MAX_DEPTH: usize = 32;
-/// Directories one walk lists at most.
-const MAX_DIRS: usize = 200_000;
 /// Directory listings (or HEADs of files an HTML listing gave no size for) a walk has in
 /// flight at once.
 const WALK_PARALLEL: usize = 8;
@@ -264,7 +262,7 @@ impl Origin for HttpOrigin {
                         failed.push((rel, reason.to_owned()));
                     } else if e.dir {
                         if depth + 1 > MAX_DEPTH || listed + next.len() >= MAX_DIRS {
-                            failed.push((rel, "too deep, or too many directories".to_owned()));
+                            failed.push((rel, TOO_DEEP.to_owned()));
                         } else {
                             next.push(rel);
                         }

@@ -45,6 +45,17 @@ pub fn check_relative(rel: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Directories deeper than this below a remote origin's root are not walked: a loop the server
+/// does not show as one (a symlink it resolves itself, as `rclone serve --copy-links` does, or
+/// a bind mount) would otherwise be walked for ever, and one with branches grows exponentially
+/// with depth. Libraries are a handful of folders deep.
+pub const MAX_DEPTH: usize = 16;
+/// Directories one walk of a remote origin lists at most.
+pub const MAX_DIRS: usize = 200_000;
+/// Why a directory past [`MAX_DEPTH`] or [`MAX_DIRS`] is not listed.
+pub const TOO_DEEP: &str =
+    "not listed: too deep, or too many directories (a loop the server does not show as one?)";
+
 /// Reads from origins since start: all origins together, and bytes by origin name.
 #[derive(Debug, Default)]
 pub struct OriginStats {

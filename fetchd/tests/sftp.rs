@@ -8,11 +8,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use musicfs_fetchd::health::unreachable;
-use musicfs_fetchd::origin::{Found, Origin};
+use musicfs_fetchd::origin::{Found, Origin, MAX_DEPTH};
 use musicfs_fetchd::sftp::SftpOrigin;
 use musicfs_ipc::origin::OriginConfig;
 use musicfs_tests::corpus::corpus_dir;
 use musicfs_tests::noise::{noise, Rng};
+use musicfs_tests::rclone_sftp::RcloneSftp;
 use musicfs_tests::ssh_agent::{with_passphrase, SshAgent};
 use musicfs_tests::sshd::{keygen, Sshd};
 
@@ -140,11 +141,63 @@ fn walk_stat_and_reads_match_the_served_files() {
             lib.path().display()
         )
     );
+    serves_like_the_folder(&origin, lib.path(), expected(lib.path()));
+}
 
+/// An origin on `rclone serve sftp` serving `root`.
+fn rclone_origin(server: &RcloneSftp) -> SftpOrigin {
+    let mut config = OriginConfig::from_url(server.url());
+    config.identity_file = Some(server.identity_file());
+    config.known_hosts = Some(server.known_hosts());
+    config.timeout_seconds = Some(2);
+    origin(&config).unwrap()
+}
+
+/// Another SFTP server than OpenSSH's (Go's, as `rclone serve sftp` runs it; NAS firmware and
+/// appliances ship others again): the same walk, stats and reads. It leaves symlinks out.
+#[test]
+fn another_servers_implementation_serves_the_same() {
+    let lib = library();
+    let server = RcloneSftp::serving(lib.path(), false);
+    let mut want = expected(lib.path());
+    want.retain(|f| !f.path.starts_with("linked/"));
+    serves_like_the_folder(&rclone_origin(&server), lib.path(), want);
+}
+
+/// A server that follows symlinks itself shows a loop as endless directories: the walk stops
+/// at the depth bound and says why.
+#[test]
+fn a_loop_the_server_does_not_show_as_one_is_walked_to_a_bound() {
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::create_dir(lib.path().join("Album")).unwrap();
+    std::fs::write(lib.path().join("Album/01.flac"), noise(1000, 1)).unwrap();
+    std::os::unix::fs::symlink("..", lib.path().join("Album/again")).unwrap();
+    let server = RcloneSftp::serving(lib.path(), true);
+    let origin = rclone_origin(&server);
+    let (done, walked) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(origin.walk()));
+    let (found, failed) = walked
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the walk ends")
+        .unwrap();
+    // Album/01.flac, Album/again/Album/01.flac, ...: one more for each two levels.
+    let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths.len(), MAX_DEPTH / 2, "{paths:?}");
+    assert!(paths.contains(&"Album/again/Album/01.flac"), "{paths:?}");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (path, why) = &failed[0];
+    // The directory one level past the bound (its path has MAX_DEPTH + 1 components).
+    assert_eq!(path.matches('/').count(), MAX_DEPTH, "{path}");
+    assert!(why.contains("too deep"), "{path}: {why}");
+}
+
+/// Walks `origin`, which serves the folder `root` made by [`library`]: it lists `want`, and
+/// every listed file's stat and reads of every size at random offsets, from one thread and
+/// from many, match the folder.
+fn serves_like_the_folder(origin: &SftpOrigin, root: &Path, want: Vec<Found>) {
     let (found, failed) = origin.walk().unwrap();
-    assert_eq!(found, expected(lib.path()));
+    assert_eq!(found, want);
     assert!(failed.is_empty(), "{failed:?}");
-
     for f in &found {
         assert_eq!(
             origin.stat(&f.path).unwrap(),
@@ -167,7 +220,7 @@ fn walk_stat_and_reads_match_the_served_files() {
 
     let mut rng = Rng::new(42);
     for f in &found {
-        let local = std::fs::read(lib.path().join(&f.path)).unwrap();
+        let local = std::fs::read(root.join(&f.path)).unwrap();
         let file = origin.open(&f.path).unwrap();
         assert_eq!(file.len(), local.len() as u64);
         let len = local.len() as u64;
@@ -183,10 +236,10 @@ fn walk_stat_and_reads_match_the_served_files() {
     }
 
     // Many threads at once over the pool, each with its own file.
-    let big = std::fs::read(lib.path().join("big.wav")).unwrap();
+    let big = std::fs::read(root.join("big.wav")).unwrap();
     std::thread::scope(|s| {
         for t in 0..8u64 {
-            let (origin, big) = (&origin, &big);
+            let big = &big;
             s.spawn(move || {
                 let mut rng = Rng::new(t + 1);
                 let file = origin.open("big.wav").unwrap();

@@ -7,6 +7,7 @@ pub mod corpus;
 pub mod mount;
 pub mod nginx;
 pub mod noise;
+pub mod rclone_sftp;
 pub mod s3server;
 pub mod ssh_agent;
 pub mod sshd;

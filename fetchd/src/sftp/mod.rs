@@ -33,7 +33,7 @@ use russh_sftp::protocol::{File, FileAttributes, FileType, OpenFlags, StatusCode
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
 
-use crate::origin::{is_audio, Found, Listing, Origin, RangeRead};
+use crate::origin::{is_audio, Found, Listing, Origin, RangeRead, MAX_DEPTH, MAX_DIRS, TOO_DEEP};
 use crate::restart::{self, Admitted};
 
 mod auth;
@@ -500,6 +500,7 @@ impl Shared {
         let mut queue = VecDeque::from([(String::new(), root, vec![canonical])]);
         let mut tasks = JoinSet::new();
         let (mut found, mut failed) = (Vec::new(), Vec::new());
+        let mut queued = 1;
         loop {
             while tasks.len() < WALK_PARALLEL {
                 let Some((rel, dir, chain)) = queue.pop_front() else {
@@ -558,10 +559,16 @@ impl Shared {
                 match kind {
                     Kind::Dir(target) => {
                         let canonical = target.unwrap_or_else(|| join(&chain[0], &name));
-                        if !chain.contains(&canonical) {
-                            let chain = [vec![canonical], chain.clone()].concat();
-                            queue.push_back((child, join(&dir, &name), chain));
+                        if chain.contains(&canonical) {
+                            continue;
                         }
+                        if chain.len() > MAX_DEPTH || queued >= MAX_DIRS {
+                            failed.push((child, TOO_DEEP.to_owned()));
+                            continue;
+                        }
+                        queued += 1;
+                        let chain = [vec![canonical], chain.clone()].concat();
+                        queue.push_back((child, join(&dir, &name), chain));
                     }
                     Kind::File(size, mtime_ns, _) if audio => found.push(Found {
                         path: child,
