@@ -37,7 +37,8 @@ impl Deferred {
     /// `error` is what building `config` said; `name` the name the origin will have.
     pub fn new(name: String, config: OriginConfig, error: &io::Error) -> Self {
         let mut files = Vec::new();
-        for file in config.identity_file.iter().chain(&config.known_hosts) {
+        let named = [&config.identity_file, &config.known_hosts, &config.ca_file];
+        for file in named.into_iter().flatten() {
             files.push(Admitted::new(file, Kind::File));
         }
         if let Some(key) = &config.identity_file {

@@ -70,7 +70,7 @@ impl HttpOrigin {
                 "origin {base}: give the folder's URL, without ?query or #fragment"
             )));
         }
-        let mut web = Web::new(base.clone(), config.timeout())?;
+        let mut web = Web::new(base.clone(), config.timeout(), config.ca_file.as_deref())?;
         match (&config.username, &config.password) {
             (Some(user), Some(password)) => {
                 let local = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));

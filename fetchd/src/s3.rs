@@ -96,7 +96,7 @@ impl S3Origin {
         };
         Ok(Self {
             shared: Arc::new(Shared {
-                web: Web::new(name, config.timeout())?,
+                web: Web::new(name, config.timeout(), target.ca_file.as_deref())?,
                 bucket,
                 credentials,
             }),

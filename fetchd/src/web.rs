@@ -4,6 +4,7 @@
 //! HTTP and RFC 3339 dates.
 
 use std::io::{self, Read};
+use std::path::Path;
 use std::time::Duration;
 
 use musicfs_ipc::origin::Secret;
@@ -49,9 +50,14 @@ pub struct Web {
 
 impl Web {
     /// A client whose connects, response heads and each wait for more body bytes are bounded
-    /// by `timeout` (a large read that keeps moving is not cut off, a stalled one is).
-    pub fn new(name: String, timeout: Duration) -> io::Result<Self> {
-        let client = Client::builder()
+    /// by `timeout` (a large read that keeps moving is not cut off, a stalled one is), trusting
+    /// the certificates in the PEM file `ca_file` besides the system's.
+    pub fn new(name: String, timeout: Duration, ca_file: Option<&Path>) -> io::Result<Self> {
+        let mut builder = Client::builder();
+        if let Some(file) = ca_file {
+            builder = builder.tls_certs_merge(certificates(&name, file)?);
+        }
+        let client = builder
             .connect_timeout(timeout)
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -245,7 +251,14 @@ impl Web {
             ) => k,
             _ => Other,
         };
-        io::Error::new(kind, format!("{}: {what}: {}", self.name, chain(error)))
+        let mut text = format!("{}: {what}: {}", self.name, chain(error));
+        if text.contains("invalid peer certificate") {
+            text.push_str(
+                " (the server's certificate is not one the system trusts: give its CA, or the \
+                 certificate itself, as the origin's ca_file)",
+            );
+        }
+        io::Error::new(kind, text)
     }
 
     pub fn bad(&self, what: &str, why: &str) -> io::Error {
@@ -254,6 +267,17 @@ impl Web {
             format!("{}: {what}: {why}", self.name),
         )
     }
+}
+
+/// The certificates of a PEM file (a CA, a bundle, or a server's self-signed certificate).
+fn certificates(name: &str, file: &Path) -> io::Result<Vec<reqwest::Certificate>> {
+    let fail = |why: String| invalid(format!("origin {name}: ca_file {}: {why}", file.display()));
+    let pem = std::fs::read(file).map_err(|e| fail(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(chain(&e)))?;
+    if certs.is_empty() {
+        return Err(fail("holds no PEM certificate".into()));
+    }
+    Ok(certs)
 }
 
 /// A positioned read of `buf.len()` bytes at `offset` of a file `len` long (fewer only at its
@@ -450,7 +474,7 @@ mod tests {
 
     #[test]
     fn a_server_error_is_asked_again_twice_and_no_more() {
-        let web = Web::new("test".into(), Duration::from_secs(5)).unwrap();
+        let web = Web::new("test".into(), Duration::from_secs(5), None).unwrap();
         let (url, count) = flaky_server(2, "503 Service Unavailable");
         let mut response = get(&web, url).expect("the third answer is 200");
         let mut body = String::new();

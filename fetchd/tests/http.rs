@@ -237,6 +237,41 @@ fn a_server_that_gives_no_listing_is_told_what_to_serve() {
     assert!(failed[0].1.contains("autoindex on"), "{failed:?}");
 }
 
+/// A home server whose HTTPS certificate comes from its own CA (a NAS's, mkcert's): refused
+/// with a message that says what to do, read once the CA is given as `ca_file`. A `ca_file`
+/// that holds no certificate is a configuration error.
+#[test]
+fn an_https_server_with_its_own_ca_is_trusted_through_ca_file() {
+    let lib = tempfile::tempdir().unwrap();
+    let audio = library(lib.path());
+    let server = Nginx::serving(lib.path());
+    let url = server.tls_url();
+
+    let err = origin(&url).walk().unwrap_err();
+    let text = err.to_string();
+    eprintln!("untrusted: {text}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("ca_file"), "{text}");
+
+    let with_ca = |file: &std::path::Path| {
+        let mut config = OriginConfig::from_url(&url);
+        config.timeout_seconds = Some(2);
+        config.ca_file = Some(file.to_owned());
+        HttpOrigin::new(&config, &config.parsed().unwrap())
+    };
+    let trusted = with_ca(&server.ca_file()).expect("origin");
+    common::walk_lists_exactly(&trusted, &audio);
+    let (rel, data) = audio.iter().next().unwrap();
+    assert_eq!(&read_all(&*trusted.open(rel).unwrap(), 1 << 20), data);
+
+    let not_pem = lib.path().join("notes.txt");
+    let err = with_ca(&not_pem).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("ca_file"), "{err}");
+    let err = with_ca(&lib.path().join("missing.pem")).unwrap_err();
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+}
+
 /// A folder published behind a password (nginx's `auth_basic`): read with the username and
 /// password the origin's config gives; without them, or with a wrong one, the error says
 /// which, and never shows the password.

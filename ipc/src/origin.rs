@@ -276,6 +276,11 @@ pub struct OriginConfig {
     /// else `default`.
     #[serde(default)]
     pub profile: Option<String>,
+    /// HTTPS and S3: a PEM file of certificates trusted besides the system's: the CA of a NAS
+    /// or a home server, or its self-signed certificate. S3 also takes `AWS_CA_BUNDLE` and the
+    /// profile's `ca_bundle`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl OriginConfig {
@@ -299,6 +304,7 @@ impl OriginConfig {
             access_key_id: None,
             secret_access_key: None,
             profile: None,
+            ca_file: None,
         }
     }
 

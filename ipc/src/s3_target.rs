@@ -31,6 +31,8 @@ pub struct S3Target {
     /// The profile's files (whether they exist or not).
     pub files: Vec<PathBuf>,
     pub profile: String,
+    /// Certificates trusted besides the system's (`ca_file`, `AWS_CA_BUNDLE`, `ca_bundle`).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +133,11 @@ impl S3Target {
             || shared
                 .get("s3.addressing_style")
                 .is_some_and(|s| s.eq_ignore_ascii_case("path"));
+        let ca_file = config
+            .ca_file
+            .clone()
+            .or_else(|| env("AWS_CA_BUNDLE").map(PathBuf::from))
+            .or_else(|| from_files("ca_bundle").map(PathBuf::from));
         Ok(Self {
             endpoint,
             region,
@@ -138,6 +145,7 @@ impl S3Target {
             keys,
             files: credentials_file.into_iter().chain(config_file).collect(),
             profile,
+            ca_file,
         })
     }
 

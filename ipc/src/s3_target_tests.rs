@@ -18,7 +18,8 @@ fn home() -> tempfile::TempDir {
          s3 =\n  addressing_style = path\n  endpoint_url = https://s3.us-west-004.example\n\
          output = json\n\n\
          [profile minio]\nendpoint_url = http://127.0.0.1:9000\n\
-         aws_access_key_id = MINIO\naws_secret_access_key = minio-secret\n",
+         aws_access_key_id = MINIO\naws_secret_access_key = minio-secret\n\
+         ca_bundle = /home/me/minio-ca.pem\n",
     )
     .unwrap();
     home
@@ -126,4 +127,24 @@ fn sections_are_matched_whole_and_the_first_value_wins() {
     let profile = parse_section(text, "profile b2");
     assert_eq!(profile.get("region").map(String::as_str), Some("right"));
     assert_eq!(profile.len(), 1);
+}
+
+/// A MinIO or Garage at home with its own CA: the certificates to trust come from `ca_file`,
+/// then `AWS_CA_BUNDLE`, then the profile's `ca_bundle`, as the AWS tools take them.
+#[test]
+fn the_ca_bundle_comes_from_the_config_the_environment_or_the_profile() {
+    let home = home();
+    let minio = resolve(home.path(), &[("AWS_PROFILE", "minio")], |_| {});
+    assert_eq!(minio.ca_file, Some("/home/me/minio-ca.pem".into()));
+    let env = [
+        ("AWS_PROFILE", "minio"),
+        ("AWS_CA_BUNDLE", "/etc/env-ca.pem"),
+    ];
+    assert_eq!(
+        resolve(home.path(), &env, |_| {}).ca_file,
+        Some("/etc/env-ca.pem".into())
+    );
+    let given = resolve(home.path(), &env, |c| c.ca_file = Some("/x/ca.pem".into()));
+    assert_eq!(given.ca_file, Some("/x/ca.pem".into()));
+    assert_eq!(resolve(home.path(), &[], |_| {}).ca_file, None);
 }

@@ -114,7 +114,8 @@ impl Policy {
     /// live partly in `/usr/share/ca-certificates` and `/usr/local/share/ca-certificates`), the
     /// system's library folders (glibc loads a name service module such as `libnss_mdns`, which
     /// resolves `nas.local`, or `libnss_resolve` only at the first lookup that needs it) and
-    /// its SSH identity and known_hosts, and the AWS tools' shared files of an S3 origin. An
+    /// its SSH identity and known_hosts, the AWS tools' shared files of an S3 origin, and the
+    /// `ca_file` of an HTTPS or S3 origin. An
     /// ssh-agent's socket needs no rule: Landlock up to the ABI used here does not govern
     /// connecting to a Unix socket.
     pub fn fetchd(state: &StateDir, origins: &[OriginConfig], config: &Config) -> Self {
@@ -134,9 +135,13 @@ impl Policy {
                     let env = |name: &str| std::env::var(name).ok();
                     if let Ok(target) = S3Target::resolve(origin, home.as_deref(), &env) {
                         read_only.extend(target.files);
+                        read_only.extend(target.ca_file);
                     }
                 }
-                Ok(_) => remote = true,
+                Ok(_) => {
+                    remote = true;
+                    read_only.extend(origin.ca_file.clone());
+                }
                 Err(_) => {}
             }
         }

@@ -1,7 +1,9 @@
 //! A real web server (Debian's nginx, installed by `scripts/deps.sh test`) on 127.0.0.1 for the
 //! HTTP origin tests: it publishes a folder with JSON directory listings (`autoindex_format
-//! json`; HTML ones at `/html/`, Basic authentication at `/private/`) and answers ranged GETs, with its own config, logs and pid file
-//! in a temp dir (never `/etc/nginx`). Tests stop and restart it on the same port.
+//! json`; HTML ones at `/html/`, Basic authentication at `/private/`, and over HTTPS with a
+//! certificate from its own CA on a second port) and answers ranged GETs, with its own config,
+//! certificates, logs and pid file in a temp dir (never `/etc/nginx`). Tests stop and restart
+//! it on the same ports.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ pub const PRIVATE_PASSWORD: &str = "open-sesame-41";
 pub struct Nginx {
     dir: tempfile::TempDir,
     port: u16,
+    /// HTTPS, with a certificate from the test's own CA ([`Nginx::ca_file`]).
+    tls_port: u16,
     child: Option<Child>,
 }
 
@@ -21,10 +25,14 @@ impl Nginx {
     /// Starts a server on a free port publishing `root` at `/music/`.
     pub fn serving(root: &Path) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let free_port = || {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let (port, tls_port) = (free_port(), free_port());
+        make_certificates(dir.path());
         let d = dir.path().display();
         let config = format!(
             "daemon off;\n\
@@ -58,6 +66,16 @@ impl Nginx {
                    auth_basic_user_file {d}/htpasswd;\n\
                  }}\n\
                }}\n\
+               server {{\n\
+                 listen 127.0.0.1:{tls_port} ssl;\n\
+                 ssl_certificate {d}/server.pem;\n\
+                 ssl_certificate_key {d}/server.key;\n\
+                 location /music/ {{\n\
+                   alias {root}/;\n\
+                   autoindex on;\n\
+                   autoindex_format json;\n\
+                 }}\n\
+               }}\n\
              }}\n",
             root = root.display()
         );
@@ -67,6 +85,7 @@ impl Nginx {
         let mut server = Self {
             dir,
             port,
+            tls_port,
             child: None,
         };
         server.start();
@@ -87,6 +106,17 @@ impl Nginx {
     /// The same folder with nginx's HTML listings: `http://127.0.0.1:<port>/html/`.
     pub fn html_url(&self) -> String {
         format!("http://127.0.0.1:{}/html/", self.port)
+    }
+
+    /// The same folder over HTTPS, whose certificate (for 127.0.0.1) only
+    /// [`ca_file`](Self::ca_file) vouches for: `https://127.0.0.1:<port>/music/`.
+    pub fn tls_url(&self) -> String {
+        format!("https://127.0.0.1:{}/music/", self.tls_port)
+    }
+
+    /// The certificate of the CA that signed the HTTPS server's, as a NAS's own CA would be.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// Starts the server (again) on its port and waits until the port accepts connections.
@@ -139,4 +169,38 @@ fn binary() -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.is_file())
         .expect("nginx not found; `scripts/deps.sh test` installs it (package nginx-light)")
+}
+
+/// A CA (`ca.pem`) and a server certificate it signed for 127.0.0.1 (`server.pem`,
+/// `server.key`) in `dir`, as mkcert or a NAS makes them.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &str| {
+        let out = Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    openssl(&format!(
+        "req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj /CN=MusicFS-test-CA"
+    ));
+    openssl(&format!(
+        "req {key} -keyout server.key -out server.csr -subj /CN=nas"
+    ));
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("server.ext");
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+         -days 2 -extfile server.ext",
+    );
 }

@@ -148,7 +148,8 @@ fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_
     let sshd = Sshd::new();
     let s3 = S3Server::new();
     // The S3 and web copies live at other paths: four copies of every track. The web copies
-    // are published by nginx with JSON listings and by rclone with HTML ones.
+    // are published by nginx with JSON listings over HTTPS (a certificate from its own CA,
+    // which the sandboxed fetchd reads from ca_file) and by rclone with HTML ones.
     let web = tmp.path().join("web");
     let pages = tmp.path().join("pages");
     for (rel, bytes) in &originals {
@@ -166,9 +167,12 @@ fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_
     let web_origin = |url: String, priority: i32| {
         format!("[[origins]]\nurl = \"{url}\"\npriority = {priority}\ntimeout_seconds = 2\n")
     };
+    let ca_file = tmp.path().join("home-ca.pem");
+    std::fs::copy(nginx.ca_file(), &ca_file).unwrap();
     let config = sftp_origin(&sshd, &nas, 1)
         + &s3_origin(&s3, "my%20lib", 2)
-        + &web_origin(nginx.url(), 3)
+        + &web_origin(nginx.tls_url(), 3)
+        + &format!("ca_file = \"{}\"\n", ca_file.display())
         + &web_origin(rclone.url(), 4);
     let mount = mount_with(tmp.path(), &config);
     let status = mount.status(true);
@@ -188,7 +192,7 @@ fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_
 
     // The first scan read the tag bytes only: on average at most two of the scanner's 16 KiB
     // blocks per track (a head block, and a tail block where tags live at the end).
-    for scheme in ["sftp://", "s3://", &nginx.url(), &rclone.url()] {
+    for scheme in ["sftp://", "s3://", &nginx.tls_url(), &rclone.url()] {
         let read = origin(&status, scheme)["bytes_read"].as_u64().unwrap();
         let total: usize = originals.values().map(Vec::len).sum();
         let per_track = read / originals.len() as u64;
