@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use musicfs_fetchd::health::unreachable;
 use musicfs_fetchd::origin::{Found, Origin, MAX_DEPTH};
 use musicfs_fetchd::sftp::SftpOrigin;
-use musicfs_ipc::origin::OriginConfig;
+use musicfs_ipc::origin::{OriginConfig, Secret};
 use musicfs_tests::corpus::corpus_dir;
 use musicfs_tests::noise::{noise, Rng};
 use musicfs_tests::rclone_sftp::RcloneSftp;
@@ -471,6 +471,47 @@ fn a_key_with_a_passphrase_logs_in_through_ssh_agent() {
         "{err}"
     );
     check_read(&*file, &local, 3_000_000, 100_000);
+}
+
+/// A password, where the server takes one: offered as `password` (Debian's sshd) or only
+/// through keyboard-interactive (FreeBSD's and macOS's, with PAM). A wrong one is refused,
+/// named as what was tried, and never shown.
+#[test]
+fn a_password_logs_in_by_whichever_method_the_server_offers() {
+    const PASSWORD: &str = "correct horse battery staple";
+    let lib = library();
+    for (methods, accepted) in [
+        (
+            "PasswordAuthentication yes\nKbdInteractiveAuthentication no\n",
+            "Accepted password",
+        ),
+        (
+            "PasswordAuthentication no\nKbdInteractiveAuthentication yes\n",
+            "Accepted keyboard-interactive/pam",
+        ),
+    ] {
+        let sshd = Sshd::with_password(PASSWORD, methods);
+        let with = |password: &str| {
+            let mut config = OriginConfig::from_url(sshd.url(lib.path()));
+            config.known_hosts = Some(sshd.known_hosts());
+            config.password = Some(Secret::new(password));
+            config.identity_agent = Some("none".into());
+            config.ssh_config = Some("none".into());
+            config.timeout_seconds = Some(5);
+            origin(&config).unwrap()
+        };
+        let (found, _) = with(PASSWORD).walk().expect(methods);
+        assert_eq!(found, expected(lib.path()));
+        assert!(sshd.log().contains(accepted), "{}", sshd.log());
+
+        let err = with("wrong horse").walk().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("refused") && text.contains("the password"),
+            "{text}"
+        );
+        assert!(!text.contains("wrong horse"), "{text}");
+    }
 }
 
 #[test]

@@ -19,6 +19,9 @@ pub struct Sshd {
     dir: tempfile::TempDir,
     port: u16,
     user: String,
+    /// Runs in its own mount namespace with these files over `/etc/shadow` and
+    /// `/etc/pam.d/sshd` ([`Sshd::with_password`]).
+    password_files: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
 }
 
@@ -28,8 +31,25 @@ impl Sshd {
         Self::with_config("")
     }
 
-    /// [`Sshd::new`] with `extra` lines of sshd_config added (`ClientAliveInterval 1\n`).
+    /// [`Sshd::new`] with `extra` lines of sshd_config added (`ClientAliveInterval 1\n`); they
+    /// come first, so they win over the defaults here.
     pub fn with_config(extra: &str) -> Sshd {
+        Self::build(extra, None)
+    }
+
+    /// An sshd that also logs the current user in with `password`, checked through PAM
+    /// (`pam_unix`) against a copy of `/etc/shadow` holding that password. sshd runs in its own
+    /// mount namespace with the copy bind-mounted over the real file, so the system's users
+    /// and passwords are never touched. `methods` are the sshd_config lines saying what it
+    /// offers: `PasswordAuthentication yes` (Debian's default), or only
+    /// `KbdInteractiveAuthentication yes` (FreeBSD's and macOS's, where a password goes
+    /// through keyboard-interactive).
+    pub fn with_password(password: &str, methods: &str) -> Sshd {
+        let extra = format!("{methods}UsePAM yes\nPermitRootLogin yes\n");
+        Self::build(&extra, Some(password))
+    }
+
+    fn build(extra: &str, password: Option<&str>) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (scripts/deps.sh test)"
@@ -50,7 +70,8 @@ impl Sshd {
             .map(|u| u.name)
             .expect("the current user has a name");
         let config = format!(
-            "Port {port}\n\
+            "{extra}\
+             Port {port}\n\
              ListenAddress 127.0.0.1\n\
              HostKey {dir}/host_ed25519\n\
              PidFile {dir}/sshd.pid\n\
@@ -63,8 +84,7 @@ impl Sshd {
              KbdInteractiveAuthentication no\n\
              MaxStartups 100\n\
              MaxSessions 100\n\
-             LogLevel VERBOSE\n\
-             {extra}",
+             LogLevel VERBOSE\n",
             dir = path.display()
         );
         std::fs::write(path.join("sshd_config"), config).expect("write sshd_config");
@@ -76,10 +96,12 @@ impl Sshd {
             format!("[127.0.0.1]:{port} {alg} {key}\n"),
         )
         .expect("write known_hosts");
+        let password_files = password.map(|p| password_files(path, &user, p));
         let mut sshd = Sshd {
             dir,
             port,
             user,
+            password_files,
             child: None,
         };
         sshd.start();
@@ -95,11 +117,29 @@ impl Sshd {
             .append(true)
             .open(self.log_path())
             .expect("open sshd.log");
-        let child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(self.dir.path().join("sshd_config"))
+        let config = self.dir.path().join("sshd_config");
+        let mut command = match &self.password_files {
+            None => {
+                let mut c = Command::new(SSHD);
+                c.args(["-D", "-e", "-f"]).arg(&config);
+                c
+            }
+            // unshare and sh exec in turn: the child's pid is sshd's.
+            Some((shadow, pam)) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                    .arg(
+                        "mount --bind \"$1\" /etc/shadow && mount --bind \"$2\" /etc/pam.d/sshd \
+                         && exec \"$3\" -D -e -f \"$4\"",
+                    )
+                    .arg("sh")
+                    .args([shadow.as_os_str(), pam.as_os_str()])
+                    .arg(SSHD)
+                    .arg(&config);
+                c
+            }
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -278,6 +318,50 @@ pub fn keygen(path: &Path) {
         "ssh-keygen failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Writes `shadow` (a copy of `/etc/shadow` where `user`'s password is `password`) and
+/// `pam.sshd` (PAM checks passwords with `pam_unix` and allows the rest) into `dir`.
+fn password_files(dir: &Path, user: &str, password: &str) -> (PathBuf, PathBuf) {
+    let out = Command::new("openssl")
+        .args(["passwd", "-6", "-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(password.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run openssl passwd (install openssl)");
+    assert!(out.status.success(), "openssl passwd failed");
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let system = std::fs::read_to_string("/etc/shadow").expect("read /etc/shadow (as root)");
+    let shadow: String = system
+        .lines()
+        .map(|line| {
+            let mut fields: Vec<&str> = line.split(':').collect();
+            if fields.first() == Some(&user) && fields.len() > 2 {
+                fields[1] = &hash;
+                // No expiry or forced change: the day of the last change is today's.
+                fields[2] = "";
+            }
+            fields.join(":") + "\n"
+        })
+        .collect();
+    assert!(
+        shadow.contains(&format!("{user}:{hash}:")),
+        "no {user} in /etc/shadow"
+    );
+    let (shadow_path, pam_path) = (dir.join("shadow"), dir.join("pam.sshd"));
+    std::fs::write(&shadow_path, shadow).expect("write shadow");
+    std::fs::write(
+        &pam_path,
+        "auth required pam_unix.so\naccount required pam_permit.so\n\
+         session required pam_permit.so\npassword required pam_deny.so\n",
+    )
+    .expect("write pam.sshd");
+    (shadow_path, pam_path)
 }
 
 /// A port free on 127.0.0.1 now.

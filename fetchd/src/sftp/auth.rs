@@ -1,5 +1,6 @@
 //! How an SFTP origin logs in, in OpenSSH's order: its identity file (or ssh_config's, or the
-//! user's default keys), then the keys an ssh-agent holds, then a password.
+//! user's default keys), then the keys an ssh-agent holds, then a password (as `password`,
+//! then through keyboard-interactive, the way sshd with PAM on FreeBSD and macOS takes it).
 //!
 //! - A key file without a passphrase is loaded at start.
 //! - A key file with a passphrase is never decrypted here: its public half is read (from the
@@ -180,6 +181,13 @@ impl Login {
             if result.map_err(|e| failed(&e))?.success() {
                 return Ok(());
             }
+            // sshd on FreeBSD and macOS (PAM) takes passwords only this way.
+            if keyboard_interactive(ssh, user, password)
+                .await
+                .map_err(|e| failed(&e))?
+            {
+                return Ok(());
+            }
             tried.push("the password".to_owned());
         }
         let tried = match tried.is_empty() {
@@ -217,6 +225,36 @@ impl Login {
         }
         Ok((agent, keys))
     }
+}
+
+/// Logs in by keyboard-interactive, answering every prompt that hides what is typed with the
+/// password and any other (a user name) with `user`, as ssh does with a password it was given.
+/// A few rounds at most: PAM may ask again, or send a message with no prompt.
+async fn keyboard_interactive(
+    ssh: &mut client::Handle<HostCheck>,
+    user: &str,
+    password: &Secret,
+) -> Result<bool, russh::Error> {
+    use russh::client::KeyboardInteractiveAuthResponse as Answer;
+    let mut answer = ssh
+        .authenticate_keyboard_interactive_start(user, None)
+        .await?;
+    for _ in 0..4 {
+        let Answer::InfoRequest { prompts, .. } = answer else {
+            break;
+        };
+        let responses = prompts
+            .iter()
+            .map(|p| match p.echo {
+                false => password.expose().to_owned(),
+                true => user.to_owned(),
+            })
+            .collect();
+        answer = ssh
+            .authenticate_keyboard_interactive_respond(responses)
+            .await?;
+    }
+    Ok(matches!(answer, Answer::Success))
 }
 
 /// The signature hash to use with an RSA key (the best the server supports); none for others.
