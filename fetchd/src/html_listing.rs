@@ -37,44 +37,59 @@ fn contains_link(body: &[u8]) -> bool {
 /// The children the page at `page_url` links to.
 pub fn children(page: &str, page_url: &Url) -> Page {
     let mut out = Page::default();
-    let base_path = page_url.path();
     for href in hrefs(page) {
         let href = unescape(href);
-        let Ok(target) = page_url.join(&href) else {
-            continue;
-        };
-        if target.origin() != page_url.origin()
-            || target.query().is_some()
-            || target.fragment().is_some()
-        {
-            continue;
-        }
-        let Some(rest) = target.path().strip_prefix(base_path) else {
-            continue;
-        };
-        let (segment, dir) = match rest.strip_suffix('/') {
-            Some(segment) => (segment, true),
-            None => (rest, false),
-        };
-        if segment.is_empty() || segment.contains('/') {
-            continue;
-        }
-        let name = match percent_decoded(segment) {
-            Some(name) if name.contains('/') => {
-                out.unusable.push((href, "the name holds a '/'"));
-                continue;
+        match child_of(page_url, &href) {
+            None => {}
+            Some(Err(why)) => out.unusable.push((href, why)),
+            Some(Ok((name, dir))) if !out.children.iter().any(|(known, _)| *known == name) => {
+                out.children.push((name, dir));
             }
-            Some(name) => name,
-            None => {
-                out.unusable.push((href, "the name is not UTF-8"));
-                continue;
-            }
-        };
-        if !out.children.iter().any(|(known, _)| *known == name) {
-            out.children.push((name, dir));
+            Some(Ok(_)) => {}
         }
     }
     out
+}
+
+/// What `href`, a link on the listing of the directory at `dir` (or a member of its WebDAV
+/// listing), names: nothing unless, resolved against `dir`, it stays on the same server, has no
+/// query or fragment and leads exactly one level down; then the child's name and whether the
+/// link ends in `/` (a directory), or why the name cannot be a path. Paths are compared
+/// percent-decoded: servers escape other characters than the URL asked for (`&`, `%C3%A9`
+/// against `%c3%a9`).
+pub fn child_of(dir: &Url, href: &str) -> Option<Result<(String, bool), &'static str>> {
+    let target = dir.join(href).ok()?;
+    if target.origin() != dir.origin() || target.query().is_some() || target.fragment().is_some() {
+        return None;
+    }
+    let (parent, _) = segments(dir)?;
+    let (mut path, slash) = segments(&target)?;
+    let child = path.pop()?;
+    let same = |a: &str, b: &str| {
+        a == b || percent_decoded(a).is_some_and(|a| Some(a) == percent_decoded(b))
+    };
+    if path.len() != parent.len() || !path.iter().zip(&parent).all(|(a, b)| same(a, b)) {
+        return None;
+    }
+    if child.is_empty() {
+        return None;
+    }
+    Some(match percent_decoded(child) {
+        Some(name) if name.contains('/') => Err("the name holds a '/'"),
+        Some(name) => Ok((name, slash)),
+        None => Err("the name is not UTF-8"),
+    })
+}
+
+/// A URL's path segments as written, without the empty one a trailing `/` leaves, and whether
+/// there was one.
+fn segments(url: &Url) -> Option<(Vec<&str>, bool)> {
+    let mut segments: Vec<&str> = url.path_segments()?.collect();
+    let slash = segments.len() > 1 && segments.last() == Some(&"");
+    if slash || segments == [""] {
+        segments.pop();
+    }
+    Some((segments, slash))
 }
 
 /// The value of each `href` of each `<a ...>` tag, as written (entities not yet decoded).
@@ -252,6 +267,16 @@ mod tests {
                 "the name is not UTF-8",
                 "the name holds a '/'"
             ]
+        );
+    }
+
+    #[test]
+    fn links_escaped_otherwise_than_the_page_url_are_children() {
+        let page = "<a href=\"/m/Caf%c3%a9%20%26%20Bar/01.flac\">x</a>\
+            <a href=\"/m/Caf\u{e9}%20&amp;%20Bar/Disc%201/\">d</a>";
+        assert_eq!(
+            listed(page, "http://h/m/Caf%C3%A9%20&%20Bar/"),
+            owned(&[("01.flac", false), ("Disc 1", true)])
         );
     }
 

@@ -1,16 +1,20 @@
-//! HTTP(S) origins: a folder a web server publishes with JSON directory listings, read with
-//! ranged GETs.
+//! HTTP(S) origins: a folder a web server lists, read with ranged GETs.
 //!
-//! Listings are JSON where the server gives it: nginx's `autoindex on; autoindex_format json;`
-//! (`[{"name", "type": "file"|"directory", "mtime": HTTP date, "size"}]`) or Caddy's
-//! `file_server browse` when asked for JSON (`[{"name", "is_dir", "mod_time": RFC 3339,
-//! "size"}]`); every directory is asked for with `Accept: application/json` first. Any other
-//! directory page in HTML (nginx's and Apache's default autoindex, lighttpd, `rclone serve
-//! http`) is read for its links ([`crate::html_listing`]), and the walk asks each audio file it
-//! lists for its size and date with a HEAD, a few at once. A server that answers with anything
-//! else is reported as one that gives no listing. Reads are ranged GETs pinned to the version
-//! the file had when opened: `If-Match` its ETag (nginx, Caddy, Apache), or from a server that
-//! sends none `If-Unmodified-Since` its date (rclone), so a replaced file fails the read rather
+//! Each walk first asks the folder with `PROPFIND` (`Depth: 1`): a server that answers with a
+//! WebDAV multistatus (Nextcloud, ownCloud, Apache mod_dav, `rclone serve webdav`) is listed
+//! that way, sizes and dates included ([`crate::dav`]). Any other answer means a plain web
+//! server, whose folders are fetched with GET: JSON where the server gives it (nginx's
+//! `autoindex_format json;`: `[{"name", "type": "file"|"directory", "mtime": HTTP date,
+//! "size"}]`, or Caddy's `file_server browse` asked with `Accept: application/json`:
+//! `[{"name", "is_dir", "mod_time": RFC 3339, "size"}]`); else an HTML page (nginx's and
+//! Apache's default autoindex, lighttpd, `rclone serve http`), read for its links
+//! ([`crate::html_listing`]), after which the walk asks each audio file for its size and date
+//! with a HEAD, a few at once. A server that answers with anything else is reported as one that
+//! gives no listing.
+//!
+//! Reads are ranged GETs pinned to the version the file had when opened: `If-Match` its ETag
+//! (nginx, Caddy, Apache, WebDAV servers), or from a server that sends none
+//! `If-Unmodified-Since` its date (rclone serve http), so a replaced file fails the read rather
 //! than mixing two versions. The server must answer ranges with 206 (Python's `http.server`
 //! does not, and is told so).
 
@@ -26,11 +30,11 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
-use crate::html_listing;
 use crate::origin::{
     check_relative, is_audio, Found, Listing, Origin, RangeRead, MAX_DEPTH, MAX_DIRS, TOO_DEEP,
 };
 use crate::web::{self, invalid, parse_http_date, parse_rfc3339, Pin, Web};
+use crate::{dav, html_listing};
 
 /// Directory listings (or HEADs of files an HTML listing gave no size for) a walk has in
 /// flight at once.
@@ -109,19 +113,44 @@ impl HttpOrigin {
         url
     }
 
-    /// One directory's entries, and the links of an HTML listing that cannot be paths (with
-    /// why).
-    fn list(&self, rel: &str) -> io::Result<Dir> {
+    /// The base's entries, and how the server lists folders: WebDAV if it answers `PROPFIND`
+    /// with a multistatus, else pages (JSON or HTML). A server that cannot be reached is an
+    /// error; any other refusal of `PROPFIND` (405 from a plain web server) means pages.
+    fn list_base(&self) -> io::Result<(Lister, Dir)> {
+        match self.list_as(Lister::Dav, "", &|what, status, _| {
+            self.web.bad(what, &format!("PROPFIND answered {status}"))
+        }) {
+            Ok(dir) => Ok((Lister::Dav, dir)),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Ok((Lister::Pages, self.list(Lister::Pages, "")?))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One directory's entries, and the links of its listing that cannot be paths (with why).
+    fn list(&self, lister: Lister, rel: &str) -> io::Result<Dir> {
+        self.list_as(lister, rel, &|what, status, response| {
+            refused(&self.web, what, status, response)
+        })
+    }
+
+    /// [`list`](Self::list), answers other than 2xx made errors by `refused`.
+    fn list_as(&self, lister: Lister, rel: &str, refused: web::Refused<'_>) -> io::Result<Dir> {
         let what = match rel {
             "" => "listing".to_owned(),
             rel => format!("listing {rel:?}"),
         };
-        let response = self.send(
-            reqwest::Method::GET,
-            &what,
-            self.url(rel, true),
-            &[(header::ACCEPT, "application/json, text/html;q=0.9")],
-        )?;
+        let (method, headers) = match lister {
+            Lister::Dav => (PROPFIND.clone(), [(DEPTH, "1")]),
+            Lister::Pages => (
+                reqwest::Method::GET,
+                [(header::ACCEPT, "application/json, text/html;q=0.9")],
+            ),
+        };
+        let url = self.url(rel, true);
+        let response = self.web.send(method, &what, url, &headers, refused)?;
+        let status = response.status();
         let page_url = response.url().clone();
         let mut body = Vec::new();
         response
@@ -131,6 +160,26 @@ impl HttpOrigin {
         if body.len() as u64 > MAX_LISTING {
             return Err(self.web.bad(&what, "the listing is too large"));
         }
+        if lister == Lister::Dav {
+            if status != StatusCode::MULTI_STATUS {
+                return Err(self.web.bad(&what, &format!("PROPFIND answered {status}")));
+            }
+            let members = dav::members(&body).map_err(|e| self.web.bad(&what, &e))?;
+            let mut dir = Dir::default();
+            for member in members {
+                match html_listing::child_of(&page_url, &member.href) {
+                    None => {}
+                    Some(Err(why)) => dir.1.push((member.href, why)),
+                    Some(Ok((name, slash))) => dir.0.push(Entry {
+                        name,
+                        dir: slash || member.collection,
+                        size: member.size,
+                        mtime_ns: member.mtime.map_or(0, |s| i128::from(s) * 1_000_000_000),
+                    }),
+                }
+            }
+            return Ok(dir);
+        }
         if let Ok(entries) = serde_json::from_slice::<Vec<Value>>(&body) {
             return Ok((entries.iter().filter_map(entry).collect(), Vec::new()));
         }
@@ -138,7 +187,7 @@ impl HttpOrigin {
             return Err(self.web.bad(
                 &what,
                 "the server gives no directory listing (nginx: `autoindex on;`, Apache: \
-                 `Options +Indexes`, Caddy: `file_server browse`)",
+                 `Options +Indexes`, Caddy: `file_server browse`, or WebDAV)",
             ));
         }
         let page = html_listing::children(&String::from_utf8_lossy(&body), &page_url);
@@ -175,8 +224,22 @@ impl HttpOrigin {
     }
 }
 
-/// A directory's entries, and the links of its HTML listing that cannot be paths (with why).
+/// A directory's entries, and the links of its listing that cannot be paths (with why).
 type Dir = (Vec<Entry>, Vec<(String, &'static str)>);
+
+/// How a server lists folders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lister {
+    /// `PROPFIND` with `Depth: 1` (WebDAV: Nextcloud, ownCloud, Apache mod_dav, rclone).
+    Dav,
+    /// `GET` of the folder: a JSON listing or an HTML page.
+    Pages,
+}
+
+static PROPFIND: std::sync::LazyLock<reqwest::Method> = std::sync::LazyLock::new(|| {
+    reqwest::Method::from_bytes(b"PROPFIND").expect("PROPFIND is a method name")
+});
+const DEPTH: HeaderName = HeaderName::from_static("depth");
 
 /// One entry of a directory listing.
 #[derive(Debug, PartialEq, Eq)]
@@ -233,7 +296,7 @@ impl Origin for HttpOrigin {
         let mut found = Vec::new();
         let mut failed = Vec::new();
         let mut sizeless = Vec::new();
-        let root = self.list("")?;
+        let (lister, root) = self.list_base()?;
         let mut level: Vec<(String, io::Result<_>)> = vec![(String::new(), Ok(root))];
         let mut listed = 1;
         for depth in 0..=MAX_DEPTH {
@@ -282,7 +345,7 @@ impl Origin for HttpOrigin {
                 break;
             }
             listed += next.len();
-            let listings = in_parallel(&next, |dir| self.list(dir));
+            let listings = in_parallel(&next, |dir| self.list(lister, dir));
             level = next.into_iter().zip(listings).collect();
         }
         let heads = in_parallel(&sizeless, |rel| self.head(rel));

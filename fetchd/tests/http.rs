@@ -74,11 +74,18 @@ fn read_all(file: &dyn RangeRead, piece: usize) -> Vec<u8> {
 /// listed, with the sizes and dates (whole seconds) the folder has and HEAD reports, and every
 /// one reads back byte for byte in single and parallel ranged GETs.
 fn reads_like_the_folder(url: &str, lib: &std::path::Path, audio: &BTreeMap<String, Vec<u8>>) {
-    let o = origin(url);
-    assert_eq!(o.name(), url);
+    reads_like_the_folder_through(&origin(url), lib, audio);
+}
+
+/// [`reads_like_the_folder`] through an origin already made (with credentials, say).
+fn reads_like_the_folder_through(
+    o: &HttpOrigin,
+    lib: &std::path::Path,
+    audio: &BTreeMap<String, Vec<u8>>,
+) {
     o.probe().expect("probe");
 
-    let found = common::walk_lists_exactly(&o, audio);
+    let found = common::walk_lists_exactly(o, audio);
     for f in &found {
         // The listing's mtime is the one HEAD reports (whole seconds), as the scanner compares.
         let local = std::fs::metadata(lib.join(&f.path)).unwrap();
@@ -137,6 +144,35 @@ fn walks_stats_and_reads_a_folder_rclone_serves_byte_for_byte() {
     audio.insert(odd.to_owned(), data);
     let server = WebServer::rclone(lib.path());
     reads_like_the_folder(&server.url(), lib.path(), &audio);
+}
+
+/// A WebDAV folder behind a password, as Nextcloud publishes one: found to be WebDAV by its
+/// answer to PROPFIND, listed with sizes and dates from it (no HEAD per file), and read with
+/// ranged GETs. The server (`rclone serve webdav`) escapes names its own way.
+#[test]
+fn walks_stats_and_reads_a_webdav_folder_byte_for_byte() {
+    let lib = tempfile::tempdir().unwrap();
+    let mut audio = library(lib.path());
+    let odd = "Café & Bar/Disc 1; 'Live'/01 %41 \"x\".flac";
+    let path = lib.path().join(odd);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let data = noise(70_000, 13);
+    std::fs::write(&path, &data).unwrap();
+    audio.insert(odd.to_owned(), data);
+    let server = WebServer::rclone_webdav(lib.path(), Some(("ann", "cloud-app-password")));
+    let mut config = OriginConfig::from_url(server.url());
+    config.timeout_seconds = Some(2);
+    config.username = Some("ann".into());
+    config.password = Some(Secret::new("cloud-app-password"));
+    let o = HttpOrigin::new(&config, &config.parsed().unwrap()).unwrap();
+    common::walk_lists_exactly(&o, &audio);
+    let log = server.log();
+    assert!(log.contains("PROPFIND from"), "{log}");
+    assert!(!log.contains("HEAD from"), "{log}");
+    reads_like_the_folder_through(&o, lib.path(), &audio);
+
+    let err = origin(&server.url()).walk().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
 }
 
 /// Python's `http.server` lists folders but answers every ranged GET with the whole file: the

@@ -1,6 +1,7 @@
 //! Web servers other than nginx that people publish a music folder with, run on 127.0.0.1 for
-//! the HTTP origin tests: `rclone serve http` (HTML listings, ranges, no ETag) and Python's
-//! `http.server` (HTML listings, no ranges). Both are installed by `scripts/deps.sh test`.
+//! the HTTP origin tests: `rclone serve http` (HTML listings, ranges, no ETag), `rclone serve
+//! webdav` (WebDAV, as Nextcloud speaks it) and Python's `http.server` (HTML listings, no
+//! ranges). Both are installed by `scripts/deps.sh test`.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
@@ -10,25 +11,46 @@ use std::process::{Child, Command, Stdio};
 pub struct WebServer {
     child: Child,
     port: u16,
+    /// Holds `log`, where rclone logs each request (`-v`).
+    dir: tempfile::TempDir,
 }
 
 impl WebServer {
     /// `rclone serve http --dir-cache-time 0s ROOT` (by default rclone reports a file's old
     /// size and date for up to five minutes after it changed).
     pub fn rclone(root: &Path) -> Self {
-        Self::start("rclone", |port| {
+        Self::start("rclone", |port, log| {
             let mut c = Command::new("rclone");
             c.args(["serve", "http", "--config", "/dev/null"])
-                .args(["--dir-cache-time", "0s", "--addr"])
+                .args(["--dir-cache-time", "0s", "-v", "--log-file"])
+                .arg(log)
+                .arg("--addr")
                 .arg(format!("127.0.0.1:{port}"))
                 .arg(root);
             c
         })
     }
 
+    /// `rclone serve webdav --dir-cache-time 0s ROOT`, asking for `(user, password)` if given.
+    pub fn rclone_webdav(root: &Path, login: Option<(&str, &str)>) -> Self {
+        Self::start("rclone", |port, log| {
+            let mut c = Command::new("rclone");
+            c.args(["serve", "webdav", "--config", "/dev/null"])
+                .args(["--dir-cache-time", "0s", "-v", "--log-file"])
+                .arg(log)
+                .arg("--addr")
+                .arg(format!("127.0.0.1:{port}"));
+            if let Some((user, password)) = login {
+                c.args(["--user", user, "--pass", password]);
+            }
+            c.arg(root);
+            c
+        })
+    }
+
     /// `python3 -m http.server --directory ROOT`.
     pub fn python(root: &Path) -> Self {
-        Self::start("python3", |port| {
+        Self::start("python3", |port, _| {
             let mut c = Command::new("python3");
             c.args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
                 .arg(root)
@@ -37,12 +59,14 @@ impl WebServer {
         })
     }
 
-    fn start(program: &str, command: impl FnOnce(u16) -> Command) -> Self {
+    /// Runs `command(port, log file)` and waits until it listens on the port.
+    fn start(program: &str, command: impl FnOnce(u16, &Path) -> Command) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut child = command(port)
+        let mut child = command(port, &dir.path().join("log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -55,7 +79,12 @@ impl WebServer {
             let _ = child.wait();
             panic!("{program} did not serve on port {port}: {why}");
         }
-        Self { child, port }
+        Self { child, port, dir }
+    }
+
+    /// What the server logged so far (rclone: a line per request, `PROPFIND from ...`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 
     /// `http://127.0.0.1:<port>/`.
