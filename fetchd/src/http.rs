@@ -30,6 +30,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
+use crate::health::unreachable;
 use crate::origin::{
     check_relative, is_audio, Found, Listing, Origin, RangeRead, MAX_DEPTH, MAX_DIRS, TOO_DEEP,
 };
@@ -290,8 +291,9 @@ impl Origin for HttpOrigin {
     /// directories listed at once (each listing is a round trip: a library of a thousand album
     /// folders listed one after the other waits a thousand times); then a HEAD, as many at
     /// once, of each file listed without a size (HTML listings). Names that cannot be paths
-    /// and directories that cannot be listed are reported, not listed; a base that cannot be
-    /// listed is an error (the server is unreachable, or gives no listing).
+    /// and directories that cannot be listed (gone, refused) are reported, not listed; a base
+    /// that cannot be listed is an error (the server is unreachable, or gives no listing), and
+    /// so is any listing or HEAD the server fails to answer (timed out, 5xx).
     fn walk(&self) -> io::Result<Listing> {
         let mut found = Vec::new();
         let mut failed = Vec::new();
@@ -304,6 +306,10 @@ impl Origin for HttpOrigin {
             for (dir, entries) in level {
                 let (entries, unusable) = match entries {
                     Ok(listing) => listing,
+                    // The server went away or failed: a partial listing would read as files
+                    // removed, so there is none (the scan keeps what it knows).
+                    Err(e) if unreachable(&e) => return Err(e),
+                    // Gone since its parent was listed, refused, or no listing: reported.
                     Err(e) => {
                         failed.push((dir, e.to_string()));
                         continue;
@@ -356,6 +362,7 @@ impl Origin for HttpOrigin {
                     size,
                     mtime_ns,
                 }),
+                Err(e) if unreachable(&e) => return Err(e),
                 Err(e) => failed.push((path, e.to_string())),
             }
         }

@@ -257,6 +257,33 @@ fn a_folder_the_server_does_not_publish_is_not_found() {
     assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
 }
 
+/// A folder the server refuses (403) is reported and the rest listed; one it fails to list
+/// (503: an overloaded NAS, a proxy timing out) fails the whole walk, which the scan takes as
+/// "keep what is known", instead of a listing without it, which would read as its tracks
+/// removed.
+#[test]
+fn a_folder_the_server_fails_to_list_fails_the_walk_and_a_refused_one_is_reported() {
+    let lib = tempfile::tempdir().unwrap();
+    for rel in ["a.flac", "Refused/b.flac"] {
+        let path = lib.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, noise(1000, 2)).unwrap();
+    }
+    let server = Nginx::serving(lib.path());
+    let o = origin(&server.url());
+    let (found, failed) = o.walk().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "Refused");
+    assert!(failed[0].1.contains("403"), "{failed:?}");
+
+    std::fs::create_dir(lib.path().join("Unavailable")).unwrap();
+    std::fs::write(lib.path().join("Unavailable/c.flac"), noise(1000, 3)).unwrap();
+    let err = o.walk().unwrap_err();
+    assert!(unreachable(&err), "{err}");
+    assert!(err.to_string().contains("503"), "{err}");
+}
+
 /// An answer that is neither a JSON listing nor an HTML page (a file where the folder should
 /// be) is no listing, and the error says what servers give one.
 #[test]

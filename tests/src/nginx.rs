@@ -1,6 +1,6 @@
 //! A real web server (Debian's nginx, installed by `scripts/deps.sh test`) on 127.0.0.1 for the
 //! HTTP origin tests: it publishes a folder with JSON directory listings (`autoindex_format
-//! json`; HTML ones at `/html/`, Basic authentication at `/private/`, and over HTTPS with a
+//! json`; its subfolders `Unavailable/` answer 503 and `Refused/` 403; HTML ones at `/html/`, Basic authentication at `/private/`, and over HTTPS with a
 //! certificate from its own CA on a second port) and answers ranged GETs, with its own config,
 //! certificates, logs and pid file in a temp dir (never `/etc/nginx`). Tests stop and restart
 //! it on the same ports.
@@ -54,6 +54,8 @@ impl Nginx {
                    autoindex on;\n\
                    autoindex_format json;\n\
                  }}\n\
+                 location /music/Unavailable/ {{ return 503; }}\n\
+                 location /music/Refused/ {{ return 403; }}\n\
                  location /html/ {{\n\
                    alias {root}/;\n\
                    autoindex on;\n\
