@@ -35,7 +35,12 @@ const FILES: &[(&str, &str)] = &[
 /// A served folder: corpus files in nested dirs, a big file (pipelined reads), files that are
 /// not audio, a symlinked directory and a symlink loop.
 fn library() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    library_in(&std::env::temp_dir())
+}
+
+/// [`library`] in a new folder in `parent`.
+fn library_in(parent: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir_in(parent).unwrap();
     for (to, from) in FILES {
         let to = dir.path().join(to);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -141,6 +146,19 @@ fn walk_stat_and_reads_match_the_served_files() {
             lib.path().display()
         )
     );
+    serves_like_the_folder(&origin, lib.path(), expected(lib.path()));
+}
+
+/// `sftp://nas/~/Music`: a folder in the login's home, as curl and rclone write it.
+#[test]
+fn a_folder_in_the_logins_home_is_named_with_a_tilde() {
+    let sshd = Sshd::new();
+    let lib = library_in(&sshd.home());
+    let name = lib.path().file_name().unwrap().to_str().unwrap();
+    let mut config = config(&sshd, lib.path());
+    config.url = format!("sftp://{}@127.0.0.1:{}/~/{name}", sshd.user(), sshd.port());
+    let origin = origin(&config).unwrap();
+    assert_eq!(origin.name(), config.url);
     serves_like_the_folder(&origin, lib.path(), expected(lib.path()));
 }
 

@@ -60,7 +60,7 @@ pub enum OriginUrl {
         host: String,
         /// As the URL gives it (ssh_config or 22 otherwise).
         port: Option<u16>,
-        /// Absolute path on the server.
+        /// Absolute path on the server, or `/~` and below for the login's home folder.
         path: String,
     },
     S3 {
@@ -345,6 +345,7 @@ impl OriginConfig {
         ];
         let http_only = [("username", self.username.is_some())];
         let sftp_or_http = [("password", self.password.is_some())];
+        let http_or_s3 = [("ca_file", self.ca_file.is_some())];
         let misplaced = |keys: &[(&str, bool)], kind: &str| {
             keys.iter().find(|(_, set)| *set).map(|(key, _)| {
                 format!(
@@ -357,16 +358,17 @@ impl OriginConfig {
             OriginUrl::S3 { .. } => misplaced(&sftp_only, "sftp")
                 .or_else(|| misplaced(&sftp_or_http, "sftp and http"))
                 .or_else(|| misplaced(&http_only, "http")),
-            OriginUrl::Sftp { .. } => {
-                misplaced(&s3_only, "s3").or_else(|| misplaced(&http_only, "http"))
-            }
+            OriginUrl::Sftp { .. } => misplaced(&s3_only, "s3")
+                .or_else(|| misplaced(&http_only, "http"))
+                .or_else(|| misplaced(&http_or_s3, "http and s3")),
             OriginUrl::Http { .. } => {
                 misplaced(&s3_only, "s3").or_else(|| misplaced(&sftp_only, "sftp"))
             }
             OriginUrl::Local(_) => misplaced(&s3_only, "s3")
                 .or_else(|| misplaced(&sftp_only, "sftp"))
                 .or_else(|| misplaced(&sftp_or_http, "sftp and http"))
-                .or_else(|| misplaced(&http_only, "http")),
+                .or_else(|| misplaced(&http_only, "http"))
+                .or_else(|| misplaced(&http_or_s3, "http and s3")),
         };
         if let Some(err) = err {
             return Err(err);
@@ -514,6 +516,11 @@ mod tests {
         c.known_hosts = Some("/k".into());
         assert!(c.check().unwrap_err().contains("known_hosts"));
         assert!(OriginConfig::from_url("s3://b").check().is_ok());
+        let mut c = OriginConfig::from_url("sftp://nas/m");
+        c.ca_file = Some("/ca.pem".into());
+        assert!(c.check().unwrap_err().contains("ca_file"));
+        c.url = "https://nas/m/".into();
+        assert!(c.check().is_ok());
     }
 
     #[test]

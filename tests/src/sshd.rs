@@ -232,6 +232,15 @@ impl Sshd {
         &self.user
     }
 
+    /// That user's home folder, where sshd starts a session.
+    pub fn home(&self) -> PathBuf {
+        nix::unistd::User::from_name(&self.user)
+            .ok()
+            .flatten()
+            .map(|u| u.dir)
+            .expect("the user has a home folder")
+    }
+
     /// `sftp://user@127.0.0.1:PORT/path` (`path` absolute), every byte of the path but
     /// letters, digits, `/` and `-._~` written as a `%XX` escape, as URLs have it.
     pub fn url(&self, path: &Path) -> String {

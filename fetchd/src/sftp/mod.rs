@@ -155,7 +155,7 @@ impl SftpOrigin {
             peer,
             jump,
             timeout: config.timeout(),
-            root: target.path,
+            root: server_root(&target.path),
             slots: Mutex::new(vec![None; slots]),
             connecting: (0..slots).map(|_| Default::default()).collect(),
             quiet_until: Mutex::new(None),
@@ -318,6 +318,16 @@ async fn read_dir(conn: Arc<Conn>, budget: Budget, dir: String) -> Result<Vec<Fi
         tokio::spawn(async move { timeout_at(deadline, conn.sftp.close(handle)).await });
     }
     result
+}
+
+/// The path requests name for the URL's path: the same, or for `/~` and below (the login's
+/// home folder, as curl and rclone write it: `sftp://nas/~/Music`) a path relative to the
+/// folder the server starts a session in, which is that home.
+fn server_root(path: &str) -> String {
+    match path {
+        "/~" => ".".to_owned(),
+        path => path.strip_prefix("/~/").unwrap_or(path).to_owned(),
+    }
 }
 
 fn join(dir: &str, name: &str) -> String {
