@@ -147,16 +147,19 @@ fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_
     let originals = corpus_copy(&nas);
     let sshd = Sshd::new();
     let s3 = S3Server::new();
-    // The S3 and web copies live at other paths: four copies of every track. The web copies
+    // The S3 and web copies live at other paths: five copies of every track. The web copies
     // are published by nginx with JSON listings over HTTPS (a certificate from its own CA,
-    // which the sandboxed fetchd reads from ca_file) and by rclone with HTML ones.
+    // which the sandboxed fetchd reads from ca_file), by rclone with HTML pages, and by rclone
+    // over WebDAV behind a password (as Nextcloud).
     let web = tmp.path().join("web");
     let pages = tmp.path().join("pages");
+    let dav_dir = tmp.path().join("dav");
     for (rel, bytes) in &originals {
         s3.put(BUCKET, &format!("my lib/copy/{rel}"), bytes);
         for path in [
             web.join("web copy").join(rel),
             pages.join("html copy").join(rel),
+            dav_dir.join("dav copy").join(rel),
         ] {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, bytes).unwrap();
@@ -164,6 +167,7 @@ fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_
     }
     let nginx = Nginx::serving(&web);
     let rclone = WebServer::rclone(&pages);
+    let dav = WebServer::rclone_webdav(&dav_dir, Some(("ann", "dav-password")));
     let web_origin = |url: String, priority: i32| {
         format!("[[origins]]\nurl = \"{url}\"\npriority = {priority}\ntimeout_seconds = 2\n")
     };
@@ -173,7 +177,9 @@ fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_
         + &s3_origin(&s3, "my%20lib", 2)
         + &web_origin(nginx.tls_url(), 3)
         + &format!("ca_file = \"{}\"\n", ca_file.display())
-        + &web_origin(rclone.url(), 4);
+        + &web_origin(rclone.url(), 4)
+        + &web_origin(dav.url(), 5)
+        + "username = \"ann\"\npassword = \"dav-password\"\n";
     let mount = mount_with(tmp.path(), &config);
     let status = mount.status(true);
     let tracks = status["catalog"]["tracks"].as_u64().unwrap();
@@ -185,14 +191,20 @@ fn the_corpus_reads_back_identical_through_sftp_s3_and_http_and_scans_read_only_
         .count();
     assert_eq!(
         tracks as usize + left_out,
-        4 * originals.len(),
+        5 * originals.len(),
         "{}",
         status["catalog"]
     );
 
     // The first scan read the tag bytes only: on average at most two of the scanner's 16 KiB
     // blocks per track (a head block, and a tail block where tags live at the end).
-    for scheme in ["sftp://", "s3://", &nginx.tls_url(), &rclone.url()] {
+    for scheme in [
+        "sftp://",
+        "s3://",
+        &nginx.tls_url(),
+        &rclone.url(),
+        &dav.url(),
+    ] {
         let read = origin(&status, scheme)["bytes_read"].as_u64().unwrap();
         let total: usize = originals.values().map(Vec::len).sum();
         let per_track = read / originals.len() as u64;
