@@ -93,7 +93,8 @@ impl Origin for LocalOrigin {
     }
 
     /// Every audio file below the root (following symlinks, loops skipped), and the entries
-    /// that could not be listed or named, with the reason.
+    /// that could not be listed or named, with the reason. An error that a network mount
+    /// gives while its server is away (EIO, a timeout, a stale handle) fails the walk.
     fn walk(&self) -> io::Result<Listing> {
         // A root that has gone (an unmounted disk) is an unreachable origin, not an empty one.
         if let Err(e) = std::fs::read_dir(&self.root) {
@@ -105,6 +106,12 @@ impl Origin for LocalOrigin {
         for entry in walkdir::WalkDir::new(&self.root).follow_links(true) {
             let entry = match entry {
                 Ok(e) => e,
+                // A folder on a network mount whose server stopped answering: a listing
+                // without it would read as its files removed, so there is none.
+                Err(e) if e.io_error().is_some_and(transient) => {
+                    let kind = e.io_error().map_or(io::ErrorKind::Other, io::Error::kind);
+                    return Err(io::Error::new(kind, format!("walking {}: {e}", self.name)));
+                }
                 Err(e) => {
                     let path = e
                         .path()
@@ -186,6 +193,24 @@ impl RangeRead for LocalFile {
         }
         Ok(done)
     }
+}
+
+/// Whether a folder failed to list for a reason that may pass: the I/O errors a network mount
+/// (NFS, SMB) gives while its server is away, not a folder gone or refused.
+fn transient(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        TimedOut
+            | HostUnreachable
+            | NetworkUnreachable
+            | NotConnected
+            | ConnectionReset
+            | ConnectionAborted
+            | StaleNetworkFileHandle
+            | Interrupted
+            | WouldBlock
+    ) || e.raw_os_error() == Some(libc::EIO)
 }
 
 #[cfg(test)]

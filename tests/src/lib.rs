@@ -4,6 +4,7 @@
 
 pub mod albums;
 pub mod corpus;
+pub mod faulty_fs;
 pub mod mount;
 pub mod nginx;
 pub mod noise;
