@@ -140,6 +140,11 @@ impl Origin for LocalOrigin {
                     size: meta.len(),
                     mtime_ns: mtime_ns(&meta),
                 }),
+                Err(e) if e.io_error().is_some_and(transient) => {
+                    let kind = e.io_error().map_or(io::ErrorKind::Other, io::Error::kind);
+                    let text = format!("walking {}: {rel}: {e}", self.name);
+                    return Err(io::Error::new(kind, text));
+                }
                 Err(e) => failed.push((rel.to_owned(), format!("cannot stat: {e}"))),
             }
         }

@@ -39,6 +39,13 @@ fn a_folder_a_network_mount_fails_to_list_fails_the_walk() {
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].0, "Other");
 
+    // A file the mount cannot stat (EIO) fails the walk too.
+    fail("a.flac", nix::errno::Errno::EIO);
+    let err = origin.walk().unwrap_err();
+    assert!(err.to_string().contains("a.flac"), "{err}");
+    assert!(unreachable(&err), "{err}");
+    faults.lock().unwrap().remove(&PathBuf::from("a.flac"));
+
     fail("Album", nix::errno::Errno::EIO);
     let err = origin.walk().unwrap_err();
     assert!(err.to_string().contains("Album"), "{err}");

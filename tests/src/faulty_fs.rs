@@ -1,7 +1,7 @@
 //! A FUSE file system for tests of a local origin kept on a network mount (NFS, SMB) that
-//! fails: it shows a real folder read-only, except that listing a folder named in its
-//! [`Faults`] fails with the errno given there (`EIO`, as a soft NFS mount whose server stopped
-//! answering). Mounted in the test's own process; unmounted when dropped.
+//! fails: it shows a real folder read-only, except that listing a folder or looking up a file
+//! named in its [`Faults`] fails with the errno given there (`EIO`, as a soft NFS mount whose
+//! server stopped answering). Mounted in the test's own process; unmounted when dropped.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -15,7 +15,8 @@ use fuser::{
     MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, Request,
 };
 
-/// Folders (relative to the shown one) whose listing fails, with the errno.
+/// Folders whose listing fails and files whose lookup fails (relative to the shown folder),
+/// with the errno.
 pub type Faults = Arc<Mutex<HashMap<PathBuf, i32>>>;
 
 pub struct FaultyFs {
@@ -100,7 +101,14 @@ impl Filesystem for Mirror {
         let Some(dir) = self.rel(parent) else {
             return reply.error(Errno::ENOENT);
         };
-        match self.attr(&dir.join(name)) {
+        let rel = dir.join(name);
+        match self.attr(&rel) {
+            Ok(attr) if attr.kind == FileType::RegularFile => {
+                match self.faults.lock().unwrap().get(&rel) {
+                    Some(code) => reply.error(Errno::from_i32(*code)),
+                    None => reply.entry(&TTL, &attr, Generation(0)),
+                }
+            }
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
