@@ -58,6 +58,15 @@ fn library(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     audio
 }
 
+/// Adds a 70 kB file of noise at `rel` in `dir` to the library and to `audio`.
+fn add_file(dir: &std::path::Path, audio: &mut BTreeMap<String, Vec<u8>>, rel: &str, seed: u64) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let data = noise(70_000, seed);
+    std::fs::write(&path, &data).unwrap();
+    audio.insert(rel.to_owned(), data);
+}
+
 fn read_all(file: &dyn RangeRead, piece: usize) -> Vec<u8> {
     let mut out = vec![0; file.len() as usize];
     let mut at = 0;
@@ -137,11 +146,7 @@ fn walks_stats_and_reads_a_folder_rclone_serves_byte_for_byte() {
     let lib = tempfile::tempdir().unwrap();
     let mut audio = library(lib.path());
     let odd = "Simon & Garfunkel/Bridge; 'Live' <1970>/03 \"Cecilia\".flac";
-    let path = lib.path().join(odd);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let data = noise(70_000, 12);
-    std::fs::write(&path, &data).unwrap();
-    audio.insert(odd.to_owned(), data);
+    add_file(lib.path(), &mut audio, odd, 12);
     let server = WebServer::rclone(lib.path());
     reads_like_the_folder(&server.url(), lib.path(), &audio);
 }
@@ -153,12 +158,12 @@ fn walks_stats_and_reads_a_folder_rclone_serves_byte_for_byte() {
 fn walks_stats_and_reads_a_webdav_folder_byte_for_byte() {
     let lib = tempfile::tempdir().unwrap();
     let mut audio = library(lib.path());
-    let odd = "Café & Bar/Disc 1; 'Live'/01 %41 \"x\".flac";
-    let path = lib.path().join(odd);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let data = noise(70_000, 13);
-    std::fs::write(&path, &data).unwrap();
-    audio.insert(odd.to_owned(), data);
+    add_file(
+        lib.path(),
+        &mut audio,
+        "Café & Bar/Disc 1; 'Live'/01 %41 \"x\".flac",
+        13,
+    );
     let server = WebServer::rclone_webdav(lib.path(), Some(("ann", "cloud-app-password")));
     let mut config = OriginConfig::from_url(server.url());
     config.timeout_seconds = Some(2);

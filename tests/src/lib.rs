@@ -114,3 +114,35 @@ pub fn wait_listening(child: &mut std::process::Child, port: u16) -> Result<(), 
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A port free on 127.0.0.1 now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+/// Starts `command`, a server told to listen on `port` on 127.0.0.1 (its output dropped), and
+/// waits until it does. Panics naming `program` if it cannot start or does not listen.
+pub fn start_server(
+    program: &str,
+    mut command: std::process::Command,
+    port: u16,
+) -> std::process::Child {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{program} does not start ({e}); `scripts/deps.sh test` installs it")
+        });
+    if let Err(why) = wait_listening(&mut child, port) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{program} did not listen on port {port}: {why}");
+    }
+    child
+}

@@ -5,7 +5,6 @@
 //! certificates, logs and pid file in a temp dir (never `/etc/nginx`). Tests stop and restart
 //! it on the same ports.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -25,13 +24,7 @@ impl Nginx {
     /// Starts a server on a free port publishing `root` at `/music/`.
     pub fn serving(root: &Path) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let free_port = || {
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
-        };
-        let (port, tls_port) = (free_port(), free_port());
+        let (port, tls_port) = (crate::free_port(), crate::free_port());
         make_certificates(dir.path());
         let d = dir.path().display();
         let config = format!(

@@ -2,9 +2,8 @@
 //! sftp` (Go's x/crypto/ssh and pkg/sftp) on 127.0.0.1, with its own host key, one authorised
 //! user key and a known_hosts naming it, all in a temp dir. Installed by `scripts/deps.sh test`.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use crate::sshd::keygen;
 
@@ -28,10 +27,7 @@ impl RcloneSftp {
             dir.path().join("authorized_keys"),
         )
         .expect("authorized_keys");
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::free_port();
         let host_pub = std::fs::read_to_string(host.with_extension("pub")).expect("host key");
         let key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
         std::fs::write(
@@ -39,7 +35,8 @@ impl RcloneSftp {
             format!("[127.0.0.1]:{port} {}\n", key.join(" ")),
         )
         .expect("known_hosts");
-        let mut child = Command::new("rclone")
+        let mut command = Command::new("rclone");
+        command
             .args([
                 "serve",
                 "sftp",
@@ -59,17 +56,8 @@ impl RcloneSftp {
             .arg(&host)
             .arg("--authorized-keys")
             .arg(dir.path().join("authorized_keys"))
-            .arg(root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("rclone does not start ({e}); `scripts/deps.sh test`"));
-        if let Err(why) = crate::wait_listening(&mut child, port) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rclone serve sftp did not listen on port {port}: {why}");
-        }
+            .arg(root);
+        let child = crate::start_server("rclone serve sftp", command, port);
         Self { dir, port, child }
     }
 

@@ -4,7 +4,6 @@
 //! ([`S3Server::bucket_dir`], [`S3Server::put`]), stop and restart it on the same port
 //! (failover), and freeze it with SIGSTOP (a server that stops answering mid-read).
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -25,10 +24,7 @@ impl S3Server {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("root")).expect("server root");
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::free_port();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());

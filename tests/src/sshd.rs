@@ -4,7 +4,7 @@
 //! and stalled (SIGSTOP of the listener and every process serving a connection) so a client
 //! sees a server that stops answering mid-request.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,7 +63,7 @@ impl Sshd {
             path.join("authorized_keys"),
         )
         .expect("write authorized_keys");
-        let port = free_port();
+        let port = crate::free_port();
         let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
             .ok()
             .flatten()
@@ -371,14 +371,6 @@ fn password_files(dir: &Path, user: &str, password: &str) -> (PathBuf, PathBuf) 
     )
     .expect("write pam.sshd");
     (shadow_path, pam_path)
-}
-
-/// A port free on 127.0.0.1 now.
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
 }
 
 /// Whether an SSH server answers on the port with its version banner.

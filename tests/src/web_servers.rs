@@ -3,9 +3,8 @@
 //! webdav` (WebDAV, as Nextcloud speaks it) and Python's `http.server` (HTML listings, no
 //! ranges). Both are installed by `scripts/deps.sh test`.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 /// A server process publishing a folder at `/`; killed when dropped.
 pub struct WebServer {
@@ -62,23 +61,8 @@ impl WebServer {
     /// Runs `command(port, log file)` and waits until it listens on the port.
     fn start(program: &str, command: impl FnOnce(u16, &Path) -> Command) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut child = command(port, &dir.path().join("log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{program} does not start ({e}); `scripts/deps.sh test` installs it")
-            });
-        if let Err(why) = crate::wait_listening(&mut child, port) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{program} did not serve on port {port}: {why}");
-        }
+        let port = crate::free_port();
+        let child = crate::start_server(program, command(port, &dir.path().join("log")), port);
         Self { child, port, dir }
     }
 
