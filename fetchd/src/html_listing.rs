@@ -37,14 +37,13 @@ fn contains_link(body: &[u8]) -> bool {
 /// The children the page at `page_url` links to.
 pub fn children(page: &str, page_url: &Url) -> Page {
     let mut out = Page::default();
+    let mut seen = std::collections::HashSet::new();
     for href in hrefs(page) {
         let href = unescape(href);
         match child_of(page_url, &href) {
             None => {}
             Some(Err(why)) => out.unusable.push((href, why)),
-            Some(Ok((name, dir))) if !out.children.iter().any(|(known, _)| *known == name) => {
-                out.children.push((name, dir));
-            }
+            Some(Ok((name, dir))) if seen.insert(name.clone()) => out.children.push((name, dir)),
             Some(Ok(_)) => {}
         }
     }
