@@ -9,6 +9,7 @@ pub mod mount;
 pub mod nginx;
 pub mod noise;
 pub mod rclone_sftp;
+pub mod remote;
 pub mod s3server;
 pub mod ssh_agent;
 pub mod sshd;

@@ -1,0 +1,341 @@
+//! Remote origins on a real mount, as an admin sets them up: secrets kept out of logs, `ps`
+//! and status; a known_hosts file replaced; keys in ssh-agent; an origin whose key is missing
+//! at start; a host named only in ssh_config; an S3 bucket from an AWS profile.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
+use musicfs_tests::mount::Mount;
+use musicfs_tests::nginx::Nginx;
+use musicfs_tests::remote::{
+    corpus_copy, json_value, mount_with, mount_with_env, origin, sftp_origin, wait_for, BUCKET,
+};
+use musicfs_tests::s3server::S3Server;
+use musicfs_tests::ssh_agent::{with_passphrase, SshAgent};
+use musicfs_tests::sshd::Sshd;
+use serde_json::Value;
+
+#[test]
+fn secrets_never_reach_logs_process_lists_or_status() {
+    const SECRET: &str = "s3-secret-that-must-not-leak";
+    const PASSWORD: &str = "sftp-password-that-must-not-leak";
+    const WEB_PASSWORD: &str = "http-password-that-must-not-leak";
+    let tmp = tempfile::tempdir().unwrap();
+    let nas = tmp.path().join("nas");
+    corpus_copy(&nas);
+    let sshd = Sshd::new();
+    let s3 = S3Server::new();
+    s3.put(
+        BUCKET,
+        "lib/a.flac",
+        &std::fs::read(corpus_dir().join("beets/full.flac")).unwrap(),
+    );
+    let web = Nginx::serving(&nas);
+    // A wrong S3 secret and a wrong web password (refused on every request, so errors are
+    // logged), and a password for an SFTP server that is not there (so connection errors are
+    // logged).
+    let wrong = format!(
+        "[[origins]]\nurl = \"s3://{BUCKET}/lib\"\nendpoint = \"{}\"\npath_style = true\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{SECRET}\"\ntimeout_seconds = 2\n\
+         [[origins]]\nurl = \"sftp://nobody@127.0.0.1:1/music\"\npassword = \"{PASSWORD}\"\n\
+         known_hosts = \"{}\"\ntimeout_seconds = 2\n\
+         [[origins]]\nurl = \"{}\"\nusername = \"ann\"\npassword = \"{WEB_PASSWORD}\"\n\
+         timeout_seconds = 2\n",
+        s3.endpoint(),
+        s3.access_key(),
+        sshd.known_hosts().display(),
+        web.private_url()
+    );
+    let config = sftp_origin(&sshd, &nas, 1) + &wrong;
+    let config_path = tmp.path().join("config.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let log = tmp.path().join("musicfs.log");
+    let mount = Mount::start_logged(
+        &[],
+        &tmp.path().join("state"),
+        &mnt,
+        &["--config", config_path.to_str().unwrap()],
+        &log,
+    );
+    let status = mount.status(true);
+    // Let the probes fail a few times.
+    std::thread::sleep(Duration::from_secs(3));
+    let text = mount.ctl(&["status"]);
+    let json = mount.ctl(&["status", "--json"]);
+    let mut seen = String::from_utf8_lossy(&text.stdout).into_owned();
+    seen += &String::from_utf8_lossy(&json.stdout);
+    let mut pids: Vec<i64> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["pid"].as_i64())
+        .collect();
+    pids.push(status["supervisor_pid"].as_i64().unwrap());
+    for pid in pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        seen += &String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    }
+    drop(mount);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("s3://music/lib")
+            && logged.contains("sftp://nobody@127.0.0.1:1/music")
+            && logged.contains("refused the username and password"),
+        "the failing origins were not reported: {logged}"
+    );
+    for secret in [SECRET, PASSWORD, WEB_PASSWORD] {
+        assert!(!logged.contains(secret), "{secret} in the log:\n{logged}");
+        assert!(!seen.contains(secret), "{secret} in status or ps:\n{seen}");
+    }
+    // The refused signature is reported as what it is.
+    let s3_status = origin(&json_value(&json.stdout), "s3://").clone();
+    assert_eq!(
+        s3_status["up"], true,
+        "a refused key is not an outage: {s3_status}"
+    );
+    assert!(
+        logged.to_lowercase().contains("denied") || logged.contains("403"),
+        "{logged}"
+    );
+}
+
+/// The admin replaces the known_hosts file (`ssh-keygen -R` writes a new file and renames it
+/// over the old one), then the NAS restarts, so every connection is made again: fetchd, whose
+/// sandbox admitted the old file only, restarts itself and reads the new one, instead of
+/// refusing the NAS for ever with "Permission denied".
+#[test]
+fn a_replaced_known_hosts_file_is_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let mut sshd = Sshd::new();
+    let mount = mount_with(tmp.path(), &sftp_origin(&sshd, &library, 1));
+    mount.status(true);
+    let original = |i: usize| std::fs::read(library.join(format!("noise-{i:02}.flac"))).unwrap();
+    assert_eq!(
+        std::fs::read(mount.path(&noise_track_path(1))).unwrap(),
+        original(1)
+    );
+
+    let known_hosts = sshd.known_hosts();
+    let replacement = known_hosts.with_extension("new");
+    std::fs::copy(&known_hosts, &replacement).unwrap();
+    std::fs::rename(&replacement, &known_hosts).unwrap();
+    sshd.stop();
+    sshd.start();
+
+    let started = Instant::now();
+    let last = loop {
+        match std::fs::read(mount.path(&noise_track_path(2))) {
+            Ok(bytes) => break bytes,
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the NAS was not read again: {e}; {}",
+                mount.status(false)["origins"]
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(last, original(2));
+    eprintln!("read again after {:?}", started.elapsed());
+}
+
+/// A desktop user's NAS: the key has a passphrase and lives in their ssh-agent, which
+/// `SSH_AUTH_SOCK` names in the session that runs `musicfsctl mount`. fetchd (sandboxed, with
+/// its own copy of the environment) asks that agent to sign, and the library reads back whole.
+#[test]
+fn a_key_with_a_passphrase_in_ssh_agent_mounts_a_nas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let sshd = Sshd::new();
+    let locked = tmp.path().join("id_ed25519");
+    with_passphrase(&sshd.identity_file(), &locked, "correct horse");
+    let agent = SshAgent::new();
+    agent.add(&sshd.identity_file());
+    let config = format!(
+        "[[origins]]\nurl = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
+         timeout_seconds = 2\n",
+        sshd.url(&library),
+        locked.display(),
+        sshd.known_hosts().display()
+    );
+    let socket = agent.socket();
+    let mount = mount_with_env(tmp.path(), &config, &[("SSH_AUTH_SOCK", &socket)]);
+    let status = mount.status(true);
+    let sftp = origin(&status, "sftp://");
+    assert_eq!(sftp["up"], true, "{status}");
+    for i in [1, 8] {
+        let original = std::fs::read(library.join(format!("noise-{i:02}.flac"))).unwrap();
+        let read = std::fs::read(mount.path(&noise_track_path(i))).unwrap();
+        assert!(read == original, "track {i} differs through the mount");
+    }
+}
+
+/// An SFTP origin whose key file is missing at start (a home folder not mounted yet, a key
+/// being replaced) used to stop fetchd from starting at all, the local cache and every other
+/// origin with it, and the mount never came up. Now the origin is down with the reason, its
+/// tracks stay listed, the cached one plays, and once the key is back it is used again.
+#[test]
+fn a_remote_origin_whose_key_is_missing_at_start_is_down_until_it_is_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let sshd = Sshd::new();
+    let key = tmp.path().join("id_ed25519");
+    std::fs::copy(sshd.identity_file(), &key).unwrap();
+    let config = format!(
+        "[[origins]]\nurl = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
+         timeout_seconds = 2\n",
+        sshd.url(&library),
+        key.display(),
+        sshd.known_hosts().display()
+    );
+    let original = |i: usize| std::fs::read(library.join(format!("noise-{i:02}.flac"))).unwrap();
+    let mount = mount_with(tmp.path(), &config);
+    mount.status(true);
+    assert!(std::fs::read(mount.path(&noise_track_path(1))).unwrap() == original(1));
+    let size = original(1).len() as u64;
+    wait_for("track 1 is cached", Duration::from_secs(10), || {
+        let stats = mount.ctl(&["cache", "stats", "--json"]).stdout;
+        let stats: Value = serde_json::from_slice(&stats).unwrap();
+        // Chunks appear only when a whole track is cut (the heads the scan kept are smaller).
+        stats["bytes"].as_u64().unwrap() >= size
+    });
+    assert!(mount.stop().success());
+
+    let away = tmp.path().join("elsewhere");
+    std::fs::rename(&key, &away).unwrap();
+    let mount = mount_with(tmp.path(), &config);
+    mount.status(true);
+    wait_for("the origin is down", Duration::from_secs(10), || {
+        origin(&mount.status(false), "sftp://")["up"] == false
+    });
+    let status = mount.status(false);
+    let error = origin(&status, "sftp://")["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("identity file") && error.contains("id_ed25519"),
+        "{status}"
+    );
+    let album = mount.path(&noise_track_path(1));
+    let listed = std::fs::read_dir(album.parent().unwrap()).unwrap().count();
+    assert_eq!(listed, 8, "tracks of the origin that is down are listed");
+    assert!(std::fs::read(mount.path(&noise_track_path(1))).unwrap() == original(1));
+    let err = std::fs::read(mount.path(&noise_track_path(2))).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+
+    std::fs::rename(&away, &key).unwrap();
+    wait_for("the origin is up again", Duration::from_secs(30), || {
+        origin(&mount.status(false), "sftp://")["up"] == true
+    });
+    assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original(2));
+}
+
+/// `musicfsctl mount sftp://music-nas/... DIR` with no MusicFS config at all, as one would
+/// run sshfs: the user's `~/.ssh/config` says which address, port, user, key and known_hosts
+/// that name stands for, and the jump host in front of it. The keys and known_hosts live
+/// outside `~/.ssh`, so fetchd's sandbox must have admitted the files the ssh_config names.
+#[test]
+fn an_ssh_config_host_mounts_with_no_other_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let sshd = Sshd::new();
+    let gate = Sshd::new();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::create_dir_all(home.join("keys")).unwrap();
+    std::fs::copy(sshd.identity_file(), home.join("keys/nas")).unwrap();
+    std::fs::copy(sshd.known_hosts(), home.join("keys/known_hosts")).unwrap();
+    std::fs::copy(gate.identity_file(), home.join("keys/gate")).unwrap();
+    std::fs::copy(gate.known_hosts(), home.join("keys/gate_hosts")).unwrap();
+    std::fs::write(
+        home.join(".ssh/config"),
+        format!(
+            "Host music-nas\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  \
+             IdentityFile ~/keys/nas\n  UserKnownHostsFile %d/keys/known_hosts\n  \
+             ProxyJump gate\n\
+             Host gate\n  HostName 127.0.0.1\n  Port {}\n  IdentityFile ~/keys/gate\n  \
+             UserKnownHostsFile ~/keys/gate_hosts\n",
+            sshd.port(),
+            sshd.user(),
+            gate.port()
+        ),
+    )
+    .unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let url = format!("sftp://music-nas{}", library.display());
+    let mount = Mount::start_with_env(
+        &[Path::new(&url)],
+        &tmp.path().join("state"),
+        &mnt,
+        &[],
+        &[("HOME", &home)],
+    );
+    let status = mount.status(true);
+    assert_eq!(status["catalog"]["tracks"], 8, "{status}");
+    let nas = origin(&status, "sftp://");
+    assert_eq!(
+        nas["name"],
+        format!(
+            "sftp://{}@music-nas:{}{}",
+            sshd.user(),
+            sshd.port(),
+            library.display()
+        )
+    );
+    let original = std::fs::read(library.join("noise-03.flac")).unwrap();
+    assert!(std::fs::read(mount.path(&noise_track_path(3))).unwrap() == original);
+    assert!(
+        gate.log().contains("Accepted publickey"),
+        "the jump host was not used:\n{}",
+        gate.log()
+    );
+}
+
+/// A bucket set up for the AWS tools (`aws configure --profile music-test`, with the
+/// endpoint of an S3-compatible service) mounts with only its URL and the profile's name:
+/// keys, endpoint and path-style addressing come from `~/.aws`, which fetchd's sandbox admits.
+#[test]
+fn an_s3_bucket_mounts_with_the_keys_and_endpoint_of_an_aws_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3Server::new();
+    let library = noise_library(8, 20);
+    for i in [1, 2] {
+        let name = format!("noise-{i:02}.flac");
+        s3.put(
+            BUCKET,
+            &format!("lib/{name}"),
+            &std::fs::read(library.join(&name)).unwrap(),
+        );
+    }
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = WRONG\naws_secret_access_key = wrong\n\n\
+             [music-test]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            s3.access_key(),
+            s3.secret_key()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        format!(
+            "[profile music-test]\nregion = us-east-1\ns3 =\n  endpoint_url = {}\n  \
+             addressing_style = path\n",
+            s3.endpoint()
+        ),
+    )
+    .unwrap();
+    let config = format!("[[origins]]\nurl = \"s3://{BUCKET}/lib\"\nprofile = \"music-test\"\n");
+    let mount = mount_with_env(tmp.path(), &config, &[("HOME", &home)]);
+    let status = mount.status(true);
+    assert_eq!(status["catalog"]["tracks"], 2, "{status}");
+    let original = std::fs::read(library.join("noise-02.flac")).unwrap();
+    assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original);
+}
