@@ -1,6 +1,6 @@
 //! A FUSE file system for tests of a local origin kept on a network mount (NFS, SMB) that
-//! fails: it shows a real folder read-only, except that listing a folder or looking up a file
-//! named in its [`Faults`] fails with the errno given there (`EIO`, as a soft NFS mount whose
+//! fails: it shows a real folder read-only, except that listing a folder, or looking up or
+//! reading a file, named in its [`Faults`] fails with the errno given there (`EIO`, as a soft NFS mount whose
 //! server stopped answering). Mounted in the test's own process; unmounted when dropped.
 
 use std::collections::HashMap;
@@ -15,8 +15,8 @@ use fuser::{
     MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, Request,
 };
 
-/// Folders whose listing fails and files whose lookup fails (relative to the shown folder),
-/// with the errno.
+/// Folders whose listing fails and files whose lookup and reads fail (relative to the shown
+/// folder), with the errno.
 pub type Faults = Arc<Mutex<HashMap<PathBuf, i32>>>;
 
 pub struct FaultyFs {
@@ -188,6 +188,9 @@ impl Filesystem for Mirror {
         let Some(rel) = self.rel(ino) else {
             return reply.error(Errno::ENOENT);
         };
+        if let Some(code) = self.faults.lock().unwrap().get(&rel) {
+            return reply.error(Errno::from_i32(*code));
+        }
         let mut buf = vec![0; size as usize];
         let read =
             std::fs::File::open(self.source.join(rel)).and_then(|f| f.read_at(&mut buf, offset));

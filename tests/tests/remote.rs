@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use musicfs_tests::albums::drop_page_cache;
 use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
+use musicfs_tests::faulty_fs::{Faults, FaultyFs};
 use musicfs_tests::nginx::Nginx;
 use musicfs_tests::remote::{
     corpus_copy, mount_with, origin, read_at, s3_origin, sftp_origin, wait_for, BUCKET,
@@ -490,4 +491,43 @@ fn a_tag_reader_taking_in_a_cover_fetches_about_what_it_reads() {
         same
     };
     assert!(mapped, "the mapped track differs");
+}
+
+/// A library on a network mount (NFS, SMB) whose server fails mid-song, with the same files on
+/// the NAS over SFTP: the player's read goes on from the SFTP copy, byte for byte.
+#[test]
+fn a_track_on_a_failing_network_mount_plays_on_from_another_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(1, 300);
+    let original = std::fs::read(library.join("noise-01.flac")).unwrap();
+    let network = tmp.path().join("nfs");
+    std::fs::create_dir(&network).unwrap();
+    let faults = Faults::default();
+    let _fs = FaultyFs::mount(&library, &network, faults.clone());
+    let sshd = Sshd::new();
+    let config = format!(
+        "[[origins]]\nurl = \"{}\"\npriority = 1\n",
+        network.display()
+    ) + &sftp_origin(&sshd, &library, 2);
+    let mount = mount_with(tmp.path(), &config);
+    assert_eq!(mount.status(true)["catalog"]["tracks"], 1);
+    let sftp_bytes = || {
+        origin(&mount.status(false), "sftp://")["bytes_read"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = sftp_bytes();
+
+    let mut file = std::fs::File::open(mount.path(&noise_track_path(1))).unwrap();
+    let mut played = vec![0; 256 * 1024];
+    file.read_exact(&mut played).unwrap();
+    faults
+        .lock()
+        .unwrap()
+        .insert("noise-01.flac".into(), nix::errno::Errno::EIO as i32);
+    file.read_to_end(&mut played).unwrap();
+    assert!(played == original, "the track read back differs");
+    let from_sftp = sftp_bytes() - before;
+    eprintln!("after the mount failed: {from_sftp} bytes from the SFTP copy");
+    assert!(from_sftp > 0, "nothing came from the SFTP copy");
 }
