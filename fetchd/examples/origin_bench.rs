@@ -8,7 +8,8 @@
 //! - S3 on loopback (s3s-fs, musicfs-tests' `S3Server`): the same figures as SFTP on loopback.
 //! - `scan`: fetchd's first scan of the test corpus (real files of every format) over SFTP, on
 //!   loopback and over a link with 2 ms each way (a home network's Wi-Fi): files per second,
-//!   and the bytes it read; and an HTTP origin's walk of 300 album folders over that link.
+//!   and the bytes it read; and an HTTP origin's walk of 300 album folders over that link, from
+//!   JSON listings, HTML pages and WebDAV.
 //! - HTTP on loopback (nginx, musicfs-tests' `Nginx`): the same figures, and the random reads
 //!   once more by a bare keep-alive HTTP/1.1 client (one socket, no library): what is left is
 //!   the server's and the kernel's share, the rest of the origin's time is its client's.
@@ -32,6 +33,7 @@ use musicfs_tests::nginx::Nginx;
 use musicfs_tests::noise::{noise, Rng};
 use musicfs_tests::s3server::S3Server;
 use musicfs_tests::sshd::Sshd;
+use musicfs_tests::web_servers::WebServer;
 
 /// The file read on loopback, and the one read over the slow link.
 const LOOPBACK_SIZE: usize = 30 << 20;
@@ -162,7 +164,9 @@ fn scan() {
     }
 }
 
-/// The walk of an nginx-published library of `ALBUMS` album folders, through the 2 ms link.
+/// The walk of a library of `ALBUMS` album folders, through the 2 ms link, as each kind of
+/// listing gives it: nginx's JSON, nginx's HTML pages (then a HEAD per file), and WebDAV
+/// (`rclone serve webdav`: PROPFIND first, sizes and dates in the listing).
 fn http_walk() {
     let dir = tempfile::tempdir().unwrap();
     let track = musicfs_tests::corpus::corpus_dir().join("audioscan/flac/test.flac");
@@ -174,19 +178,26 @@ fn http_walk() {
         std::fs::copy(&track, folder.join("01 Track.flac")).unwrap();
     }
     let server = Nginx::serving(dir.path());
-    let url: url::Url = server.url().parse().unwrap();
-    let port = delayed_proxy(url.port().unwrap(), SCAN_DELAY);
-    let mut config = OriginConfig::from_url(format!("http://127.0.0.1:{port}{}", url.path()));
-    config.timeout_seconds = Some(TIMEOUT_SECONDS);
-    let origin = HttpOrigin::new(&config, &config.parsed().unwrap()).unwrap();
-    let started = Instant::now();
-    let (found, failed) = origin.walk().unwrap();
-    assert_eq!((found.len(), failed.len()), (ALBUMS, 0));
-    println!(
-        "HTTP walk of {ALBUMS} album folders ({} listings), 2 ms each way: {:.2} s",
-        ALBUMS + ALBUMS / 10 + 1,
-        started.elapsed().as_secs_f64()
-    );
+    let dav = WebServer::rclone_webdav(dir.path(), None);
+    for (kind, url) in [
+        ("JSON listings (nginx)", server.url()),
+        ("HTML pages (nginx), a HEAD per file", server.html_url()),
+        ("WebDAV (rclone serve webdav)", dav.url()),
+    ] {
+        let url: url::Url = url.parse().unwrap();
+        let port = delayed_proxy(url.port().unwrap(), SCAN_DELAY);
+        let mut config = OriginConfig::from_url(format!("http://127.0.0.1:{port}{}", url.path()));
+        config.timeout_seconds = Some(TIMEOUT_SECONDS);
+        let origin = HttpOrigin::new(&config, &config.parsed().unwrap()).unwrap();
+        let started = Instant::now();
+        let (found, failed) = origin.walk().unwrap();
+        assert_eq!((found.len(), failed.len()), (ALBUMS, 0));
+        println!(
+            "HTTP walk of {ALBUMS} album folders ({} listings), 2 ms each way, {kind}: {:.2} s",
+            ALBUMS + ALBUMS / 10 + 1,
+            started.elapsed().as_secs_f64()
+        );
+    }
 }
 
 fn s3() {
