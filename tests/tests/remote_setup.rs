@@ -233,6 +233,43 @@ fn a_remote_origin_whose_key_is_missing_at_start_is_down_until_it_is_back() {
     assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original(2));
 }
 
+/// An HTTPS origin whose `ca_file` is not there yet at start (a certificate still being
+/// copied over): the origin is down with the reason while the mount serves, and once the file
+/// is there (fetchd's sandbox admitted the path as it was at start, so fetchd restarts to take
+/// it in) the origin is up and its tracks play.
+#[test]
+fn an_https_origin_whose_ca_file_appears_after_start_is_used_once_it_is_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let nginx = Nginx::serving(&library);
+    let ca_file = tmp.path().join("nas-ca.pem");
+    let config = format!(
+        "[[origins]]\nurl = \"{}\"\nca_file = \"{}\"\ntimeout_seconds = 2\n",
+        nginx.tls_url(),
+        ca_file.display()
+    );
+    let mount = mount_with(tmp.path(), &config);
+    wait_for("the origin is down", Duration::from_secs(10), || {
+        origin(&mount.status(false), "https://")["up"] == false
+    });
+    let status = mount.status(false);
+    let error = origin(&status, "https://")["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("ca_file"), "{status}");
+
+    std::fs::copy(nginx.ca_file(), &ca_file).unwrap();
+    wait_for("the origin is up", Duration::from_secs(30), || {
+        origin(&mount.status(false), "https://")["up"] == true
+    });
+    mount.status(true);
+    let original = std::fs::read(library.join("noise-01.flac")).unwrap();
+    wait_for("the tracks are listed", Duration::from_secs(10), || {
+        mount.path(&noise_track_path(1)).exists()
+    });
+    assert!(std::fs::read(mount.path(&noise_track_path(1))).unwrap() == original);
+}
+
 /// `musicfsctl mount sftp://music-nas/... DIR` with no MusicFS config at all, as one would
 /// run sshfs: the user's `~/.ssh/config` says which address, port, user, key and known_hosts
 /// that name stands for, and the jump host in front of it. The keys and known_hosts live
