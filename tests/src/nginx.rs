@@ -27,53 +27,41 @@ impl Nginx {
         let (port, tls_port) = (crate::free_port(), crate::free_port());
         make_certificates(dir.path());
         let d = dir.path().display();
-        let config = format!(
-            "daemon off;\n\
-             master_process off;\n\
-             pid {d}/nginx.pid;\n\
-             error_log {d}/error.log warn;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n\
-               access_log off;\n\
-               client_body_temp_path {d}/body;\n\
-               proxy_temp_path {d}/proxy;\n\
-               fastcgi_temp_path {d}/fastcgi;\n\
-               uwsgi_temp_path {d}/uwsgi;\n\
-               scgi_temp_path {d}/scgi;\n\
-               server {{\n\
-                 listen 127.0.0.1:{port};\n\
-                 location /music/ {{\n\
-                   alias {root}/;\n\
-                   autoindex on;\n\
-                   autoindex_format json;\n\
-                 }}\n\
-                 location /music/Unavailable/ {{ return 503; }}\n\
-                 location /music/Refused/ {{ return 403; }}\n\
-                 location /html/ {{\n\
-                   alias {root}/;\n\
-                   autoindex on;\n\
-                 }}\n\
-                 location /private/ {{\n\
-                   alias {root}/;\n\
-                   autoindex on;\n\
-                   autoindex_format json;\n\
-                   auth_basic \"music\";\n\
-                   auth_basic_user_file {d}/htpasswd;\n\
-                 }}\n\
+        let servers = format!(
+            "server {{\n\
+               listen 127.0.0.1:{port};\n\
+               location /music/ {{\n\
+                 alias {root}/;\n\
+                 autoindex on;\n\
+                 autoindex_format json;\n\
                }}\n\
-               server {{\n\
-                 listen 127.0.0.1:{tls_port} ssl;\n\
-                 ssl_certificate {d}/server.pem;\n\
-                 ssl_certificate_key {d}/server.key;\n\
-                 location /music/ {{\n\
-                   alias {root}/;\n\
-                   autoindex on;\n\
-                   autoindex_format json;\n\
-                 }}\n\
+               location /music/Unavailable/ {{ return 503; }}\n\
+               location /music/Refused/ {{ return 403; }}\n\
+               location /html/ {{\n\
+                 alias {root}/;\n\
+                 autoindex on;\n\
+               }}\n\
+               location /private/ {{\n\
+                 alias {root}/;\n\
+                 autoindex on;\n\
+                 autoindex_format json;\n\
+                 auth_basic \"music\";\n\
+                 auth_basic_user_file {d}/htpasswd;\n\
+               }}\n\
+             }}\n\
+             server {{\n\
+               listen 127.0.0.1:{tls_port} ssl;\n\
+               ssl_certificate {d}/server.pem;\n\
+               ssl_certificate_key {d}/server.key;\n\
+               location /music/ {{\n\
+                 alias {root}/;\n\
+                 autoindex on;\n\
+                 autoindex_format json;\n\
                }}\n\
              }}\n",
             root = root.display()
         );
+        let config = config(dir.path(), &servers);
         std::fs::write(dir.path().join("nginx.conf"), config).expect("nginx config");
         let users = format!("{PRIVATE_USER}:{{PLAIN}}{PRIVATE_PASSWORD}\n");
         std::fs::write(dir.path().join("htpasswd"), users).expect("htpasswd");
@@ -85,6 +73,49 @@ impl Nginx {
         };
         server.start();
         server
+    }
+
+    /// An HTTPS front for a plain HTTP server on `port` of 127.0.0.1 (an S3 server), as a
+    /// home server puts nginx in front of MinIO: [`Nginx::tls_endpoint`], whose certificate
+    /// only [`Nginx::ca_file`] vouches for. The Host header goes through unchanged, so SigV4
+    /// signatures still hold.
+    pub fn tls_proxy_to(port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (plain, tls_port) = (crate::free_port(), crate::free_port());
+        make_certificates(dir.path());
+        let d = dir.path().display();
+        let servers = format!(
+            "server {{\n\
+               listen 127.0.0.1:{plain};\n\
+               return 404;\n\
+             }}\n\
+             server {{\n\
+               listen 127.0.0.1:{tls_port} ssl;\n\
+               ssl_certificate {d}/server.pem;\n\
+               ssl_certificate_key {d}/server.key;\n\
+               client_max_body_size 0;\n\
+               location / {{\n\
+                 proxy_pass http://127.0.0.1:{port};\n\
+                 proxy_set_header Host $http_host;\n\
+                 proxy_buffering off;\n\
+               }}\n\
+             }}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), config(dir.path(), &servers))
+            .expect("nginx config");
+        let mut server = Self {
+            dir,
+            port: plain,
+            tls_port,
+            child: None,
+        };
+        server.start();
+        server
+    }
+
+    /// `https://127.0.0.1:<port>` of [`Nginx::tls_proxy_to`].
+    pub fn tls_endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.tls_port)
     }
 
     /// `http://127.0.0.1:<port>/music/`.
@@ -164,6 +195,27 @@ fn binary() -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.is_file())
         .expect("nginx not found; `scripts/deps.sh test` installs it (package nginx-light)")
+}
+
+/// nginx's whole config: run in the foreground, every file in `dir`, and `servers`.
+fn config(dir: &Path, servers: &str) -> String {
+    let d = dir.display();
+    format!(
+        "daemon off;\n\
+         master_process off;\n\
+         pid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n\
+           access_log off;\n\
+           client_body_temp_path {d}/body;\n\
+           proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n\
+           uwsgi_temp_path {d}/uwsgi;\n\
+           scgi_temp_path {d}/scgi;\n\
+           {servers}\
+         }}\n"
+    )
 }
 
 /// A CA (`ca.pem`) and a server certificate it signed for 127.0.0.1 (`server.pem`,
