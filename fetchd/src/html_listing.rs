@@ -50,19 +50,32 @@ pub fn children(page: &str, page_url: &Url) -> Page {
     out
 }
 
-/// What `href`, a link on the listing of the directory at `dir` (or a member of its WebDAV
-/// listing), names: nothing unless, resolved against `dir`, it stays on the same server, has no
-/// query or fragment and leads exactly one level down; then the child's name and whether the
-/// link ends in `/` (a directory), or why the name cannot be a path. Paths are compared
-/// percent-decoded: servers escape other characters than the URL asked for (`&`, `%C3%A9`
-/// against `%c3%a9`).
+/// What `href`, a link on the listing of the directory at `dir`, names: nothing unless,
+/// resolved against `dir`, it stays on the same server, has no query or fragment and leads
+/// exactly one level down; then the child's name and whether the link ends in `/` (a
+/// directory), or why the name cannot be a path. Paths are compared percent-decoded: servers
+/// escape other characters than the URL asked for (`&`, `%C3%A9` against `%c3%a9`).
 pub fn child_of(dir: &Url, href: &str) -> Option<Result<(String, bool), &'static str>> {
     let target = dir.join(href).ok()?;
-    if target.origin() != dir.origin() || target.query().is_some() || target.fragment().is_some() {
+    if target.origin() != dir.origin() {
+        return None;
+    }
+    member_of(dir, &target)
+}
+
+/// [`child_of`] for a member of a WebDAV listing, whose server may name itself otherwise than
+/// the URL asked it (IIS writes full URLs with its own host name; a proxy in front changes the
+/// port): only the path counts. Nothing is fetched from the host a member names.
+pub fn dav_member_of(dir: &Url, href: &str) -> Option<Result<(String, bool), &'static str>> {
+    member_of(dir, &dir.join(href).ok()?)
+}
+
+fn member_of(dir: &Url, target: &Url) -> Option<Result<(String, bool), &'static str>> {
+    if target.query().is_some() || target.fragment().is_some() {
         return None;
     }
     let (parent, _) = segments(dir)?;
-    let (mut path, slash) = segments(&target)?;
+    let (mut path, slash) = segments(target)?;
     let child = path.pop()?;
     let same = |a: &str, b: &str| {
         a == b || percent_decoded(a).is_some_and(|a| Some(a) == percent_decoded(b))
@@ -277,6 +290,22 @@ mod tests {
             listed(page, "http://h/m/Caf%C3%A9%20&%20Bar/"),
             owned(&[("01.flac", false), ("Disc 1", true)])
         );
+    }
+
+    #[test]
+    fn a_webdav_member_may_name_its_server_otherwise_but_a_link_may_not() {
+        let dir = Url::parse("http://192.168.1.5:8080/dav/Music/").unwrap();
+        let href = "http://nas.local/dav/Music/01%20A.flac";
+        assert_eq!(child_of(&dir, href), None);
+        assert_eq!(
+            dav_member_of(&dir, href),
+            Some(Ok(("01 A.flac".to_owned(), false)))
+        );
+        assert_eq!(
+            dav_member_of(&dir, "http://nas.local/elsewhere/x.flac"),
+            None
+        );
+        assert_eq!(dav_member_of(&dir, "/dav/Music/"), None);
     }
 
     #[test]

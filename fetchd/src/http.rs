@@ -168,7 +168,7 @@ impl HttpOrigin {
             let members = dav::members(&body).map_err(|e| self.web.bad(&what, &e))?;
             let mut dir = Dir::default();
             for member in members {
-                match html_listing::child_of(&page_url, &member.href) {
+                match html_listing::dav_member_of(&page_url, &member.href) {
                     None => {}
                     Some(Err(why)) => dir.1.push((member.href, why)),
                     Some(Ok((name, slash))) => dir.0.push(Entry {
