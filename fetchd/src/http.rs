@@ -161,48 +161,19 @@ impl HttpOrigin {
         if body.len() as u64 > MAX_LISTING {
             return Err(self.web.bad(&what, "the listing is too large"));
         }
-        if lister == Lister::Dav {
-            if status != StatusCode::MULTI_STATUS {
-                return Err(self.web.bad(&what, &format!("PROPFIND answered {status}")));
+        match lister {
+            Lister::Dav if status != StatusCode::MULTI_STATUS => {
+                Err(self.web.bad(&what, &format!("PROPFIND answered {status}")))
             }
-            let members = dav::members(&body).map_err(|e| self.web.bad(&what, &e))?;
-            let mut dir = Dir::default();
-            for member in members {
-                match html_listing::dav_member_of(&page_url, &member.href) {
-                    None => {}
-                    Some(Err(why)) => dir.1.push((member.href, why)),
-                    Some(Ok((name, slash))) => dir.0.push(Entry {
-                        name,
-                        dir: slash || member.collection,
-                        size: member.size,
-                        mtime_ns: member.mtime.map_or(0, |s| i128::from(s) * 1_000_000_000),
-                    }),
-                }
-            }
-            return Ok(dir);
+            Lister::Dav => dav_entries(&body, &page_url).map_err(|e| self.web.bad(&what, &e)),
+            Lister::Pages => page_entries(&body, &page_url).ok_or_else(|| {
+                self.web.bad(
+                    &what,
+                    "the server gives no directory listing (nginx: `autoindex on;`, Apache: \
+                     `Options +Indexes`, Caddy: `file_server browse`, or WebDAV)",
+                )
+            }),
         }
-        if let Ok(entries) = serde_json::from_slice::<Vec<Value>>(&body) {
-            return Ok((entries.iter().filter_map(entry).collect(), Vec::new()));
-        }
-        if !html_listing::is_html(&body) {
-            return Err(self.web.bad(
-                &what,
-                "the server gives no directory listing (nginx: `autoindex on;`, Apache: \
-                 `Options +Indexes`, Caddy: `file_server browse`, or WebDAV)",
-            ));
-        }
-        let page = html_listing::children(&String::from_utf8_lossy(&body), &page_url);
-        let entries = page
-            .children
-            .into_iter()
-            .map(|(name, dir)| Entry {
-                name,
-                dir,
-                size: None,
-                mtime_ns: 0,
-            })
-            .collect();
-        Ok((entries, page.unusable))
     }
 
     fn head(&self, rel: &str) -> io::Result<(u64, i128, Pin)> {
@@ -241,6 +212,48 @@ static PROPFIND: std::sync::LazyLock<reqwest::Method> = std::sync::LazyLock::new
     reqwest::Method::from_bytes(b"PROPFIND").expect("PROPFIND is a method name")
 });
 const DEPTH: HeaderName = HeaderName::from_static("depth");
+
+/// The entries of a WebDAV multistatus answer for the folder at `url`.
+fn dav_entries(body: &[u8], url: &Url) -> Result<Dir, String> {
+    let mut dir = Dir::default();
+    for member in dav::members(body)? {
+        match html_listing::dav_member_of(url, &member.href) {
+            None => {}
+            Some(Err(why)) => dir.1.push((member.href, why)),
+            Some(Ok((name, slash))) => dir.0.push(Entry {
+                name,
+                dir: slash || member.collection,
+                size: member.size,
+                mtime_ns: member.mtime.map_or(0, |s| i128::from(s) * 1_000_000_000),
+            }),
+        }
+    }
+    Ok(dir)
+}
+
+/// The entries of the page a GET of the folder at `url` answered: a JSON listing, or the
+/// children an HTML page links to (without sizes: the walk asks them). `None` for anything
+/// else.
+fn page_entries(body: &[u8], url: &Url) -> Option<Dir> {
+    if let Ok(entries) = serde_json::from_slice::<Vec<Value>>(body) {
+        return Some((entries.iter().filter_map(entry).collect(), Vec::new()));
+    }
+    if !html_listing::is_html(body) {
+        return None;
+    }
+    let page = html_listing::children(&String::from_utf8_lossy(body), url);
+    let entries = page
+        .children
+        .into_iter()
+        .map(|(name, dir)| Entry {
+            name,
+            dir,
+            size: None,
+            mtime_ns: 0,
+        })
+        .collect();
+    Some((entries, page.unusable))
+}
 
 /// One entry of a directory listing.
 #[derive(Debug, PartialEq, Eq)]
