@@ -17,6 +17,13 @@ pub struct LocalOrigin {
 }
 
 impl LocalOrigin {
+    /// The error of a walk that met `e`, an I/O error that may pass ([`transient`]), keeping
+    /// its kind (so health takes the origin for unreachable).
+    fn gave_out(&self, e: &walkdir::Error) -> io::Error {
+        let kind = e.io_error().map_or(io::ErrorKind::Other, io::Error::kind);
+        io::Error::new(kind, format!("walking {}: {e}", self.name))
+    }
+
     /// The folder at `root`. One that does not exist (a disk not mounted) is an origin that
     /// cannot be listed, whose tracks stay as the catalog knows them, until it appears.
     pub fn new(root: &Path) -> io::Result<Self> {
@@ -108,10 +115,7 @@ impl Origin for LocalOrigin {
                 Ok(e) => e,
                 // A folder on a network mount whose server stopped answering: a listing
                 // without it would read as its files removed, so there is none.
-                Err(e) if e.io_error().is_some_and(transient) => {
-                    let kind = e.io_error().map_or(io::ErrorKind::Other, io::Error::kind);
-                    return Err(io::Error::new(kind, format!("walking {}: {e}", self.name)));
-                }
+                Err(e) if e.io_error().is_some_and(transient) => return Err(self.gave_out(&e)),
                 Err(e) => {
                     let path = e
                         .path()
@@ -140,11 +144,7 @@ impl Origin for LocalOrigin {
                     size: meta.len(),
                     mtime_ns: mtime_ns(&meta),
                 }),
-                Err(e) if e.io_error().is_some_and(transient) => {
-                    let kind = e.io_error().map_or(io::ErrorKind::Other, io::Error::kind);
-                    let text = format!("walking {}: {rel}: {e}", self.name);
-                    return Err(io::Error::new(kind, text));
-                }
+                Err(e) if e.io_error().is_some_and(transient) => return Err(self.gave_out(&e)),
                 Err(e) => failed.push((rel.to_owned(), format!("cannot stat: {e}"))),
             }
         }
