@@ -17,6 +17,7 @@ pub mod local;
 pub mod names;
 pub mod namespace;
 pub mod namespaces;
+pub mod netfs;
 pub mod origin;
 pub mod origins;
 pub mod partial;

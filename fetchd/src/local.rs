@@ -1,10 +1,14 @@
-//! Local origins: folders of audio files, read with positioned reads.
+//! Local origins: folders of audio files, read with positioned reads. On a network file
+//! system, each stat, open and read waits at most the origin's timeout ([`crate::netfs`]).
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::netfs::Calls;
 use crate::origin::{is_audio, Found, Listing, Origin, RangeRead};
 use crate::restart::{Admitted, Kind};
 
@@ -14,7 +18,13 @@ pub struct LocalOrigin {
     root: PathBuf,
     /// The root as fetchd's sandbox admitted it at start.
     admitted: Admitted,
+    /// Direct, or bounded for a folder on a network file system.
+    calls: Arc<Calls>,
 }
+
+/// How long a call into a folder on a network file system is waited for when the config says
+/// nothing (`timeout_seconds`, as for remote origins).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl LocalOrigin {
     /// The error of a walk that met `e`, an I/O error that may pass ([`transient`]), keeping
@@ -51,11 +61,19 @@ impl LocalOrigin {
                 root.display()
             )));
         }
+        let name = root.display().to_string();
         Ok(Self {
-            name: root.display().to_string(),
+            calls: Arc::new(Calls::new(&name, &root, DEFAULT_TIMEOUT)),
+            name,
             admitted: Admitted::new(&root, Kind::Dir),
             root,
         })
+    }
+
+    /// Waits at most `timeout` for a call into a folder on a network file system.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.calls = Arc::new(Calls::new(&self.name, &self.root, timeout));
+        self
     }
 
     /// Restarts fetchd when the root is another directory than at start: a disk mounted or
@@ -152,19 +170,33 @@ impl Origin for LocalOrigin {
     }
 
     fn stat(&self, rel: &str) -> io::Result<(u64, i128)> {
-        let meta = std::fs::metadata(self.root.join(rel))?;
+        let path = self.root.join(rel);
+        let meta = self
+            .calls
+            .call(&format!("stat {rel:?}"), move || std::fs::metadata(path))?;
         Ok((meta.len(), mtime_ns(&meta)))
     }
 
     fn open(&self, rel: &str) -> io::Result<Box<dyn RangeRead>> {
-        let file = File::open(self.root.join(rel))?;
-        let len = file.metadata()?.len();
-        Ok(Box::new(LocalFile { file, len }))
+        let path = self.root.join(rel);
+        let (file, len) = self.calls.call(&format!("open {rel:?}"), move || {
+            let file = File::open(path)?;
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        })?;
+        Ok(Box::new(LocalFile {
+            file: Arc::new(file),
+            len,
+            rel: rel.to_owned(),
+            calls: self.calls.clone(),
+        }))
     }
 
     fn probe(&self) -> io::Result<()> {
         self.check_root();
-        std::fs::read_dir(&self.root).map(drop)
+        let root = self.root.clone();
+        self.calls
+            .call("listing", move || std::fs::read_dir(root).map(drop))
     }
 
     fn local_root(&self) -> Option<&Path> {
@@ -177,8 +209,11 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
 }
 
 struct LocalFile {
-    file: File,
+    file: Arc<File>,
     len: u64,
+    /// For errors.
+    rel: String,
+    calls: Arc<Calls>,
 }
 
 impl RangeRead for LocalFile {
@@ -187,17 +222,35 @@ impl RangeRead for LocalFile {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        if !self.calls.bounded() {
+            return read_fully(&self.file, offset, buf);
         }
-        Ok(done)
+        // The thread may outlive this call (a server gone): it reads into a buffer of its own.
+        let (file, len) = (self.file.clone(), buf.len());
+        let what = format!("reading {:?}", self.rel);
+        let read = self.calls.call(&what, move || {
+            let mut own = vec![0; len];
+            let n = read_fully(&file, offset, &mut own)?;
+            own.truncate(n);
+            Ok(own)
+        })?;
+        buf[..read.len()].copy_from_slice(&read);
+        Ok(read.len())
     }
+}
+
+/// Fills `buf` from `offset` of `file`; short only at its end.
+fn read_fully(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// Whether a folder failed to list for a reason that may pass: the I/O errors a network mount

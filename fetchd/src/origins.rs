@@ -43,7 +43,7 @@ pub struct Origins {
 pub fn connect(config: &OriginConfig) -> std::io::Result<Arc<dyn Origin>> {
     let url = config.parsed().map_err(std::io::Error::other)?;
     Ok(match url {
-        OriginUrl::Local(path) => Arc::new(LocalOrigin::new(&path)?),
+        OriginUrl::Local(path) => Arc::new(LocalOrigin::new(&path)?.with_timeout(config.timeout())),
         OriginUrl::Sftp { .. } => Arc::new(crate::sftp::SftpOrigin::new(config, &url)?),
         OriginUrl::S3 { .. } => Arc::new(crate::s3::S3Origin::new(config, &url)?),
         OriginUrl::Http { .. } => Arc::new(crate::http::HttpOrigin::new(config, &url)?),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use musicfs_tests::albums::drop_page_cache;
 use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
-use musicfs_tests::faulty_fs::{Faults, FaultyFs};
+use musicfs_tests::faulty_fs::{Faults, FaultyFs, STALL};
 use musicfs_tests::nginx::Nginx;
 use musicfs_tests::remote::{
     corpus_copy, mount_with, origin, read_at, s3_origin, sftp_origin, wait_for, BUCKET,
@@ -530,4 +530,52 @@ fn a_track_on_a_failing_network_mount_plays_on_from_another_copy() {
     let from_sftp = sftp_bytes() - before;
     eprintln!("after the mount failed: {from_sftp} bytes from the SFTP copy");
     assert!(from_sftp > 0, "nothing came from the SFTP copy");
+}
+
+/// The same with the network mount hanging instead (NFS mounts are `hard` by default: a read
+/// blocks for as long as the server is away): fetchd waits the origin's timeout, marks it down
+/// and reads on from the SFTP copy, instead of the player waiting for mountd's deadline and
+/// getting EIO.
+#[test]
+fn a_track_on_a_hanging_network_mount_plays_on_from_another_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(1, 300);
+    let original = std::fs::read(library.join("noise-01.flac")).unwrap();
+    let network = tmp.path().join("nfs");
+    std::fs::create_dir(&network).unwrap();
+    let faults = Faults::default();
+    let _fs = FaultyFs::mount(&library, &network, faults.clone());
+    let sshd = Sshd::new();
+    let config = format!(
+        "[[origins]]\nurl = \"{}\"\npriority = 1\ntimeout_seconds = 2\n",
+        network.display()
+    ) + &sftp_origin(&sshd, &library, 2);
+    let mount = mount_with(tmp.path(), &config);
+    assert_eq!(mount.status(true)["catalog"]["tracks"], 1);
+
+    let mut file = std::fs::File::open(mount.path(&noise_track_path(1))).unwrap();
+    let mut played = vec![0; 256 * 1024];
+    file.read_exact(&mut played).unwrap();
+    let stall = |on: bool| {
+        let mut faults = faults.lock().unwrap();
+        match on {
+            true => faults.insert("noise-01.flac".into(), STALL),
+            false => faults.remove(std::path::Path::new("noise-01.flac")),
+        }
+    };
+    stall(true);
+    let rest = file.read_to_end(&mut played);
+    // While the mount still hangs (once it answers again, a probe finds it up).
+    let status = mount.status(false);
+    stall(false);
+    rest.expect("the read goes on from the SFTP copy");
+    assert!(played == original, "the track read back differs");
+    let local = origin(&status, network.to_str().unwrap());
+    assert!(
+        local["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not answer"),
+        "{status}"
+    );
 }
