@@ -493,34 +493,74 @@ fn a_tag_reader_taking_in_a_cover_fetches_about_what_it_reads() {
     assert!(mapped, "the mapped track differs");
 }
 
-/// A library on a network mount (NFS, SMB) whose server fails mid-song, with the same files on
-/// the NAS over SFTP: the player's read goes on from the SFTP copy, byte for byte.
-#[test]
-fn a_track_on_a_failing_network_mount_plays_on_from_another_copy() {
+/// A 45 MB track on a network mount (a FUSE file system that fails on purpose, priority 1,
+/// with `timeout_seconds` of 2) and on the test sshd (priority 2), mounted; and the first
+/// 256 KiB of it played from the network mount.
+struct NetworkMount {
+    original: Vec<u8>,
+    played: Vec<u8>,
+    file: std::fs::File,
+    faults: Faults,
+    network: std::path::PathBuf,
+    mount: musicfs_tests::mount::Mount,
+    _sshd: Sshd,
+    _fs: FaultyFs,
+    _tmp: tempfile::TempDir,
+}
+
+fn network_mount_playing() -> NetworkMount {
     let tmp = tempfile::tempdir().unwrap();
     let library = noise_library(1, 300);
     let original = std::fs::read(library.join("noise-01.flac")).unwrap();
     let network = tmp.path().join("nfs");
     std::fs::create_dir(&network).unwrap();
     let faults = Faults::default();
-    let _fs = FaultyFs::mount(&library, &network, faults.clone());
+    let fs = FaultyFs::mount(&library, &network, faults.clone());
     let sshd = Sshd::new();
     let config = format!(
-        "[[origins]]\nurl = \"{}\"\npriority = 1\n",
+        "[[origins]]\nurl = \"{}\"\npriority = 1\ntimeout_seconds = 2\n",
         network.display()
     ) + &sftp_origin(&sshd, &library, 2);
     let mount = mount_with(tmp.path(), &config);
     assert_eq!(mount.status(true)["catalog"]["tracks"], 1);
+    let mut file = std::fs::File::open(mount.path(&noise_track_path(1))).unwrap();
+    let mut played = vec![0; 256 * 1024];
+    file.read_exact(&mut played).unwrap();
+    NetworkMount {
+        original,
+        played,
+        file,
+        faults,
+        network,
+        mount,
+        _sshd: sshd,
+        _fs: fs,
+        _tmp: tmp,
+    }
+}
+
+/// A library on a network mount (NFS, SMB) whose server fails mid-song, with the same files on
+/// the NAS over SFTP: the player's read goes on from the SFTP copy, byte for byte.
+#[test]
+fn a_track_on_a_failing_network_mount_plays_on_from_another_copy() {
+    let NetworkMount {
+        original,
+        mut played,
+        mut file,
+        faults,
+        mount,
+        // Bound, not dropped: the servers and the mount live as long as the test.
+        network: _,
+        _sshd,
+        _fs,
+        _tmp,
+    } = network_mount_playing();
     let sftp_bytes = || {
         origin(&mount.status(false), "sftp://")["bytes_read"]
             .as_u64()
             .unwrap()
     };
     let before = sftp_bytes();
-
-    let mut file = std::fs::File::open(mount.path(&noise_track_path(1))).unwrap();
-    let mut played = vec![0; 256 * 1024];
-    file.read_exact(&mut played).unwrap();
     faults
         .lock()
         .unwrap()
@@ -538,24 +578,17 @@ fn a_track_on_a_failing_network_mount_plays_on_from_another_copy() {
 /// getting EIO.
 #[test]
 fn a_track_on_a_hanging_network_mount_plays_on_from_another_copy() {
-    let tmp = tempfile::tempdir().unwrap();
-    let library = noise_library(1, 300);
-    let original = std::fs::read(library.join("noise-01.flac")).unwrap();
-    let network = tmp.path().join("nfs");
-    std::fs::create_dir(&network).unwrap();
-    let faults = Faults::default();
-    let _fs = FaultyFs::mount(&library, &network, faults.clone());
-    let sshd = Sshd::new();
-    let config = format!(
-        "[[origins]]\nurl = \"{}\"\npriority = 1\ntimeout_seconds = 2\n",
-        network.display()
-    ) + &sftp_origin(&sshd, &library, 2);
-    let mount = mount_with(tmp.path(), &config);
-    assert_eq!(mount.status(true)["catalog"]["tracks"], 1);
-
-    let mut file = std::fs::File::open(mount.path(&noise_track_path(1))).unwrap();
-    let mut played = vec![0; 256 * 1024];
-    file.read_exact(&mut played).unwrap();
+    let NetworkMount {
+        original,
+        mut played,
+        mut file,
+        faults,
+        network,
+        mount,
+        _sshd,
+        _fs,
+        _tmp,
+    } = network_mount_playing();
     let stall = |on: bool| {
         let mut faults = faults.lock().unwrap();
         match on {
