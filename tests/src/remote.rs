@@ -66,6 +66,20 @@ pub fn origin<'a>(status: &'a Value, prefix: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {prefix} origin in {status}"))
 }
 
+/// Waits (up to 10 s) until the origin whose name starts with `prefix` is down; returns the
+/// error status gives for it, and the whole status.
+pub fn wait_down(mount: &Mount, prefix: &str) -> (String, Value) {
+    wait_for("the origin is down", Duration::from_secs(10), || {
+        origin(&mount.status(false), prefix)["up"] == false
+    });
+    let status = mount.status(false);
+    let error = origin(&status, prefix)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (error, status)
+}
+
 /// Waits until `ready`, checking every 100 ms; fails the test after `within`. Returns how long
 /// it took.
 pub fn wait_for(what: &str, within: Duration, ready: impl Fn() -> bool) -> Duration {

@@ -9,7 +9,8 @@ use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
 use musicfs_tests::mount::Mount;
 use musicfs_tests::nginx::Nginx;
 use musicfs_tests::remote::{
-    corpus_copy, json_value, mount_with, mount_with_env, origin, sftp_origin, wait_for, BUCKET,
+    corpus_copy, json_value, mount_with, mount_with_env, origin, sftp_origin, wait_down, wait_for,
+    BUCKET,
 };
 use musicfs_tests::s3server::S3Server;
 use musicfs_tests::ssh_agent::{with_passphrase, SshAgent};
@@ -208,13 +209,7 @@ fn a_remote_origin_whose_key_is_missing_at_start_is_down_until_it_is_back() {
     std::fs::rename(&key, &away).unwrap();
     let mount = mount_with(tmp.path(), &config);
     mount.status(true);
-    wait_for("the origin is down", Duration::from_secs(10), || {
-        origin(&mount.status(false), "sftp://")["up"] == false
-    });
-    let status = mount.status(false);
-    let error = origin(&status, "sftp://")["error"]
-        .as_str()
-        .unwrap_or_default();
+    let (error, status) = wait_down(&mount, "sftp://");
     assert!(
         error.contains("identity file") && error.contains("id_ed25519"),
         "{status}"
@@ -249,13 +244,7 @@ fn an_https_origin_whose_ca_file_appears_after_start_is_used_once_it_is_there() 
         ca_file.display()
     );
     let mount = mount_with(tmp.path(), &config);
-    wait_for("the origin is down", Duration::from_secs(10), || {
-        origin(&mount.status(false), "https://")["up"] == false
-    });
-    let status = mount.status(false);
-    let error = origin(&status, "https://")["error"]
-        .as_str()
-        .unwrap_or_default();
+    let (error, status) = wait_down(&mount, "https://");
     assert!(error.contains("ca_file"), "{status}");
 
     std::fs::copy(nginx.ca_file(), &ca_file).unwrap();
