@@ -330,7 +330,7 @@ fn to_attr(ino: Ino, node: &Node) -> Attr {
         mtime_secs: node.mtime_ns.div_euclid(1_000_000_000) as i64,
         mtime_nanos: node.mtime_ns.rem_euclid(1_000_000_000) as u32,
         track: node.track,
-        remote: node.remote,
+        direct_io: node.remote,
     }
 }
 

@@ -193,6 +193,19 @@ impl TrackReader {
         )
     }
 
+    /// Whether every byte of `track` is in the chunk store: it was cut into chunks at this
+    /// version and none of them has been evicted since, so it reads without any origin.
+    pub fn is_whole(&self, track: TrackRef) -> bool {
+        let hashes: Vec<u128> = match self.layouts.get(&track) {
+            Some(layout) => layout.1.chunks.iter().map(|c| c.1).collect(),
+            None => match self.catalog.manifest(track.id) {
+                Ok(Some(m)) if m.version == track.version => m.chunks.iter().map(|c| c.1).collect(),
+                _ => return false,
+            },
+        };
+        self.store.missing(&hashes).is_empty()
+    }
+
     /// Why bytes read from `track` at `since` or later could not be kept in its staging file
     /// (a full disk), if that happened: the track will not be cut into chunks from that read.
     pub fn staging_failed_since(&self, track: TrackRef, since: Instant) -> Option<String> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use musicfs_ipc::{
     Attr, CacheStats, Cleared, DirEntry, Fetch, FetchAdmin, FetchError, FetchStatus, FsStats,
-    Hello, Ino, NodeKind, Rescanned, Subtree, TrackId, TrackRef, Unreadable,
+    Hello, Ino, NodeKind, Rescanned, Subtree, TrackId, TrackRef, Unreadable, CURRENT,
 };
 use tarpc::context::Context;
 
@@ -85,7 +85,13 @@ impl Fetch for FetchServer {
     }
 
     async fn getattr(self, _: Context, at: u64, ino: Ino) -> Result<Attr, FetchError> {
-        self.0.namespaces.at(at).attr(ino)
+        let mut attr = self.0.namespaces.at(at).attr(ino)?;
+        // What an open reads by: a remote track whole in the cache is opened as a local one,
+        // so players get the kernel's readahead and a second play its page cache.
+        if at == CURRENT && attr.direct_io {
+            attr.direct_io = !attr.track.is_some_and(|t| self.0.reader.is_whole(t));
+        }
+        Ok(attr)
     }
 
     async fn readdir(self, _: Context, at: u64, ino: Ino) -> Result<Vec<DirEntry>, FetchError> {

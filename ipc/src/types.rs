@@ -31,9 +31,11 @@ pub struct Attr {
     pub mtime_nanos: u32,
     /// For files: the track and the version of its content the size and bytes belong to.
     pub track: Option<TrackRef>,
-    /// For files: read from an origin across a network (mountd opens it with direct I/O, so
-    /// the kernel's readahead does not fetch what nobody asked for).
-    pub remote: bool,
+    /// For files: mountd opens it with direct I/O, so the kernel's readahead does not fetch
+    /// what nobody asked for. Set for a file read from an origin across a network; in an
+    /// answer at [`CURRENT`] (what an open reads by) only while some of its bytes are not in
+    /// the cache: a track whole in the cache reads through the page cache, as a local one.
+    pub direct_io: bool,
 }
 
 /// A track at one content version; reads name both so a changed track is never mixed.

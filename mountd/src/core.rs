@@ -63,7 +63,7 @@ pub enum WriteOp {
 pub struct Opened {
     pub fh: u64,
     pub keep_cache: bool,
-    /// Bypass the page cache: the track is read across a network (see `Attr::remote`).
+    /// Bypass the page cache: the track is read across a network (see `Attr::direct_io`).
     pub direct: bool,
 }
 
@@ -226,7 +226,7 @@ impl<B: Backend> FsCore<B> {
         Ok(Opened {
             fh,
             keep_cache,
-            direct: attr.remote,
+            direct: attr.direct_io,
         })
     }
 
@@ -401,7 +401,7 @@ fn dot_entry(name: &str, ino: Ino) -> DirEntry {
             mtime_secs: 0,
             mtime_nanos: 0,
             track: None,
-            remote: false,
+            direct_io: false,
         },
     }
 }

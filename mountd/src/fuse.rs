@@ -8,10 +8,10 @@
 //!   mountd; `st_blksize` is 1 MiB so tools read in big blocks.
 //! - Opened files may keep their page cache (`FOPEN_KEEP_CACHE`): bytes are immutable per track
 //!   version, and the core withholds the flag when the version changed since the last open.
-//! - Tracks on remote origins are opened with direct I/O (`FOPEN_DIRECT_IO`): the kernel's
-//!   readahead would fetch megabytes behind a tag reader that takes in one cover (fetchd's own
-//!   read-ahead serves players instead); shared mappings of them stay allowed
-//!   (`FUSE_DIRECT_IO_ALLOW_MMAP`).
+//! - Tracks on remote origins are opened with direct I/O (`FOPEN_DIRECT_IO`) until they are
+//!   whole in the cache: the kernel's readahead would fetch megabytes behind a tag reader that
+//!   takes in one cover (fetchd's own read-ahead serves players instead); shared mappings of
+//!   them stay allowed (`FUSE_DIRECT_IO_ALLOW_MMAP`). Once whole, a track reads as a local one.
 //! - Requests may carry up to [`MAX_IO`] bytes (sequential reads reach that size once `run` has
 //!   raised the mount's readahead); readdirplus and parallel lookups are asked for.
 

@@ -413,7 +413,7 @@ fn dir_attr(ino: Ino, mtime: SystemTime) -> Attr {
         mtime_secs: t.as_secs() as i64,
         mtime_nanos: t.subsec_nanos(),
         track: None,
-        remote: false,
+        direct_io: false,
     }
 }
 
@@ -425,7 +425,7 @@ fn link_attr(ino: Ino, len: u64) -> Attr {
         mtime_secs: 0,
         mtime_nanos: 0,
         track: None,
-        remote: false,
+        direct_io: false,
     }
 }
 

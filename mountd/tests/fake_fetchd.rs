@@ -54,7 +54,7 @@ fn attr(ino: Ino) -> Option<Attr> {
         mtime_secs: 1_700_000_000,
         mtime_nanos: 0,
         track,
-        remote: false,
+        direct_io: false,
     })
 }
 

@@ -493,6 +493,57 @@ fn a_tag_reader_taking_in_a_cover_fetches_about_what_it_reads() {
     assert!(mapped, "the mapped track differs");
 }
 
+/// A remote track whole in the cache reads as a local one: opened through the page cache, so a
+/// player gets the kernel's readahead and a second play never reaches fetchd. Until it is
+/// whole it is opened with direct I/O (above), so every read reaches fetchd.
+#[test]
+fn a_remote_track_whole_in_the_cache_plays_again_from_the_page_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("nas");
+    std::fs::create_dir_all(&lib).unwrap();
+    let track = lib.join("noise.flac");
+    std::fs::copy(noise_library(1, 60).join("noise-01.flac"), &track).unwrap();
+    let original = std::fs::read(&track).unwrap();
+    let sshd = Sshd::new();
+    let mount = mount_with(tmp.path(), &sftp_origin(&sshd, &lib, 1));
+    mount.status(true);
+    let path = mount.path("Noise/Long Noise (2024)/01 Noise 01.flac");
+    // Reads fetchd answered, from its cache or an origin.
+    let served = || {
+        let out = mount.ctl(&["cache", "stats", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        let stats = musicfs_tests::remote::json_value(&out.stdout);
+        stats["hits"].as_u64().unwrap() + stats["misses"].as_u64().unwrap()
+    };
+
+    let head = 1 << 20;
+    for play in 1..=2 {
+        let before = served();
+        assert!(read_at(&path, 0, head) == original[..head]);
+        assert!(
+            served() > before,
+            "play {play} of a track not yet cached never reached fetchd"
+        );
+    }
+
+    let pinned = mount.ctl(&["cache", "pin", "Noise"]);
+    assert!(pinned.status.success(), "{pinned:?}");
+    drop_page_cache();
+    let before = served();
+    assert!(std::fs::read(&path).unwrap() == original);
+    assert!(
+        served() > before,
+        "the page cache was dropped, yet fetchd served nothing"
+    );
+    let before = served();
+    assert!(std::fs::read(&path).unwrap() == original);
+    assert_eq!(
+        served(),
+        before,
+        "the second play of a cached track reached fetchd"
+    );
+}
+
 /// A 45 MB track on a network mount (a FUSE file system that fails on purpose, priority 1,
 /// with `timeout_seconds` of 2) and on the test sshd (priority 2), mounted; and the first
 /// 256 KiB of it played from the network mount.

@@ -39,7 +39,7 @@ fn node(ino: Ino, kind: NodeKind, size: u64, track: Option<TrackRef>) -> Attr {
         mtime_secs: 1_700_000_000,
         mtime_nanos: 0,
         track,
-        remote: false,
+        direct_io: false,
     }
 }
 

@@ -25,7 +25,7 @@ fn attr(ino: Ino, size: u64) -> Attr {
             id: TrackId(ino),
             version: size,
         }),
-        remote: false,
+        direct_io: false,
     }
 }
 
