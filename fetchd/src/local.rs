@@ -1,5 +1,6 @@
 //! Local origins: folders of audio files, read with positioned reads. On a network file
-//! system, each stat, open and read waits at most the origin's timeout ([`crate::netfs`]).
+//! system, each stat, open and read waits at most the origin's timeout, and a walk at most
+//! that long for each entry ([`crate::netfs`]).
 
 use std::fs::File;
 use std::io;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::netfs::Calls;
+use crate::netfs::{Calls, Progress};
 use crate::origin::{is_audio, Found, Listing, Origin, RangeRead};
 use crate::restart::{Admitted, Kind};
 
@@ -27,13 +28,6 @@ pub struct LocalOrigin {
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl LocalOrigin {
-    /// The error of a walk that met `e`, an I/O error that may pass ([`transient`]), keeping
-    /// its kind (so health takes the origin for unreachable).
-    fn gave_out(&self, e: &walkdir::Error) -> io::Error {
-        let kind = e.io_error().map_or(io::ErrorKind::Other, io::Error::kind);
-        io::Error::new(kind, format!("walking {}: {e}", self.name))
-    }
-
     /// The folder at `root`. One that does not exist (a disk not mounted) is an origin that
     /// cannot be listed, whose tracks stay as the catalog knows them, until it appears.
     pub fn new(root: &Path) -> io::Result<Self> {
@@ -86,13 +80,6 @@ impl LocalOrigin {
             self.name
         ));
     }
-
-    fn relative(&self, path: &Path) -> String {
-        path.strip_prefix(&self.root)
-            .unwrap_or(path)
-            .to_string_lossy()
-            .into_owned()
-    }
 }
 
 /// `root`, which does not exist, with its nearest existing ancestor made canonical: the name
@@ -119,54 +106,20 @@ impl Origin for LocalOrigin {
 
     /// Every audio file below the root (following symlinks, loops skipped), and the entries
     /// that could not be listed or named, with the reason. An error that a network mount
-    /// gives while its server is away (EIO, a timeout, a stale handle) fails the walk.
+    /// gives while its server is away (EIO, a timeout, a stale handle) fails the walk, and so
+    /// does one that stops answering (on a network file system; see [`Calls::walk`]).
     fn walk(&self) -> io::Result<Listing> {
-        // A root that has gone (an unmounted disk) is an unreachable origin, not an empty one.
-        if let Err(e) = std::fs::read_dir(&self.root) {
+        let (root, name) = (self.root.clone(), self.name.clone());
+        let walked = self
+            .calls
+            .walk(move |progress| walk_folder(&root, &name, progress));
+        if walked
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
             self.check_root();
-            return Err(e);
         }
-        let mut found = Vec::new();
-        let mut failed = Vec::new();
-        for entry in walkdir::WalkDir::new(&self.root).follow_links(true) {
-            let entry = match entry {
-                Ok(e) => e,
-                // A folder on a network mount whose server stopped answering: a listing
-                // without it would read as its files removed, so there is none.
-                Err(e) if e.io_error().is_some_and(transient) => return Err(self.gave_out(&e)),
-                Err(e) => {
-                    let path = e
-                        .path()
-                        .map(|p| self.relative(p))
-                        .unwrap_or_else(|| self.name.clone());
-                    failed.push((path, format!("cannot list: {e}")));
-                    continue;
-                }
-            };
-            if !entry.file_type().is_file() || !is_audio(entry.path()) {
-                continue;
-            }
-            let Ok(rel) = entry.path().strip_prefix(&self.root) else {
-                continue;
-            };
-            let Some(rel) = rel.to_str() else {
-                failed.push((
-                    rel.to_string_lossy().into_owned(),
-                    "file name is not valid UTF-8; rename it to be listed".into(),
-                ));
-                continue;
-            };
-            match entry.metadata() {
-                Ok(meta) => found.push(Found {
-                    path: rel.to_owned(),
-                    size: meta.len(),
-                    mtime_ns: mtime_ns(&meta),
-                }),
-                Err(e) if e.io_error().is_some_and(transient) => return Err(self.gave_out(&e)),
-                Err(e) => failed.push((rel.to_owned(), format!("cannot stat: {e}"))),
-            }
-        }
-        Ok((found, failed))
+        walked
     }
 
     fn stat(&self, rel: &str) -> io::Result<(u64, i128)> {
@@ -251,6 +204,65 @@ fn read_fully(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(done)
+}
+
+/// Every audio file below `root`, the folder of origin `name` (see [`LocalOrigin::walk`]),
+/// ticking `progress` at each entry.
+fn walk_folder(root: &Path, name: &str, progress: &Progress) -> io::Result<Listing> {
+    // The error of a walk that met `e`, an I/O error that may pass ([`transient`]), keeping
+    // its kind (so health takes the origin for unreachable).
+    let gave_out = |e: &walkdir::Error| {
+        let kind = e.io_error().map_or(io::ErrorKind::Other, io::Error::kind);
+        io::Error::new(kind, format!("walking {name}: {e}"))
+    };
+    let relative = |path: &Path| {
+        path.strip_prefix(root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    };
+    // A root that has gone (an unmounted disk) is an unreachable origin, not an empty one; it
+    // is the only thing that fails the walk as not found.
+    std::fs::read_dir(root)?;
+    let mut found = Vec::new();
+    let mut failed = Vec::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(true) {
+        progress.tick();
+        let entry = match entry {
+            Ok(e) => e,
+            // A folder on a network mount whose server stopped answering: a listing
+            // without it would read as its files removed, so there is none.
+            Err(e) if e.io_error().is_some_and(transient) => return Err(gave_out(&e)),
+            Err(e) => {
+                let path = e.path().map(relative).unwrap_or_else(|| name.to_owned());
+                failed.push((path, format!("cannot list: {e}")));
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() || !is_audio(entry.path()) {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(root) else {
+            continue;
+        };
+        let Some(rel) = rel.to_str() else {
+            failed.push((
+                rel.to_string_lossy().into_owned(),
+                "file name is not valid UTF-8; rename it to be listed".into(),
+            ));
+            continue;
+        };
+        match entry.metadata() {
+            Ok(meta) => found.push(Found {
+                path: rel.to_owned(),
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            }),
+            Err(e) if e.io_error().is_some_and(transient) => return Err(gave_out(&e)),
+            Err(e) => failed.push((rel.to_owned(), format!("cannot stat: {e}"))),
+        }
+    }
+    Ok((found, failed))
 }
 
 /// Whether a folder failed to list for a reason that may pass: the I/O errors a network mount

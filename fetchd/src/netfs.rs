@@ -4,11 +4,15 @@
 //! of the track. So fetchd makes the calls of such an origin (stat, open, read) on a thread of
 //! their own and waits at most the origin's timeout; then the origin counts as unreachable,
 //! health marks it down, and reads go to another copy. A call that never returns keeps its
-//! thread; none is made on the origin again until a probe finds it answering.
+//! thread; none is made on the origin again until a probe finds it answering. A walk is bounded
+//! by its progress: it is given up once no entry has come for the timeout, and while one that
+//! was given up has not returned, no other walk starts (a rescan fails at once instead, so the
+//! scans of other origins, which run one at a time, are not held up behind it).
 
 use std::io;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// `statfs` magic numbers of file systems whose files live on another machine.
@@ -36,6 +40,22 @@ pub struct Calls {
     name: String,
     /// `Some` for a folder on a network file system: the longest wait for one call.
     bound: Option<Duration>,
+    /// A walk's thread is running (maybe given up, and blocked in the file system).
+    walking: Arc<AtomicBool>,
+}
+
+/// How far a long call has come: it ticks once per step (a walk, per entry).
+#[derive(Debug, Default)]
+pub struct Progress(AtomicU64);
+
+impl Progress {
+    pub fn tick(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn steps(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl Calls {
@@ -45,6 +65,7 @@ impl Calls {
         Self {
             name: name.to_owned(),
             bound: is_network(root).then_some(timeout),
+            walking: Arc::default(),
         }
     }
 
@@ -71,15 +92,73 @@ impl Calls {
             })?;
         match answer.recv_timeout(bound) {
             Ok(result) => result,
-            Err(_) => Err(io::Error::new(
+            Err(_) => Err(self.timed_out(what, bound)),
+        }
+    }
+
+    /// `f(progress)`, a walk, which ticks `progress` at each step; for a network file system on
+    /// a thread of its own, given up (`TimedOut`) once no step has come for the bound, and
+    /// refused at once while an earlier walk given up has not returned.
+    pub fn walk<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Progress) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let Some(bound) = self.bound else {
+            return f(&Progress::default());
+        };
+        if self.walking.swap(true, Ordering::AcqRel) {
+            return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "origin {}: {what}: the network file system did not answer within {} s",
-                    self.name,
-                    bound.as_secs_f64()
+                    "origin {}: an earlier listing of it has not returned: the network file \
+                     system still does not answer",
+                    self.name
                 ),
-            )),
+            ));
         }
+        let progress = Arc::new(Progress::default());
+        let (done, answer) = mpsc::sync_channel(1);
+        let (steps, walking) = (progress.clone(), self.walking.clone());
+        let spawned = std::thread::Builder::new()
+            .name("netfs-walk".into())
+            .spawn(move || {
+                let result = f(&steps);
+                walking.store(false, Ordering::Release);
+                let _ = done.send(result);
+            });
+        if let Err(e) = spawned {
+            self.walking.store(false, Ordering::Release);
+            return Err(e);
+        }
+        let mut seen = 0;
+        loop {
+            match answer.recv_timeout(bound) {
+                Ok(result) => return result,
+                Err(mpsc::RecvTimeoutError::Timeout) if progress.steps() != seen => {
+                    seen = progress.steps();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(self.timed_out("listing", bound))
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(io::Error::other(format!(
+                        "origin {}: the listing's thread ended without an answer",
+                        self.name
+                    )))
+                }
+            }
+        }
+    }
+
+    fn timed_out(&self, what: &str, bound: Duration) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "origin {}: {what}: the network file system did not answer within {} s",
+                self.name,
+                bound.as_secs_f64()
+            ),
+        )
     }
 }
 
@@ -100,6 +179,7 @@ mod tests {
         let bounded = Calls {
             name: "nas".into(),
             bound: Some(Duration::from_millis(50)),
+            walking: Arc::default(),
         };
         assert_eq!(bounded.call("x", || Ok(7)).unwrap(), 7);
         let err = bounded
@@ -110,5 +190,47 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(err.to_string().contains("reading a.flac"), "{err}");
+    }
+
+    #[test]
+    fn a_walk_is_given_up_only_when_it_stops_making_progress() {
+        let bound = Duration::from_millis(100);
+        let calls = Calls {
+            name: "nas".into(),
+            bound: Some(bound),
+            walking: Arc::default(),
+        };
+        // Longer than the bound in all, never that long between two steps.
+        let steps = calls
+            .walk(move |progress| {
+                for _ in 0..10 {
+                    std::thread::sleep(bound / 4);
+                    progress.tick();
+                }
+                Ok(10)
+            })
+            .unwrap();
+        assert_eq!(steps, 10);
+
+        let (release, released) = mpsc::channel::<()>();
+        let err = calls
+            .walk(move |progress| {
+                progress.tick();
+                let _ = released.recv();
+                Ok(0)
+            })
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        let err = calls.walk(|_| Ok(1)).unwrap_err();
+        assert!(err.to_string().contains("has not returned"), "{err}");
+        release.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while calls.walk(|_| Ok(2)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the walk never returned"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

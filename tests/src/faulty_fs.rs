@@ -1,8 +1,8 @@
 //! A FUSE file system for tests of a local origin kept on a network mount (NFS, SMB) that
 //! fails: it shows a real folder read-only, except that listing a folder, or looking up or
 //! reading a file, named in its [`Faults`] fails with the errno given there (`EIO`, as a soft
-//! NFS mount whose server stopped answering), or reading it blocks ([`STALL`]). Mounted in the
-//! test's own process; unmounted when dropped.
+//! NFS mount whose server stopped answering), or listing or reading it blocks ([`STALL`]).
+//! Mounted in the test's own process; unmounted when dropped.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -17,10 +17,10 @@ use fuser::{
 };
 
 /// Folders whose listing fails and files whose lookup and reads fail (relative to the shown
-/// folder), with the errno; or for a file, [`STALL`].
+/// folder), with the errno; or [`STALL`].
 pub type Faults = Arc<Mutex<HashMap<PathBuf, i32>>>;
 
-/// A file's reads block until its fault is taken away, as on an NFS mount (`hard`, the
+/// A folder's listing or a file's reads block until its fault is taken away, as on an NFS mount (`hard`, the
 /// default) whose server went away. (The file system answers one request at a time, so
 /// everything else waits too, as it does there.)
 pub const STALL: i32 = -1;
@@ -135,9 +135,13 @@ impl Filesystem for Mirror {
         let Some(rel) = self.rel(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        match self.faults.lock().unwrap().get(&rel) {
-            Some(code) => reply.error(Errno::from_i32(*code)),
-            None => reply.opened(FileHandle(0), FopenFlags::empty()),
+        loop {
+            let fault = self.faults.lock().unwrap().get(&rel).copied();
+            match fault {
+                Some(STALL) => std::thread::sleep(Duration::from_millis(10)),
+                Some(code) => return reply.error(Errno::from_i32(code)),
+                None => return reply.opened(FileHandle(0), FopenFlags::empty()),
+            }
         }
     }
 
