@@ -40,7 +40,7 @@ pub fn run(state: &StateDir, args: &RescanArgs) -> anyhow::Result<ExitCode> {
         Ok(
             match scanned
                 .iter()
-                .any(|o| o.unreachable || o.kept_while_empty > 0)
+                .any(|o| o.unreachable || o.kept_while_empty > 0 || o.unread > 0)
             {
                 true => ExitCode::FAILURE,
                 false => ExitCode::SUCCESS,
@@ -62,6 +62,15 @@ fn line(o: &Rescanned) -> String {
             "{}: lists no files, though it had {}; they stay listed (a disk not mounted, or a \
              share served empty? remove the origin from the config to drop them) ({secs:.1} s)",
             o.origin, o.kept_while_empty
+        );
+    }
+    if o.unread > 0 {
+        return format!(
+            "{}: stopped answering while new or changed files were read: {} of {} listed not \
+             read, kept as they were until the next scan ({secs:.1} s)",
+            o.origin,
+            o.unread,
+            files(o.seen)
         );
     }
     format!(
@@ -95,6 +104,7 @@ mod tests {
             problems: 0,
             unreachable: false,
             kept_while_empty: 0,
+            unread: 0,
             millis: 1530,
         };
         assert_eq!(
@@ -113,6 +123,12 @@ mod tests {
             line(&o).starts_with("sftp://nas/music: lists no files, though it had 120; they stay"),
             "{}",
             line(&o)
+        );
+        (o.kept_while_empty, o.seen, o.unread) = (0, 120, 2);
+        assert_eq!(
+            line(&o),
+            "sftp://nas/music: stopped answering while new or changed files were read: 2 of \
+             120 files listed not read, kept as they were until the next scan (1.5 s)"
         );
     }
 }

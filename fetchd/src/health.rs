@@ -78,6 +78,27 @@ impl Health {
     }
 }
 
+/// Whether an error says, beyond doubt, that the origin stopped answering (a connection
+/// refused, reset or timed out; a network file system's stale handle), not anything about the
+/// file asked for. Narrower than [`unreachable`]: a server's error for one file (an SFTP
+/// failure, an HTTP 5xx, EIO from a bad disk sector) may be that file's alone.
+pub fn stopped_answering(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        TimedOut
+            | ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | BrokenPipe
+            | AddrNotAvailable
+            | HostUnreachable
+            | NetworkUnreachable
+            | StaleNetworkFileHandle
+    )
+}
+
 /// Whether an error means "the origin does not answer" rather than "no such file".
 pub fn unreachable(error: &std::io::Error) -> bool {
     !matches!(

@@ -10,6 +10,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::health::stopped_answering;
+
 /// Extensions of files the scanner looks at; everything else in an origin is ignored.
 pub const AUDIO_EXTENSIONS: &[&str] = &[
     "mp3", "mp2", "flac", "ogg", "oga", "opus", "spx", "m4a", "m4b", "mp4", "aac", "alac", "wav",
@@ -176,6 +178,7 @@ impl OriginFile {
         TagReader {
             file: self,
             blocks: RefCell::new(HashMap::new()),
+            lost: RefCell::new(None),
         }
     }
 
@@ -192,6 +195,8 @@ const BLOCK: u64 = 16 * 1024;
 pub struct TagReader<'a> {
     file: &'a OriginFile,
     blocks: RefCell<HashMap<u64, Rc<[u8]>>>,
+    /// A read failed because the origin stopped answering (see [`TagReader::lost`]).
+    lost: RefCell<Option<io::Error>>,
 }
 
 impl TagReader<'_> {
@@ -223,6 +228,16 @@ impl TagReader<'_> {
         Ok(())
     }
 
+    /// The error of a read that failed because the origin stopped answering
+    /// ([`stopped_answering`]), if one did: what the tag library made of the file then says
+    /// nothing about the file.
+    pub fn lost(&self) -> Option<io::Error> {
+        self.lost
+            .borrow()
+            .as_ref()
+            .map(|e| io::Error::new(e.kind(), e.to_string()))
+    }
+
     /// Every block read so far, by offset, in order.
     pub fn blocks(&self) -> Vec<(u64, Vec<u8>)> {
         let mut out: Vec<(u64, Vec<u8>)> = self
@@ -241,7 +256,15 @@ impl TagReader<'_> {
         }
         let start = index * BLOCK;
         let len = BLOCK.min(self.file.len().saturating_sub(start)) as usize;
-        let block: Rc<[u8]> = self.file.read_range(start, len)?.into();
+        let block: Rc<[u8]> = match self.file.read_range(start, len) {
+            Ok(bytes) => bytes.into(),
+            Err(e) => {
+                if stopped_answering(&e) {
+                    *self.lost.borrow_mut() = Some(io::Error::new(e.kind(), e.to_string()));
+                }
+                return Err(e);
+            }
+        };
         self.blocks.borrow_mut().insert(index, block.clone());
         Ok(block)
     }

@@ -10,7 +10,8 @@ use musicfs_ipc::ScanState;
 
 use crate::catalog::{Batch, Catalog, CatalogError, Head};
 use crate::chunks::{chunk_hash, ChunkStore};
-use crate::origin::Found;
+use crate::health::stopped_answering;
+use crate::origin::{Found, Origin};
 use crate::origins::Origins;
 use crate::tags::{self, Parsed};
 use crate::track::{Location, Problem};
@@ -63,6 +64,9 @@ pub struct ScanSummary {
     pub unreachable: u64,
     /// Files kept listed because their origin listed none at all (see [`scan`]).
     pub kept_while_empty: u64,
+    /// New or changed files not read because their origin stopped answering after listing
+    /// them: they stay as the catalog knew them, and the next scan reads them.
+    pub unread: u64,
 }
 
 impl ScanSummary {
@@ -197,52 +201,68 @@ pub fn scan(
         true => cores.max(REMOTE_READERS),
         false => cores,
     };
-    let (tx, rx) = mpsc::sync_channel::<(Location, u64, i128, Parsed, Option<Head>)>(256);
+    // Origins found to have stopped answering while their files were read: the rest of their
+    // files are not tried (each would wait for its own timeout).
+    let gone_away: Vec<AtomicBool> = origin_list.iter().map(|_| AtomicBool::new(false)).collect();
+    let mut unread: HashMap<usize, (u64, String)> = HashMap::new();
+    let (tx, rx) = mpsc::sync_channel::<Read>(256);
     std::thread::scope(|s| -> Result<(), CatalogError> {
         for _ in 0..threads {
             let tx = tx.clone();
-            let (work, next, origin_list) = (&work, &next, &origin_list);
+            let (work, next, origin_list, gone_away) = (&work, &next, &origin_list, &gone_away);
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((index, file)) = work.get(i) else {
                     break;
                 };
                 let origin = origin_list[*index];
-                let ext = extension(&file.path);
-                let (parsed, head) = match origins.file(origin, &file.path) {
-                    Ok(opened) => {
-                        let tags = opened.tags();
-                        let parsed = tags::read(|| Ok(tags.cursor()), ext.as_deref());
-                        // For remote files, 32 KiB of head and 16 KiB of tail: players and
-                        // tag readers look there (MPD reads 8 KiB at the head, which the
-                        // kernel's read-ahead makes 32 KiB), and what the scan read is kept
-                        // for them.
-                        let head = (origin.local_root().is_none()).then(|| {
-                            let _ = tags.read_head(HEAD_KEPT);
-                            let _ = tags.read_tail();
-                            keep_head(store, file, tags.blocks())
-                        });
-                        (parsed, head)
-                    }
-                    Err(e) => (tags::Parsed::Unusable(format!("cannot open: {e}")), None),
+                let read = match gone_away[*index].load(Ordering::Relaxed) {
+                    true => Err(None),
+                    false => read_tags(origins, origin, store, file).map_err(Some),
                 };
+                if read.is_err() {
+                    gone_away[*index].store(true, Ordering::Relaxed);
+                }
                 let location = Location {
                     origin: origin.name().to_owned(),
                     path: file.path.clone(),
                 };
-                if tx
-                    .send((location, file.size, file.mtime_ns, parsed, head))
-                    .is_err()
-                {
+                let sent = tx.send(Read {
+                    index: *index,
+                    location,
+                    size: file.size,
+                    mtime_ns: file.mtime_ns,
+                    read,
+                });
+                if sent.is_err() {
                     break;
                 }
             });
         }
         drop(tx);
         let mut batch = Batch::default();
-        for (location, size, mtime_ns, parsed, head) in rx {
-            summary.parsed += 1;
+        for Read {
+            index,
+            location,
+            size,
+            mtime_ns,
+            read,
+        } in rx
+        {
             progress.done.fetch_add(1, Ordering::Relaxed);
+            let (parsed, head) = match read {
+                Ok(read) => read,
+                Err(error) => {
+                    let (count, why) = unread.entry(index).or_default();
+                    *count += 1;
+                    if let Some(e) = error {
+                        origins.health(index).failed(&e);
+                        *why = e.to_string();
+                    }
+                    continue;
+                }
+            };
+            summary.parsed += 1;
             if let (Some(head), false) = (head, matches!(parsed, Parsed::Unusable(_))) {
                 batch.heads.push((location.clone(), head));
             }
@@ -273,7 +293,56 @@ pub fn scan(
         }
         catalog.apply(batch)
     })?;
+    for (index, (count, why)) in unread {
+        tracing::warn!(
+            origin = origin_list[index].name(),
+            "stopped answering while new or changed files were read ({why}); {count} of them \
+             stay as they were until the next scan"
+        );
+        summary.unread += count;
+    }
     Ok(summary)
+}
+
+/// One file's tags, read by a scan thread: what was read, or the error of an origin that
+/// stopped answering (`None` for a file not tried since its origin had).
+struct Read {
+    index: usize,
+    location: Location,
+    size: u64,
+    mtime_ns: i128,
+    read: Result<(Parsed, Option<Head>), Option<std::io::Error>>,
+}
+
+/// Reads `file`'s tags from `origin`, and for a remote origin keeps the blocks read. Fails only
+/// when the origin stopped answering ([`stopped_answering`]): what the tag library made of the
+/// file then says nothing about the file.
+fn read_tags(
+    origins: &Origins,
+    origin: &dyn Origin,
+    store: &ChunkStore,
+    file: &Found,
+) -> std::io::Result<(Parsed, Option<Head>)> {
+    let ext = extension(&file.path);
+    let opened = match origins.file(origin, &file.path) {
+        Ok(opened) => opened,
+        Err(e) if stopped_answering(&e) => return Err(e),
+        Err(e) => return Ok((Parsed::Unusable(format!("cannot open: {e}")), None)),
+    };
+    let tags = opened.tags();
+    let parsed = tags::read(|| Ok(tags.cursor()), ext.as_deref());
+    // For remote files, 32 KiB of head and 16 KiB of tail: players and tag readers look there
+    // (MPD reads 8 KiB at the head, which the kernel's read-ahead makes 32 KiB), and what the
+    // scan read is kept for them.
+    let head = (origin.local_root().is_none()).then(|| {
+        let _ = tags.read_head(HEAD_KEPT);
+        let _ = tags.read_tail();
+        keep_head(store, file, tags.blocks())
+    });
+    match tags.lost() {
+        Some(e) => Err(e),
+        None => Ok((parsed, head)),
+    }
 }
 
 /// Files gone and files new that look like one file moved (renamed, or its folder): on the

@@ -249,6 +249,7 @@ impl FetchAdmin for AdminServer {
                         problems: s.problems,
                         unreachable: s.unreachable > 0,
                         kept_while_empty: s.kept_while_empty,
+                        unread: s.unread,
                         millis: started.elapsed().as_millis() as u64,
                     })
                 })

@@ -94,6 +94,7 @@ impl Rescanner {
                 problems = s.problems,
                 unreachable = s.unreachable,
                 kept_while_empty = s.kept_while_empty,
+                unread = s.unread,
                 ms = started.elapsed().as_millis() as u64,
                 "scan finished"
             ),
@@ -102,11 +103,11 @@ impl Rescanner {
         result
     }
 
-    /// Rescans origin `index` until a scan succeeds, waiting longer after each failure (each is
-    /// logged by [`rescan`](Self::rescan)).
+    /// Rescans origin `index` until a scan succeeds and reads every change, waiting longer
+    /// after each failure (each is logged by [`rescan`](Self::rescan)).
     fn rescan_until_done(&self, index: usize) {
         let mut wait = RETRY_FIRST;
-        while self.rescan(Some(&[index]), false).is_err() {
+        while !matches!(self.rescan(Some(&[index]), false), Ok(s) if s.unread == 0) {
             tracing::info!("scanning again in {} s", wait.as_secs());
             std::thread::sleep(wait);
             wait = (wait * 2).min(RETRY_MAX);

@@ -215,6 +215,10 @@ pub struct Rescanned {
     /// It listed no files at all, after it had some: this many stay listed as they were.
     #[serde(default)]
     pub kept_while_empty: u64,
+    /// New or changed files not read because the origin stopped answering after listing them:
+    /// they stay as they were until the next scan.
+    #[serde(default)]
+    pub unread: u64,
     pub millis: u64,
 }
 

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use musicfs_tests::albums::{drop_page_cache, settle};
+use musicfs_tests::faulty_fs::{Faults, FaultyFs, STALL};
 use musicfs_tests::mount::Mount;
+use musicfs_tests::remote::mount_with;
 use musicfs_tests::sorted_names as names;
 use musicfs_tests::sshd::Sshd;
 use musicfs_tests::tmpfs::Tmpfs;
@@ -204,6 +206,56 @@ fn rescan_shows_a_remote_origins_changes_at_once_and_says_when_it_cannot_list_it
     assert_eq!(json[0]["origin"], url.as_str(), "{json}");
     assert_eq!(json[0]["unreachable"], true, "{json}");
     assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
+}
+
+/// A file retagged on a network mount (NFS) whose server stops answering while the rescan
+/// reads it, after the listing: the file is not read this time, its track stays as it was
+/// (it was dropped, and remembered as unreadable until it changed again), the rescan says so
+/// and fails, and the next rescan reads the change.
+#[test]
+fn a_change_read_while_its_server_stops_answering_is_read_at_the_next_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let network = tmp.path().join("nfs");
+    std::fs::create_dir(&network).unwrap();
+    let faults = Faults::default();
+    let _fs = FaultyFs::mount(&lib, &network, faults.clone());
+    let url = network.display().to_string();
+    let mount = mount_with(
+        tmp.path(),
+        &format!("[[origins]]\nurl = \"{url}\"\ntimeout_seconds = 1\n"),
+    );
+    mount.status(true);
+    assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
+
+    let status = Command::new("metaflac")
+        .args(["--remove-tag=TITLE", "--set-tag=TITLE=Retagged Times"])
+        .arg(lib.join("a.flac"))
+        .status()
+        .expect("metaflac (apt-get install flac)");
+    assert!(status.success());
+    faults.lock().unwrap().insert("a.flac".into(), STALL);
+    let out = mount.ctl(&["rescan"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let want = format!(
+        "{url}: stopped answering while new or changed files were read: 1 of 2 files listed \
+         not read"
+    );
+    assert!(stdout.starts_with(&want), "{stdout}");
+    assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
+
+    faults.lock().unwrap().remove(Path::new("a.flac"));
+    let out = mount.ctl(&["rescan"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(": 2 files listed, 1 new or changed, 0 gone, 0 unreadable"),
+        "{stdout}"
+    );
+    within_bound("the retag after the server answered again", || {
+        names(&mount.path(ZEP)) == ["01 Retagged Times.flac"]
+    });
 }
 
 /// Reorganising the NAS (a file or its folder moved, as `beet move` or a file manager does)
