@@ -27,6 +27,17 @@ const BOUND: Duration = Duration::from_secs(10);
 
 use musicfs_tests::corpus::two_flac_library as library;
 
+/// Titles `file` "Retagged Times" with metaflac, given `extra` options too.
+fn retag(file: &Path, extra: &[&str]) {
+    let status = Command::new("metaflac")
+        .args(["--remove-tag=TITLE", "--set-tag=TITLE=Retagged Times"])
+        .args(extra)
+        .arg(file)
+        .status()
+        .expect("metaflac (apt-get install flac)");
+    assert!(status.success());
+}
+
 /// Waits until `ready` holds, failing after [`BOUND`] with `what`.
 fn within_bound(what: &str, ready: impl Fn() -> bool) -> Duration {
     let started = Instant::now();
@@ -81,16 +92,7 @@ fn added_removed_retagged_and_renamed_files_show_up_without_a_remount() {
     assert_eq!(names(&added), ["4-02 full.flac"]);
 
     // Retagged: a new title (and size) renames the entry; stat and bytes follow the origin.
-    let status = Command::new("metaflac")
-        .args([
-            "--remove-tag=TITLE",
-            "--set-tag=TITLE=Retagged Times",
-            "--dont-use-padding",
-        ])
-        .arg(lib.join("a.flac"))
-        .status()
-        .expect("metaflac (apt-get install flac)");
-    assert!(status.success());
+    retag(&lib.join("a.flac"), &["--dont-use-padding"]);
     let retagged = mount.path(&format!("{ZEP}/01 Retagged Times.flac"));
     let took = within_bound("retagged file", || {
         names(&mount.path(ZEP)) == ["01 Retagged Times.flac"]
@@ -228,12 +230,7 @@ fn a_change_read_while_its_server_stops_answering_is_read_at_the_next_scan() {
     mount.status(true);
     assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
 
-    let status = Command::new("metaflac")
-        .args(["--remove-tag=TITLE", "--set-tag=TITLE=Retagged Times"])
-        .arg(lib.join("a.flac"))
-        .status()
-        .expect("metaflac (apt-get install flac)");
-    assert!(status.success());
+    retag(&lib.join("a.flac"), &[]);
     faults.lock().unwrap().insert("a.flac".into(), STALL);
     let out = mount.ctl(&["rescan"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -374,12 +371,7 @@ fn once_a_listing_shows_a_change_the_old_name_is_gone() {
     let mount = Mount::start(&[&lib]);
     mount.status(true);
     assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
-    let status = Command::new("metaflac")
-        .args(["--remove-tag=TITLE", "--set-tag=TITLE=Retagged Times"])
-        .arg(lib.join("a.flac"))
-        .status()
-        .expect("metaflac (apt-get install flac)");
-    assert!(status.success());
+    retag(&lib.join("a.flac"), &[]);
     let started = Instant::now();
     let (mut old, mut new) = (0, 0);
     while new < 20 {
