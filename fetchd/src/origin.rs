@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::health::stopped_answering;
+use crate::health::unreachable;
 
 /// Extensions of files the scanner looks at; everything else in an origin is ignored.
 pub const AUDIO_EXTENSIONS: &[&str] = &[
@@ -178,7 +178,7 @@ impl OriginFile {
         TagReader {
             file: self,
             blocks: RefCell::new(HashMap::new()),
-            lost: RefCell::new(None),
+            failed: RefCell::new(None),
         }
     }
 
@@ -195,8 +195,9 @@ const BLOCK: u64 = 16 * 1024;
 pub struct TagReader<'a> {
     file: &'a OriginFile,
     blocks: RefCell<HashMap<u64, Rc<[u8]>>>,
-    /// A read failed because the origin stopped answering (see [`TagReader::lost`]).
-    lost: RefCell<Option<io::Error>>,
+    /// A read failed for a reason other than the file's end or absence (see
+    /// [`TagReader::failed`]).
+    failed: RefCell<Option<io::Error>>,
 }
 
 impl TagReader<'_> {
@@ -228,11 +229,11 @@ impl TagReader<'_> {
         Ok(())
     }
 
-    /// The error of a read that failed because the origin stopped answering
-    /// ([`stopped_answering`]), if one did: what the tag library made of the file then says
-    /// nothing about the file.
-    pub fn lost(&self) -> Option<io::Error> {
-        self.lost
+    /// The error of a read that failed as when the origin does not answer ([`unreachable`]:
+    /// not the file gone or refused), if one did: what the tag library made of the file may
+    /// then say nothing about the file.
+    pub fn failed(&self) -> Option<io::Error> {
+        self.failed
             .borrow()
             .as_ref()
             .map(|e| io::Error::new(e.kind(), e.to_string()))
@@ -259,8 +260,8 @@ impl TagReader<'_> {
         let block: Rc<[u8]> = match self.file.read_range(start, len) {
             Ok(bytes) => bytes.into(),
             Err(e) => {
-                if stopped_answering(&e) {
-                    *self.lost.borrow_mut() = Some(io::Error::new(e.kind(), e.to_string()));
+                if unreachable(&e) {
+                    *self.failed.borrow_mut() = Some(io::Error::new(e.kind(), e.to_string()));
                 }
                 return Err(e);
             }

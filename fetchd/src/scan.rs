@@ -10,8 +10,8 @@ use musicfs_ipc::ScanState;
 
 use crate::catalog::{Batch, Catalog, CatalogError, Head};
 use crate::chunks::{chunk_hash, ChunkStore};
-use crate::health::stopped_answering;
-use crate::origin::{Found, Origin};
+use crate::health::{stopped_answering, unreachable};
+use crate::origin::{Found, Origin, OriginFile};
 use crate::origins::Origins;
 use crate::tags::{self, Parsed};
 use crate::track::{Location, Problem};
@@ -218,7 +218,10 @@ pub fn scan(
                 let origin = origin_list[*index];
                 let read = match gone_away[*index].load(Ordering::Relaxed) {
                     true => Err(None),
-                    false => read_tags(origins, origin, store, file).map_err(Some),
+                    false => {
+                        let opened = origins.file(origin, &file.path);
+                        read_tags(opened, origin, store, file).map_err(Some)
+                    }
                 };
                 if read.is_err() {
                     gone_away[*index].store(true, Ordering::Relaxed);
@@ -314,19 +317,19 @@ struct Read {
     read: Result<(Parsed, Option<Head>), Option<std::io::Error>>,
 }
 
-/// Reads `file`'s tags from `origin`, and for a remote origin keeps the blocks read. Fails only
-/// when the origin stopped answering ([`stopped_answering`]): what the tag library made of the
-/// file then says nothing about the file.
+/// Reads `file`'s tags from `opened`, a file of `origin`, and for a remote origin keeps the
+/// blocks read. Fails only when the origin stopped answering ([`gone`]): what the tag library
+/// made of the file then says nothing about the file.
 fn read_tags(
-    origins: &Origins,
+    opened: std::io::Result<OriginFile>,
     origin: &dyn Origin,
     store: &ChunkStore,
     file: &Found,
 ) -> std::io::Result<(Parsed, Option<Head>)> {
     let ext = extension(&file.path);
-    let opened = match origins.file(origin, &file.path) {
+    let opened = match opened {
         Ok(opened) => opened,
-        Err(e) if stopped_answering(&e) => return Err(e),
+        Err(e) if gone(origin, &e) => return Err(e),
         Err(e) => return Ok((Parsed::Unusable(format!("cannot open: {e}")), None)),
     };
     let tags = opened.tags();
@@ -339,10 +342,18 @@ fn read_tags(
         let _ = tags.read_tail();
         keep_head(store, file, tags.blocks())
     });
-    match tags.lost() {
-        Some(e) => Err(e),
-        None => Ok((parsed, head)),
+    match tags.failed() {
+        Some(e) if gone(origin, &e) => Err(e),
+        _ => Ok((parsed, head)),
     }
+}
+
+/// Whether `error`, met reading a file of `origin`, means the origin stopped answering: an
+/// error that can mean nothing else ([`stopped_answering`]), or one that may be the file's
+/// alone (a server's failure, EIO) while the origin fails its probe too (a soft NFS mount
+/// whose server went away, a web server answering 503 to everything).
+fn gone(origin: &dyn Origin, error: &std::io::Error) -> bool {
+    stopped_answering(error) || (unreachable(error) && origin.probe().is_err())
 }
 
 /// Files gone and files new that look like one file moved (renamed, or its folder): on the
@@ -425,5 +436,105 @@ fn unreadable(size: u64, mtime_ns: i128, reason: String, shown: bool) -> Problem
         mtime_ns,
         reason,
         shown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, ErrorKind};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::origin::{Listing, RangeRead};
+
+    /// An origin whose file fails to open with `open`, or opens and fails every read with
+    /// `read`; its probe succeeds when `answers`.
+    #[derive(Debug)]
+    struct Failing {
+        open: Option<ErrorKind>,
+        read: ErrorKind,
+        answers: bool,
+    }
+
+    struct FailingFile(ErrorKind);
+
+    impl RangeRead for FailingFile {
+        fn len(&self) -> u64 {
+            1 << 20
+        }
+        fn read_at(&self, _: u64, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::new(self.0, "the read failed"))
+        }
+    }
+
+    impl Origin for Failing {
+        fn name(&self) -> &str {
+            "failing"
+        }
+        fn walk(&self) -> io::Result<Listing> {
+            Ok((Vec::new(), Vec::new()))
+        }
+        fn stat(&self, _: &str) -> io::Result<(u64, i128)> {
+            Ok((1 << 20, 0))
+        }
+        fn open(&self, _: &str) -> io::Result<Box<dyn RangeRead>> {
+            match self.open {
+                Some(kind) => Err(io::Error::new(kind, "the open failed")),
+                None => Ok(Box::new(FailingFile(self.read))),
+            }
+        }
+        fn probe(&self) -> io::Result<()> {
+            match self.answers {
+                true => Ok(()),
+                false => Err(io::Error::new(ErrorKind::ConnectionRefused, "down")),
+            }
+        }
+        fn local_root(&self) -> Option<&Path> {
+            None
+        }
+    }
+
+    /// `Err` when the file was left unread, else whether it was filed as unusable.
+    fn read(origin: Failing) -> Result<bool, ErrorKind> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let file = Found {
+            path: "a.flac".into(),
+            size: 1 << 20,
+            mtime_ns: 0,
+        };
+        let opened = OriginFile::open(&origin, &file.path, &Arc::default());
+        match read_tags(opened, &origin, &store, &file) {
+            Ok((parsed, _)) => Ok(matches!(parsed, Parsed::Unusable(_))),
+            Err(e) => Err(e.kind()),
+        }
+    }
+
+    #[test]
+    fn a_file_is_left_unread_only_when_its_origin_stopped_answering() {
+        use ErrorKind::*;
+        let failing = |open, read, answers| Failing {
+            open,
+            read,
+            answers,
+        };
+        // Errors that can only mean the origin stopped answering, whatever its probe says.
+        assert_eq!(
+            read(failing(Some(ConnectionReset), Other, true)),
+            Err(ConnectionReset)
+        );
+        assert_eq!(read(failing(None, TimedOut, true)), Err(TimedOut));
+        // A server's failure (an SFTP failure, a 5xx, EIO): the origin's probe decides.
+        assert_eq!(read(failing(None, Other, false)), Err(Other));
+        assert_eq!(read(failing(Some(Other), Other, false)), Err(Other));
+        assert_eq!(read(failing(None, Other, true)), Ok(true));
+        assert_eq!(read(failing(Some(Other), Other, true)), Ok(true));
+        // The file refused or gone is the file's problem, even from an origin going down.
+        assert_eq!(
+            read(failing(Some(PermissionDenied), Other, false)),
+            Ok(true)
+        );
+        assert_eq!(read(failing(None, NotFound, false)), Ok(true));
     }
 }
