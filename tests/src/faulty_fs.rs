@@ -54,6 +54,16 @@ struct Mirror {
 const TTL: Duration = Duration::from_secs(0);
 
 impl Mirror {
+    /// The errno listing or reading `rel` fails with, if any; blocks while it is [`STALL`].
+    fn fault(&self, rel: &Path) -> Option<i32> {
+        loop {
+            match self.faults.lock().unwrap().get(rel).copied() {
+                Some(STALL) => std::thread::sleep(Duration::from_millis(10)),
+                fault => return fault,
+            }
+        }
+    }
+
     fn rel(&self, ino: INodeNo) -> Option<PathBuf> {
         let inodes = self.inodes.lock().unwrap();
         inodes.get(ino.0.checked_sub(1)? as usize).cloned()
@@ -135,13 +145,9 @@ impl Filesystem for Mirror {
         let Some(rel) = self.rel(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        loop {
-            let fault = self.faults.lock().unwrap().get(&rel).copied();
-            match fault {
-                Some(STALL) => std::thread::sleep(Duration::from_millis(10)),
-                Some(code) => return reply.error(Errno::from_i32(code)),
-                None => return reply.opened(FileHandle(0), FopenFlags::empty()),
-            }
+        match self.fault(&rel) {
+            Some(code) => reply.error(Errno::from_i32(code)),
+            None => reply.opened(FileHandle(0), FopenFlags::empty()),
         }
     }
 
@@ -198,13 +204,8 @@ impl Filesystem for Mirror {
         let Some(rel) = self.rel(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        loop {
-            let fault = self.faults.lock().unwrap().get(&rel).copied();
-            match fault {
-                Some(STALL) => std::thread::sleep(Duration::from_millis(10)),
-                Some(code) => return reply.error(Errno::from_i32(code)),
-                None => break,
-            }
+        if let Some(code) = self.fault(&rel) {
+            return reply.error(Errno::from_i32(code));
         }
         let mut buf = vec![0; size as usize];
         let read =
