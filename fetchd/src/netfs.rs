@@ -4,14 +4,15 @@
 //! of the track. So fetchd makes the calls of such an origin (stat, open, read) on a thread of
 //! their own and waits at most the origin's timeout; then the origin counts as unreachable,
 //! health marks it down, and reads go to another copy. A call that never returns keeps its
-//! thread; none is made on the origin again until a probe finds it answering. A walk is bounded
+//! thread; while [`MAX_STUCK`] of them have not returned, further calls (health's probes every
+//! two seconds among them) fail at once instead of leaving a thread each. A walk is bounded
 //! by its progress: it is given up once no entry has come for the timeout, and while one that
 //! was given up has not returned, no other walk starts (a rescan fails at once instead, so the
 //! scans of other origins, which run one at a time, are not held up behind it).
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ const NETWORK: &[i64] = &[
     0x7375_7245, // Coda
 ];
 
+/// Calls given up on that may stay blocked before no more are tried: a `hard` NFS mount whose
+/// server is away for a weekend would otherwise keep a thread per probe, one every few seconds.
+pub const MAX_STUCK: usize = 4;
+
 /// Whether `path` lies on a network file system (false when that cannot be told).
 pub fn is_network(path: &Path) -> bool {
     nix::sys::statfs::statfs(path).is_ok_and(|fs| NETWORK.contains(&fs.filesystem_type().0))
@@ -42,6 +47,8 @@ pub struct Calls {
     bound: Option<Duration>,
     /// A walk's thread is running (maybe given up, and blocked in the file system).
     walking: Arc<AtomicBool>,
+    /// Calls given up on whose threads have not returned yet.
+    stuck: Arc<AtomicUsize>,
 }
 
 /// How far a long call has come: it ticks once per step (a walk, per entry).
@@ -66,6 +73,7 @@ impl Calls {
             name: name.to_owned(),
             bound: is_network(root).then_some(timeout),
             walking: Arc::default(),
+            stuck: Arc::default(),
         }
     }
 
@@ -75,7 +83,8 @@ impl Calls {
     }
 
     /// `f()`, or for a network file system `f()` on a thread of its own, given up (`TimedOut`)
-    /// if it has not returned within the bound; `what` names the call in that error.
+    /// if it has not returned within the bound, and not made at all while [`MAX_STUCK`] calls
+    /// given up have not returned; `what` names the call in that error.
     pub fn call<T: Send + 'static>(
         &self,
         what: &str,
@@ -84,15 +93,44 @@ impl Calls {
         let Some(bound) = self.bound else {
             return f();
         };
+        let stuck = self.stuck.load(Ordering::Acquire);
+        if stuck >= MAX_STUCK {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "origin {}: {what}: {stuck} earlier calls into its network file system have \
+                     not returned; none is made until they do",
+                    self.name
+                ),
+            ));
+        }
+        // Whichever of the caller (giving up) and the call (returning) comes second settles
+        // the count: a call given up counts as stuck until it returns.
+        let settled = Arc::new(AtomicBool::new(false));
         let (done, answer) = mpsc::sync_channel(1);
+        let (call_settled, call_stuck) = (settled.clone(), self.stuck.clone());
         std::thread::Builder::new()
             .name("netfs-call".into())
             .spawn(move || {
-                let _ = done.send(f());
+                let result = f();
+                if call_settled.swap(true, Ordering::AcqRel) {
+                    call_stuck.fetch_sub(1, Ordering::AcqRel);
+                }
+                let _ = done.send(result);
             })?;
         match answer.recv_timeout(bound) {
             Ok(result) => result,
-            Err(_) => Err(self.timed_out(what, bound)),
+            Err(_) => {
+                self.stuck.fetch_add(1, Ordering::AcqRel);
+                if settled.swap(true, Ordering::AcqRel) {
+                    // It returned just now: not stuck after all.
+                    self.stuck.fetch_sub(1, Ordering::AcqRel);
+                    return answer
+                        .recv()
+                        .unwrap_or_else(|_| Err(self.timed_out(what, bound)));
+                }
+                Err(self.timed_out(what, bound))
+            }
         }
     }
 
@@ -180,6 +218,7 @@ mod tests {
             name: "nas".into(),
             bound: Some(Duration::from_millis(50)),
             walking: Arc::default(),
+            stuck: Arc::default(),
         };
         assert_eq!(bounded.call("x", || Ok(7)).unwrap(), 7);
         let err = bounded
@@ -199,6 +238,7 @@ mod tests {
             name: "nas".into(),
             bound: Some(bound),
             walking: Arc::default(),
+            stuck: Arc::default(),
         };
         // Longer than the bound in all, never that long between two steps.
         let steps = calls
@@ -232,5 +272,54 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn calls_left_blocked_stop_further_calls_until_they_return() {
+        let calls = Calls {
+            name: "nas".into(),
+            bound: Some(Duration::from_millis(50)),
+            walking: Arc::default(),
+            stuck: Arc::default(),
+        };
+        let (release, released) = mpsc::channel::<()>();
+        let released = Arc::new(std::sync::Mutex::new(released));
+        for _ in 0..MAX_STUCK {
+            let released = released.clone();
+            let err = calls
+                .call("probe", move || {
+                    let _ = released.lock().unwrap().recv();
+                    Ok(())
+                })
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        }
+        let made = Arc::new(AtomicBool::new(false));
+        let flag = made.clone();
+        let err = calls
+            .call("probe", move || {
+                flag.store(true, Ordering::Relaxed);
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("earlier calls"), "{err}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !made.load(Ordering::Relaxed),
+            "a call was made past the limit"
+        );
+
+        for _ in 0..MAX_STUCK {
+            release.send(()).unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while calls.call("probe", || Ok(())).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the calls never counted as returned"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(calls.stuck.load(Ordering::Acquire), 0);
     }
 }
