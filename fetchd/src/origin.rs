@@ -195,7 +195,7 @@ const BLOCK: u64 = 16 * 1024;
 pub struct TagReader<'a> {
     file: &'a OriginFile,
     blocks: RefCell<HashMap<u64, Rc<[u8]>>>,
-    /// A read failed for a reason other than the file's end or absence (see
+    /// A read failed as reads fail when the origin does not answer (see
     /// [`TagReader::failed`]).
     failed: RefCell<Option<io::Error>>,
 }
@@ -229,14 +229,11 @@ impl TagReader<'_> {
         Ok(())
     }
 
-    /// The error of a read that failed as when the origin does not answer ([`unreachable`]:
-    /// not the file gone or refused), if one did: what the tag library made of the file may
-    /// then say nothing about the file.
+    /// Takes the error of a read that failed as reads fail when the origin does not answer
+    /// ([`unreachable`]: not the file gone, refused or malformed), if one did: what the tag
+    /// library made of the file may then say nothing about the file.
     pub fn failed(&self) -> Option<io::Error> {
-        self.failed
-            .borrow()
-            .as_ref()
-            .map(|e| io::Error::new(e.kind(), e.to_string()))
+        self.failed.take()
     }
 
     /// Every block read so far, by offset, in order.
