@@ -51,6 +51,15 @@ pub struct Calls {
     stuck: Arc<AtomicUsize>,
 }
 
+/// Runs its closure when dropped, also while a panic unwinds.
+struct OnExit<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnExit<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
 /// How far a long call has come: it ticks once per step (a walk, per entry).
 #[derive(Debug, Default)]
 pub struct Progress(AtomicU64);
@@ -112,10 +121,14 @@ impl Calls {
         std::thread::Builder::new()
             .name("netfs-call".into())
             .spawn(move || {
+                // Settled even if `f` panics (the caller then gets an error, not a hang).
+                let settle = OnExit(move || {
+                    if call_settled.swap(true, Ordering::AcqRel) {
+                        call_stuck.fetch_sub(1, Ordering::AcqRel);
+                    }
+                });
                 let result = f();
-                if call_settled.swap(true, Ordering::AcqRel) {
-                    call_stuck.fetch_sub(1, Ordering::AcqRel);
-                }
+                drop(settle);
                 let _ = done.send(result);
             })?;
         match answer.recv_timeout(bound) {
@@ -160,8 +173,10 @@ impl Calls {
         let spawned = std::thread::Builder::new()
             .name("netfs-walk".into())
             .spawn(move || {
+                // Cleared even if `f` panics, else no walk would ever start again.
+                let done_walking = OnExit(move || walking.store(false, Ordering::Release));
                 let result = f(&steps);
-                walking.store(false, Ordering::Release);
+                drop(done_walking);
                 let _ = done.send(result);
             });
         if let Err(e) = spawned {
@@ -321,5 +336,41 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(calls.stuck.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_call_or_walk_that_panics_leaves_nothing_counted_as_running() {
+        let calls = Calls {
+            name: "nas".into(),
+            bound: Some(Duration::from_millis(50)),
+            walking: Arc::default(),
+            stuck: Arc::default(),
+        };
+        // The caller gets an error, whether it gives up before the panic ends the thread or not.
+        assert!(calls
+            .walk(|_| -> io::Result<()> { panic!("a bug in the walk") })
+            .is_err());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while calls.walk(|_| Ok(3)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "no walk starts again");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for _ in 0..=MAX_STUCK {
+            let err = calls
+                .call("stat", || -> io::Result<()> {
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!("a bug in the call")
+                })
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        }
+        while calls.stuck.load(Ordering::Acquire) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "panicked calls still count as stuck"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(calls.call("stat", || Ok(4)).unwrap(), 4);
     }
 }
