@@ -219,6 +219,16 @@ impl Calls {
 mod tests {
     use super::*;
 
+    /// Calls into the origin "nas" on a network file system, bounded by `bound`.
+    fn nas_calls(bound: Duration) -> Calls {
+        Calls {
+            name: "nas".into(),
+            bound: Some(bound),
+            walking: Arc::default(),
+            stuck: Arc::default(),
+        }
+    }
+
     #[test]
     fn a_local_folder_is_called_directly_and_a_bounded_call_gives_up() {
         let dir = tempfile::tempdir().unwrap();
@@ -229,12 +239,7 @@ mod tests {
         );
         assert_eq!(direct.call("x", || Ok(7)).unwrap(), 7);
 
-        let bounded = Calls {
-            name: "nas".into(),
-            bound: Some(Duration::from_millis(50)),
-            walking: Arc::default(),
-            stuck: Arc::default(),
-        };
+        let bounded = nas_calls(Duration::from_millis(50));
         assert_eq!(bounded.call("x", || Ok(7)).unwrap(), 7);
         let err = bounded
             .call("reading a.flac", || {
@@ -249,12 +254,7 @@ mod tests {
     #[test]
     fn a_walk_is_given_up_only_when_it_stops_making_progress() {
         let bound = Duration::from_millis(100);
-        let calls = Calls {
-            name: "nas".into(),
-            bound: Some(bound),
-            walking: Arc::default(),
-            stuck: Arc::default(),
-        };
+        let calls = nas_calls(bound);
         // Longer than the bound in all, never that long between two steps.
         let steps = calls
             .walk(move |progress| {
@@ -291,12 +291,7 @@ mod tests {
 
     #[test]
     fn calls_left_blocked_stop_further_calls_until_they_return() {
-        let calls = Calls {
-            name: "nas".into(),
-            bound: Some(Duration::from_millis(50)),
-            walking: Arc::default(),
-            stuck: Arc::default(),
-        };
+        let calls = nas_calls(Duration::from_millis(50));
         let (release, released) = mpsc::channel::<()>();
         let released = Arc::new(std::sync::Mutex::new(released));
         for _ in 0..MAX_STUCK {
@@ -340,12 +335,7 @@ mod tests {
 
     #[test]
     fn a_call_or_walk_that_panics_leaves_nothing_counted_as_running() {
-        let calls = Calls {
-            name: "nas".into(),
-            bound: Some(Duration::from_millis(50)),
-            walking: Arc::default(),
-            stuck: Arc::default(),
-        };
+        let calls = nas_calls(Duration::from_millis(50));
         // The caller gets an error, whether it gives up before the panic ends the thread or not.
         assert!(calls
             .walk(|_| -> io::Result<()> { panic!("a bug in the walk") })
