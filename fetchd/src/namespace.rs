@@ -9,7 +9,7 @@ use musicfs_ipc::{Attr, DirEntry, FetchError, Ino, NodeKind, TrackId, TrackRef, 
 use crate::catalog::{CatalogError, InodeAllocator, Node};
 use crate::names::NameSet;
 use crate::template::{Templates, VIEWS_DIR};
-use crate::track::TrackRecord;
+use crate::track::{TrackInfo, TrackRecord};
 
 #[derive(Debug, Default)]
 pub struct Namespace {
@@ -80,8 +80,8 @@ impl Namespace {
         self.nodes.insert(ino, node);
     }
 
-    /// Renders `tracks` with `template`. The same file on several origins (same path and size)
-    /// is shown once, as the copy on the origin with the best (lowest) `priority`; reads fail
+    /// Renders `tracks` with `template`. The same file on several origins (same path, size and
+    /// tags: [`TrackRecord::copy_key`]) is shown once, as the copy on the origin with the best (lowest) `priority`; reads fail
     /// over to the other copies. Tracks are placed in a fixed order (by origin and path), so
     /// the same catalog always gives the same names. A file is marked `remote` when `remote`
     /// says so of its copy's origin. Returns the namespace and the node list to persist.
@@ -92,13 +92,14 @@ impl Namespace {
         remote: &dyn Fn(&str) -> bool,
         inodes: &mut InodeAllocator<'_>,
     ) -> Result<(Self, Vec<(Ino, Node)>), CatalogError> {
-        let mut preferred: HashMap<(&str, u64), &(TrackId, TrackRecord)> = HashMap::new();
+        let mut preferred: HashMap<(&str, u64, &TrackInfo), &(TrackId, TrackRecord)> =
+            HashMap::new();
         for track in tracks {
             let rank = |t: &(TrackId, TrackRecord)| {
                 (priority(&t.1.location.origin), t.1.location.origin.clone())
             };
             preferred
-                .entry((track.1.location.path.as_str(), track.1.size))
+                .entry(track.1.copy_key())
                 .and_modify(|best| {
                     if rank(track) < rank(best) {
                         *best = track;
@@ -467,19 +468,24 @@ pub(crate) mod tests {
     fn the_same_file_on_two_origins_is_shown_once_from_the_preferred_origin() {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Catalog::open(dir.path()).unwrap();
-        let at = |origin: &str, path: &str, size| {
+        let tagged = |origin: &str, path: &str, size, title: &str| {
             let loc = Location {
                 origin: origin.into(),
                 path: path.into(),
             };
-            (loc, size, 0, info("A", "B", &path.replace('/', "-"), 1))
+            (loc, size, 0, info("A", "B", title, 1))
         };
+        let at =
+            |origin: &str, path: &str, size| tagged(origin, path, size, &path.replace('/', "-"));
         let upserts = vec![
             at("sftp://nas/m", "x/1.flac", 100),
             at("s3://b", "x/1.flac", 100),
             // Same path, other size: a different file, shown too.
             at("s3://b", "y/1.flac", 100),
             at("sftp://nas/m", "y/1.flac", 200),
+            // Same path and size, other tags (retagged in its padding on one origin): both.
+            tagged("s3://b", "z/1.flac", 100, "old"),
+            tagged("sftp://nas/m", "z/1.flac", 100, "new"),
         ];
         catalog
             .apply(Batch {
@@ -505,7 +511,9 @@ pub(crate) mod tests {
                 .into_iter()
                 .map(|e| e.name)
                 .collect();
-            assert_eq!(names.len(), 3, "{names:?}");
+            assert_eq!(names.len(), 5, "{names:?}");
+            assert_eq!(origin_of(&ns, "old.flac"), "s3://b");
+            assert_eq!(origin_of(&ns, "new.flac"), "sftp://nas/m");
             assert_eq!(origin_of(&ns, "x-1.flac.flac"), preferred);
             assert_ne!(origin_of(&ns, "x-1.flac.flac"), other);
             // The copy left out is the one hidden, also when the tree is read back at start-up.

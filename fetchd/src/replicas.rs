@@ -1,5 +1,5 @@
 //! Where a track's bytes can come from: the copy the tree shows and every other origin holding
-//! the same file (same path and size), healthy origins first, by priority. Open origin files
+//! the same file (same path, size and tags: [`TrackRecord::copy_key`]), healthy origins first, by priority. Open origin files
 //! are kept per track and origin, so a remote file is opened (and checked against the catalog)
 //! once, not per read, and closed once the track is cached or after [`IDLE_CLOSE`] unused: a
 //! paused player does not keep a file open on a disk someone wants to unmount ("target is
@@ -75,7 +75,7 @@ impl Replicas {
                     path: record.location.path.clone(),
                 };
                 match self.catalog.track_at(&location) {
-                    Ok(Some((_, other))) if other.size == record.size => Some(Copy {
+                    Ok(Some((_, other))) if other.copy_key() == record.copy_key() => Some(Copy {
                         origin: index,
                         location,
                         size: other.size,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Tags and audio properties read by the scanner. Multi-value fields keep every value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TrackInfo {
     pub artists: Vec<String>,
     pub album_artists: Vec<String>,
@@ -75,6 +75,16 @@ pub struct TrackRecord {
     pub info: TrackInfo,
     /// When the catalog first saw this file (seconds since the epoch); kept across changes.
     pub added_secs: i64,
+}
+
+impl TrackRecord {
+    /// What makes copies on several origins one file, shown once and read from whichever
+    /// answers: the same path, size, tags and audio properties. A copy retagged in place keeps
+    /// its size when the tag block's padding takes the change, so size alone would let a read
+    /// splice one copy's bytes into the other's.
+    pub fn copy_key(&self) -> (&str, u64, &TrackInfo) {
+        (&self.location.path, self.size, &self.info)
+    }
 }
 
 /// A file that could not be catalogued (or was, with a warning), and why.

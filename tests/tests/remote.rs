@@ -1,7 +1,7 @@
 //! Remote origins on a real mount: a real OpenSSH sshd, a real S3 server (s3s-fs, which
 //! checks SigV4 signatures), nginx and rclone's web and WebDAV servers on 127.0.0.1. The corpus
 //! reads back byte-identical through all of them, the first scan reads only tag bytes, the same
-//! library on two origins shows once, reads fail over when the preferred origin stalls, cached
+//! library on two origins shows once (a copy retagged on one of them twice), reads fail over when the preferred origin stalls, cached
 //! tracks play with every origin gone, uncached reads then fail with EIO instead of hanging, a
 //! returning origin is used again, and a retag is fetched again only in its tags. How an admin
 //! sets origins up: `remote_setup.rs`.
@@ -306,6 +306,59 @@ fn reads_fail_over_play_offline_fail_with_eio_and_come_back() {
         sftp_after > sftp_before,
         "track 5 not read from the returning NAS"
     );
+}
+
+/// A track retagged in place on the NAS, the way tag editors do it (metaflac writes into the
+/// padding: same path, same size) while the S3 copy keeps the old tags: two tracks, not one with
+/// two copies. Each plays its own bytes, and a read of the NAS's, the NAS stalled, fails instead
+/// of going on in the other file's bytes.
+#[test]
+fn a_copy_retagged_in_its_padding_is_a_track_of_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nas = tmp.path().join("nas");
+    std::fs::create_dir_all(&nas).unwrap();
+    let original = std::fs::read(noise_library(1, 20).join("noise-01.flac")).unwrap();
+    let retagged_path = nas.join("noise-01.flac");
+    std::fs::write(&retagged_path, &original).unwrap();
+    let status = std::process::Command::new("metaflac")
+        .args(["--remove-tag=TITLE", "--set-tag=TITLE=Retagged"])
+        .arg(&retagged_path)
+        .status()
+        .expect("metaflac (apt-get install flac)");
+    assert!(status.success());
+    let retagged = std::fs::read(&retagged_path).unwrap();
+    assert_eq!(retagged.len(), original.len(), "metaflac used the padding");
+    assert_ne!(retagged, original);
+    let sshd = Sshd::new();
+    let s3 = S3Server::new();
+    s3.put(BUCKET, "lib/noise-01.flac", &original);
+    let config = sftp_origin(&sshd, &nas, 1) + &s3_origin(&s3, "lib", 2);
+    let mount = mount_with(tmp.path(), &config);
+
+    assert_eq!(mount.status(true)["catalog"]["tracks"], 2);
+    let album = mount.path("Noise/Long Noise (2024)");
+    assert_eq!(
+        musicfs_tests::sorted_names(&album),
+        ["01 Noise 01.flac", "01 Retagged.flac"]
+    );
+    let s3_copy = album.join("01 Noise 01.flac");
+    let nas_copy = album.join("01 Retagged.flac");
+    assert!(std::fs::read(&s3_copy).unwrap() == original);
+    // The NAS's track, its head kept by the scan, the rest not yet fetched when the NAS stalls.
+    sshd.stall();
+    wait_for("NAS marked down", Duration::from_secs(8), || {
+        origin(&mount.status(false), "sftp://")["up"] == false
+    });
+    let read = std::fs::read(&nas_copy).map(|bytes| bytes.len());
+    assert!(
+        matches!(&read, Err(e) if e.raw_os_error() == Some(libc::EIO)),
+        "the NAS's track read while the NAS was down: {read:?}"
+    );
+    sshd.resume();
+    wait_for("NAS back up", Duration::from_secs(10), || {
+        origin(&mount.status(false), "sftp://")["up"] == true
+    });
+    assert!(std::fs::read(&nas_copy).unwrap() == retagged);
 }
 
 /// Where the audio of a FLAC file starts: after its last metadata block.
