@@ -150,8 +150,15 @@ fn scan() {
         let catalog = Catalog::open(&state.path().join("catalog")).unwrap();
         let store = ChunkStore::open(&state.path().join("chunks")).unwrap();
         let started = Instant::now();
-        let summary =
-            scan::scan(&origins, None, &catalog, &store, &ScanProgress::default()).unwrap();
+        let summary = scan::scan(
+            &origins,
+            None,
+            &catalog,
+            &store,
+            &ScanProgress::default(),
+            &Default::default(),
+        )
+        .unwrap();
         let took = started.elapsed();
         let read = stats.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
         println!(

@@ -23,6 +23,7 @@ pub mod origins;
 pub mod partial;
 pub mod pictureless;
 pub mod pins;
+pub mod racy;
 pub mod reader;
 pub mod replicas;
 pub mod restart;
@@ -101,6 +102,7 @@ pub fn run(
         origins,
         stats,
         progress: Default::default(),
+        racy: Default::default(),
         pins,
     });
     pins::start(&state).context("starting the cache's background fetch")?;

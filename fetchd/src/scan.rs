@@ -1,10 +1,12 @@
 //! The scanner: walks every origin, reads the tags of new and changed files (in parallel, only
 //! their tag bytes), drops files that are gone, and writes the catalog in batches. Unchanged
-//! files (same size and mtime) are not opened at all.
+//! files (same size and mtime) are not opened at all, unless their last read was racy
+//! ([`crate::racy`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::Instant;
 
 use musicfs_ipc::ScanState;
 
@@ -13,6 +15,7 @@ use crate::chunks::{chunk_hash, ChunkStore};
 use crate::health::{stopped_answering, unreachable};
 use crate::origin::{Found, Origin, OriginFile};
 use crate::origins::Origins;
+use crate::racy::Racy;
 use crate::tags::{self, Parsed};
 use crate::track::{Location, Problem};
 
@@ -82,14 +85,15 @@ impl ScanSummary {
 /// files would lose their cached layouts, so they would not play offline. The origin carries a
 /// warning (in `status`) while it stays empty; removing it from the config drops its files.
 /// The tag bytes read from remote
-/// origins are kept in `store` (see [`Head`]). Leaves `progress` running: the caller calls
-/// `finish`.
+/// origins are kept in `store` (see [`Head`]). Racy reads are noted in `racy`, and files due a
+/// second read read again. Leaves `progress` running: the caller calls `finish`.
 pub fn scan(
     origins: &Origins,
     which: Option<&[usize]>,
     catalog: &Catalog,
     store: &ChunkStore,
     progress: &ScanProgress,
+    racy: &Racy,
 ) -> Result<ScanSummary, CatalogError> {
     progress.done.store(0, Ordering::Relaxed);
     progress.total.store(0, Ordering::Relaxed);
@@ -98,6 +102,8 @@ pub fn scan(
     let mut summary = ScanSummary::default();
     let mut seen: HashSet<Location> = HashSet::new();
     let mut work: Vec<(usize, Found)> = Vec::new();
+    // Unchanged files whose last read was racy, read again after `work`.
+    let mut again: Vec<(usize, Found)> = Vec::new();
     let mut batch = Batch::default();
     let mut skipped: HashSet<&str> = HashSet::new();
     for (index, origin) in origins.iter().enumerate() {
@@ -164,10 +170,12 @@ pub fn scan(
                 path: file.path.clone(),
             };
             summary.seen += 1;
-            if known.get(&location) == Some(&(file.size, file.mtime_ns)) {
-                progress.done.fetch_add(1, Ordering::Relaxed);
-            } else {
+            if known.get(&location) != Some(&(file.size, file.mtime_ns)) {
                 work.push((index, file));
+            } else if racy.due(&location) {
+                again.push((index, file));
+            } else {
+                progress.done.fetch_add(1, Ordering::Relaxed);
             }
             seen.insert(location);
         }
@@ -185,9 +193,14 @@ pub fn scan(
         .filter(|l| !moved.contains(l))
         .cloned()
         .collect();
+    for (location, _) in &gone {
+        racy.settled(location);
+    }
     summary.removed = batch.removed.len() as u64;
     summary.problems = batch.problems.len() as u64;
     catalog.apply(batch)?;
+    let first_again = work.len();
+    work.extend(again);
 
     let origin_list: Vec<_> = origins.iter().collect();
     let next = AtomicUsize::new(0);
@@ -216,6 +229,7 @@ pub fn scan(
                     break;
                 };
                 let origin = origin_list[*index];
+                let began = Instant::now();
                 let read = match gone_away[*index].load(Ordering::Relaxed) {
                     true => Err(None),
                     false => {
@@ -235,6 +249,8 @@ pub fn scan(
                     location,
                     size: file.size,
                     mtime_ns: file.mtime_ns,
+                    again: i >= first_again,
+                    began,
                     read,
                 });
                 if sent.is_err() {
@@ -249,6 +265,8 @@ pub fn scan(
             location,
             size,
             mtime_ns,
+            again,
+            began,
             read,
         } in rx
         {
@@ -265,6 +283,19 @@ pub fn scan(
                     continue;
                 }
             };
+            match again {
+                true => {
+                    racy.settled(&location);
+                    if as_catalogued(catalog, &location, &parsed, head.as_ref())? {
+                        continue;
+                    }
+                    tracing::info!(
+                        path = location.path,
+                        "rewritten since it was read, size and mtime kept: read again"
+                    );
+                }
+                false => racy.note(&location, mtime_ns, began),
+            }
             summary.parsed += 1;
             if let (Some(head), false) = (head, matches!(parsed, Parsed::Unusable(_))) {
                 batch.heads.push((location.clone(), head));
@@ -314,7 +345,31 @@ struct Read {
     location: Location,
     size: u64,
     mtime_ns: i128,
+    /// A second read of a file unchanged in size and mtime ([`crate::racy`]).
+    again: bool,
+    began: Instant,
     read: Result<(Parsed, Option<Head>), Option<std::io::Error>>,
+}
+
+/// Whether a second read of the file at `location` found it as the catalog has it: the same
+/// tags and properties (or unusable again), and the same head bytes where both reads kept them
+/// (a track cut into chunks since has none kept).
+fn as_catalogued(
+    catalog: &Catalog,
+    location: &Location,
+    parsed: &Parsed,
+    head: Option<&Head>,
+) -> Result<bool, CatalogError> {
+    let info = match parsed {
+        Parsed::Ok(info) | Parsed::TagsUnreadable(info, _) => Some(info),
+        Parsed::Unusable(_) => return Ok(catalog.track_at(location)?.is_none()),
+    };
+    let record = catalog.track_at(location)?.map(|(_, record)| record);
+    let same_head = match (catalog.head(location)?, head) {
+        (Some(kept), Some(read)) => kept.blocks == read.blocks,
+        _ => true,
+    };
+    Ok(record.as_ref().map(|r| &r.info) == info && same_head)
 }
 
 /// Reads `file`'s tags from `opened`, a file of `origin`, and for a remote origin keeps the

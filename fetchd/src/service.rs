@@ -17,6 +17,7 @@ use crate::namespaces::Namespaces;
 use crate::origin::OriginStats;
 use crate::origins::Origins;
 use crate::pins::Pins;
+use crate::racy::Racy;
 use crate::reader::TrackReader;
 use crate::scan::ScanProgress;
 use crate::track::TrackInfo;
@@ -40,6 +41,8 @@ pub struct State {
     pub origins: Arc<Origins>,
     pub stats: Arc<OriginStats>,
     pub progress: ScanProgress,
+    /// Files whose last read may have come between two writes in one mtime tick.
+    pub racy: Racy,
     /// Pinned paths and the background fetch.
     pub pins: Arc<Pins>,
 }

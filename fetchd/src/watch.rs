@@ -4,9 +4,10 @@
 //! as the last scan saw it (a remote file rewritten in place, a folder inotify cannot watch,
 //! such as an NFS mount). Each rescan covers one origin, is cheap for unchanged files
 //! (same size and mtime: not opened), and swaps in a new tree only when something changed;
-//! mountd sees the new generation and drops the kernel's cached entries.
+//! mountd sees the new generation and drops the kernel's cached entries. A scan that read
+//! files racily ([`crate::racy`]) is followed by another of their origin once they settle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub struct Rescanner {
     state: Arc<State>,
     templates: Templates,
     running: Mutex<()>,
+    /// Origins with a rescan waiting for racy reads to settle.
+    settling: Mutex<HashSet<usize>>,
 }
 
 impl Rescanner {
@@ -45,12 +48,48 @@ impl Rescanner {
             state,
             templates,
             running: Mutex::new(()),
+            settling: Mutex::default(),
         })
     }
 
     /// Scans `which` origins (all: `None`) and, when anything changed or `rebuild` is set,
-    /// renders the tree again and swaps it in. A failure is logged too.
+    /// renders the tree again and swaps it in. A failure is logged too. Origins left with
+    /// racy reads are scanned again once those settle.
     pub fn rescan(
+        self: &Arc<Self>,
+        which: Option<&[usize]>,
+        rebuild: bool,
+    ) -> Result<ScanSummary, CatalogError> {
+        let result = self.scan_once(which, rebuild);
+        let all: Vec<usize> = (0..self.state.origins.len()).collect();
+        for &index in which.unwrap_or(&all) {
+            self.rescan_once_settled(index);
+        }
+        result
+    }
+
+    /// Rescans origin `index` when its racy reads have settled, unless such a rescan waits
+    /// already.
+    fn rescan_once_settled(self: &Arc<Self>, index: usize) {
+        let name = self.state.origins.origin(index).name();
+        let Some(wait) = self.state.racy.next_due(name) else {
+            return;
+        };
+        if !lock(&self.settling).insert(index) {
+            return;
+        }
+        let this = self.clone();
+        let spawned = spawn("settle", move || {
+            std::thread::sleep(wait + Duration::from_millis(100));
+            lock(&this.settling).remove(&index);
+            let _ = this.rescan(Some(&[index]), false);
+        });
+        if !spawned {
+            lock(&self.settling).remove(&index);
+        }
+    }
+
+    fn scan_once(
         &self,
         which: Option<&[usize]>,
         rebuild: bool,
@@ -67,6 +106,7 @@ impl Rescanner {
             &state.catalog,
             &state.store,
             &state.progress,
+            &state.racy,
         )
         .and_then(|summary: ScanSummary| {
             if rebuild || summary.changed() {
@@ -105,7 +145,7 @@ impl Rescanner {
 
     /// Rescans origin `index` until a scan succeeds and reads every change, waiting longer
     /// after each failure (each is logged by [`rescan`](Self::rescan)).
-    fn rescan_until_done(&self, index: usize) {
+    fn rescan_until_done(self: &Arc<Self>, index: usize) {
         let mut wait = RETRY_FIRST;
         while !matches!(self.rescan(Some(&[index]), false), Ok(s) if s.unread == 0) {
             tracing::info!("scanning again in {} s", wait.as_secs());
@@ -152,10 +192,17 @@ impl Rescanner {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
-    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(f) {
+/// Starts a thread; false (and logged) if it could not be.
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> bool {
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(f);
+    if let Err(e) = &spawned {
         tracing::warn!("cannot start the {name} thread: {e}");
     }
+    spawned.is_ok()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 const MASK: WatchMask = WatchMask::CREATE

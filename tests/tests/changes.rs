@@ -255,6 +255,44 @@ fn a_change_read_while_its_server_stops_answering_is_read_at_the_next_scan() {
     });
 }
 
+/// A file written twice within one tick of its mtime, in its padding (same size), a scan
+/// having read it in between, as happens with two tag tools run one after the other on a
+/// server whose mtimes are whole seconds (SFTP, S3, web servers, FAT disks). The file is read
+/// again once the tick is over, and the second retag shows. (A local file is given a
+/// whole-second mtime here; with nanoseconds the two writes differ.)
+#[test]
+fn a_retag_in_the_same_second_as_the_scan_before_it_shows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let file = lib.join("a.flac");
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let set_mtime = |file: &Path| {
+        let mtime = std::time::UNIX_EPOCH + Duration::from_secs(second);
+        let opened = std::fs::File::options().write(true).open(file).unwrap();
+        opened.set_modified(mtime).unwrap();
+    };
+    set_mtime(&file);
+    let size = std::fs::metadata(&file).unwrap().size();
+    let mount = Mount::start(&[&lib]);
+    mount.status(true);
+    assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
+
+    retag(&file, &[]);
+    set_mtime(&file);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().size(),
+        size,
+        "not in the padding"
+    );
+    let took = within_bound("the retag in the same second", || {
+        names(&mount.path(ZEP)) == ["01 Retagged Times.flac"]
+    });
+    eprintln!("retag in the same second visible after {took:?}");
+}
+
 /// Reorganising the NAS (a file or its folder moved, as `beet move` or a file manager does)
 /// keeps what is cached of it: the moved file is the same track, and it plays offline without
 /// being fetched again.
