@@ -78,6 +78,7 @@ pub struct UnreadableFile {
 pub enum ScanPhase {
     Idle,
     Scanning,
+    Settling,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -231,6 +232,11 @@ impl Report {
             let value = match scan.state {
                 ScanPhase::Scanning => format!("scanning {}/{} files", scan.done, scan.total),
                 ScanPhase::Idle => format!("idle ({} scans completed)", scan.completed),
+                ScanPhase::Settling => format!(
+                    "settling: files read in the second they were written are read again in a \
+                     moment ({} scans completed)",
+                    scan.completed
+                ),
             };
             line("scan", value);
         }
@@ -322,6 +328,7 @@ fn scan(status: &FetchStatus) -> Scan {
     let (state, done, total) = match status.scan {
         ScanState::Scanning { done, total } => (ScanPhase::Scanning, done, total),
         ScanState::Idle => (ScanPhase::Idle, 0, 0),
+        ScanState::Settling => (ScanPhase::Settling, 0, 0),
     };
     Scan {
         state,

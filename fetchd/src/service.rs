@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use musicfs_ipc::{
     Attr, CacheStats, Cleared, DirEntry, Fetch, FetchAdmin, FetchError, FetchStatus, FsStats,
-    Hello, Ino, NodeKind, Rescanned, Subtree, TrackId, TrackRef, Unreadable, CURRENT,
+    Hello, Ino, NodeKind, Rescanned, ScanState, Subtree, TrackId, TrackRef, Unreadable, CURRENT,
 };
 use tarpc::context::Context;
 
@@ -320,7 +320,10 @@ fn status(state: &State) -> Result<FetchStatus, FetchError> {
         directories,
         origins: origin_status(state),
         unreadable,
-        scan: state.progress.state(),
+        scan: match state.progress.state() {
+            ScanState::Idle if state.racy.waiting() => ScanState::Settling,
+            scan => scan,
+        },
         scans_completed: state.progress.completed(),
         origin_files_read: state.stats.files_opened.load(Ordering::Relaxed),
         origin_bytes_read: state.stats.bytes_read.load(Ordering::Relaxed),

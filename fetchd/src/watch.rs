@@ -7,7 +7,7 @@
 //! mountd sees the new generation and drops the kernel's cached entries. A scan that read
 //! files racily ([`crate::racy`]) is followed by another of their origin once they settle.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,8 +38,6 @@ pub struct Rescanner {
     state: Arc<State>,
     templates: Templates,
     running: Mutex<()>,
-    /// Origins with a rescan waiting for racy reads to settle.
-    settling: Mutex<HashSet<usize>>,
 }
 
 impl Rescanner {
@@ -48,7 +46,6 @@ impl Rescanner {
             state,
             templates,
             running: Mutex::new(()),
-            settling: Mutex::default(),
         })
     }
 
@@ -68,24 +65,27 @@ impl Rescanner {
         result
     }
 
-    /// Rescans origin `index` when its racy reads have settled, unless such a rescan waits
-    /// already.
+    /// Rescans origin `index` when its racy reads have settled (and again while a rescan
+    /// leaves some settling), unless such a rescan is scheduled already.
     fn rescan_once_settled(self: &Arc<Self>, index: usize) {
-        let name = self.state.origins.origin(index).name();
-        let Some(wait) = self.state.racy.next_due(name) else {
-            return;
-        };
-        if !lock(&self.settling).insert(index) {
+        let racy = &self.state.racy;
+        let name = self.state.origins.origin(index).name().to_owned();
+        if !racy.schedule(&name) {
             return;
         }
         let this = self.clone();
-        let spawned = spawn("settle", move || {
+        let origin = name.clone();
+        let spawned = spawn("settle", move || loop {
+            let racy = &this.state.racy;
+            let wait = racy.next_due(&origin).unwrap_or_default();
             std::thread::sleep(wait + Duration::from_millis(100));
-            lock(&this.settling).remove(&index);
-            let _ = this.rescan(Some(&[index]), false);
+            let _ = this.scan_once(Some(&[index]), false);
+            if !racy.still_settling(&origin) {
+                break;
+            }
         });
         if !spawned {
-            lock(&self.settling).remove(&index);
+            racy.unschedule(&name);
         }
     }
 
@@ -199,10 +199,6 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> bool {
         tracing::warn!("cannot start the {name} thread: {e}");
     }
     spawned.is_ok()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 const MASK: WatchMask = WatchMask::CREATE

@@ -36,7 +36,7 @@ pub use types::*;
 
 /// Version of the wire protocol; both ends compare it in the handshake and refuse to talk on a
 /// mismatch instead of misreading each other.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 #[doc(hidden)]
 pub mod __reexport {

@@ -103,6 +103,9 @@ pub enum ScanState {
         done: u64,
         total: u64,
     },
+    /// No scan is running, one is scheduled within seconds: files read in the same second
+    /// they were written are read again once that second is surely over.
+    Settling,
     Idle,
 }
 
