@@ -23,8 +23,10 @@ use crate::track::Location;
 
 /// How long after a racy read the file is read again: longer than the coarsest mtime tick.
 pub const SETTLE: Duration = Duration::from_secs(3);
-/// How near the present (either way, for clock skew) an mtime must be for a read to be racy.
-pub const RECENT: Duration = Duration::from_secs(300);
+/// How near the present (either way, for clock skew) an mtime must be for a read to be racy:
+/// a server whose clock is further off has its racy reads missed; a nearer bound would read
+/// more files twice (all those written within it before their first scan).
+pub const RECENT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct Racy(Mutex<Inner>);
@@ -130,10 +132,10 @@ mod tests {
         let second = 1_000_000_000i128;
         let now_s = 1_800_000_000i128 * second;
         assert!(is_racy(now_s, now));
-        assert!(is_racy(now_s - 299 * second, now));
+        assert!(is_racy(now_s - 59 * second, now));
         // A server clock ahead of this one.
-        assert!(is_racy(now_s + 60 * second, now));
-        assert!(!is_racy(now_s - 301 * second, now));
+        assert!(is_racy(now_s + 30 * second, now));
+        assert!(!is_racy(now_s - 61 * second, now));
         // Nanosecond mtimes (ext4, XFS, Btrfs) tell two writes apart.
         assert!(!is_racy(now_s + 123_456_789, now));
     }

@@ -49,9 +49,14 @@ fn a_second_read_of_a_racy_file_changes_the_catalog_only_if_the_file_changed() {
     let mtime_ns = i128::from(second) * 1_000_000_000;
     let settled_read = || racy.note(&location, mtime_ns, Instant::now() - SETTLE);
 
+    // The first scan's read of a.flac is racy (b.flac's mtime has nanoseconds: it is not).
     assert_eq!(scan().parsed, 2);
     let first = record();
     assert!(!racy.due(&location), "due before it settled");
+    let settling = racy.next_due(&location.origin).unwrap();
+    assert!(settling > SETTLE / 2, "{settling:?}");
+    racy.settled(&location);
+    assert_eq!(racy.next_due(&location.origin), None, "b.flac read as racy");
 
     // Read again once settled, found as it was: nothing changes.
     settled_read();
