@@ -23,9 +23,9 @@ pub mod origins;
 pub mod partial;
 pub mod pictureless;
 pub mod pins;
-pub mod racy;
 pub mod reader;
 pub mod replicas;
+pub mod reread;
 pub mod restart;
 pub mod s3;
 pub mod scan;
@@ -102,7 +102,7 @@ pub fn run(
         origins,
         stats,
         progress: Default::default(),
-        racy: Default::default(),
+        rereads: Default::default(),
         pins,
     });
     pins::start(&state).context("starting the cache's background fetch")?;

@@ -1,7 +1,7 @@
 //! The scanner: walks every origin, reads the tags of new and changed files (in parallel, only
 //! their tag bytes), drops files that are gone, and writes the catalog in batches. Unchanged
-//! files (same size and mtime) are not opened at all, unless their last read was racy
-//! ([`crate::racy`]).
+//! files (same size and mtime) are not opened at all, unless due to be read again
+//! ([`crate::reread`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -15,7 +15,7 @@ use crate::chunks::{chunk_hash, ChunkStore};
 use crate::health::{stopped_answering, unreachable};
 use crate::origin::{Found, Origin, OriginFile};
 use crate::origins::Origins;
-use crate::racy::Racy;
+use crate::reread::Rereads;
 use crate::tags::{self, Parsed};
 use crate::track::{Location, Problem};
 
@@ -85,15 +85,15 @@ impl ScanSummary {
 /// files would lose their cached layouts, so they would not play offline. The origin carries a
 /// warning (in `status`) while it stays empty; removing it from the config drops its files.
 /// The tag bytes read from remote
-/// origins are kept in `store` (see [`Head`]). Racy reads are noted in `racy`, and files due a
-/// second read read again. Leaves `progress` running: the caller calls `finish`.
+/// origins are kept in `store` (see [`Head`]). Reads are noted in `rereads`, and files due to
+/// be read again are. Leaves `progress` running: the caller calls `finish`.
 pub fn scan(
     origins: &Origins,
     which: Option<&[usize]>,
     catalog: &Catalog,
     store: &ChunkStore,
     progress: &ScanProgress,
-    racy: &Racy,
+    rereads: &Rereads,
 ) -> Result<ScanSummary, CatalogError> {
     progress.done.store(0, Ordering::Relaxed);
     progress.total.store(0, Ordering::Relaxed);
@@ -102,7 +102,7 @@ pub fn scan(
     let mut summary = ScanSummary::default();
     let mut seen: HashSet<Location> = HashSet::new();
     let mut work: Vec<(usize, Found)> = Vec::new();
-    // Unchanged files whose last read was racy, read again after `work`.
+    // Unchanged files due to be read again, read after `work`.
     let mut again: Vec<(usize, Found)> = Vec::new();
     let mut batch = Batch::default();
     let mut skipped: HashSet<&str> = HashSet::new();
@@ -172,7 +172,7 @@ pub fn scan(
             summary.seen += 1;
             if known.get(&location) != Some(&(file.size, file.mtime_ns)) {
                 work.push((index, file));
-            } else if racy.due(&location) {
+            } else if rereads.due(&location) {
                 again.push((index, file));
             } else {
                 progress.done.fetch_add(1, Ordering::Relaxed);
@@ -193,8 +193,8 @@ pub fn scan(
         .filter(|l| !moved.contains(l))
         .cloned()
         .collect();
-    for (location, _) in &gone {
-        racy.settled(location);
+    for origin in origins.iter().filter(|o| !skipped.contains(o.name())) {
+        rereads.keep_listed(origin.name(), &seen);
     }
     summary.removed = batch.removed.len() as u64;
     summary.problems = batch.problems.len() as u64;
@@ -285,7 +285,7 @@ pub fn scan(
             };
             match again {
                 true => {
-                    racy.settled(&location);
+                    rereads.forget(&location);
                     if as_catalogued(catalog, &location, &parsed, head.as_ref())? {
                         continue;
                     }
@@ -294,7 +294,7 @@ pub fn scan(
                         "rewritten since it was read, size and mtime kept: read again"
                     );
                 }
-                false => racy.note(&location, mtime_ns, began),
+                false => rereads.read(&location, mtime_ns, began),
             }
             summary.parsed += 1;
             if let (Some(head), false) = (head, matches!(parsed, Parsed::Unusable(_))) {
@@ -345,7 +345,7 @@ struct Read {
     location: Location,
     size: u64,
     mtime_ns: i128,
-    /// A second read of a file unchanged in size and mtime ([`crate::racy`]).
+    /// A second read of a file unchanged in size and mtime ([`crate::reread`]).
     again: bool,
     began: Instant,
     read: Result<(Parsed, Option<Head>), Option<std::io::Error>>,

@@ -17,8 +17,8 @@ use crate::namespaces::Namespaces;
 use crate::origin::OriginStats;
 use crate::origins::Origins;
 use crate::pins::Pins;
-use crate::racy::Racy;
 use crate::reader::TrackReader;
+use crate::reread::Rereads;
 use crate::scan::ScanProgress;
 use crate::track::TrackInfo;
 use crate::watch::Rescanner;
@@ -41,8 +41,8 @@ pub struct State {
     pub origins: Arc<Origins>,
     pub stats: Arc<OriginStats>,
     pub progress: ScanProgress,
-    /// Files whose last read may have come between two writes in one mtime tick.
-    pub racy: Racy,
+    /// Files to read again although their size and mtime are unchanged.
+    pub rereads: Rereads,
     /// Pinned paths and the background fetch.
     pub pins: Arc<Pins>,
 }
@@ -321,7 +321,7 @@ fn status(state: &State) -> Result<FetchStatus, FetchError> {
         origins: origin_status(state),
         unreadable,
         scan: match state.progress.state() {
-            ScanState::Idle if state.racy.waiting() => ScanState::Settling,
+            ScanState::Idle if state.rereads.waiting() => ScanState::Settling,
             scan => scan,
         },
         scans_completed: state.progress.completed(),

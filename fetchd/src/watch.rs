@@ -5,7 +5,7 @@
 //! such as an NFS mount). Each rescan covers one origin, is cheap for unchanged files
 //! (same size and mtime: not opened), and swaps in a new tree only when something changed;
 //! mountd sees the new generation and drops the kernel's cached entries. A scan that read
-//! files racily ([`crate::racy`]) is followed by another of their origin once they settle.
+//! files racily ([`crate::reread`]) is followed by another of their origin once they settle.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,9 +16,11 @@ use inotify::{Inotify, WatchDescriptor, WatchMask};
 
 use crate::catalog::CatalogError;
 use crate::namespace::Namespace;
+use crate::origin::is_audio;
 use crate::scan::{self, ScanSummary};
 use crate::service::State;
 use crate::template::Templates;
+use crate::track::Location;
 
 /// How long a watched folder must be quiet before it is rescanned (a copy of an album is many
 /// events), and the longest a busy folder waits.
@@ -68,24 +70,24 @@ impl Rescanner {
     /// Rescans origin `index` when its racy reads have settled (and again while a rescan
     /// leaves some settling), unless such a rescan is scheduled already.
     fn rescan_once_settled(self: &Arc<Self>, index: usize) {
-        let racy = &self.state.racy;
+        let rereads = &self.state.rereads;
         let name = self.state.origins.origin(index).name().to_owned();
-        if !racy.schedule(&name) {
+        if !rereads.schedule(&name) {
             return;
         }
         let this = self.clone();
         let origin = name.clone();
         let spawned = spawn("settle", move || loop {
-            let racy = &this.state.racy;
-            let wait = racy.next_due(&origin).unwrap_or_default();
+            let rereads = &this.state.rereads;
+            let wait = rereads.next_due(&origin).unwrap_or_default();
             std::thread::sleep(wait + Duration::from_millis(100));
             let _ = this.scan_once(Some(&[index]), false);
-            if !racy.still_settling(&origin) {
+            if !rereads.still_settling(&origin) {
                 break;
             }
         });
         if !spawned {
-            racy.unschedule(&name);
+            rereads.unschedule(&name);
         }
     }
 
@@ -106,7 +108,7 @@ impl Rescanner {
             &state.catalog,
             &state.store,
             &state.progress,
-            &state.racy,
+            &state.rereads,
         )
         .and_then(|summary: ScanSummary| {
             if rebuild || summary.changed() {
@@ -179,7 +181,19 @@ impl Rescanner {
             if let Some(root) = origins.origin(index).local_root() {
                 let (this, root) = (self.clone(), root.to_owned());
                 spawn("inotify", move || {
-                    let changed = || this.rescan_until_done(index);
+                    let name = this.state.origins.origin(index).name().to_owned();
+                    let changed = |written: Vec<PathBuf>| {
+                        for file in written {
+                            let rel = file.strip_prefix(&root).ok().and_then(Path::to_str);
+                            if let Some(rel) = rel.filter(|rel| is_audio(Path::new(rel))) {
+                                this.state.rereads.written(Location {
+                                    origin: name.clone(),
+                                    path: rel.to_owned(),
+                                });
+                            }
+                        }
+                        this.rescan_until_done(index)
+                    };
                     if let Err(e) = watch_folder(&root, changed) {
                         tracing::warn!(
                             origin = %root.display(),
@@ -210,8 +224,9 @@ const MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::DELETE_SELF)
     .union(WatchMask::MOVE_SELF);
 
-/// Watches every directory below `root` and calls `changed` once per burst of events.
-fn watch_folder(root: &Path, changed: impl Fn()) -> std::io::Result<()> {
+/// Watches every directory below `root` and calls `changed` once per burst of events, with
+/// the files written or moved in during the burst.
+fn watch_folder(root: &Path, changed: impl Fn(Vec<PathBuf>)) -> std::io::Result<()> {
     let mut inotify = Inotify::init()?;
     let mut dirs: HashMap<WatchDescriptor, PathBuf> = HashMap::new();
     add_tree(&mut inotify, root, &mut dirs);
@@ -219,38 +234,49 @@ fn watch_folder(root: &Path, changed: impl Fn()) -> std::io::Result<()> {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         // Block until the first event of a burst.
-        let mut new_dirs = Vec::new();
+        let (mut new_dirs, mut written) = (Vec::new(), Vec::new());
         for event in inotify.read_events_blocking(&mut buffer)? {
-            note(&event, &dirs, &mut new_dirs);
+            note(&event, &dirs, &mut new_dirs, &mut written);
         }
         // Then take events until the folder has been quiet for a while.
         let burst = Instant::now();
         while burst.elapsed() < BUSY_MAX && readable(fd, QUIET)? {
             for event in inotify.read_events(&mut buffer)? {
-                note(&event, &dirs, &mut new_dirs);
+                note(&event, &dirs, &mut new_dirs, &mut written);
             }
         }
         for dir in new_dirs {
             add_tree(&mut inotify, &dir, &mut dirs);
         }
-        changed();
+        changed(written);
     }
 }
 
-/// Remembers directories created or moved in, to watch them too.
+/// Remembers directories created or moved in, to watch them too, and files written or moved
+/// in (their size and mtime may be as before: a tag editor that keeps the mtime).
 fn note(
     event: &inotify::Event<&std::ffi::OsStr>,
     dirs: &HashMap<WatchDescriptor, PathBuf>,
     new_dirs: &mut Vec<PathBuf>,
+    written: &mut Vec<PathBuf>,
 ) {
-    if event.mask.contains(inotify::EventMask::ISDIR)
+    use inotify::EventMask;
+    let (Some(parent), Some(name)) = (dirs.get(&event.wd), event.name) else {
+        return;
+    };
+    let dir = event.mask.contains(EventMask::ISDIR);
+    if dir
         && event
             .mask
-            .intersects(inotify::EventMask::CREATE | inotify::EventMask::MOVED_TO)
+            .intersects(EventMask::CREATE | EventMask::MOVED_TO)
     {
-        if let (Some(parent), Some(name)) = (dirs.get(&event.wd), event.name) {
-            new_dirs.push(parent.join(name));
-        }
+        new_dirs.push(parent.join(name));
+    } else if !dir
+        && event
+            .mask
+            .intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO)
+    {
+        written.push(parent.join(name));
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use musicfs_fetchd::catalog::Catalog;
 use musicfs_fetchd::chunks::ChunkStore;
 use musicfs_fetchd::origins::Origins;
-use musicfs_fetchd::racy::{Racy, SETTLE};
+use musicfs_fetchd::reread::{Rereads, SETTLE};
 use musicfs_fetchd::scan::{self, ScanProgress, ScanSummary};
 use musicfs_fetchd::track::Location;
 use musicfs_ipc::origin::OriginConfig;
@@ -36,10 +36,10 @@ fn a_second_read_of_a_racy_file_changes_the_catalog_only_if_the_file_changed() {
     let origins = Origins::open(&[config], Arc::default()).unwrap();
     let catalog = Catalog::open(&dir.path().join("catalog")).unwrap();
     let store = ChunkStore::open(&dir.path().join("chunks")).unwrap();
-    let racy = Racy::default();
+    let rereads = Rereads::default();
     let scan = || -> ScanSummary {
         let progress = ScanProgress::default();
-        scan::scan(&origins, None, &catalog, &store, &progress, &racy).unwrap()
+        scan::scan(&origins, None, &catalog, &store, &progress, &rereads).unwrap()
     };
     let location = Location {
         origin: origins.origin(0).name().to_owned(),
@@ -47,21 +47,25 @@ fn a_second_read_of_a_racy_file_changes_the_catalog_only_if_the_file_changed() {
     };
     let record = || catalog.track_at(&location).unwrap().unwrap().1;
     let mtime_ns = i128::from(second) * 1_000_000_000;
-    let settled_read = || racy.note(&location, mtime_ns, Instant::now() - SETTLE);
+    let settled_read = || rereads.read(&location, mtime_ns, Instant::now() - SETTLE);
 
     // The first scan's read of a.flac is racy (b.flac's mtime has nanoseconds: it is not).
     assert_eq!(scan().parsed, 2);
     let first = record();
-    assert!(!racy.due(&location), "due before it settled");
-    let settling = racy.next_due(&location.origin).unwrap();
+    assert!(!rereads.due(&location), "due before it settled");
+    let settling = rereads.next_due(&location.origin).unwrap();
     assert!(settling > SETTLE / 2, "{settling:?}");
-    racy.settled(&location);
-    assert_eq!(racy.next_due(&location.origin), None, "b.flac read as racy");
+    rereads.forget(&location);
+    assert_eq!(
+        rereads.next_due(&location.origin),
+        None,
+        "b.flac read as racy"
+    );
 
     // Read again once settled, found as it was: nothing changes.
     settled_read();
     assert_eq!(scan().parsed, 0);
-    assert!(!racy.due(&location), "not read again");
+    assert!(!rereads.due(&location), "not read again");
     assert_eq!(record(), first);
 
     // Rewritten in the same second into its padding (same size and mtime): the second read
@@ -84,5 +88,5 @@ fn a_second_read_of_a_racy_file_changes_the_catalog_only_if_the_file_changed() {
     assert!(second_read.version > first.version);
     // Once read again, it is not read a third time.
     assert_eq!(scan().parsed, 0);
-    assert!(!racy.due(&location));
+    assert!(!rereads.due(&location));
 }

@@ -298,6 +298,34 @@ fn a_retag_in_the_same_second_as_the_scan_before_it_shows() {
     assert_eq!(names(&mount.path(ZEP)), ["01 Retagged Times.flac"]);
 }
 
+/// A retag by an editor told to keep the file's timestamp (into the padding: same size, and
+/// the mtime set back to the nanosecond): the folder's watcher saw the write, so the file is
+/// read again although its size and mtime say it is unchanged.
+#[test]
+fn a_retag_that_keeps_the_mtime_shows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library(tmp.path());
+    let file = lib.join("a.flac");
+    let mount = Mount::start(&[&lib]);
+    mount.status(true);
+    assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
+
+    let before = std::fs::metadata(&file).unwrap();
+    retag(&file, &[]);
+    let opened = std::fs::File::options().write(true).open(&file).unwrap();
+    opened.set_modified(before.modified().unwrap()).unwrap();
+    drop(opened);
+    let after = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        (after.size(), after.mtime(), after.mtime_nsec()),
+        (before.size(), before.mtime(), before.mtime_nsec())
+    );
+    let took = within_bound("the retag that kept the mtime", || {
+        names(&mount.path(ZEP)) == ["01 Retagged Times.flac"]
+    });
+    eprintln!("retag that kept the mtime visible after {took:?}");
+}
+
 /// Reorganising the NAS (a file or its folder moved, as `beet move` or a file manager does)
 /// keeps what is cached of it: the moved file is the same track, and it plays offline without
 /// being fetched again.
