@@ -9,10 +9,14 @@
 //!   after it.
 //! - An MP4's `moov.udta.meta.ilst.covr` atoms are shown as `free` atoms of the same size, full
 //!   of zeros that are never read from the origin (nothing moves, so no offset changes).
+//! - An Ogg Vorbis or Opus file's cover comments are shown renamed, their values as zeros
+//!   ([`ogg`]; nothing moves either).
 //!
 //! (A FLAC's PICTURE blocks need none of this: lofty seeks past them, see `tags.rs`.)
 
 use std::io::{self, Read, Seek, SeekFrom};
+
+mod ogg;
 
 /// Frames or atoms followed in one tag or atom before giving up (a hostile file cannot make us
 /// walk for ever).
@@ -62,7 +66,10 @@ impl<R: Read + Seek> Pictureless<R> {
             }]
         };
         let found = match id3v2_without_pictures(&mut inner, file_len) {
-            Ok(None) => mp4_without_covers(&mut inner, file_len),
+            Ok(None) => match mp4_without_covers(&mut inner, file_len) {
+                Ok(None) => ogg::ogg_without_pictures(&mut inner, file_len),
+                other => other,
+            },
             other => other,
         };
         let (segments, skipped) = match found {

@@ -308,6 +308,86 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
+    /// A file that counts the bytes read from it.
+    struct Counted(std::fs::File, std::rc::Rc<std::cell::Cell<u64>>);
+
+    impl Read for Counted {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.set(self.1.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    impl Seek for Counted {
+        fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.0.seek(to)
+        }
+    }
+
+    /// The corpus's Ogg Vorbis and Opus files, each given a 300 KB cover by lofty: read as a
+    /// scan reads them, they give what reading the whole file gives (the cover noted), and
+    /// read less than a tenth of the cover's size more than without it.
+    #[test]
+    fn ogg_and_opus_files_with_a_cover_read_alike_without_the_cover() {
+        use lofty::picture::{MimeType, Picture, PictureType};
+        let corpus = musicfs_tests::corpus::corpus_dir();
+        let dir = tempfile::tempdir().unwrap();
+        let cover = musicfs_tests::noise::noise(300_000, 1);
+        let mut checked = Vec::new();
+        let manifest = musicfs_tests::corpus::read_manifest(&corpus.join("MANIFEST.tsv"));
+        for row in manifest {
+            let rel = row.get("path");
+            let ext = rel.rsplit('.').next().unwrap_or_default();
+            if !matches!(ext, "ogg" | "opus") {
+                continue;
+            }
+            let copy = dir.path().join(rel.replace('/', "_"));
+            std::fs::copy(corpus.join(rel), &copy).unwrap();
+            // Files lofty cannot write (damaged on purpose) are not this test's.
+            let Ok(mut file) = lofty::read_from_path(&copy) else {
+                continue;
+            };
+            let Some(tag) = file.primary_tag_mut() else {
+                continue;
+            };
+            let picture = Picture::new_unchecked(
+                PictureType::CoverFront,
+                Some(MimeType::Png),
+                None,
+                cover.clone(),
+            );
+            tag.push_picture(picture);
+            if file.save_to_path(&copy, Default::default()).is_err() {
+                continue;
+            }
+            let whole = read_unguarded(|| std::fs::File::open(&copy), Some(ext));
+            // Bytes a scan reads of a file: the tag reader takes in more than the tags (pages
+            // near the end, for the duration).
+            let read_of = |path: &std::path::Path| {
+                let count = std::rc::Rc::new(std::cell::Cell::new(0));
+                let open = || Ok(Counted(std::fs::File::open(path)?, count.clone()));
+                (read(open, Some(ext)), count.get())
+            };
+            let (scanned, with_cover) = read_of(&copy);
+            let (_, without) = read_of(&corpus.join(rel));
+            match (&scanned, &whole) {
+                (Parsed::Ok(scanned), Parsed::Ok(whole)) => {
+                    assert_eq!(scanned, whole, "{rel}");
+                    assert!(scanned.has_cover, "{rel}");
+                }
+                _ => panic!("{rel}: {scanned:?} against {whole:?}"),
+            }
+            let more = with_cover.saturating_sub(without);
+            assert!(
+                more < cover.len() as u64 / 10,
+                "{rel}: {more} bytes more read"
+            );
+            checked.push(rel.to_owned());
+        }
+        assert!(checked.len() >= 10, "{checked:?}");
+    }
+
     #[test]
     fn garbage_is_unusable_with_a_reason() {
         let data = vec![0x42u8; 5000];
