@@ -85,8 +85,8 @@ impl ScanSummary {
 /// files would lose their cached layouts, so they would not play offline. The origin carries a
 /// warning (in `status`) while it stays empty; removing it from the config drops its files.
 /// The tag bytes read from remote
-/// origins are kept in `store` (see [`Head`]). Reads are noted in `rereads`, and files due to
-/// be read again are. Leaves `progress` running: the caller calls `finish`.
+/// origins are kept in `store` (see [`Head`]). Each read is noted in `rereads`, and the files
+/// it says are due are read again. Leaves `progress` running: the caller calls `finish`.
 pub fn scan(
     origins: &Origins,
     which: Option<&[usize]>,
