@@ -353,7 +353,8 @@ struct Read {
 
 /// Whether a second read of the file at `location` found it as the catalog has it: the same
 /// tags and properties (or unusable again), and the same head bytes where both reads kept them
-/// (a track cut into chunks since has none kept).
+/// (a track cut into chunks since has none kept; a block the store could not take, on a full
+/// disk, is not kept).
 fn as_catalogued(
     catalog: &Catalog,
     location: &Location,
@@ -366,10 +367,20 @@ fn as_catalogued(
     };
     let record = catalog.track_at(location)?.map(|(_, record)| record);
     let same_head = match (catalog.head(location)?, head) {
-        (Some(kept), Some(read)) => kept.blocks == read.blocks,
+        (Some(kept), Some(read)) => same_blocks(&kept, read),
         _ => true,
     };
     Ok(record.as_ref().map(|r| &r.info) == info && same_head)
+}
+
+/// Whether every block both heads kept (same offset and length) has the same bytes.
+fn same_blocks(a: &Head, b: &Head) -> bool {
+    a.blocks.iter().all(|(at, len, hash)| {
+        b.blocks
+            .iter()
+            .find(|(b_at, b_len, _)| b_at == at && b_len == len)
+            .is_none_or(|(_, _, b_hash)| b_hash == hash)
+    })
 }
 
 /// Reads `file`'s tags from `opened`, a file of `origin`, and for a remote origin keeps the
@@ -564,6 +575,27 @@ mod tests {
             Ok((parsed, _)) => Ok(matches!(parsed, Parsed::Unusable(_))),
             Err(e) => Err(e.kind()),
         }
+    }
+
+    #[test]
+    fn heads_differ_only_in_blocks_both_kept() {
+        let head = |blocks: &[(u64, u32, u128)]| Head {
+            size: 1 << 20,
+            mtime_ns: 0,
+            blocks: blocks.to_vec(),
+        };
+        let kept = head(&[(0, 16384, 1), (16384, 16384, 2), (1032192, 16384, 3)]);
+        assert!(same_blocks(&kept, &kept));
+        // A block the store could not take the second time: the rest decides.
+        assert!(same_blocks(
+            &kept,
+            &head(&[(0, 16384, 1), (1032192, 16384, 3)])
+        ));
+        assert!(same_blocks(&kept, &head(&[])));
+        assert!(!same_blocks(
+            &kept,
+            &head(&[(0, 16384, 1), (16384, 16384, 9)])
+        ));
     }
 
     #[test]
