@@ -3,10 +3,10 @@
 //! included, so a remote scan used to fetch every embedded cover (often 100 KB to a few MB a
 //! track). Only the headers around a cover are read to find it; whether one was left out is
 //! kept for `has_cover`.
-//! - An ID3v2.3/2.4 tag at the start of the file is shown rebuilt without its `APIC` frames.
-//!   Tags this does not take apart (v2.2, v2.3 with whole-tag unsynchronisation, an extended
-//!   header) pass through untouched; a frame the walk does not understand is kept with all
-//!   after it.
+//! - An ID3v2.2/2.3/2.4 tag at the start of the file is shown rebuilt without its `PIC`/`APIC`
+//!   frames. Tags this does not take apart (v2.2/v2.3 with whole-tag unsynchronisation, an
+//!   extended header, v2.2 compression) pass through untouched; a frame the walk does not
+//!   understand is kept with all after it.
 //! - An MP4's `moov.udta.meta.ilst.covr` atoms are shown as `free` atoms of the same size, full
 //!   of zeros that are never read from the origin (nothing moves, so no offset changes).
 //! - An Ogg Vorbis or Opus file's cover comments are shown renamed, their values as zeros
@@ -101,8 +101,8 @@ impl<R: Read + Seek> Pictureless<R> {
     }
 }
 
-/// The file with the ID3v2 tag at its start rebuilt without its `APIC` frames; `None` if there
-/// is no such frame, or the tag is not one this takes apart.
+/// The file with the ID3v2 tag at its start rebuilt without its `APIC` (v2.2: `PIC`) frames;
+/// `None` if there is no such frame, or the tag is not one this takes apart.
 fn id3v2_without_pictures(
     file: &mut impl ReadAt,
     file_len: u64,
@@ -111,10 +111,15 @@ fn id3v2_without_pictures(
         return Ok(None);
     };
     let (major, flags) = (header[3], header[5]);
-    let whole_unsync = major == 3 && flags & 0x80 != 0;
-    if &header[..3] != b"ID3" || !(3..=4).contains(&major) || whole_unsync || flags & 0x40 != 0 {
+    let whole_unsync = major <= 3 && flags & 0x80 != 0;
+    if &header[..3] != b"ID3" || !(2..=4).contains(&major) || whole_unsync || flags & 0x40 != 0 {
         return Ok(None);
     }
+    // v2.2 frames: a 3-letter id and a 3-byte size; later: 4 letters, 4 bytes, 2 of flags.
+    let (frame_header, id_len, picture) = match major {
+        2 => (6, 3, &b"PIC"[..]),
+        _ => (10, 4, &b"APIC"[..]),
+    };
     let body_end = 10 + syncsafe(&header[6..10]);
     let footer = if major == 4 && flags & 0x10 != 0 {
         10
@@ -128,19 +133,20 @@ fn id3v2_without_pictures(
     let mut skipped = false;
     let mut at = 10;
     let mut frames_seen = 0;
-    while at + 10 <= body_end {
-        let Some(frame) = file.exactly(at, 10)? else {
+    while at + frame_header <= body_end {
+        let Some(frame) = file.exactly(at, frame_header as usize)? else {
             return Ok(None);
         };
         if frame[0] == 0 {
             break; // padding
         }
         let size = match major {
+            2 => u64::from(u32::from_be_bytes([0, frame[3], frame[4], frame[5]])),
             3 => u64::from(u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]])),
             _ => syncsafe(&frame[4..8]),
         };
-        let end = at + 10 + size;
-        let plain = frame[..4]
+        let end = at + frame_header + size;
+        let plain = frame[..id_len]
             .iter()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
         frames_seen += 1;
@@ -149,7 +155,7 @@ fn id3v2_without_pictures(
             // of the tag is kept as it is, for the tag readers to make of it what they can.
             break;
         }
-        if &frame[..4] == b"APIC" {
+        if &frame[..id_len] == picture {
             skipped = true;
         } else if frames.len() as u64 + (end - at) > MAX_KEPT {
             return Ok(None);
@@ -164,7 +170,7 @@ fn id3v2_without_pictures(
     if !skipped {
         return Ok(None);
     }
-    if at + 10 <= body_end && file.exactly(at, 1)?.is_some_and(|b| b[0] != 0) {
+    if at + frame_header <= body_end && file.exactly(at, 1)?.is_some_and(|b| b[0] != 0) {
         if frames.len() as u64 + (body_end - at) > MAX_KEPT {
             return Ok(None);
         }
@@ -356,16 +362,18 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    fn frame(major: u8, id: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    fn frame(major: u8, id: &[u8], body: &[u8]) -> Vec<u8> {
         let n = body.len();
         let size = match major {
+            2 => (n as u32).to_be_bytes()[1..].to_vec(),
             3 => (n as u32).to_be_bytes().to_vec(),
             _ => (0..4)
                 .rev()
                 .map(|i| ((n >> (7 * i)) & 0x7f) as u8)
                 .collect(),
         };
-        [&id[..], &size, &[0, 0], body].concat()
+        let flags: &[u8] = if major == 2 { &[] } else { &[0, 0] };
+        [id, &size, flags, body].concat()
     }
 
     fn tag(major: u8, flags: u8, frames: &[Vec<u8>], padding: usize) -> Vec<u8> {
@@ -391,10 +399,15 @@ mod tests {
 
     #[test]
     fn pictures_are_left_out_of_the_tag_and_the_rest_is_the_file() {
-        for major in [3, 4] {
-            let title = frame(major, b"TIT2", b"\x03Omen");
-            let artist = frame(major, b"TPE1", b"\x03The Prodigy");
-            let picture = frame(major, b"APIC", &vec![0xAB; 300_000]);
+        let ids = [
+            (2, &b"TT2"[..], &b"TP1"[..], &b"PIC"[..]),
+            (3, b"TIT2", b"TPE1", b"APIC"),
+            (4, b"TIT2", b"TPE1", b"APIC"),
+        ];
+        for (major, title, artist, picture) in ids {
+            let title = frame(major, title, b"\x03Omen");
+            let artist = frame(major, artist, b"\x03The Prodigy");
+            let picture = frame(major, picture, &vec![0xAB; 300_000]);
             let audio = vec![0xFF, 0xFB, 0x90, 0x64, 1, 2, 3, 4];
             let file = [
                 tag(major, 0, &[title.clone(), picture, artist.clone()], 100),
@@ -498,6 +511,8 @@ mod tests {
         let picture = frame(3, b"APIC", &[1; 64]);
         let plain = [tag(4, 0, std::slice::from_ref(&title), 10), vec![9; 50]].concat();
         let unsynchronised = [tag(3, 0x80, std::slice::from_ref(&picture), 0), vec![9; 5]].concat();
+        let pic = frame(2, b"PIC", &[1; 64]);
+        let compressed = [tag(2, 0x40, std::slice::from_ref(&pic), 0), vec![9; 5]].concat();
         let mut too_long = tag(3, 0, &[picture], 0);
         too_long.truncate(40);
         let mut huge = atom(b"ftyp", b"M4A \0\0\0\0");
@@ -509,6 +524,7 @@ mod tests {
         let files = [
             plain,
             unsynchronised,
+            compressed,
             too_long,
             huge,
             too_big,

@@ -325,6 +325,61 @@ mod tests {
         }
     }
 
+    /// An MP3 whose ID3v2.2 tag holds a 61 KB `PIC` frame: read as a scan reads it, it gives
+    /// what reading the whole file gives, cover noted, and no byte of the picture is read.
+    #[test]
+    fn an_id3v2_2_cover_is_noted_not_read() {
+        let path = musicfs_tests::corpus::corpus_dir().join("audioscan/mp3/v2.2-pic.mp3");
+        let bytes = std::fs::read(&path).unwrap();
+        let pic = bytes.windows(3).position(|w| w == b"PIC").unwrap() + 6;
+        let pic_len = u32::from_be_bytes([0, bytes[pic - 3], bytes[pic - 2], bytes[pic - 1]]);
+        let picture = pic as u64..pic as u64 + u64::from(pic_len);
+        assert!(picture.end - picture.start > 60_000);
+        let whole = read_unguarded(|| std::fs::File::open(&path), Some("mp3"));
+        // Where each read started and how long it was.
+        let reads = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let open = || {
+            let reads = reads.clone();
+            Ok(Positioned(std::fs::File::open(&path)?, reads))
+        };
+        match (read(open, Some("mp3")), whole) {
+            (Parsed::Ok(scanned), Parsed::Ok(whole)) => {
+                assert_eq!(scanned, whole);
+                assert!(scanned.has_cover);
+            }
+            other => panic!("{other:?}"),
+        }
+        let reads = reads.borrow();
+        assert!(!reads.is_empty());
+        for &(at, n) in reads.iter() {
+            assert!(
+                at + n <= picture.start || at >= picture.end,
+                "read {at}+{n} takes in the picture at {picture:?}"
+            );
+        }
+    }
+
+    /// A file that notes where each read started and how many bytes it took.
+    struct Positioned(
+        std::fs::File,
+        std::rc::Rc<std::cell::RefCell<Vec<(u64, u64)>>>,
+    );
+
+    impl Read for Positioned {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let at = self.0.stream_position()?;
+            let n = self.0.read(buf)?;
+            self.1.borrow_mut().push((at, n as u64));
+            Ok(n)
+        }
+    }
+
+    impl Seek for Positioned {
+        fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.0.seek(to)
+        }
+    }
+
     /// The corpus's Ogg Vorbis and Opus files, each given a 300 KB cover by lofty: read as a
     /// scan reads them, they give what reading the whole file gives (the cover noted), and
     /// read less than a tenth of the cover's size more than without it.
