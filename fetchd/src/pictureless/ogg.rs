@@ -339,6 +339,32 @@ mod tests {
     }
 
     #[test]
+    fn damaged_files_give_a_view_or_the_file_never_a_panic() {
+        let cover = [b"METADATA_BLOCK_PICTURE=".as_slice(), &[b'Q'; 3000]].concat();
+        let packets = [
+            b"\x01vorbis-id".to_vec(),
+            comments(b"\x03vorbis", &[b"TITLE=Omen", &cover]),
+            vec![9; 300],
+        ];
+        let file = ogg(&packets, 4);
+        let mut noise = 7u64;
+        for cut in (0..file.len()).step_by(7) {
+            let (seen, _, _) = view(&file[..cut], 0..0);
+            assert_eq!(seen.len(), cut);
+        }
+        for _ in 0..2000 {
+            noise = noise
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let mut damaged = file.clone();
+            let at = (noise >> 33) as usize % damaged.len();
+            damaged[at] = (noise >> 13) as u8;
+            let (seen, _, _) = view(&damaged, 0..0);
+            assert_eq!(seen.len(), damaged.len());
+        }
+    }
+
+    #[test]
     fn ogg_files_without_covers_or_not_followed_are_untouched() {
         let plain = ogg(
             &[
