@@ -81,10 +81,11 @@ impl Namespace {
     }
 
     /// Renders `tracks` with `template`. The same file on several origins (same path, size and
-    /// tags: [`TrackRecord::copy_key`]) is shown once, as the copy on the origin with the best (lowest) `priority`; reads fail
-    /// over to the other copies. Tracks are placed in a fixed order (by origin and path), so
-    /// the same catalog always gives the same names. A file is marked `remote` when `remote`
-    /// says so of its copy's origin. Returns the namespace and the node list to persist.
+    /// tags: [`TrackRecord::copy_key`]) is shown once, as the copy on the origin with the best
+    /// (lowest) `priority`; reads fail over to the other copies. Tracks are placed in a fixed
+    /// order (by origin and path), so the same catalog always gives the same names. A file is
+    /// marked `remote` when `remote` says so of its copy's origin. Returns the namespace and
+    /// the node list to persist.
     pub fn build(
         tracks: &[(TrackId, TrackRecord)],
         templates: &Templates,

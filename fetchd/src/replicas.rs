@@ -1,9 +1,9 @@
 //! Where a track's bytes can come from: the copy the tree shows and every other origin holding
-//! the same file (same path, size and tags: [`TrackRecord::copy_key`]), healthy origins first, by priority. Open origin files
-//! are kept per track and origin, so a remote file is opened (and checked against the catalog)
-//! once, not per read, and closed once the track is cached or after [`IDLE_CLOSE`] unused: a
-//! paused player does not keep a file open on a disk someone wants to unmount ("target is
-//! busy"), nor a handle on a NAS.
+//! the same file (same path, size and tags: [`TrackRecord::copy_key`]), healthy origins first,
+//! by priority. Open origin files are kept per track and origin, so a remote file is opened
+//! (and checked against the catalog) once, not per read, and closed once the track is cached
+//! or after [`IDLE_CLOSE`] unused: a paused player does not keep a file open on a disk someone
+//! wants to unmount ("target is busy"), nor a handle on a NAS.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
