@@ -19,16 +19,24 @@ fn three_tracks(dir: &Path) {
     }
 }
 
+/// [`three_tracks`] in a folder, and a FUSE mirror of it that fails on purpose: the folder,
+/// the mount point, the faults to set and the mounted file system.
+fn three_tracks_behind_a_faulty_mount() -> (tempfile::TempDir, tempfile::TempDir, Faults, FaultyFs)
+{
+    let source = tempfile::tempdir().unwrap();
+    three_tracks(source.path());
+    let mnt = tempfile::tempdir().unwrap();
+    let faults = Faults::default();
+    let fs = FaultyFs::mount(source.path(), mnt.path(), faults.clone());
+    (source, mnt, faults, fs)
+}
+
 /// A folder the mount refuses (EACCES) is reported and the rest listed; one it fails to list
 /// with EIO fails the whole walk, which the scan takes as "keep what is known", instead of a
 /// listing without it, which would read as its tracks removed.
 #[test]
 fn a_folder_a_network_mount_fails_to_list_fails_the_walk() {
-    let source = tempfile::tempdir().unwrap();
-    three_tracks(source.path());
-    let mnt = tempfile::tempdir().unwrap();
-    let faults = Faults::default();
-    let _fs = FaultyFs::mount(source.path(), mnt.path(), faults.clone());
+    let (_source, mnt, faults, _fs) = three_tracks_behind_a_faulty_mount();
     let origin = LocalOrigin::new(mnt.path()).unwrap();
     let (found, failed) = origin.walk().unwrap();
     assert_eq!(found.len(), 3, "{found:?}");
@@ -68,11 +76,7 @@ fn a_folder_a_network_mount_fails_to_list_fails_the_walk() {
 /// whole again.
 #[test]
 fn a_walk_the_network_mount_stops_answering_is_given_up() {
-    let source = tempfile::tempdir().unwrap();
-    three_tracks(source.path());
-    let mnt = tempfile::tempdir().unwrap();
-    let faults = Faults::default();
-    let _fs = FaultyFs::mount(source.path(), mnt.path(), faults.clone());
+    let (_source, mnt, faults, _fs) = three_tracks_behind_a_faulty_mount();
     let timeout = Duration::from_secs(1);
     let origin = Arc::new(LocalOrigin::new(mnt.path()).unwrap().with_timeout(timeout));
     assert_eq!(origin.walk().unwrap().0.len(), 3);

@@ -51,6 +51,16 @@ fn within_bound(what: &str, ready: impl Fn() -> bool) -> Duration {
     started.elapsed()
 }
 
+/// Runs `musicfsctl rescan`, checks it exits with success when `succeeds` (failure if not),
+/// and gives its stdout.
+fn rescan(mount: &Mount, succeeds: bool) -> String {
+    let out = mount.ctl(&["rescan"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.success(), succeeds, "{stdout}{stderr}");
+    stdout
+}
+
 /// Opens a file with the kernel's read-ahead off, so only what is read is asked of fetchd.
 fn open_without_readahead(path: &Path) -> std::fs::File {
     let file = std::fs::File::open(path).unwrap();
@@ -176,13 +186,7 @@ fn rescan_shows_a_remote_origins_changes_at_once_and_says_when_it_cannot_list_it
         names(&mount.mountpoint).contains(&"The Prodigy".to_owned()),
         "the change showed before any scan"
     );
-    let out = mount.ctl(&["rescan"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = rescan(&mount, true);
     let want = format!("{url}: 1 file listed, 0 new or changed, 1 gone, 0 unreadable (");
     assert!(stdout.starts_with(&want), "{stdout}");
     within_bound("removed file after the rescan", || {
@@ -232,9 +236,7 @@ fn a_change_read_while_its_server_stops_answering_is_read_at_the_next_scan() {
 
     retag(&lib.join("a.flac"), &[]);
     faults.lock().unwrap().insert("a.flac".into(), STALL);
-    let out = mount.ctl(&["rescan"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
+    let stdout = rescan(&mount, false);
     let want = format!(
         "{url}: stopped answering while new or changed files were read: 1 of 2 files listed \
          not read"
@@ -243,9 +245,7 @@ fn a_change_read_while_its_server_stops_answering_is_read_at_the_next_scan() {
     assert_eq!(names(&mount.path(ZEP)), ["01 Good Times Bad Times.flac"]);
 
     faults.lock().unwrap().remove(Path::new("a.flac"));
-    let out = mount.ctl(&["rescan"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = rescan(&mount, true);
     assert!(
         stdout.contains(": 2 files listed, 1 new or changed, 0 gone, 0 unreadable"),
         "{stdout}"
@@ -384,9 +384,7 @@ fn an_origin_that_lists_no_files_keeps_its_tracks_and_their_cache() {
     let away = tmp.path().join("away");
     std::fs::rename(&lib, &away).unwrap();
     std::fs::create_dir(&lib).unwrap();
-    let out = mount.ctl(&["rescan"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
+    let stdout = rescan(&mount, false);
     assert!(
         stdout.contains("lists no files, though it had 2; they stay listed"),
         "{stdout}"
@@ -410,9 +408,7 @@ fn an_origin_that_lists_no_files_keeps_its_tracks_and_their_cache() {
     // The disk is back: the files are the ones known, and the cache still holds the track.
     std::fs::remove_dir(&lib).unwrap();
     std::fs::rename(&away, &lib).unwrap();
-    let out = mount.ctl(&["rescan"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = rescan(&mount, true);
     assert!(
         stdout.contains(": 2 files listed, 0 new or changed, 0 gone, 0 unreadable ("),
         "{stdout}"
