@@ -1,8 +1,9 @@
 //! Directory pages in HTML, as most web servers make them (nginx's and Apache's autoindex,
 //! lighttpd, `rclone serve http`, Python's `http.server`): the children of a directory are
-//! the links of its page that lead one level down from it. Nothing else on the page is read:
-//! the sizes and dates such pages show are rounded, localised or missing, so the walk asks each
-//! file with a HEAD instead.
+//! the links of its page that lead one level down from it. The sizes and dates such pages show
+//! are rounded, localised or missing, so they are not parsed: the walk asks each file with a
+//! HEAD. What the page says beside each link (the text up to the next link, tags left out) is
+//! kept as written, so that a later walk can tell a file whose row reads the same.
 //!
 //! A link counts when, resolved against the page's URL, it stays on the same server, has no
 //! query or fragment (sort links, anchors) and names exactly one path segment below the page
@@ -16,10 +17,21 @@ use url::Url;
 /// What a directory page links to.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Page {
-    /// `(name, is a directory)`, in page order, each name once.
-    pub children: Vec<(String, bool)>,
+    /// In page order, each name once.
+    pub children: Vec<Child>,
     /// `(link as written, why it is not listed)` for child links whose name cannot be a path.
     pub unusable: Vec<(String, &'static str)>,
+}
+
+/// One child a directory page links to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Child {
+    pub name: String,
+    pub dir: bool,
+    /// The page's text after each link to the child, up to the next link: its row (the name
+    /// as shown, a date and a size on most servers' pages), tags left out, runs of white space
+    /// made one space.
+    pub said: String,
 }
 
 /// Whether `body` looks like an HTML page (and not, say, a JSON listing or a file).
@@ -37,17 +49,56 @@ fn contains_link(body: &[u8]) -> bool {
 /// The children the page at `page_url` links to.
 pub fn children(page: &str, page_url: &Url) -> Page {
     let mut out = Page::default();
-    let mut seen = std::collections::HashSet::new();
-    for href in hrefs(page) {
-        let href = unescape(href);
+    let mut seen = std::collections::HashMap::new();
+    let links = links(page);
+    for (i, link) in links.iter().enumerate() {
+        let href = unescape(link.href);
+        let said_until = links.get(i + 1).map_or(page.len(), |next| next.start);
+        let said = text_of(&page[link.end..said_until]);
         match child_of(page_url, &href) {
             None => {}
             Some(Err(why)) => out.unusable.push((href, why)),
-            Some(Ok((name, dir))) if seen.insert(name.clone()) => out.children.push((name, dir)),
-            Some(Ok(_)) => {}
+            Some(Ok((name, dir))) => match seen.get(&name) {
+                Some(&at) => {
+                    let child: &mut Child = &mut out.children[at];
+                    if !said.is_empty() {
+                        if !child.said.is_empty() {
+                            child.said.push(' ');
+                        }
+                        child.said.push_str(&said);
+                    }
+                }
+                None => {
+                    seen.insert(name.clone(), out.children.len());
+                    out.children.push(Child { name, dir, said });
+                }
+            },
         }
     }
     out
+}
+
+/// The text of a stretch of HTML: tags left out, runs of white space made one space, trimmed.
+/// Character references stay as written.
+fn text_of(html: &str) -> String {
+    let mut text = String::new();
+    let (mut in_tag, mut space) = (false, false);
+    for c in html.chars() {
+        match c {
+            '>' if in_tag => in_tag = false,
+            _ if in_tag => {}
+            '<' => (in_tag, space) = (true, true),
+            c if c.is_whitespace() => space = true,
+            c => {
+                if space && !text.is_empty() {
+                    text.push(' ');
+                }
+                space = false;
+                text.push(c);
+            }
+        }
+    }
+    text
 }
 
 /// What `href`, a link on the listing of the directory at `dir`, names: nothing unless,
@@ -104,8 +155,17 @@ fn segments(url: &Url) -> Option<(Vec<&str>, bool)> {
     Some((segments, slash))
 }
 
-/// The value of each `href` of each `<a ...>` tag, as written (entities not yet decoded).
-fn hrefs(page: &str) -> Vec<&str> {
+/// An `<a ...>` tag with an `href`.
+struct Link<'a> {
+    /// As written (entities not yet decoded).
+    href: &'a str,
+    /// Where the tag starts (its `<`) and ends (after its `>`) in the page.
+    start: usize,
+    end: usize,
+}
+
+/// Each `<a ...>` tag of the page that has an `href`, in page order.
+fn links(page: &str) -> Vec<Link<'_>> {
     let lower = page.to_ascii_lowercase();
     let mut found = Vec::new();
     let mut from = 0;
@@ -115,8 +175,13 @@ fn hrefs(page: &str) -> Vec<&str> {
             continue;
         }
         let end = lower[from..].find('>').map_or(lower.len(), |i| from + i);
-        if let Some(value) = attribute(&page[from..end], &lower[from..end], "href") {
-            found.push(value);
+        if let Some(href) = attribute(&page[from..end], &lower[from..end], "href") {
+            let end = (end + 1).min(page.len());
+            found.push(Link {
+                href,
+                start: at,
+                end,
+            });
         }
         from = end;
     }
@@ -162,7 +227,13 @@ mod tests {
     use super::*;
 
     fn listed(page: &str, url: &str) -> Vec<(String, bool)> {
-        children(page, &Url::parse(url).unwrap()).children
+        let page = children(page, &Url::parse(url).unwrap());
+        page.children.into_iter().map(|c| (c.name, c.dir)).collect()
+    }
+
+    fn said(page: &str, url: &str) -> Vec<String> {
+        let page = children(page, &Url::parse(url).unwrap());
+        page.children.into_iter().map(|c| c.said).collect()
     }
 
     fn owned(items: &[(&str, bool)]) -> Vec<(String, bool)> {
@@ -180,6 +251,13 @@ mod tests {
             listed(page, "http://h/html/"),
             owned(&[("AC DC", true), ("a&b #1?.flac", false)])
         );
+        assert_eq!(
+            said(page, "http://h/html/"),
+            [
+                "AC DC/ 27-Nov-2026 09:46 -",
+                "a&amp;b #1?.flac 27-Nov-2026 09:46 5000"
+            ]
+        );
     }
 
     #[test]
@@ -195,6 +273,11 @@ mod tests {
         assert_eq!(
             listed(page, "http://h/music/Artist/"),
             owned(&[("Album", true), ("01.flac", false)])
+        );
+        // Each row's two links to one child: their texts joined (the icon link has none).
+        assert_eq!(
+            said(page, "http://h/music/Artist/"),
+            ["Album/ 2026-11-27 09:46 -", "01.flac 2026-11-27 09:46 4.9K"]
         );
     }
 
@@ -214,6 +297,10 @@ mod tests {
                 ("x&y.flac", false),
                 ("z.mp3", false)
             ])
+        );
+        assert_eq!(
+            said(python, "http://h/m/"),
+            ["01 – tëst?.flac", "x&amp;y.flac", "z.mp3"]
         );
     }
 

@@ -9,8 +9,10 @@
 //! `[{"name", "is_dir", "mod_time": RFC 3339, "size"}]`); else an HTML page (nginx's and
 //! Apache's default autoindex, lighttpd, `rclone serve http`), read for its links
 //! ([`crate::html_listing`]), after which the walk asks each audio file for its size and date
-//! with a HEAD, a few at once. A server that answers with anything else is reported as one that
-//! gives no listing.
+//! with a HEAD, a few at once. The next walk asks again only files whose row on the page reads
+//! otherwise, or that shows no time of day, or whose last HEAD found them written less than
+//! [`SETTLED`] before (pages show dates to the minute). A server that answers with anything
+//! else is reported as one that gives no listing.
 //!
 //! Reads are ranged GETs pinned to the version the file had when opened: `If-Match` its ETag
 //! (nginx, Caddy, Apache, WebDAV servers), or from a server that sends none
@@ -18,10 +20,12 @@
 //! than mixing two versions. The server must answer ranges with 206 (Python's `http.server`
 //! does not, and is told so).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use musicfs_ipc::origin::{OriginConfig, OriginUrl};
 use reqwest::blocking::Response;
@@ -42,11 +46,26 @@ use crate::{dav, html_listing};
 const WALK_PARALLEL: usize = 8;
 /// The largest directory listing read (bytes).
 const MAX_LISTING: u64 = 64 << 20;
+/// How long before the HEAD that saw it a file must have last been written for the walks after
+/// to take the HEAD's answer while the file's row on the page reads the same. Pages show dates
+/// to the minute, so a file written twice within one minute, the same size both times, shows
+/// the same row for both.
+const SETTLED: Duration = Duration::from_secs(120);
 
 pub struct HttpOrigin {
     web: Arc<Web>,
     /// Ends with `/`.
     base: Url,
+    /// What the last walk's HEADs said of the files an HTML page listed, by path.
+    heads: Mutex<HashMap<String, KnownHead>>,
+}
+
+/// What a HEAD said of a file an HTML page listed, and what the page said of it then.
+#[derive(Clone, Debug)]
+struct KnownHead {
+    said: String,
+    size: u64,
+    mtime_ns: i128,
 }
 
 impl fmt::Debug for HttpOrigin {
@@ -97,6 +116,7 @@ impl HttpOrigin {
         Ok(Self {
             web: Arc::new(web),
             base: parsed,
+            heads: Mutex::default(),
         })
     }
 
@@ -177,9 +197,75 @@ impl HttpOrigin {
     }
 
     fn head(&self, rel: &str) -> io::Result<(u64, i128, Pin)> {
+        self.head_dated(rel).map(|(head, _)| head)
+    }
+
+    /// [`head`](Self::head), and when the server answered (its `Date`, else this machine's
+    /// clock; nanoseconds since the epoch).
+    fn head_dated(&self, rel: &str) -> io::Result<((u64, i128, Pin), i128)> {
         let what = format!("{rel:?}");
         let response = self.send(reqwest::Method::HEAD, &what, self.url(rel, false), &[])?;
-        self.web.head_fields(&what, &response)
+        let date = response
+            .headers()
+            .get(header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date)
+            .map(|secs| i128::from(secs) * 1_000_000_000)
+            .unwrap_or_else(now_ns);
+        Ok((self.web.head_fields(&what, &response)?, date))
+    }
+
+    /// The size and mtime of each of `sizeless`, files a listing gave without a size (with
+    /// what an HTML page said of them): from the last walk's HEAD where the page's row reads
+    /// the same, shows a time of day, and that HEAD found the file settled; else from a HEAD,
+    /// up to [`WALK_PARALLEL`] at once. Keeps what this walk's HEADs said for the next walk.
+    fn sizes(&self, sizeless: Vec<(String, Option<String>)>) -> io::Result<Listing> {
+        let known = self
+            .heads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut kept = HashMap::new();
+        let (mut found, mut failed) = (Vec::new(), Vec::new());
+        let mut ask = Vec::new();
+        for (path, said) in sizeless {
+            match (known.get(&path), &said) {
+                (Some(k), Some(said)) if k.said == *said && shows_a_time(said) => {
+                    found.push(Found {
+                        path: path.clone(),
+                        size: k.size,
+                        mtime_ns: k.mtime_ns,
+                    });
+                    kept.insert(path, k.clone());
+                }
+                _ => ask.push((path, said)),
+            }
+        }
+        let heads = in_parallel(&ask, |(rel, _)| self.head_dated(rel));
+        for ((path, said), head) in ask.into_iter().zip(heads) {
+            match head {
+                Ok(((size, mtime_ns, _), date)) => {
+                    let settled = mtime_ns != 0 && mtime_ns + SETTLED.as_nanos() as i128 <= date;
+                    if let Some(said) = said.filter(|_| settled) {
+                        let head = KnownHead {
+                            said,
+                            size,
+                            mtime_ns,
+                        };
+                        kept.insert(path.clone(), head);
+                    }
+                    found.push(Found {
+                        path,
+                        size,
+                        mtime_ns,
+                    });
+                }
+                Err(e) if unreachable(&e) => return Err(e),
+                Err(e) => failed.push((path, e.to_string())),
+            }
+        }
+        *self.heads.lock().unwrap_or_else(PoisonError::into_inner) = kept;
+        Ok((found, failed))
     }
 
     fn send(
@@ -225,6 +311,7 @@ fn dav_entries(body: &[u8], url: &Url) -> Result<Dir, String> {
                 dir: slash || member.collection,
                 size: member.size,
                 mtime_ns: member.mtime.map_or(0, |s| i128::from(s) * 1_000_000_000),
+                said: None,
             }),
         }
     }
@@ -245,11 +332,12 @@ fn page_entries(body: &[u8], url: &Url) -> Option<Dir> {
     let entries = page
         .children
         .into_iter()
-        .map(|(name, dir)| Entry {
-            name,
-            dir,
+        .map(|child| Entry {
+            name: child.name,
+            dir: child.dir,
             size: None,
             mtime_ns: 0,
+            said: Some(child.said),
         })
         .collect();
     Some((entries, page.unusable))
@@ -263,6 +351,22 @@ struct Entry {
     dir: bool,
     size: Option<u64>,
     mtime_ns: i128,
+    /// What an HTML page says beside the entry's link.
+    said: Option<String>,
+}
+
+/// Whether a listing row shows a time of day (`09:46`), as the dates of most servers' pages
+/// do: without one a row may read the same after the file changed.
+fn shows_a_time(said: &str) -> bool {
+    let b = said.as_bytes();
+    b.windows(5)
+        .any(|w| w[2] == b':' && [w[0], w[1], w[3], w[4]].iter().all(u8::is_ascii_digit))
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
 }
 
 /// A listing entry in nginx's or Caddy's shape; `None` for anything else (a symlink nginx
@@ -291,6 +395,7 @@ fn entry(v: &Value) -> Option<Entry> {
         dir,
         size: v.get("size").and_then(Value::as_u64),
         mtime_ns: secs.map_or(0, |s| i128::from(s) * 1_000_000_000),
+        said: None,
     })
 }
 
@@ -302,8 +407,8 @@ impl Origin for HttpOrigin {
 
     /// Every audio file below the base, one depth at a time, up to [`WALK_PARALLEL`]
     /// directories listed at once (each listing is a round trip: a library of a thousand album
-    /// folders listed one after the other waits a thousand times); then a HEAD, as many at
-    /// once, of each file listed without a size (HTML listings). Names that cannot be paths
+    /// folders listed one after the other waits a thousand times); then the size and date of
+    /// each file listed without them (HTML listings; [`sizes`](Self::sizes)). Names that cannot be paths
     /// and directories that cannot be listed (gone, refused) are reported, not listed; a base
     /// that cannot be listed is an error (the server is unreachable, or gives no listing), and
     /// so is any listing or HEAD the server fails to answer (timed out, 5xx).
@@ -355,7 +460,7 @@ impl Origin for HttpOrigin {
                                 size,
                                 mtime_ns: e.mtime_ns,
                             }),
-                            None => sizeless.push(rel),
+                            None => sizeless.push((rel, e.said)),
                         }
                     }
                 }
@@ -367,18 +472,9 @@ impl Origin for HttpOrigin {
             let listings = in_parallel(&next, |dir| self.list(lister, dir));
             level = next.into_iter().zip(listings).collect();
         }
-        let heads = in_parallel(&sizeless, |rel| self.head(rel));
-        for (path, head) in sizeless.into_iter().zip(heads) {
-            match head {
-                Ok((size, mtime_ns, _)) => found.push(Found {
-                    path,
-                    size,
-                    mtime_ns,
-                }),
-                Err(e) if unreachable(&e) => return Err(e),
-                Err(e) => failed.push((path, e.to_string())),
-            }
-        }
+        let (sized, sizeless_failed) = self.sizes(sizeless)?;
+        found.extend(sized);
+        failed.extend(sizeless_failed);
         found.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((found, failed))
     }
@@ -511,6 +607,7 @@ mod tests {
             dir: false,
             size: Some(12),
             mtime_ns: 784_111_777_000_000_000,
+            said: None,
         });
         assert_eq!(entry(&nginx), want);
         assert_eq!(entry(&caddy), want);
@@ -520,6 +617,15 @@ mod tests {
         // A symlink nginx could not follow, or an entry of some other shape, is skipped.
         assert_eq!(entry(&json!({"name": "x", "type": "other"})), None);
         assert_eq!(entry(&json!({"type": "file"})), None);
+    }
+
+    #[test]
+    fn rows_with_a_time_of_day_are_told_apart() {
+        assert!(shows_a_time("a.flac 27-Nov-2026 09:46 5000"));
+        assert!(shows_a_time("2026-11-27 16:27:55.886702038 &#43;0000 UTC"));
+        assert!(!shows_a_time("a.flac 27-Nov-2026 5000"));
+        assert!(!shows_a_time("01 – tëst?.flac"));
+        assert!(!shows_a_time("a:b 1:2 12:3 1:23"));
     }
 
     #[test]

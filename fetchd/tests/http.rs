@@ -139,6 +139,85 @@ fn walks_stats_and_reads_a_folder_nginx_lists_in_html_byte_for_byte() {
     reads_like_the_folder(&server.html_url(), lib.path(), &audio);
 }
 
+/// Sets the mtime of `rel` in `dir` to `ago` before now.
+fn written_ago(dir: &std::path::Path, rel: &str, ago: std::time::Duration) {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(dir.join(rel))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+/// A folder nginx lists in HTML is walked again without a HEAD per file: a file whose row on
+/// the page reads as it did at the last walk, written well before that walk's HEAD, keeps
+/// what the HEAD said. A file written again (another size; the same size in another minute) is
+/// asked again, and a file written in the last two minutes is asked at every walk.
+#[test]
+fn walks_again_ask_only_files_whose_html_row_changed_or_is_recent() {
+    let lib = tempfile::tempdir().unwrap();
+    let mut audio = library(lib.path());
+    let minutes = |n: u64| std::time::Duration::from_secs(60 * n);
+    for rel in audio.keys() {
+        written_ago(lib.path(), rel, minutes(10));
+    }
+    let server = Nginx::serving(lib.path());
+    let o = origin(&server.html_url());
+    let heads = || server.html_requests().matches("\"HEAD /html/").count();
+    let mtime = |found: &[musicfs_fetchd::origin::Found], rel: &str| {
+        let f = found.iter().find(|f| f.path == rel).unwrap();
+        let local = std::fs::metadata(lib.path().join(rel)).unwrap();
+        let secs = local
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH);
+        (
+            f.mtime_ns,
+            i128::from(secs.unwrap().as_secs()) * 1_000_000_000,
+        )
+    };
+
+    let first = common::walk_lists_exactly(&o, &audio);
+    assert_eq!(heads(), audio.len());
+    let again = common::walk_lists_exactly(&o, &audio);
+    assert_eq!(heads(), audio.len(), "a second walk sent HEADs");
+    assert_eq!(again, first);
+
+    let grown = "Björk/Homogenic/02 Jóga 100%.flac";
+    audio.get_mut(grown).unwrap().extend(noise(5000, 4));
+    std::fs::write(lib.path().join(grown), &audio[grown]).unwrap();
+    let found = common::walk_lists_exactly(&o, &audio);
+    assert_eq!(heads(), audio.len() + 1);
+    let (listed, local) = mtime(&found, grown);
+    assert_eq!(listed, local);
+    // Written just now: asked again, as its row may not show a second write this minute.
+    common::walk_lists_exactly(&o, &audio);
+    assert_eq!(heads(), audio.len() + 2);
+
+    let same_size = "a/b/c/deep.ogg";
+    let mut data = audio[same_size].clone();
+    data[100] ^= 0xff;
+    std::fs::write(lib.path().join(same_size), &data).unwrap();
+    written_ago(lib.path(), same_size, minutes(5));
+    let found = common::walk_lists_exactly(&o, &audio);
+    assert_eq!(
+        heads(),
+        audio.len() + 4,
+        "the rewritten and the recent file"
+    );
+    let (listed, local) = mtime(&found, same_size);
+    assert_eq!(listed, local);
+    written_ago(lib.path(), grown, minutes(3));
+    common::walk_lists_exactly(&o, &audio);
+    assert_eq!(
+        heads(),
+        audio.len() + 5,
+        "the file written 3 minutes ago, once"
+    );
+    common::walk_lists_exactly(&o, &audio);
+    assert_eq!(heads(), audio.len() + 5);
+}
+
 /// Another server altogether: `rclone serve http` (its own HTML pages, with sort links and
 /// `&amp;` in hrefs; no ETag).
 #[test]

@@ -1,6 +1,7 @@
 //! A real web server (Debian's nginx, installed by `scripts/deps.sh test`) on 127.0.0.1 for the
 //! HTTP origin tests: it publishes a folder with JSON directory listings (`autoindex_format
-//! json`; its subfolders `Unavailable/` answer 503 and `Refused/` 403; HTML ones at `/html/`, Basic authentication at `/private/`, and over HTTPS with a
+//! json`; its subfolders `Unavailable/` answer 503 and `Refused/` 403; HTML ones at `/html/`,
+//! whose requests it logs; Basic authentication at `/private/`; and over HTTPS with a
 //! certificate from its own CA on a second port) and answers ranged GETs, with its own config,
 //! certificates, logs and pid file in a temp dir (never `/etc/nginx`). Tests stop and restart
 //! it on the same ports.
@@ -40,6 +41,7 @@ impl Nginx {
                location /html/ {{\n\
                  alias {root}/;\n\
                  autoindex on;\n\
+                 access_log {d}/html-access.log;\n\
                }}\n\
                location /private/ {{\n\
                  alias {root}/;\n\
@@ -132,6 +134,12 @@ impl Nginx {
     /// The same folder with nginx's HTML listings: `http://127.0.0.1:<port>/html/`.
     pub fn html_url(&self) -> String {
         format!("http://127.0.0.1:{}/html/", self.port)
+    }
+
+    /// The requests [`html_url`](Self::html_url) was sent so far, one line each in nginx's
+    /// `combined` format (`... "HEAD /html/a.flac HTTP/1.1" 200 ...`).
+    pub fn html_requests(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("html-access.log")).unwrap_or_default()
     }
 
     /// The same folder over HTTPS, whose certificate (for 127.0.0.1) only
