@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod catalog;
 pub mod chunks;
+pub mod covers;
 pub mod dav;
 pub mod deferred;
 pub mod delta;

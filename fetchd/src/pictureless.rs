@@ -12,7 +12,8 @@
 //! - An Ogg Vorbis or Opus file's cover comments are shown renamed, their values as zeros
 //!   ([`ogg`]; nothing moves either).
 //!
-//! (A FLAC's PICTURE blocks need none of this: lofty seeks past them, see `tags.rs`.)
+//! (A FLAC's PICTURE blocks and APEv2 cover items need none of this: lofty seeks past them,
+//! see `tags.rs` and `covers.rs`.)
 
 use std::io::{self, Read, Seek, SeekFrom};
 

@@ -9,6 +9,7 @@ use lofty::prelude::*;
 use lofty::probe::Probe;
 use lofty::tag::Tag;
 
+use crate::covers;
 use crate::pictureless::Pictureless;
 use crate::track::TrackInfo;
 
@@ -97,8 +98,12 @@ fn read_unguarded<R: Read + Seek>(
     };
     let first = match attempt(true, true) {
         Ok(mut info) => {
-            if info.format == "flac" {
-                info.has_cover |= open().is_ok_and(flac_has_picture);
+            match info.format.as_str() {
+                "flac" => info.has_cover |= open().is_ok_and(covers::flac_has_picture),
+                "ape" | "wavpack" | "musepack" => {
+                    info.has_cover |= open().is_ok_and(covers::ape_has_picture)
+                }
+                _ => {}
             }
             if matches!(info.format.as_str(), "mpeg" | "aiff" | "wav") {
                 if let Some(tags) = open().ok().and_then(crate::id3v2::read) {
@@ -174,9 +179,12 @@ fn probe<R: Read + Seek>(
             ))
         }
     };
-    if file_type == FileType::Flac {
-        // A FLAC's PICTURE blocks are skipped, not read (an embedded cover is often as big as
-        // all other tags of a whole album); `flac_has_picture` says whether there is one.
+    if matches!(
+        file_type,
+        FileType::Flac | FileType::Ape | FileType::WavPack | FileType::Mpc
+    ) {
+        // A FLAC's PICTURE blocks and an APEv2 tag's cover items are skipped, not read;
+        // `covers` says whether there is one.
         probe = probe.options(options.read_cover_art(false));
     }
     let tagged = probe
@@ -242,47 +250,6 @@ fn merge(info: &mut TrackInfo, tag: &Tag) {
     info.disc = info.disc.or(tag.disk());
     info.disc_total = info.disc_total.or(tag.disk_total());
     info.has_cover |= tag.picture_count() > 0;
-}
-
-/// Whether a FLAC stream (after any ID3v2 tags in front of it) has a PICTURE block, found
-/// from the blocks' 4-byte headers alone.
-fn flac_has_picture<R: Read + Seek>(mut reader: R) -> bool {
-    const PICTURE: u8 = 6;
-    let mut header = [0u8; 10];
-    let mut at = 0u64;
-    // Blocks or tags followed before giving up: a hostile file cannot loop us.
-    for _ in 0..4096 {
-        let read = reader.seek(std::io::SeekFrom::Start(at)).is_ok()
-            && reader.read_exact(&mut header).is_ok();
-        if !read || !header.starts_with(b"ID3") {
-            break;
-        }
-        let size = header[6..10]
-            .iter()
-            .fold(0u64, |n, b| (n << 7) | u64::from(b & 0x7f));
-        at += 10 + size + if header[5] & 0x10 != 0 { 10 } else { 0 };
-    }
-    let mut magic = [0u8; 4];
-    let at_stream = reader.seek(std::io::SeekFrom::Start(at)).is_ok()
-        && reader.read_exact(&mut magic).is_ok()
-        && &magic == b"fLaC";
-    if !at_stream {
-        return false;
-    }
-    let mut block = [0u8; 4];
-    for _ in 0..4096 {
-        if reader.read_exact(&mut block).is_err() {
-            return false;
-        }
-        if block[0] & 0x7f == PICTURE {
-            return true;
-        }
-        let len = u32::from_be_bytes([0, block[1], block[2], block[3]]);
-        if block[0] & 0x80 != 0 || reader.seek(std::io::SeekFrom::Current(len.into())).is_err() {
-            return false;
-        }
-    }
-    false
 }
 
 fn format_name(file_type: FileType) -> String {
@@ -426,6 +393,111 @@ mod tests {
             checked.push(rel.to_owned());
         }
         assert!(checked.len() >= 10, "{checked:?}");
+    }
+
+    /// The corpus's Monkey's Audio, WavPack and Musepack files: a scan notes a cover where the
+    /// manifest's reader saw one, and none where it saw none. Each given a 300 KB `Cover Art
+    /// (Front)` item in its APEv2 tag (those lofty can write), it reads as a scan reads it
+    /// alike to the file without the cover but for the cover noted, reads at most one read
+    /// buffer of the cover, and reads less than a tenth of the cover's size more in all.
+    #[test]
+    fn ape_wavpack_and_musepack_covers_are_noted_not_read() {
+        use lofty::ape::{ApeItem, ApeTag};
+        use lofty::tag::{ItemValue, TagExt};
+        let corpus = musicfs_tests::corpus::corpus_dir();
+        let dir = tempfile::tempdir().unwrap();
+        // An item's value: a description ending in NUL, then the picture.
+        let mut cover = b"\0\x89PNG\r\n\x1a\n".to_vec();
+        cover.extend(musicfs_tests::noise::noise(300_000, 1));
+        let (mut checked, mut noted) = (Vec::new(), 0);
+        let manifest = musicfs_tests::corpus::read_manifest(&corpus.join("MANIFEST.tsv"));
+        for row in manifest {
+            let rel = row.get("path");
+            let ext = rel.rsplit('.').next().unwrap_or_default();
+            if !matches!(ext, "ape" | "wv" | "mpc") {
+                continue;
+            }
+            let (scanned, without) = scanned_with_reads(&corpus.join(rel), ext);
+            let Parsed::Ok(mut scanned) = scanned else {
+                continue;
+            };
+            let seen = row.get("has_cover");
+            if seen.starts_with("yes") || seen == "no" {
+                assert_eq!(
+                    scanned.has_cover,
+                    seen != "no",
+                    "{rel}: the manifest says {seen}"
+                );
+                noted += usize::from(scanned.has_cover);
+            }
+            let copy = dir.path().join(rel.replace('/', "_"));
+            std::fs::copy(corpus.join(rel), &copy).unwrap();
+            let Some(tag) = lofty::read_from_path(&copy)
+                .ok()
+                .and_then(|f| f.primary_tag().cloned())
+            else {
+                continue;
+            };
+            let mut ape = ApeTag::from(tag);
+            let item = ApeItem::new("Cover Art (Front)".into(), ItemValue::Binary(cover.clone()));
+            ape.insert(item.unwrap());
+            if ape.save_to_path(&copy, Default::default()).is_err() {
+                continue;
+            }
+            let bytes = std::fs::read(&copy).unwrap();
+            let at = bytes.windows(cover.len()).position(|w| w == cover).unwrap() as u64;
+            let picture = at..at + cover.len() as u64;
+            let reads = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let open = || Ok(Positioned(std::fs::File::open(&copy)?, reads.clone()));
+            let Parsed::Ok(with_cover) = read(open, Some(ext)) else {
+                panic!("{rel} with a cover did not read");
+            };
+            scanned.has_cover = true;
+            assert_eq!(with_cover, scanned, "{rel}");
+            // Bytes read, each counted once (the scan's reader keeps what it fetched): of the
+            // cover, lofty's buffer filled once at the item's header before it seeks past the
+            // value, the last 128 bytes looked at for an ID3v1 tag, and a small file's head.
+            let reads = reads.borrow();
+            let of_cover = distinct(&reads, picture);
+            let most = READ_BUFFER as u64 + 256;
+            assert!(
+                of_cover <= most,
+                "{rel}: {of_cover} bytes of the cover read"
+            );
+            let more = distinct(&reads, 0..u64::MAX).saturating_sub(without);
+            let most = cover.len() as u64 / 10;
+            assert!(more < most, "{rel}: {more} bytes more read");
+            checked.push(rel.to_owned());
+        }
+        assert!(
+            noted >= 1 && checked.len() >= 8,
+            "{noted} noted; {checked:?}"
+        );
+    }
+
+    /// What a scan reads of the file at `path`, and how many distinct bytes it read.
+    fn scanned_with_reads(path: &std::path::Path, ext: &str) -> (Parsed, u64) {
+        let reads = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let open = || Ok(Positioned(std::fs::File::open(path)?, reads.clone()));
+        let parsed = read(open, Some(ext));
+        let bytes = distinct(&reads.borrow(), 0..u64::MAX);
+        (parsed, bytes)
+    }
+
+    /// How many bytes of `within` the `reads` (start, length) took in, each byte once.
+    fn distinct(reads: &[(u64, u64)], within: std::ops::Range<u64>) -> u64 {
+        let clip = |at: u64| at.clamp(within.start, within.end);
+        let mut spans: Vec<(u64, u64)> = reads
+            .iter()
+            .map(|&(at, n)| (clip(at), clip(at.saturating_add(n))))
+            .collect();
+        spans.sort_unstable();
+        let (mut total, mut reached) = (0, within.start);
+        for (from, to) in spans {
+            total += to.saturating_sub(from.max(reached));
+            reached = reached.max(to);
+        }
+        total
     }
 
     #[test]
