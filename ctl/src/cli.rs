@@ -112,8 +112,10 @@ pub struct MountArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Music folders, then the (empty) directory to mount on.
-    #[arg(value_name = "PATH", required = true, num_args = 1..)]
+    /// Origins (music folders, or sftp://user@host/path, s3://bucket/prefix, http(s)://
+    /// URLs; their options and credentials go in --config), then the (empty) directory to
+    /// mount on.
+    #[arg(value_name = "ORIGIN|MOUNTPOINT", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
 }
 
