@@ -63,9 +63,33 @@ pub struct HttpOrigin {
 /// What a HEAD said of a file an HTML page listed, and what the page said of it then.
 #[derive(Clone, Debug)]
 struct KnownHead {
-    said: String,
+    row: Row,
     size: u64,
     mtime_ns: i128,
+}
+
+/// What an HTML page says beside a file's link (its row), as far as walks compare it: kept as
+/// a hash, so that a page with much text after a link costs no memory per file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Row {
+    /// XXH3-128 of the text.
+    hash: u128,
+    /// Whether it shows a time of day (`09:46`), as the dates of most servers' pages do:
+    /// without one a row may read the same after the file changed.
+    dated: bool,
+}
+
+impl Row {
+    fn of(text: &str) -> Self {
+        let b = text.as_bytes();
+        let dated = b
+            .windows(5)
+            .any(|w| w[2] == b':' && [w[0], w[1], w[3], w[4]].iter().all(u8::is_ascii_digit));
+        Row {
+            hash: xxhash_rust::xxh3::xxh3_128(b),
+            dated,
+        }
+    }
 }
 
 impl fmt::Debug for HttpOrigin {
@@ -219,7 +243,7 @@ impl HttpOrigin {
     /// what an HTML page said of them): from the last walk's HEAD where the page's row reads
     /// the same, shows a time of day, and that HEAD found the file settled; else from a HEAD,
     /// up to [`WALK_PARALLEL`] at once. Keeps what this walk's HEADs said for the next walk.
-    fn sizes(&self, sizeless: Vec<(String, Option<String>)>) -> io::Result<Listing> {
+    fn sizes(&self, sizeless: Vec<(String, Option<Row>)>) -> io::Result<Listing> {
         let known = self
             .heads
             .lock()
@@ -228,9 +252,9 @@ impl HttpOrigin {
         let mut kept = HashMap::new();
         let (mut found, mut failed) = (Vec::new(), Vec::new());
         let mut ask = Vec::new();
-        for (path, said) in sizeless {
-            match (known.get(&path), &said) {
-                (Some(k), Some(said)) if k.said == *said && shows_a_time(said) => {
+        for (path, row) in sizeless {
+            match (known.get(&path), row) {
+                (Some(k), Some(row)) if k.row == row && row.dated => {
                     found.push(Found {
                         path: path.clone(),
                         size: k.size,
@@ -238,17 +262,17 @@ impl HttpOrigin {
                     });
                     kept.insert(path, k.clone());
                 }
-                _ => ask.push((path, said)),
+                _ => ask.push((path, row)),
             }
         }
         let heads = in_parallel(&ask, |(rel, _)| self.head_dated(rel));
-        for ((path, said), head) in ask.into_iter().zip(heads) {
+        for ((path, row), head) in ask.into_iter().zip(heads) {
             match head {
                 Ok(((size, mtime_ns, _), date)) => {
                     let settled = mtime_ns != 0 && mtime_ns + SETTLED.as_nanos() as i128 <= date;
-                    if let Some(said) = said.filter(|_| settled) {
+                    if let Some(row) = row.filter(|_| settled) {
                         let head = KnownHead {
-                            said,
+                            row,
                             size,
                             mtime_ns,
                         };
@@ -311,7 +335,7 @@ fn dav_entries(body: &[u8], url: &Url) -> Result<Dir, String> {
                 dir: slash || member.collection,
                 size: member.size,
                 mtime_ns: member.mtime.map_or(0, |s| i128::from(s) * 1_000_000_000),
-                said: None,
+                row: None,
             }),
         }
     }
@@ -337,7 +361,7 @@ fn page_entries(body: &[u8], url: &Url) -> Option<Dir> {
             dir: child.dir,
             size: None,
             mtime_ns: 0,
-            said: Some(child.said),
+            row: Some(Row::of(&child.said)),
         })
         .collect();
     Some((entries, page.unusable))
@@ -352,15 +376,7 @@ struct Entry {
     size: Option<u64>,
     mtime_ns: i128,
     /// What an HTML page says beside the entry's link.
-    said: Option<String>,
-}
-
-/// Whether a listing row shows a time of day (`09:46`), as the dates of most servers' pages
-/// do: without one a row may read the same after the file changed.
-fn shows_a_time(said: &str) -> bool {
-    let b = said.as_bytes();
-    b.windows(5)
-        .any(|w| w[2] == b':' && [w[0], w[1], w[3], w[4]].iter().all(u8::is_ascii_digit))
+    row: Option<Row>,
 }
 
 fn now_ns() -> i128 {
@@ -395,7 +411,7 @@ fn entry(v: &Value) -> Option<Entry> {
         dir,
         size: v.get("size").and_then(Value::as_u64),
         mtime_ns: secs.map_or(0, |s| i128::from(s) * 1_000_000_000),
-        said: None,
+        row: None,
     })
 }
 
@@ -460,7 +476,7 @@ impl Origin for HttpOrigin {
                                 size,
                                 mtime_ns: e.mtime_ns,
                             }),
-                            None => sizeless.push((rel, e.said)),
+                            None => sizeless.push((rel, e.row)),
                         }
                     }
                 }
@@ -607,7 +623,7 @@ mod tests {
             dir: false,
             size: Some(12),
             mtime_ns: 784_111_777_000_000_000,
-            said: None,
+            row: None,
         });
         assert_eq!(entry(&nginx), want);
         assert_eq!(entry(&caddy), want);
@@ -621,11 +637,13 @@ mod tests {
 
     #[test]
     fn rows_with_a_time_of_day_are_told_apart() {
-        assert!(shows_a_time("a.flac 27-Nov-2026 09:46 5000"));
-        assert!(shows_a_time("2026-11-27 16:27:55.886702038 &#43;0000 UTC"));
-        assert!(!shows_a_time("a.flac 27-Nov-2026 5000"));
-        assert!(!shows_a_time("01 – tëst?.flac"));
-        assert!(!shows_a_time("a:b 1:2 12:3 1:23"));
+        let dated = |text| Row::of(text).dated;
+        assert!(dated("a.flac 27-Nov-2026 09:46 5000"));
+        assert!(dated("2026-11-27 16:27:55.886702038 &#43;0000 UTC"));
+        assert!(!dated("a.flac 27-Nov-2026 5000"));
+        assert!(!dated("01 – tëst?.flac"));
+        assert!(!dated("a:b 1:2 12:3 1:23"));
+        assert_ne!(Row::of("a 09:46 5000"), Row::of("a 09:47 5000"));
     }
 
     #[test]
