@@ -61,7 +61,7 @@ pub struct HttpOrigin {
 }
 
 /// What a HEAD said of a file an HTML page listed, and what the page said of it then.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct KnownHead {
     row: Row,
     size: u64,
@@ -244,11 +244,8 @@ impl HttpOrigin {
     /// the same, shows a time of day, and that HEAD found the file settled; else from a HEAD,
     /// up to [`WALK_PARALLEL`] at once. Keeps what this walk's HEADs said for the next walk.
     fn sizes(&self, sizeless: Vec<(String, Option<Row>)>) -> io::Result<Listing> {
-        let known = self
-            .heads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        // Taken out: should this walk fail, the next asks every file again.
+        let known = std::mem::take(&mut *self.heads.lock().unwrap_or_else(PoisonError::into_inner));
         let mut kept = HashMap::new();
         let (mut found, mut failed) = (Vec::new(), Vec::new());
         let mut ask = Vec::new();
@@ -260,7 +257,7 @@ impl HttpOrigin {
                         size: k.size,
                         mtime_ns: k.mtime_ns,
                     });
-                    kept.insert(path, k.clone());
+                    kept.insert(path, *k);
                 }
                 _ => ask.push((path, row)),
             }
