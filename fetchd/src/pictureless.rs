@@ -10,13 +10,15 @@
 //! - An MP4's `moov.udta.meta.ilst.covr` atoms are shown as `free` atoms of the same size, full
 //!   of zeros that are never read from the origin (nothing moves, so no offset changes).
 //! - An Ogg Vorbis or Opus file's cover comments are shown renamed, their values as zeros
-//!   ([`ogg`]; nothing moves either).
+//!   ([`ogg`]; nothing moves either), and so are the cover items of an APEv2 tag at the end of
+//!   a file ([`ape`]).
 //!
-//! (A FLAC's PICTURE blocks and APEv2 cover items need none of this: lofty seeks past them,
-//! see `tags.rs` and `covers.rs`.)
+//! (A FLAC's PICTURE blocks need none of this: lofty seeks past them, see `tags.rs` and
+//! `covers.rs`.)
 
 use std::io::{self, Read, Seek, SeekFrom};
 
+mod ape;
 mod ogg;
 
 /// Frames or atoms followed in one tag or atom before giving up (a hostile file cannot make us
@@ -66,13 +68,20 @@ impl<R: Read + Seek> Pictureless<R> {
                 len: file_len,
             }]
         };
-        let found = match id3v2_without_pictures(&mut inner, file_len) {
-            Ok(None) => match mp4_without_covers(&mut inner, file_len) {
-                Ok(None) => ogg::ogg_without_pictures(&mut inner, file_len),
-                other => other,
-            },
-            other => other,
-        };
+        type Finder<R> = fn(&mut R, u64) -> io::Result<Option<Vec<Segment>>>;
+        let finders: [Finder<R>; 4] = [
+            |file, len| id3v2_without_pictures(file, len),
+            |file, len| mp4_without_covers(file, len),
+            |file, len| ogg::ogg_without_pictures(file, len),
+            |file, len| ape::ape_without_pictures(file, len),
+        ];
+        let mut found = Ok(None);
+        for finder in finders {
+            found = finder(&mut inner, file_len);
+            if !matches!(found, Ok(None)) {
+                break;
+            }
+        }
         let (segments, skipped) = match found {
             Ok(Some(segments)) => (segments, true),
             _ => (whole(), false),
