@@ -163,7 +163,18 @@ fn walks_again_ask_only_files_whose_html_row_changed_or_is_recent() {
     }
     let server = Nginx::serving(lib.path());
     let o = origin(&server.html_url());
-    let heads = || server.html_requests().matches("\"HEAD /html/").count();
+    // nginx logs a request once it has answered it: counted when the log has stopped growing.
+    let heads = || {
+        let count = || server.html_requests().matches("\"HEAD /html/").count();
+        let mut last = count();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            match count() {
+                now if now == last => return now,
+                now => last = now,
+            }
+        }
+    };
     let mtime = |found: &[musicfs_fetchd::origin::Found], rel: &str| {
         let f = found.iter().find(|f| f.path == rel).unwrap();
         let local = std::fs::metadata(lib.path().join(rel)).unwrap();
