@@ -11,7 +11,7 @@
 //!   of zeros that are never read from the origin (nothing moves, so no offset changes).
 //! - An Ogg Vorbis or Opus file's cover comments are shown renamed, their values as zeros
 //!   ([`ogg`]; nothing moves either), and so are the cover items of an APEv2 tag at the end of
-//!   a file ([`ape`]).
+//!   a file ([`ape`]), also behind a leading ID3v2 tag (an MP3 with covers in both its tags).
 //!
 //! (A FLAC's PICTURE blocks need none of this: lofty seeks past them, see `tags.rs` and
 //! `covers.rs`.)
@@ -68,20 +68,21 @@ impl<R: Read + Seek> Pictureless<R> {
                 len: file_len,
             }]
         };
-        type Finder<R> = fn(&mut R, u64) -> io::Result<Option<Vec<Segment>>>;
-        let finders: [Finder<R>; 4] = [
-            |file, len| id3v2_without_pictures(file, len),
-            |file, len| mp4_without_covers(file, len),
-            |file, len| ogg::ogg_without_pictures(file, len),
-            |file, len| ape::ape_without_pictures(file, len),
-        ];
-        let mut found = Ok(None);
-        for finder in finders {
-            found = finder(&mut inner, file_len);
-            if !matches!(found, Ok(None)) {
-                break;
-            }
-        }
+        let found = match id3v2_without_pictures(&mut inner, file_len) {
+            // An MP3 may keep a cover in an APEv2 tag at its end too.
+            Ok(Some(head)) => match ape::ape_without_pictures(&mut inner, file_len) {
+                Ok(Some(tail)) => Ok(Some(within(head, &tail))),
+                _ => Ok(Some(head)),
+            },
+            Ok(None) => match mp4_without_covers(&mut inner, file_len) {
+                Ok(None) => match ogg::ogg_without_pictures(&mut inner, file_len) {
+                    Ok(None) => ape::ape_without_pictures(&mut inner, file_len),
+                    other => other,
+                },
+                other => other,
+            },
+            Err(e) => Err(e),
+        };
         let (segments, skipped) = match found {
             Ok(Some(segments)) => (segments, true),
             _ => (whole(), false),
@@ -109,6 +110,38 @@ impl<R: Read + Seek> Pictureless<R> {
     pub fn skipped_pictures(&self) -> bool {
         self.skipped
     }
+}
+
+/// `outer` with each stretch of the file it shows as `inner` shows it (`inner` keeps the
+/// file's length, so its positions are the file's).
+fn within(outer: Vec<Segment>, inner: &[Segment]) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for segment in outer {
+        let Segment::File { at: from, len } = segment else {
+            out.push(segment);
+            continue;
+        };
+        let to = from + len;
+        let mut start = 0;
+        for piece in inner {
+            let end = start + piece.len();
+            let (a, b) = (start.max(from), end.min(to));
+            if a < b {
+                out.push(match piece {
+                    Segment::File { at, .. } => Segment::File {
+                        at: at + (a - start),
+                        len: b - a,
+                    },
+                    Segment::Bytes(bytes) => {
+                        Segment::Bytes(bytes[(a - start) as usize..(b - start) as usize].to_vec())
+                    }
+                    Segment::Zeros(_) => Segment::Zeros(b - a),
+                });
+            }
+            start = end;
+        }
+    }
+    out
 }
 
 /// The file with the ID3v2 tag at its start rebuilt without its `APIC` (v2.2: `PIC`) frames;

@@ -191,6 +191,44 @@ mod tests {
         assert_eq!(view(&plain), (plain.clone(), false));
     }
 
+    /// An MP3 whose taggers left a cover in its ID3v2 tag and another in its APEv2 tag: the
+    /// view leaves out both.
+    #[test]
+    fn covers_in_an_id3v2_and_an_apev2_tag_of_one_file_are_both_left_out() {
+        let id3 = |frames: &[(&[u8], &[u8])]| {
+            let mut body = Vec::new();
+            for (id, data) in frames {
+                body.extend(*id);
+                body.extend((data.len() as u32).to_be_bytes());
+                body.extend([0, 0]);
+                body.extend(*data);
+            }
+            let n = body.len();
+            let mut tag = vec![b'I', b'D', b'3', 3, 0, 0];
+            tag.extend((0..4).rev().map(|i| ((n >> (7 * i)) & 0x7f) as u8));
+            tag.extend(body);
+            tag
+        };
+        let title: (&[u8], &[u8]) = (b"TIT2", b"\x03Omen");
+        let picture: (&[u8], &[u8]) = (b"APIC", &[0xAB; 4000]);
+        let file = [
+            id3(&[title, picture]),
+            with_ape_tag(&[
+                ("Title", b"Omen", 0),
+                ("Cover Art (Front)", &[0xCD; 3000], 2),
+            ]),
+        ]
+        .concat();
+        let expected = [
+            id3(&[title]),
+            with_ape_tag(&[("Title", b"Omen", 0), ("XXXXXXXXXXXXXXXXX", &[0; 3000], 2)]),
+        ]
+        .concat();
+        let (shown, skipped) = view(&file);
+        assert!(skipped);
+        assert!(shown == expected, "the view differs");
+    }
+
     /// A damaged tag gives a view of the file's length (or the file), never a panic.
     #[test]
     fn damaged_tags_give_a_view_of_the_files_length() {
