@@ -20,9 +20,7 @@ pub fn flac_has_picture<R: Read + Seek>(mut reader: R) -> bool {
         if !read || !header.starts_with(b"ID3") {
             break;
         }
-        let size = header[6..10]
-            .iter()
-            .fold(0u64, |n, b| (n << 7) | u64::from(b & 0x7f));
+        let size = crate::pictureless::syncsafe(&header[6..10]);
         at += 10 + size + if header[5] & 0x10 != 0 { 10 } else { 0 };
     }
     let mut magic = [0u8; 4];

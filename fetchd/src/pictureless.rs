@@ -334,8 +334,14 @@ fn children(file: &mut impl ReadAt, parent: &Atom, kind: &[u8; 4]) -> io::Result
     Ok(all.into_iter().filter(|a| &a.kind == kind).collect())
 }
 
-fn syncsafe(b: &[u8]) -> u64 {
+/// An ID3v2 syncsafe integer: 7 bits a byte, most significant first.
+pub(crate) fn syncsafe(b: &[u8]) -> u64 {
     b.iter().fold(0, |n, &b| (n << 7) | u64::from(b & 0x7f))
+}
+
+/// A little-endian `u32` from the first 4 bytes of `b` (Ogg comment and APEv2 item lengths).
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// Positioned reads of exactly `len` bytes (`None` past the end).

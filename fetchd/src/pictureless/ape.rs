@@ -13,7 +13,7 @@ use std::io;
 
 use lofty::ape::APE_PICTURE_TYPES;
 
-use super::{ReadAt, Segment, MAX_FRAMES};
+use super::{le32, ReadAt, Segment, MAX_FRAMES};
 
 /// Keys are short ("Cover Art (Recording Location)" is the longest cover's, 30 bytes): read
 /// with the item's header, they take in a few bytes of the value at most, not the cover.
@@ -118,10 +118,6 @@ fn is_cover(key: &[u8]) -> bool {
     APE_PICTURE_TYPES
         .iter()
         .any(|cover| cover.as_bytes().eq_ignore_ascii_case(key))
-}
-
-fn le32(bytes: &[u8]) -> u32 {
-    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::io;
 
-use super::{ReadAt, Segment, MAX_FRAMES};
+use super::{le32, ReadAt, Segment, MAX_FRAMES};
 
 /// Pages followed to the end of the comment packet before giving up.
 const MAX_PAGES: usize = 4096;
@@ -64,7 +64,7 @@ impl Packet {
 
     fn u32_at(&self, file: &mut impl ReadAt, from: u64) -> io::Result<Option<u64>> {
         let bytes = self.read(file, from, 4)?;
-        Ok(bytes.map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))))
+        Ok(bytes.map(|b| u64::from(le32(&b))))
     }
 }
 
