@@ -37,14 +37,21 @@ impl Deferred {
     /// `error` is what building `config` said; `name` the name the origin will have.
     pub fn new(name: String, config: OriginConfig, error: &io::Error) -> Self {
         let mut files = Vec::new();
-        let named = [&config.identity_file, &config.known_hosts, &config.ca_file];
+        let named = [
+            &config.identity_file,
+            &config.certificate_file,
+            &config.known_hosts,
+            &config.ca_file,
+        ];
         for file in named.into_iter().flatten() {
             files.push(Admitted::new(file, Kind::File));
         }
         if let Some(key) = &config.identity_file {
-            let mut public = key.as_os_str().to_owned();
-            public.push(".pub");
-            files.push(Admitted::new(public.as_ref(), Kind::File));
+            for beside in [".pub", "-cert.pub"] {
+                let mut file = key.as_os_str().to_owned();
+                file.push(beside);
+                files.push(Admitted::new(file.as_ref(), Kind::File));
+            }
         }
         Self {
             name,

@@ -1,17 +1,19 @@
 //! How the SFTP origin finds and logs in to a real OpenSSH sshd on 127.0.0.1 (musicfs-tests'
 //! `Sshd`): host keys checked as OpenSSH checks them, configuration errors, keys through
-//! ssh-agent, passwords by either method, hosts named in ssh_config, and jump hosts.
+//! ssh-agent, certificates, `IdentitiesOnly`, passwords by either method, hosts named in
+//! ssh_config, and jump hosts.
 
 mod sftp_fixture;
 
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use musicfs_fetchd::health::unreachable;
 use musicfs_fetchd::origin::Origin;
 use musicfs_ipc::origin::{OriginConfig, Secret};
 use musicfs_tests::ssh_agent::{with_passphrase, SshAgent};
-use musicfs_tests::sshd::{keygen, Sshd};
+use musicfs_tests::sshd::{certify, keygen, Sshd};
 use sftp_fixture::{check_read, config, expected, library, origin};
 
 #[test]
@@ -169,6 +171,146 @@ fn a_key_with_a_passphrase_logs_in_through_ssh_agent() {
         "{err}"
     );
     check_read(&*file, &local, 3_000_000, 100_000);
+}
+
+/// A server that trusts a user CA (`TrustedUserCAKeys`) and not the key itself: the key's
+/// certificate is offered from `KEY-cert.pub` beside it, from `certificate_file`, and through
+/// the agent, whether the agent holds the certificate or only the key.
+#[test]
+fn certificates_signed_by_a_ca_the_server_trusts_log_in() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir.path().join("user_ca");
+    keygen(&ca);
+    let sshd = Sshd::with_config(&format!("TrustedUserCAKeys {}.pub\n", ca.display()));
+    let lib = library();
+    let dir = sshd.dir();
+    let key = dir.join("certified_ed25519");
+    keygen(&key);
+    let cert = certify(&ca, &key, sshd.user(), "-5m:+1h");
+    let mut config = config(&sshd, lib.path());
+    config.identity_file = Some(key.clone());
+    config.identity_agent = Some("none".into());
+    let accepted = || sshd.log().matches("Accepted publickey").count();
+    let certified = || sshd.log().matches("ED25519-CERT").count();
+
+    // Beside the key, as ssh finds it.
+    assert_eq!(
+        origin(&config).unwrap().walk().unwrap().0,
+        expected(lib.path())
+    );
+    assert!(sshd.log().contains("ID musicfs-test"), "{}", sshd.log());
+    let (logins, by_cert) = (accepted(), certified());
+
+    // Elsewhere: without `certificate_file` the key alone is refused.
+    let elsewhere = dir.join("signed.pub");
+    std::fs::rename(&cert, &elsewhere).unwrap();
+    let err = origin(&config).unwrap().probe().unwrap_err().to_string();
+    assert!(err.contains("refused the key"), "{err}");
+    config.certificate_file = Some(elsewhere.clone());
+    origin(&config).unwrap().probe().unwrap();
+    assert!(accepted() > logins && certified() > by_cert);
+
+    // An expired one is refused, and named; a certificate_file that is not there is a
+    // configuration error, as an identity_file is.
+    let expired_key = dir.join("expired_ed25519");
+    std::fs::copy(&key, &expired_key).unwrap();
+    std::fs::copy(key.with_extension("pub"), expired_key.with_extension("pub")).unwrap();
+    let expired = certify(&ca, &expired_key, sshd.user(), "20200101:20200102");
+    config.certificate_file = Some(expired.clone());
+    let err = origin(&config).unwrap().probe().unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("the certificate {}", expired.display())),
+        "{err}"
+    );
+    config.certificate_file = Some(dir.join("no_such-cert.pub"));
+    let err = origin(&config).unwrap_err().to_string();
+    assert!(err.contains("no_such-cert.pub"), "{err}");
+
+    // A key with a passphrase and its certificate file; the agent holds only the key.
+    let locked = dir.join("locked_ed25519");
+    with_passphrase(&key, &locked, "correct horse");
+    std::fs::copy(&elsewhere, dir.join("locked_ed25519-cert.pub")).unwrap();
+    let plain_copy = dir.join("agent_copy");
+    std::fs::copy(&key, &plain_copy).unwrap();
+    let agent = SshAgent::new();
+    agent.add(&plain_copy);
+    config.identity_file = Some(locked);
+    config.certificate_file = None;
+    config.identity_agent = Some(agent.socket());
+    let (logins, by_cert) = (accepted(), certified());
+    origin(&config).unwrap().probe().unwrap();
+    assert!(accepted() > logins && certified() > by_cert);
+
+    // The agent holds the certificate (ssh-add takes `KEY-cert.pub` beside the key), and no
+    // identity file is there.
+    let agent = SshAgent::new();
+    std::fs::copy(&elsewhere, &cert).unwrap();
+    agent.add(&key);
+    let ssh_config = dir.join("ssh_config");
+    std::fs::write(&ssh_config, "IdentityFile /nonexistent/key\n").unwrap();
+    let mut config = OriginConfig::from_url(sshd.url(lib.path()));
+    config.known_hosts = Some(sshd.known_hosts());
+    config.ssh_config = Some(ssh_config);
+    config.identity_agent = Some(agent.socket());
+    let (logins, by_cert) = (accepted(), certified());
+    origin(&config).unwrap().probe().unwrap();
+    assert!(accepted() > logins && certified() > by_cert);
+}
+
+/// `IdentitiesOnly` (ssh_config's, or the option): an agent full of other keys no longer uses
+/// up the server's `MaxAuthTries` before the password is tried.
+#[test]
+fn identities_only_keeps_the_agents_other_keys_back() {
+    const PASSWORD: &str = "correct horse battery staple";
+    let lib = library();
+    let sshd = Sshd::with_password(PASSWORD, "PasswordAuthentication yes\nMaxAuthTries 3\n");
+    let agent = SshAgent::new();
+    for n in 0..4 {
+        let stranger = sshd.dir().join(format!("stranger{n}"));
+        keygen(&stranger);
+        agent.add(&stranger);
+    }
+    let ssh_config = sshd.dir().join("ssh_config");
+    let with = |identities_only: &str, option: bool, password: &str| {
+        let text = format!("IdentityFile /nonexistent/key\n{identities_only}");
+        std::fs::write(&ssh_config, text).unwrap();
+        let mut config = OriginConfig::from_url(sshd.url(lib.path()));
+        config.known_hosts = Some(sshd.known_hosts());
+        config.password = Some(Secret::new(password));
+        config.identity_agent = Some(agent.socket());
+        config.ssh_config = Some(ssh_config.clone());
+        config.identities_only = option;
+        config.timeout_seconds = Some(5);
+        origin(&config).unwrap().probe()
+    };
+    let err = with("", false, PASSWORD).unwrap_err();
+    // sshd may log it just after it has dropped the connection.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sshd
+        .log()
+        .contains("maximum authentication attempts exceeded")
+    {
+        assert!(Instant::now() < deadline, "{err}: {}", sshd.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let offered = sshd.log().matches("Failed publickey").count();
+    assert!(offered >= 3, "{}", sshd.log());
+
+    with("IdentitiesOnly yes\n", false, PASSWORD).unwrap();
+    with("", true, PASSWORD).unwrap();
+    assert_eq!(sshd.log().matches("Accepted password").count(), 2);
+    let err = with("", true, "wrong horse").unwrap_err().to_string();
+    assert!(
+        err.contains("refused the password")
+            && err.contains("IdentitiesOnly: 4 other keys of the ssh-agent not offered"),
+        "{err}"
+    );
+    assert_eq!(
+        sshd.log().matches("Failed publickey").count(),
+        offered,
+        "no key of the agent was offered: {}",
+        sshd.log()
+    );
 }
 
 /// A password, where the server takes one: offered as `password` (Debian's sshd) or only

@@ -179,6 +179,7 @@ impl Config {
             }
             let files = [
                 &mut origin.identity_file,
+                &mut origin.certificate_file,
                 &mut origin.known_hosts,
                 &mut origin.identity_agent,
                 &mut origin.ssh_config,

@@ -235,6 +235,15 @@ pub struct OriginConfig {
     /// SFTP: private key file. Default: the user's `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
     #[serde(default)]
     pub identity_file: Option<PathBuf>,
+    /// SFTP: an OpenSSH certificate of the identity's key (`ssh-keygen -s`), offered before the
+    /// key itself. Default: ssh_config's `CertificateFile`s, and `FILE-cert.pub` beside each
+    /// identity file, as ssh does.
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
+    /// SFTP: offer only the identity files' keys (and their certificates), not every key the
+    /// ssh-agent holds, as ssh_config's `IdentitiesOnly yes` (which also sets it).
+    #[serde(default)]
+    pub identities_only: bool,
     /// SFTP: known_hosts file the server's key must be in. Default `~/.ssh/known_hosts`.
     #[serde(default)]
     pub known_hosts: Option<PathBuf>,
@@ -292,6 +301,8 @@ impl OriginConfig {
             scan_interval_seconds: None,
             timeout_seconds: None,
             identity_file: None,
+            certificate_file: None,
+            identities_only: false,
             known_hosts: None,
             ssh_config: None,
             identity_agent: None,
@@ -338,6 +349,8 @@ impl OriginConfig {
         ];
         let sftp_only = [
             ("identity_file", self.identity_file.is_some()),
+            ("certificate_file", self.certificate_file.is_some()),
+            ("identities_only", self.identities_only),
             ("known_hosts", self.known_hosts.is_some()),
             ("identity_agent", self.identity_agent.is_some()),
             ("ssh_config", self.ssh_config.is_some()),

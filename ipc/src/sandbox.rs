@@ -54,7 +54,7 @@ const LANDLOCK_ABI: ABI = ABI::V8;
 
 /// The files an SFTP origin reads: its identity files (and `FILE.pub` beside each: a key with a
 /// passphrase in the old PEM format keeps its public half only there, and the agent is asked
-/// to sign for it), its known_hosts, the ssh_config files that say how to reach its host, and
+/// to sign for it), their certificates, its known_hosts, the ssh_config files that say how to reach its host, and
 /// `~/.ssh` when a default there may be used. An ssh_config that cannot be read is reported by
 /// the origin; here the files are admitted as if there were none.
 fn sftp_files(origin: &OriginConfig) -> Vec<PathBuf> {
@@ -69,6 +69,7 @@ fn sftp_files(origin: &OriginConfig) -> Vec<PathBuf> {
                 public.push(".pub");
                 files.extend([key.clone(), public.into()]);
             }
+            files.extend(host.certificates.iter().cloned());
             files.extend(host.known_hosts.iter().cloned());
         }
         files.extend(target.config_files);

@@ -29,6 +29,12 @@ pub struct SftpTarget {
     pub key_port: u16,
     pub path: String,
     pub identity: Identity,
+    /// Certificate files to offer with their keys: the origin's `certificate_file`, else
+    /// ssh_config's `CertificateFile`s, then `FILE-cert.pub` beside each identity file (as
+    /// ssh looks for them); those that do not exist are not offered.
+    pub certificates: Vec<PathBuf>,
+    /// Offer the agent's keys only where they are an identity file's (`IdentitiesOnly`).
+    pub identities_only: bool,
     /// The known_hosts files, searched as one: the origin's `known_hosts` alone, else the
     /// user's (ssh_config's `UserKnownHostsFile`, or `~/.ssh/known_hosts` and
     /// `known_hosts2`) then the system's (`GlobalKnownHostsFile`, or
@@ -128,6 +134,15 @@ impl SftpTarget {
                     .collect(),
             ),
         };
+        let mut certificates = match &config.certificate_file {
+            Some(file) => vec![file.clone()],
+            None => expanded(&settings.certificate_files),
+        };
+        certificates.extend(identity.files().iter().map(|key| {
+            let mut cert = key.as_os_str().to_owned();
+            cert.push("-cert.pub");
+            PathBuf::from(cert)
+        }));
         let none = |files: &[String]| files.iter().any(|f| f.eq_ignore_ascii_case("none"));
         let known_hosts = match (&config.known_hosts, &settings.known_hosts) {
             (Some(file), _) => vec![file.clone()],
@@ -200,6 +215,8 @@ impl SftpTarget {
             connect_to,
             path,
             identity,
+            certificates,
+            identities_only: config.identities_only || settings.identities_only == Some(true),
             known_hosts,
             agent,
             jump,
@@ -262,6 +279,7 @@ mod tests {
             configured => configured,
         };
         target.known_hosts = target.known_hosts.iter().map(strip).collect();
+        target.certificates = target.certificates.iter().map(strip).collect();
         target.config_files = target.config_files.iter().map(strip).collect();
         target
     }
@@ -292,6 +310,11 @@ mod tests {
             .map(PathBuf::from)
         );
         assert_eq!(t.config_files, [PathBuf::from("/home/ann/.ssh/config")]);
+        assert_eq!(
+            t.certificates,
+            ["/home/ann/.ssh/nas_music-cert.pub"].map(PathBuf::from)
+        );
+        assert!(!t.identities_only);
 
         let t = target("sftp://ann@nas:22/srv/music", ssh, |c| {
             c.identity_file = Some("/etc/musicfs/key".into());
@@ -299,6 +322,10 @@ mod tests {
         });
         assert_eq!(t.name(), "sftp://ann@nas:22/srv/music");
         assert_eq!(t.identity, Identity::Configured("/etc/musicfs/key".into()));
+        assert_eq!(
+            t.certificates,
+            ["/etc/musicfs/key-cert.pub"].map(PathBuf::from)
+        );
         assert_eq!(t.known_hosts, [PathBuf::from("/etc/musicfs/known_hosts")]);
 
         let t = target("sftp://bob@other/x", ssh, |_| {});
@@ -331,6 +358,35 @@ mod tests {
         });
         assert_eq!((t.connect_to.as_str(), t.port), ("nas", 22));
         assert!(t.config_files.is_empty());
+    }
+
+    #[test]
+    fn certificates_and_identities_only_come_from_the_options_or_ssh_config() {
+        let ssh = "Host nas\n IdentityFile ~/.ssh/nas\n CertificateFile ~/.ssh/signed/%r.pub\n \
+                   IdentitiesOnly yes\n";
+        let t = target("sftp://music@nas/x", ssh, |_| {});
+        assert_eq!(
+            t.certificates,
+            [
+                "/home/ann/.ssh/signed/music.pub",
+                "/home/ann/.ssh/nas-cert.pub"
+            ]
+            .map(PathBuf::from)
+        );
+        assert!(t.identities_only);
+
+        let t = target("sftp://music@nas/x", ssh, |c| {
+            c.certificate_file = Some("/etc/musicfs/cert.pub".into());
+            c.identity_file = Some("/etc/musicfs/key".into());
+        });
+        assert_eq!(
+            t.certificates,
+            ["/etc/musicfs/cert.pub", "/etc/musicfs/key-cert.pub"].map(PathBuf::from)
+        );
+        let t = target("sftp://music@other/x", ssh, |c| c.identities_only = true);
+        assert!(t.identities_only, "the option sets it for any host");
+        let t = target("sftp://music@other/x", ssh, |_| {});
+        assert!(!t.identities_only);
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! in the URL apply, the first value given for an option wins (`IdentityFile` adds up),
 //! `Include` reads other files (globs, relative to `~/.ssh`) where it stands, keywords are
 //! case-insensitive and take `keyword value` or `keyword=value`, with `"quoted"` values.
-//! Followed: `HostName`, `User`, `Port`, `IdentityFile`, `UserKnownHostsFile`,
-//! `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, and `ProxyJump` through one jump
-//! host. `Match` blocks, `ProxyCommand` and jumps through several hosts are not followed; they
+//! Followed: `HostName`, `User`, `Port`, `IdentityFile`, `CertificateFile`, `IdentitiesOnly`,
+//! `UserKnownHostsFile`, `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, and
+//! `ProxyJump` through one jump host. `Match` blocks, `ProxyCommand` and jumps through several hosts are not followed; they
 //! are reported, so a host that needs them fails with that said.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +22,10 @@ pub struct HostSettings {
     pub user: Option<String>,
     pub port: Option<u16>,
     pub identity_files: Vec<String>,
+    /// `CertificateFile`s (they add up, as `IdentityFile`s do).
+    pub certificate_files: Vec<String>,
+    /// `IdentitiesOnly`: offer only the identity files' keys, not every key an agent holds.
+    pub identities_only: Option<bool>,
     pub known_hosts: Option<Vec<String>>,
     pub global_known_hosts: Option<Vec<String>>,
     pub identity_agent: Option<String>,
@@ -101,6 +105,13 @@ impl Reader<'_> {
                     first_wins(&mut s.port, port);
                 }
                 "identityfile" => s.identity_files.push(first),
+                "certificatefile" => s.certificate_files.push(first),
+                "identitiesonly" => {
+                    let only = yes_or_no(&first).ok_or_else(|| {
+                        format!("{}: IdentitiesOnly {first}: must be yes or no", at())
+                    })?;
+                    first_wins(&mut s.identities_only, only);
+                }
                 "userknownhostsfile" => first_wins(&mut s.known_hosts, args),
                 "globalknownhostsfile" => first_wins(&mut s.global_known_hosts, args),
                 "identityagent" => first_wins(&mut s.identity_agent, first),
@@ -152,6 +163,15 @@ impl Reader<'_> {
 fn first_wins<T>(slot: &mut Option<T>, value: T) {
     if slot.is_none() {
         *slot = Some(value);
+    }
+}
+
+/// `yes` or `no` (any case), as ssh reads a flag.
+fn yes_or_no(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
     }
 }
 

@@ -23,12 +23,16 @@ Host NAS nas.local
     HostName=192.168.1.10
     Port = 2222
     IdentityFile ~/.ssh/nas_key
+    CertificateFile ~/.ssh/nas_key-cert.pub
+    identitiesonly YES
     UserKnownHostsFile \"~/.ssh/known hosts\" ~/.ssh/known_hosts2
 
 Host *
     User everyone
     Port 22
     IdentityFile ~/.ssh/id_ed25519
+    CertificateFile ~/.ssh/ca-signed.pub
+    IdentitiesOnly no
     IdentityAgent ${XDG_RUNTIME_DIR}/agent
 ";
     let nas = settings(config, "nas");
@@ -37,6 +41,11 @@ Host *
     // Lines before the first Host come first, so they win.
     assert_eq!(nas.user.as_deref(), Some("fallback-is-not-first"));
     assert_eq!(nas.identity_files, ["~/.ssh/nas_key", "~/.ssh/id_ed25519"]);
+    assert_eq!(
+        nas.certificate_files,
+        ["~/.ssh/nas_key-cert.pub", "~/.ssh/ca-signed.pub"]
+    );
+    assert_eq!(nas.identities_only, Some(true));
     assert_eq!(
         nas.known_hosts,
         Some(vec![
@@ -53,6 +62,16 @@ Host *
     assert_eq!(elsewhere.hostname, None);
     assert_eq!(elsewhere.port, Some(22));
     assert_eq!(elsewhere.identity_files, ["~/.ssh/id_ed25519"]);
+    assert_eq!(elsewhere.identities_only, Some(false));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config");
+    std::fs::write(&file, "Host *\n  IdentitiesOnly sometimes\n").unwrap();
+    let err = read(&file, "nas", dir.path()).unwrap_err();
+    assert!(
+        err.contains("line 2") && err.contains("must be yes or no"),
+        "{err}"
+    );
 }
 
 #[test]

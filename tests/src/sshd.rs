@@ -329,6 +329,29 @@ pub fn keygen(path: &Path) {
     );
 }
 
+/// Signs `key`'s public half (`KEY.pub`) with the CA key `ca` for the user `principal`, valid
+/// over `validity` (`ssh-keygen -V`, `-5m:+1h`): writes `KEY-cert.pub`, as `ssh-keygen -s` does.
+pub fn certify(ca: &Path, key: &Path, principal: &str, validity: &str) -> PathBuf {
+    let mut public = key.as_os_str().to_owned();
+    public.push(".pub");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(ca)
+        .args(["-I", "musicfs-test", "-n", principal, "-V", validity])
+        .arg(&public)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh-keygen (install openssh-client)");
+    assert!(
+        out.status.success(),
+        "ssh-keygen -s failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cert = key.as_os_str().to_owned();
+    cert.push("-cert.pub");
+    PathBuf::from(cert)
+}
+
 /// Writes `shadow` (a copy of `/etc/shadow` where `user`'s password is `password`) and
 /// `pam.sshd` (PAM checks passwords with `pam_unix` and allows the rest) into `dir`.
 fn password_files(dir: &Path, user: &str, password: &str) -> (PathBuf, PathBuf) {

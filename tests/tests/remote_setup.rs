@@ -1,6 +1,7 @@
 //! Remote origins on a real mount, as an admin sets them up: secrets kept out of logs, `ps`
-//! and status; a known_hosts file replaced; keys in ssh-agent; an origin whose key is missing
-//! at start; a host named only in ssh_config; an S3 bucket from an AWS profile.
+//! and status; a known_hosts file replaced; keys in ssh-agent; an SSH certificate renewed; an
+//! origin whose key is missing at start; a host named only in ssh_config; an S3 bucket from an
+//! AWS profile.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use musicfs_tests::remote::{
 };
 use musicfs_tests::s3server::S3Server;
 use musicfs_tests::ssh_agent::{with_passphrase, SshAgent};
-use musicfs_tests::sshd::Sshd;
+use musicfs_tests::sshd::{certify, keygen, Sshd};
 
 #[test]
 fn secrets_never_reach_logs_process_lists_or_status() {
@@ -171,6 +172,55 @@ fn a_key_with_a_passphrase_in_ssh_agent_mounts_a_nas() {
         let read = std::fs::read(mount.path(&noise_track_path(i))).unwrap();
         assert!(read == original, "track {i} differs through the mount");
     }
+}
+
+/// A NAS that takes only keys signed by its user CA, and a client whose certificate is renewed
+/// (a new file renamed over `KEY-cert.pub`, signed by the CA that replaced the old one) while
+/// mounted: the new certificate is what the next login offers. fetchd's sandbox admitted the
+/// old file only, so fetchd restarts itself to take the new one in.
+#[test]
+fn a_renewed_ssh_certificate_keeps_the_nas_mounted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let (old_ca, new_ca) = (tmp.path().join("old_ca"), tmp.path().join("new_ca"));
+    keygen(&old_ca);
+    keygen(&new_ca);
+    let trusted = tmp.path().join("trusted_user_cas");
+    let trust = |ca: &Path| std::fs::copy(ca.with_extension("pub"), &trusted).unwrap();
+    trust(&old_ca);
+    let mut sshd = Sshd::with_config(&format!("TrustedUserCAKeys {}\n", trusted.display()));
+    let key = tmp.path().join("id_ed25519");
+    keygen(&key);
+    certify(&old_ca, &key, sshd.user(), "-5m:+1h");
+    let config = format!(
+        "[[origins]]\nurl = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
+         timeout_seconds = 2\n",
+        sshd.url(&library),
+        key.display(),
+        sshd.known_hosts().display()
+    );
+    let mount = mount_with(tmp.path(), &config);
+    let status = mount.status(true);
+    assert_eq!(origin(&status, "sftp://")["up"], true, "{status}");
+    let original = |i: usize| std::fs::read(library.join(format!("noise-{i:02}.flac"))).unwrap();
+    assert!(std::fs::read(mount.path(&noise_track_path(1))).unwrap() == original(1));
+
+    let renewed = tmp.path().join("renewal/id_ed25519");
+    std::fs::create_dir(renewed.parent().unwrap()).unwrap();
+    std::fs::copy(&key, &renewed).unwrap();
+    std::fs::copy(key.with_extension("pub"), renewed.with_extension("pub")).unwrap();
+    let cert = certify(&new_ca, &renewed, sshd.user(), "-5m:+1h");
+    std::fs::rename(&cert, tmp.path().join("id_ed25519-cert.pub")).unwrap();
+    trust(&new_ca);
+    sshd.stop();
+    sshd.start();
+
+    wait_for(
+        "the renewed certificate is used",
+        Duration::from_secs(30),
+        || std::fs::read(mount.path(&noise_track_path(2))).is_ok_and(|read| read == original(2)),
+    );
+    assert!(sshd.log().contains("ED25519-CERT"), "{}", sshd.log());
 }
 
 /// An SFTP origin whose key file is missing at start (a home folder not mounted yet, a key

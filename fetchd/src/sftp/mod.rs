@@ -147,6 +147,14 @@ impl SftpOrigin {
                 );
                 admitted.push((Admitted::new(file, restart::Kind::File), why));
             }
+            for file in host.login.certificate_files() {
+                let why = format!(
+                    "origin {name}: the certificate file {} is new (renewed), which the \
+                     sandbox does not let fetchd read",
+                    file.display()
+                );
+                admitted.push((Admitted::new(file, restart::Kind::File), why));
+            }
         }
         let rt = Driver::new(&target.connect_to)?;
         let slots = config.connections.unwrap_or(4).max(1);
