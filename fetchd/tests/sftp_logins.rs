@@ -388,6 +388,21 @@ fn a_host_named_in_ssh_config_is_reached_as_ssh_reaches_it() {
     );
     assert_eq!(nas.walk().unwrap().0, expected(lib.path()));
 
+    // The same from a `Match` block (matched after HostName, as ssh matches it).
+    let text = format!(
+        "Host music-nas\n  HostName 127.0.0.1\nMatch host 127.0.0.1 originalhost music-nas\n  \
+         Port {}\n  User {}\n  IdentityFile {}\n  UserKnownHostsFile {}\nHost *\n  Port 1\n",
+        sshd.port(),
+        sshd.user(),
+        sshd.identity_file().display(),
+        sshd.known_hosts().display()
+    );
+    std::fs::write(&ssh_config, text).unwrap();
+    assert_eq!(
+        origin(&config).unwrap().walk().unwrap().0,
+        expected(lib.path())
+    );
+
     // The key is looked up under HostKeyAlias, as OpenSSH does (with no port).
     let alias_hosts = sshd.dir().join("alias_known_hosts");
     let known = std::fs::read_to_string(sshd.known_hosts()).unwrap();

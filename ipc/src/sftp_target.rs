@@ -47,7 +47,7 @@ pub struct SftpTarget {
     /// jump of its own is not followed).
     pub jump: Option<Box<SftpTarget>>,
     /// ssh_config options that apply to the host and are not followed (`ProxyCommand`,
-    /// `Match`, jumps through several hosts).
+    /// `Match exec`, jumps through several hosts).
     pub not_followed: Vec<String>,
     /// The ssh_config files read.
     pub config_files: Vec<PathBuf>,
@@ -85,6 +85,7 @@ impl SftpTarget {
             return Err(format!("origin {}: not an sftp:// URL", config.url));
         };
         let ssh_dir = home.map(|h| h.join(".ssh"));
+        let local_user = current_user();
         let ssh_file = match (&config.ssh_config, &ssh_dir) {
             (Some(file), _) if file.as_os_str() == "none" => None,
             (Some(file), _) => Some(file.clone()),
@@ -93,12 +94,16 @@ impl SftpTarget {
         let settings = match &ssh_file {
             Some(file) => {
                 let dir = ssh_dir.clone().unwrap_or_else(|| file.with_file_name(""));
-                ssh_config::read(file, &host, &dir)
+                let asked = ssh_config::Asked {
+                    host: &host,
+                    user: user.as_deref(),
+                    local_user: local_user.as_deref().unwrap_or(""),
+                };
+                ssh_config::read(file, asked, &dir)
                     .map_err(|e| format!("origin {}: ssh config: {e}", config.url))?
             }
             None => HostSettings::default(),
         };
-        let local_user = current_user();
         let user = user
             .or(settings.user.clone())
             .or(local_user.clone())

@@ -7,8 +7,12 @@
 //! case-insensitive and take `keyword value` or `keyword=value`, with `"quoted"` values.
 //! Followed: `HostName`, `User`, `Port`, `IdentityFile`, `CertificateFile`, `IdentitiesOnly`,
 //! `UserKnownHostsFile`, `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, and
-//! `ProxyJump` through one jump host. `Match` blocks, `ProxyCommand` and jumps through several hosts are not followed; they
-//! are reported, so a host that needs them fails with that said.
+//! `ProxyJump` through one jump host. `Match` blocks apply as ssh applies them where their
+//! criteria are `all`, `host`, `originalhost`, `user`, `localuser`, `canonical` and `final`
+//! (negated with `!` too; `final` blocks in a second pass, as ssh makes one); a block that also
+//! needs `exec`, `localnetwork` or another criterion is not followed. `ProxyCommand`, jumps
+//! through several hosts and those `Match` blocks are reported, so a host that needs them fails
+//! with that said.
 
 use std::path::{Path, PathBuf};
 
@@ -38,29 +42,73 @@ pub struct HostSettings {
     pub files: Vec<PathBuf>,
 }
 
-/// Reads `file` (a missing one says nothing) for `host`; `ssh_dir` is where relative
+/// Who is asking for which host: what `Match` blocks are matched against.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    /// The host as named (the URL's).
+    pub host: &'a str,
+    /// The remote user the URL names, if it does.
+    pub user: Option<&'a str>,
+    /// The local user's name.
+    pub local_user: &'a str,
+}
+
+/// Reads `file` (a missing one says nothing) for `asked.host`; `ssh_dir` is where relative
 /// `Include`s are. A file that exists but cannot be read or parsed is an error.
-pub fn read(file: &Path, host: &str, ssh_dir: &Path) -> Result<HostSettings, String> {
+pub fn read(file: &Path, asked: Asked<'_>, ssh_dir: &Path) -> Result<HostSettings, String> {
     let mut reader = Reader {
-        host: host.to_ascii_lowercase(),
+        host: asked.host.to_ascii_lowercase(),
+        user: asked.user,
+        local_user: asked.local_user,
         ssh_dir,
         settings: HostSettings::default(),
+        final_pass: false,
+        wants_final: false,
     };
-    match std::fs::read_to_string(file) {
-        Ok(text) => {
-            reader.settings.files.push(file.to_owned());
-            reader.parse(&text, file, 0)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(reader.settings),
         Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+    };
+    reader.settings.files.push(file.to_owned());
+    reader.parse(&text, file, 0)?;
+    if reader.wants_final {
+        // As ssh: read again, with `Match final` blocks applying; what is set stays set.
+        reader.final_pass = true;
+        reader.parse(&text, file, 0)?;
+        let s = &mut reader.settings;
+        for list in [
+            &mut s.identity_files,
+            &mut s.certificate_files,
+            &mut s.not_followed,
+        ] {
+            dedup_keeping_order(list);
+        }
+        dedup_keeping_order(&mut s.files);
     }
     Ok(reader.settings)
 }
 
+fn dedup_keeping_order<T: PartialEq + Clone>(list: &mut Vec<T>) {
+    let mut kept: Vec<T> = Vec::with_capacity(list.len());
+    for item in list.drain(..) {
+        if !kept.contains(&item) {
+            kept.push(item);
+        }
+    }
+    *list = kept;
+}
+
 struct Reader<'a> {
     host: String,
+    user: Option<&'a str>,
+    local_user: &'a str,
     ssh_dir: &'a Path,
     settings: HostSettings,
+    /// The second reading, where `Match final` and `Match canonical` blocks apply.
+    final_pass: bool,
+    /// A `Match final` or `canonical` was met: ssh reads the files a second time.
+    wants_final: bool,
 }
 
 impl Reader<'_> {
@@ -77,11 +125,7 @@ impl Reader<'_> {
             let s = &mut self.settings;
             match keyword.as_str() {
                 "host" => active = host_matches(args.iter().map(String::as_str), &self.host),
-                "match" => {
-                    active = false;
-                    s.not_followed
-                        .push(format!("Match {} ({})", args.join(" "), at()));
-                }
+                "match" => active = self.match_line(&args, &at())?,
                 _ if !active => {}
                 _ if args.is_empty() => return Err(format!("{}: {keyword} needs a value", at())),
                 "include" => {
@@ -131,6 +175,55 @@ impl Reader<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether a `Match` line's criteria all hold. A line that also needs a criterion not
+    /// decided here (`exec`, `localnetwork`, `tagged`, ...) does not apply, and is reported if
+    /// the others hold.
+    fn match_line(&mut self, args: &[String], at: &str) -> Result<bool, String> {
+        let mut words = args.iter();
+        let (mut holds, mut undecided) = (true, false);
+        while let Some(word) = words.next() {
+            let word = word.to_ascii_lowercase();
+            let (negated, criterion) = match word.strip_prefix('!') {
+                Some(rest) => (true, rest),
+                None => (false, word.as_str()),
+            };
+            let decided = match criterion {
+                "all" => Some(true),
+                "canonical" | "final" => {
+                    self.wants_final = true;
+                    Some(self.final_pass)
+                }
+                _ => {
+                    let Some(list) = words.next() else {
+                        return Err(format!("{at}: Match {criterion} needs an argument"));
+                    };
+                    let patterns = list.split(',');
+                    let hostname = self.settings.hostname.as_deref();
+                    let user = self.user.or(self.settings.user.as_deref());
+                    match criterion {
+                        "host" => {
+                            let name = hostname.unwrap_or(&self.host).to_ascii_lowercase();
+                            Some(host_matches(patterns, &name))
+                        }
+                        "originalhost" => Some(host_matches(patterns, &self.host)),
+                        "user" => Some(names_match(patterns, user.unwrap_or(self.local_user))),
+                        "localuser" => Some(names_match(patterns, self.local_user)),
+                        _ => None,
+                    }
+                }
+            };
+            match decided {
+                Some(matched) => holds &= matched != negated,
+                None => undecided = true,
+            }
+        }
+        if holds && undecided && !self.final_pass {
+            let line = format!("Match {} ({at})", args.join(" "));
+            self.settings.not_followed.push(line);
+        }
+        Ok(holds && !undecided)
     }
 
     /// The files an `Include` pattern names, sorted (a `*`/`?` in the last component is a
@@ -220,13 +313,22 @@ fn split_line(line: &str) -> Result<Option<(String, Vec<String>)>, String> {
 /// Whether `name` (lower case) matches a list of host patterns: one matches, and no negated
 /// one does. Patterns are compared without regard to case.
 pub fn host_matches<'a>(patterns: impl IntoIterator<Item = &'a str>, name: &str) -> bool {
+    let lower = patterns.into_iter().map(str::to_ascii_lowercase);
+    list_matches(lower, name)
+}
+
+/// [`host_matches`] for user names, which ssh compares with their case.
+fn names_match<'a>(patterns: impl IntoIterator<Item = &'a str>, name: &str) -> bool {
+    list_matches(patterns, name)
+}
+
+fn list_matches<S: AsRef<str>>(patterns: impl IntoIterator<Item = S>, name: &str) -> bool {
     let mut matched = false;
     for pattern in patterns {
-        let pattern = pattern.to_ascii_lowercase();
-        match pattern.strip_prefix('!') {
+        match pattern.as_ref().strip_prefix('!') {
             Some(negated) if wildcard(negated.as_bytes(), name.as_bytes()) => return false,
             Some(_) => {}
-            None => matched |= wildcard(pattern.as_bytes(), name.as_bytes()),
+            None => matched |= wildcard(pattern.as_ref().as_bytes(), name.as_bytes()),
         }
     }
     matched

@@ -1,10 +1,18 @@
 use super::*;
 
+fn asked(host: &str) -> Asked<'_> {
+    Asked {
+        host,
+        user: None,
+        local_user: "ann",
+    }
+}
+
 fn settings(config: &str, host: &str) -> HostSettings {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config");
     std::fs::write(&file, config).unwrap();
-    let mut s = read(&file, host, dir.path()).unwrap();
+    let mut s = read(&file, asked(host), dir.path()).unwrap();
     s.files.clear();
     s
 }
@@ -67,7 +75,7 @@ Host *
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config");
     std::fs::write(&file, "Host *\n  IdentitiesOnly sometimes\n").unwrap();
-    let err = read(&file, "nas", dir.path()).unwrap_err();
+    let err = read(&file, asked("nas"), dir.path()).unwrap_err();
     assert!(
         err.contains("line 2") && err.contains("must be yes or no"),
         "{err}"
@@ -81,7 +89,7 @@ Host *.lan !printer.lan
     ProxyJump gate,way
     HostName %h.example
 
-Match host nas.lan exec \"true\"
+Match originalhost nas.lan exec \"true\"
     Port 9999
 
 Host printer.lan
@@ -91,7 +99,7 @@ Host printer.lan
 ";
     let nas = settings(config, "Nas.LAN");
     assert_eq!(nas.hostname.as_deref(), Some("nas.lan.example"));
-    // Match is never followed (so its Port does not apply), but it is reported.
+    // A Match that needs `exec` is not followed (so its Port does not apply), but reported.
     assert_eq!(nas.port, None);
     assert_eq!(nas.not_followed.len(), 2, "{:?}", nas.not_followed);
     assert!(
@@ -99,7 +107,7 @@ Host printer.lan
         "two jumps"
     );
     assert_eq!(nas.proxy_jump, None);
-    assert!(nas.not_followed[1].starts_with("Match host nas.lan exec true ("));
+    assert!(nas.not_followed[1].starts_with("Match originalhost nas.lan exec true ("));
 
     let printer = settings(config, "printer.lan");
     assert_eq!(printer.hostname, None, "the negation excludes it");
@@ -109,6 +117,72 @@ Host printer.lan
         printer.not_followed.iter().all(|n| n.starts_with("Match")),
         "ProxyCommand none is no proxy: {:?}",
         printer.not_followed
+    );
+}
+
+#[test]
+fn match_blocks_apply_by_host_user_and_in_the_final_pass() {
+    let config = "\
+Host nas
+    HostName 10.0.0.5
+Match host 10.0.0.5 user music
+    Port 2222
+Match originalhost NAS !user music
+    Port 2200
+Match localuser ann,bob
+    IdentityFile ~/.ssh/local_key
+Match final host 10.0.0.5
+    IdentitiesOnly yes
+    Port 1
+Match all
+    User fallback
+Match host 10.0.0.5 exec \"ping -c1 nas\"
+    ProxyJump gate
+Match host elsewhere exec \"true\"
+    Port 3
+Match !final
+    CertificateFile ~/.ssh/first-pass-cert.pub
+Host *
+    Port 22
+";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config");
+    std::fs::write(&file, config).unwrap();
+    let read_as = |user: Option<&str>, local_user: &str| {
+        let asked = Asked {
+            host: "nas",
+            user,
+            local_user,
+        };
+        read(&file, asked, dir.path()).unwrap()
+    };
+    let music = read_as(Some("music"), "ann");
+    assert_eq!(music.hostname.as_deref(), Some("10.0.0.5"));
+    assert_eq!(music.port, Some(2222), "`host` is matched after HostName");
+    assert_eq!(music.identity_files, ["~/.ssh/local_key"]);
+    assert_eq!(music.identities_only, Some(true), "final blocks apply");
+    assert_eq!(music.user.as_deref(), Some("fallback"));
+    assert_eq!(
+        music.certificate_files,
+        ["~/.ssh/first-pass-cert.pub"],
+        "read once in each pass, listed once"
+    );
+    assert_eq!(music.not_followed.len(), 1, "{:?}", music.not_followed);
+    assert!(music.not_followed[0].starts_with("Match host 10.0.0.5 exec ping -c1 nas ("));
+    assert_eq!(music.proxy_jump, None);
+
+    // No user in the URL: `user` is the one set so far, else the local user.
+    let local = read_as(None, "bob");
+    assert_eq!(local.port, Some(2200));
+    assert_eq!(local.identity_files, ["~/.ssh/local_key"]);
+    let other = read_as(None, "carol");
+    assert!(other.identity_files.is_empty());
+
+    std::fs::write(&file, "Match host\n  Port 1\n").unwrap();
+    let err = read(&file, asked("nas"), dir.path()).unwrap_err();
+    assert!(
+        err.contains("line 1") && err.contains("Match host needs"),
+        "{err}"
     );
 }
 
@@ -126,7 +200,7 @@ fn includes_are_read_where_they_stand_with_globs() {
     std::fs::write(ssh.join("config.d/20-all.conf"), "Host *\n  Port 2\n").unwrap();
     std::fs::write(ssh.join("config.d/notes.txt"), "Port 3\n").unwrap();
     std::fs::write(ssh.join("never"), "broken \"line\n").unwrap();
-    let nas = read(&ssh.join("config"), "nas", &ssh).unwrap();
+    let nas = read(&ssh.join("config"), asked("nas"), &ssh).unwrap();
     assert_eq!(nas.user.as_deref(), Some("ann"));
     assert_eq!(nas.port, Some(2), "the include came before `Host nas`");
     assert_eq!(
@@ -140,10 +214,10 @@ fn includes_are_read_where_they_stand_with_globs() {
 
     // A missing config says nothing; a broken one that applies is an error naming its line.
     assert_eq!(
-        read(&ssh.join("absent"), "nas", &ssh).unwrap(),
+        read(&ssh.join("absent"), asked("nas"), &ssh).unwrap(),
         HostSettings::default()
     );
-    let err = read(&ssh.join("never"), "nas", &ssh).unwrap_err();
+    let err = read(&ssh.join("never"), asked("nas"), &ssh).unwrap_err();
     assert!(err.contains("never line 1: unclosed quote"), "{err}");
 }
 
