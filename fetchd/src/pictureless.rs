@@ -4,9 +4,9 @@
 //! track). Only the headers around a cover are read to find it; whether one was left out is
 //! kept for `has_cover`.
 //! - An ID3v2.2/2.3/2.4 tag at the start of the file is shown rebuilt without its `PIC`/`APIC`
-//!   frames. Tags this does not take apart (v2.2/v2.3 with whole-tag unsynchronisation, an
-//!   extended header, v2.2 compression) pass through untouched; a frame the walk does not
-//!   understand is kept with all after it.
+//!   frames (and without an extended header, whose CRC would no longer hold). Tags this does
+//!   not take apart (v2.2/v2.3 with whole-tag unsynchronisation, v2.2 compression) pass
+//!   through untouched; a frame the walk does not understand is kept with all after it.
 //! - An MP4's `moov.udta.meta.ilst.covr` atoms are shown as `free` atoms of the same size, full
 //!   of zeros that are never read from the origin (nothing moves, so no offset changes).
 //! - An Ogg Vorbis or Opus file's cover comments are shown renamed, their values as zeros
@@ -155,7 +155,9 @@ fn id3v2_without_pictures(
     };
     let (major, flags) = (header[3], header[5]);
     let whole_unsync = major <= 3 && flags & 0x80 != 0;
-    if &header[..3] != b"ID3" || !(2..=4).contains(&major) || whole_unsync || flags & 0x40 != 0 {
+    // v2.2's 0x40 is compression (which nothing writes); v2.3's and v2.4's an extended header.
+    let compressed = major == 2 && flags & 0x40 != 0;
+    if &header[..3] != b"ID3" || !(2..=4).contains(&major) || whole_unsync || compressed {
         return Ok(None);
     }
     // v2.2 frames: a 3-letter id and a 3-byte size; later: 4 letters, 4 bytes, 2 of flags.
@@ -172,9 +174,24 @@ fn id3v2_without_pictures(
     if body_end + footer > file_len {
         return Ok(None);
     }
+    // An extended header (a CRC of the frames, which leaving some out would break; v2.4's
+    // restrictions) is left out of the rebuilt tag. v2.3 gives its size without its own 4
+    // bytes, v2.4 with them, as a syncsafe number.
+    let mut at = 10;
+    if major >= 3 && flags & 0x40 != 0 {
+        let Some(size) = file.exactly(10, 4)? else {
+            return Ok(None);
+        };
+        at += match major {
+            3 => 4 + u64::from(u32::from_be_bytes([size[0], size[1], size[2], size[3]])),
+            _ => syncsafe(&size),
+        };
+        if at > body_end {
+            return Ok(None);
+        }
+    }
     let mut frames = Vec::new();
     let mut skipped = false;
-    let mut at = 10;
     let mut frames_seen = 0;
     while at + frame_header <= body_end {
         let Some(frame) = file.exactly(at, frame_header as usize)? else {
@@ -223,7 +240,7 @@ fn id3v2_without_pictures(
         }
     }
     let size = frames.len();
-    let mut tag = vec![b'I', b'D', b'3', major, header[4], flags & !0x10];
+    let mut tag = vec![b'I', b'D', b'3', major, header[4], flags & !0x50];
     tag.extend((0..4).rev().map(|i| ((size >> (7 * i)) & 0x7f) as u8));
     tag.extend(frames);
     let replaced = body_end + footer;
@@ -552,6 +569,28 @@ mod tests {
         // Without a cover, the file is itself.
         let plain = mp4(None);
         assert_eq!(view(&plain), (plain.clone(), false));
+    }
+
+    #[test]
+    fn an_extended_header_is_left_out_with_the_pictures() {
+        let title = frame(3, b"TIT2", b"\x03Omen");
+        let picture = frame(3, b"APIC", &[1; 64]);
+        // v2.3: size 6 (without itself), flags, padding size; v2.4: syncsafe 6 (with
+        // itself), one flag byte, no flags set.
+        for (major, extended) in [
+            (3, &[0, 0, 0, 6, 0, 0, 0, 0, 0, 0][..]),
+            (4, &[0, 0, 0, 6, 1, 0]),
+        ] {
+            let frames = [extended.to_vec(), picture.clone(), title.clone()];
+            let file = [tag(major, 0x40, &frames, 20), vec![9; 50]].concat();
+            let (seen, skipped) = view(&file);
+            assert!(skipped, "v2.{major}");
+            let rebuilt = tag(major, 0, std::slice::from_ref(&title), 0);
+            assert_eq!(seen, [rebuilt, vec![9; 50]].concat(), "v2.{major}");
+        }
+        // One whose size runs past the tag is passed through.
+        let bogus = [tag(3, 0x40, &[vec![0, 0, 0x7f, 0], picture], 0), vec![9; 5]].concat();
+        assert_eq!(view(&bogus), (bogus.clone(), false));
     }
 
     #[test]
