@@ -147,3 +147,19 @@ pub fn start_server(
     }
     child
 }
+
+/// Runs `command` with no stdin and returns its stdout; fails the test, with its stderr, if it
+/// cannot start (`install` says what provides it) or fails.
+pub fn run_ok(command: &mut std::process::Command, install: &str) -> Vec<u8> {
+    let shown = format!("{command:?}");
+    let out = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{shown}: {e} ({install})"));
+    assert!(
+        out.status.success(),
+        "{shown} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

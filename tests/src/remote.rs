@@ -15,6 +15,18 @@ use crate::sshd::Sshd;
 /// The bucket the tests' S3 origins read.
 pub const BUCKET: &str = "music";
 
+/// A config entry for an SFTP origin on `sshd` serving `dir`, logging in with `key`, listed
+/// again at the default interval, with a 2 s timeout.
+pub fn sftp_origin_with_key(sshd: &Sshd, dir: &Path, key: &Path) -> String {
+    format!(
+        "[[origins]]\nurl = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
+         timeout_seconds = 2\n",
+        sshd.url(dir),
+        key.display(),
+        sshd.known_hosts().display()
+    )
+}
+
 /// An `[[origins]]` table for `dir` on the test sshd, its key and known_hosts, listed every
 /// second, with a 2 s timeout.
 pub fn sftp_origin(sshd: &Sshd, dir: &Path, priority: i32) -> String {

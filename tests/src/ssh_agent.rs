@@ -42,18 +42,9 @@ impl SshAgent {
 
     /// `ssh-add KEY` (a key without a passphrase).
     pub fn add(&self, key: &Path) {
-        let out = Command::new("ssh-add")
-            .arg(key)
-            .env("SSH_AUTH_SOCK", self.socket())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ssh-add");
-        assert!(
-            out.status.success(),
-            "ssh-add {} failed: {}",
-            key.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut add = Command::new("ssh-add");
+        add.arg(key).env("SSH_AUTH_SOCK", self.socket());
+        crate::run_ok(&mut add, "install openssh-client");
     }
 
     /// Kills the agent: its socket stops answering.
@@ -80,15 +71,7 @@ impl Drop for SshAgent {
 /// Copies the private key `key` to `to` (no `.pub` beside it) with `passphrase` put on it.
 pub fn with_passphrase(key: &Path, to: &Path, passphrase: &str) {
     std::fs::copy(key, to).expect("copy the key");
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-p", "-P", "", "-N", passphrase, "-f"])
-        .arg(to)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ssh-keygen (install openssh-client)");
-    assert!(
-        out.status.success(),
-        "ssh-keygen -p failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut keygen = Command::new("ssh-keygen");
+    keygen.args(["-q", "-p", "-P", "", "-N", passphrase, "-f"]);
+    crate::run_ok(keygen.arg(to), "install openssh-client");
 }

@@ -316,17 +316,9 @@ impl Drop for Sshd {
 
 /// Writes an ed25519 key pair without a passphrase at `path` and `path.pub`.
 pub fn keygen(path: &Path) {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "musicfs-test", "-f"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ssh-keygen (install openssh-client)");
-    assert!(
-        out.status.success(),
-        "ssh-keygen failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut keygen = Command::new("ssh-keygen");
+    keygen.args(["-q", "-t", "ed25519", "-N", "", "-C", "musicfs-test", "-f"]);
+    crate::run_ok(keygen.arg(path), "install openssh-client");
 }
 
 /// Signs `key`'s public half (`KEY.pub`) with the CA key `ca` for the user `principal`, valid
@@ -334,19 +326,10 @@ pub fn keygen(path: &Path) {
 pub fn certify(ca: &Path, key: &Path, principal: &str, validity: &str) -> PathBuf {
     let mut public = key.as_os_str().to_owned();
     public.push(".pub");
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-s"])
-        .arg(ca)
-        .args(["-I", "musicfs-test", "-n", principal, "-V", validity])
-        .arg(&public)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ssh-keygen (install openssh-client)");
-    assert!(
-        out.status.success(),
-        "ssh-keygen -s failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut sign = Command::new("ssh-keygen");
+    sign.args(["-q", "-s"]).arg(ca);
+    sign.args(["-I", "musicfs-test", "-n", principal, "-V", validity]);
+    crate::run_ok(sign.arg(&public), "install openssh-client");
     let mut cert = key.as_os_str().to_owned();
     cert.push("-cert.pub");
     PathBuf::from(cert)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use musicfs_tests::albums::*;
 use musicfs_tests::mount::Mount;
+use musicfs_tests::remote::sftp_origin_with_key;
 use serde_json::Value;
 
 /// Mounts `lib` with a config holding `[cache] budget`.
@@ -254,13 +255,7 @@ fn pinning_from_a_server_that_stops_answering_fails_soon_and_names_it() {
     let lib = library(tmp.path());
     let sshd = Sshd::new();
     let config = tmp.path().join("musicfs.toml");
-    let origin = format!(
-        "[[origins]]\nurl = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
-         timeout_seconds = 2\n",
-        sshd.url(&lib),
-        sshd.identity_file().display(),
-        sshd.known_hosts().display()
-    );
+    let origin = sftp_origin_with_key(&sshd, &lib, &sshd.identity_file());
     std::fs::write(&config, origin).unwrap();
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();

@@ -10,8 +10,8 @@ use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
 use musicfs_tests::mount::Mount;
 use musicfs_tests::nginx::Nginx;
 use musicfs_tests::remote::{
-    corpus_copy, json_value, mount_with, mount_with_env, origin, sftp_origin, wait_down, wait_for,
-    BUCKET,
+    corpus_copy, json_value, mount_with, mount_with_env, origin, sftp_origin, sftp_origin_with_key,
+    wait_down, wait_for, BUCKET,
 };
 use musicfs_tests::s3server::S3Server;
 use musicfs_tests::ssh_agent::{with_passphrase, SshAgent};
@@ -155,13 +155,7 @@ fn a_key_with_a_passphrase_in_ssh_agent_mounts_a_nas() {
     with_passphrase(&sshd.identity_file(), &locked, "correct horse");
     let agent = SshAgent::new();
     agent.add(&sshd.identity_file());
-    let config = format!(
-        "[[origins]]\nurl = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
-         timeout_seconds = 2\n",
-        sshd.url(&library),
-        locked.display(),
-        sshd.known_hosts().display()
-    );
+    let config = sftp_origin_with_key(&sshd, &library, &locked);
     let socket = agent.socket();
     let mount = mount_with_env(tmp.path(), &config, &[("SSH_AUTH_SOCK", &socket)]);
     let status = mount.status(true);
@@ -192,13 +186,7 @@ fn a_renewed_ssh_certificate_keeps_the_nas_mounted() {
     let key = tmp.path().join("id_ed25519");
     keygen(&key);
     certify(&old_ca, &key, sshd.user(), "-5m:+1h");
-    let config = format!(
-        "[[origins]]\nurl = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
-         timeout_seconds = 2\n",
-        sshd.url(&library),
-        key.display(),
-        sshd.known_hosts().display()
-    );
+    let config = sftp_origin_with_key(&sshd, &library, &key);
     let mount = mount_with(tmp.path(), &config);
     let status = mount.status(true);
     assert_eq!(origin(&status, "sftp://")["up"], true, "{status}");
@@ -234,13 +222,7 @@ fn a_remote_origin_whose_key_is_missing_at_start_is_down_until_it_is_back() {
     let sshd = Sshd::new();
     let key = tmp.path().join("id_ed25519");
     std::fs::copy(sshd.identity_file(), &key).unwrap();
-    let config = format!(
-        "[[origins]]\nurl = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
-         timeout_seconds = 2\n",
-        sshd.url(&library),
-        key.display(),
-        sshd.known_hosts().display()
-    );
+    let config = sftp_origin_with_key(&sshd, &library, &key);
     let original = |i: usize| std::fs::read(library.join(format!("noise-{i:02}.flac"))).unwrap();
     let mount = mount_with(tmp.path(), &config);
     mount.status(true);
