@@ -24,6 +24,7 @@ pub mod origins;
 pub mod partial;
 pub mod pictureless;
 pub mod pins;
+pub mod proxy;
 pub mod reader;
 pub mod replicas;
 pub mod reread;

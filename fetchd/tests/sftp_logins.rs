@@ -1,7 +1,7 @@
 //! How the SFTP origin finds and logs in to a real OpenSSH sshd on 127.0.0.1 (musicfs-tests'
 //! `Sshd`): host keys checked as OpenSSH checks them, configuration errors, keys through
 //! ssh-agent, certificates, `IdentitiesOnly`, passwords by either method, hosts named in
-//! ssh_config, and jump hosts.
+//! ssh_config, jump hosts and proxy commands.
 
 mod sftp_fixture;
 
@@ -507,4 +507,62 @@ fn a_nas_behind_a_jump_host_is_reached_through_it() {
     let err = origin(&config).unwrap().probe().unwrap_err().to_string();
     let to = format!("to 127.0.0.1:{}", nas.port());
     assert!(err.contains("jump host") && err.contains(&to), "{err}");
+}
+
+/// A NAS reached through ssh_config's `ProxyCommand` (`ssh -W` through a gate, as one reaches
+/// a NAS from outside): the session runs over the command's stdin and stdout. A command that
+/// cannot reach the host leaves the origin unreachable, with the command named.
+#[test]
+fn a_nas_is_reached_through_a_proxy_command() {
+    let nas = Sshd::new();
+    let gate = Sshd::new();
+    let lib = library();
+    let ssh_config = nas.dir().join("ssh_config");
+    let write = |proxy: &str| {
+        let text = format!(
+            "Host nas\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  \
+             UserKnownHostsFile {}\n  ProxyCommand {proxy}\n",
+            nas.port(),
+            nas.user(),
+            nas.identity_file().display(),
+            nas.known_hosts().display()
+        );
+        std::fs::write(&ssh_config, text).unwrap();
+    };
+    write(&format!(
+        "ssh -F none -i {} -o UserKnownHostsFile={} -o BatchMode=yes -p {} -l {} -W %h:%p \
+         127.0.0.1",
+        gate.identity_file().display(),
+        gate.known_hosts().display(),
+        gate.port(),
+        gate.user()
+    ));
+    let url = format!("sftp://nas{}", lib.path().display());
+    let mut config = OriginConfig::from_url(&url);
+    config.ssh_config = Some(ssh_config.clone());
+    config.identity_agent = Some("none".into());
+    config.timeout_seconds = Some(5);
+    let through = origin(&config).unwrap();
+    assert_eq!(through.walk().unwrap().0, expected(lib.path()));
+    let local = std::fs::read(lib.path().join("big.wav")).unwrap();
+    check_read(
+        &*through.open("big.wav").unwrap(),
+        &local,
+        1_000_000,
+        300_000,
+    );
+    assert!(
+        gate.log().contains("Accepted publickey"),
+        "the gate was not used:\n{}",
+        gate.log()
+    );
+
+    write("sh -c 'echo no route to nas >&2; exit 1'");
+    let err = origin(&config).unwrap().probe().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("through ProxyCommand sh -c 'echo no route"),
+        "{text}"
+    );
+    assert!(unreachable(&err), "{text}");
 }

@@ -166,6 +166,19 @@ impl Policy {
         }
     }
 
+    /// fetchd's proxy helper (`fetchd/src/proxy.rs`), which starts the ssh_config
+    /// `ProxyCommand`s fetchd's origins name: fetchd's user, and no Landlock, since those
+    /// commands read their own files and reach their hosts their own way.
+    pub fn proxy_helper(user: Option<String>) -> Self {
+        Self {
+            service: "fetchd's proxy helper",
+            user,
+            no_new_privs: true,
+            landlock: None,
+            no_network: false,
+        }
+    }
+
     /// indexd: writes its index and nothing else; no network.
     pub fn indexd(state: &StateDir, config: &Config) -> Self {
         Self {

@@ -42,6 +42,9 @@ pub struct SftpTarget {
     pub known_hosts: Vec<PathBuf>,
     /// The ssh-agent's socket, if one is to be asked.
     pub agent: Option<PathBuf>,
+    /// ssh_config's `ProxyCommand`, its tokens expanded: a command for `sh -c` whose stdin and
+    /// stdout carry the connection (`ssh -W %h:%p gate`, `cloudflared access ssh`).
+    pub proxy_command: Option<String>,
     /// ssh_config's `ProxyJump`: the host the connection is made through (resolved as an
     /// origin of its own from the same ssh_config, with this origin's known_hosts option; a
     /// jump of its own is not followed).
@@ -121,6 +124,7 @@ impl SftpTarget {
             home: home_or_root,
             local_user: local_user.as_deref().unwrap_or(""),
             host: &connect_to,
+            original_host: &host,
             user: &user,
             port,
         };
@@ -182,6 +186,21 @@ impl SftpTarget {
             (None, Some(value)) => expand(value, &tokens),
             (None, None) => from_env("SSH_AUTH_SOCK").map(PathBuf::from),
         };
+        let proxy_command = match settings.proxy_command.as_deref() {
+            None => None,
+            Some(none) if none.eq_ignore_ascii_case("none") => None,
+            Some(command) => Some(
+                expand(command, &tokens)
+                    .ok_or_else(|| {
+                        format!(
+                            "origin {}: ProxyCommand {command}: it names an unset variable",
+                            config.url
+                        )
+                    })?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+        };
         let mut not_followed = settings.not_followed;
         let mut config_files = settings.files;
         let jump = match settings.proxy_jump.as_deref() {
@@ -199,6 +218,9 @@ impl SftpTarget {
                         "ProxyJump {} of the jump host {spec}",
                         further.host
                     ));
+                }
+                if let Some(command) = jump.proxy_command.take() {
+                    not_followed.push(format!("ProxyCommand {command} of the jump host {spec}"));
                 }
                 not_followed.append(&mut jump.not_followed);
                 config_files.append(&mut jump.config_files);
@@ -224,6 +246,7 @@ impl SftpTarget {
             identities_only: config.identities_only || settings.identities_only == Some(true),
             known_hosts,
             agent,
+            proxy_command,
             jump,
             not_followed,
             config_files,
@@ -392,6 +415,20 @@ mod tests {
         assert!(t.identities_only, "the option sets it for any host");
         let t = target("sftp://music@other/x", ssh, |_| {});
         assert!(!t.identities_only);
+    }
+
+    #[test]
+    fn a_proxy_command_gets_its_tokens() {
+        let ssh = "Host nas\n HostName 10.0.0.5\n Port 2222\n \
+                   ProxyCommand exec ssh -W %h:%p -l %r gate # %n %%\n";
+        let t = target("sftp://music@nas/x", ssh, |_| {});
+        assert_eq!(
+            t.proxy_command.as_deref(),
+            Some("exec ssh -W 10.0.0.5:2222 -l music gate # nas %")
+        );
+        assert_eq!(t.jump, None);
+        let t = target("sftp://music@nas/x", "ProxyCommand none\n", |_| {});
+        assert_eq!(t.proxy_command, None);
     }
 
     #[test]

@@ -6,13 +6,13 @@
 //! `Include` reads other files (globs, relative to `~/.ssh`) where it stands, keywords are
 //! case-insensitive and take `keyword value` or `keyword=value`, with `"quoted"` values.
 //! Followed: `HostName`, `User`, `Port`, `IdentityFile`, `CertificateFile`, `IdentitiesOnly`,
-//! `UserKnownHostsFile`, `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, and
-//! `ProxyJump` through one jump host. `Match` blocks apply as ssh applies them where their
-//! criteria are `all`, `host`, `originalhost`, `user`, `localuser`, `canonical` and `final`
-//! (negated with `!` too; `final` blocks in a second pass, as ssh makes one); a block that also
-//! needs `exec`, `localnetwork` or another criterion is not followed. `ProxyCommand`, jumps
-//! through several hosts and those `Match` blocks are reported, so a host that needs them fails
-//! with that said.
+//! `UserKnownHostsFile`, `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, `ProxyCommand`
+//! and `ProxyJump` through one jump host (of these two the first given wins). `Match` blocks
+//! apply as ssh applies them where their criteria are `all`, `host`, `originalhost`, `user`,
+//! `localuser`, `canonical` and `final` (negated with `!` too; `final` blocks in a second pass,
+//! as ssh makes one); a block that also needs `exec`, `localnetwork` or another criterion is not
+//! followed. Jumps through several hosts and those `Match` blocks are reported, so a host that
+//! needs them fails with that said.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,9 @@ pub struct HostSettings {
     pub host_key_alias: Option<String>,
     /// `ProxyJump`'s `[user@]host[:port]` (one host; `none` is none).
     pub proxy_jump: Option<String>,
+    /// `ProxyCommand` as written, for `sh -c` (`none` is none). Of it and `ProxyJump`, the
+    /// first given wins, as in ssh.
+    pub proxy_command: Option<String>,
     /// Options that apply to the host but are not followed, with where they are.
     pub not_followed: Vec<String>,
     /// The files read (the config and what it includes).
@@ -160,15 +163,12 @@ impl Reader<'_> {
                 "globalknownhostsfile" => first_wins(&mut s.global_known_hosts, args),
                 "identityagent" => first_wins(&mut s.identity_agent, first),
                 "hostkeyalias" => first_wins(&mut s.host_key_alias, first),
-                "proxyjump" if !first.contains(',') => {
-                    first_wins(&mut s.proxy_jump, first);
-                }
-                "proxyjump" | "proxycommand" if !first.eq_ignore_ascii_case("none") => {
-                    let name = match keyword.as_str() {
-                        "proxyjump" => "ProxyJump",
-                        _ => "ProxyCommand",
-                    };
-                    let what = format!("{name} {} ({})", args.join(" "), at());
+                "proxyjump" | "proxycommand"
+                    if s.proxy_jump.is_some() || s.proxy_command.is_some() => {}
+                "proxycommand" => s.proxy_command = Some(split_keyword(line).1.to_owned()),
+                "proxyjump" if !first.contains(',') => s.proxy_jump = Some(first),
+                "proxyjump" => {
+                    let what = format!("ProxyJump {} ({})", args.join(" "), at());
                     s.not_followed.push(what);
                 }
                 _ => {}
@@ -259,6 +259,17 @@ fn first_wins<T>(slot: &mut Option<T>, value: T) {
     }
 }
 
+/// A line's keyword as written and its value as written (`keyword value`, `keyword=value`).
+fn split_keyword(line: &str) -> (&str, &str) {
+    let line = line.trim();
+    let end = line
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(line.len());
+    let rest = line[end..].trim_start();
+    let rest = rest.strip_prefix('=').map_or(rest, str::trim_start);
+    (&line[..end], rest)
+}
+
 /// `yes` or `no` (any case), as ssh reads a flag.
 fn yes_or_no(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
@@ -274,14 +285,8 @@ fn split_line(line: &str) -> Result<Option<(String, Vec<String>)>, String> {
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
-    let end = line
-        .find(|c: char| c.is_whitespace() || c == '=')
-        .unwrap_or(line.len());
-    let keyword = line[..end].to_ascii_lowercase();
-    let mut rest = line[end..].trim_start();
-    if let Some(after) = rest.strip_prefix('=') {
-        rest = after.trim_start();
-    }
+    let (keyword, rest) = split_keyword(line);
+    let keyword = keyword.to_ascii_lowercase();
     let mut args = Vec::new();
     let mut chars = rest.chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -368,12 +373,15 @@ pub struct Tokens<'a> {
     pub local_user: &'a str,
     /// The host name to connect to (after `HostName`).
     pub host: &'a str,
+    /// The host as named (the URL's), before `HostName`.
+    pub original_host: &'a str,
     pub user: &'a str,
     pub port: u16,
 }
 
-/// A path option's value with `~/`, `%d` (home), `%u` (local user), `%h`, `%r` (remote user),
-/// `%p`, `%%` and `${VAR}` expanded; `None` if it names an unset variable.
+/// A path option's value with `~/`, `%d` (home), `%u` (local user), `%h`, `%n` (the host as
+/// named), `%r` (remote user), `%p`, `%%` and `${VAR}` expanded; `None` if it names an unset
+/// variable.
 pub fn expand(value: &str, tokens: &Tokens<'_>) -> Option<PathBuf> {
     let value = match value.strip_prefix("~/") {
         Some(rest) => format!("{}/{rest}", tokens.home.display()),
@@ -387,6 +395,7 @@ pub fn expand(value: &str, tokens: &Tokens<'_>) -> Option<PathBuf> {
                 Some('d') => out.push_str(&tokens.home.to_string_lossy()),
                 Some('u') => out.push_str(tokens.local_user),
                 Some('h') => out.push_str(tokens.host),
+                Some('n') => out.push_str(tokens.original_host),
                 Some('r') => out.push_str(tokens.user),
                 Some('p') => out.push_str(&tokens.port.to_string()),
                 Some(other) => out.push(other),

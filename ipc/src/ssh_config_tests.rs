@@ -93,8 +93,8 @@ Match originalhost nas.lan exec \"true\"
     Port 9999
 
 Host printer.lan
-    ProxyCommand none
     ProxyJump ann@gateway:2222
+    ProxyCommand ssh -W %h:%p elsewhere
     Port 631
 ";
     let nas = settings(config, "Nas.LAN");
@@ -113,10 +113,38 @@ Host printer.lan
     assert_eq!(printer.hostname, None, "the negation excludes it");
     assert_eq!(printer.port, Some(631));
     assert_eq!(printer.proxy_jump.as_deref(), Some("ann@gateway:2222"));
+    assert_eq!(printer.proxy_command, None, "the first of the two wins");
     assert!(
         printer.not_followed.iter().all(|n| n.starts_with("Match")),
-        "ProxyCommand none is no proxy: {:?}",
+        "{:?}",
         printer.not_followed
+    );
+}
+
+#[test]
+fn a_proxy_command_is_kept_as_written_and_the_first_proxy_wins() {
+    let config = "\
+Host nas
+    ProxyCommand=cloudflared access ssh --hostname \"%h\"  --id x
+Host *
+    ProxyJump ignored
+    ProxyCommand ignored too
+Host other
+    ProxyCommand NONE
+";
+    let nas = settings(config, "nas");
+    assert_eq!(
+        nas.proxy_command.as_deref(),
+        Some("cloudflared access ssh --hostname \"%h\"  --id x")
+    );
+    assert_eq!(nas.proxy_jump, None);
+    let other = settings(config, "other");
+    assert_eq!(other.proxy_jump.as_deref(), Some("ignored"));
+    assert_eq!(other.proxy_command, None);
+    let none = settings("ProxyCommand none\nProxyJump gate\n", "x");
+    assert_eq!(
+        (none.proxy_command.as_deref(), none.proxy_jump),
+        (Some("none"), None)
     );
 }
 
@@ -227,6 +255,7 @@ fn tokens_in_paths_are_expanded() {
         home: Path::new("/home/ann"),
         local_user: "ann",
         host: "192.168.1.10",
+        original_host: "nas",
         user: "music",
         port: 2222,
     };
@@ -235,8 +264,8 @@ fn tokens_in_paths_are_expanded() {
         Path::new("/home/ann/.ssh/id_music@192.168.1.10:2222")
     );
     assert_eq!(
-        expand("%d/keys/%u%%", &tokens).unwrap(),
-        Path::new("/home/ann/keys/ann%")
+        expand("%n-%d/keys/%u%%", &tokens).unwrap(),
+        Path::new("nas-/home/ann/keys/ann%")
     );
     let var = std::env::var("PATH").unwrap();
     assert_eq!(

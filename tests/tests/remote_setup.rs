@@ -290,8 +290,10 @@ fn an_https_origin_whose_ca_file_appears_after_start_is_used_once_it_is_there() 
 
 /// `musicfsctl mount sftp://music-nas/... DIR` with no MusicFS config at all, as one would
 /// run sshfs: the user's `~/.ssh/config` says which address, port, user, key and known_hosts
-/// that name stands for, and the jump host in front of it. The keys and known_hosts live
-/// outside `~/.ssh`, so fetchd's sandbox must have admitted the files the ssh_config names.
+/// that name stands for, and the jump host in front of it, reached by `ProxyJump` and then by a
+/// `ProxyCommand` (`ssh -W`, which fetchd's proxy helper runs outside the sandbox). The keys
+/// and known_hosts live outside `~/.ssh`, so fetchd's sandbox must have admitted the files the
+/// ssh_config names.
 #[test]
 fn an_ssh_config_host_mounts_with_no_other_configuration() {
     let tmp = tempfile::tempdir().unwrap();
@@ -305,49 +307,58 @@ fn an_ssh_config_host_mounts_with_no_other_configuration() {
     std::fs::copy(sshd.known_hosts(), home.join("keys/known_hosts")).unwrap();
     std::fs::copy(gate.identity_file(), home.join("keys/gate")).unwrap();
     std::fs::copy(gate.known_hosts(), home.join("keys/gate_hosts")).unwrap();
-    std::fs::write(
-        home.join(".ssh/config"),
-        format!(
+    // ssh finds `~` through the password database, not $HOME: the gate's paths are whole.
+    let config = home.join(".ssh/config");
+    let ways = [
+        "ProxyJump gate".to_owned(),
+        format!("ProxyCommand ssh -F {} -W %h:%p gate", config.display()),
+    ];
+    for (round, proxy) in ways.iter().enumerate() {
+        let text = format!(
             "Host music-nas\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  \
-             IdentityFile ~/keys/nas\n  UserKnownHostsFile %d/keys/known_hosts\n  \
-             ProxyJump gate\n\
-             Host gate\n  HostName 127.0.0.1\n  Port {}\n  IdentityFile ~/keys/gate\n  \
-             UserKnownHostsFile ~/keys/gate_hosts\n",
+             IdentityFile ~/keys/nas\n  UserKnownHostsFile %d/keys/known_hosts\n  {proxy}\n\
+             Host gate\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  \
+             UserKnownHostsFile {}\n  BatchMode yes\n",
             sshd.port(),
             sshd.user(),
-            gate.port()
-        ),
-    )
-    .unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let url = format!("sftp://music-nas{}", library.display());
-    let mount = Mount::start_with_env(
-        &[Path::new(&url)],
-        &tmp.path().join("state"),
-        &mnt,
-        &[],
-        &[("HOME", &home)],
-    );
-    let status = mount.status(true);
-    assert_eq!(status["catalog"]["tracks"], 8, "{status}");
-    let nas = origin(&status, "sftp://");
-    assert_eq!(
-        nas["name"],
-        format!(
-            "sftp://{}@music-nas:{}{}",
-            sshd.user(),
-            sshd.port(),
-            library.display()
-        )
-    );
-    let original = std::fs::read(library.join("noise-03.flac")).unwrap();
-    assert!(std::fs::read(mount.path(&noise_track_path(3))).unwrap() == original);
-    assert!(
-        gate.log().contains("Accepted publickey"),
-        "the jump host was not used:\n{}",
-        gate.log()
-    );
+            gate.port(),
+            gate.user(),
+            home.join("keys/gate").display(),
+            home.join("keys/gate_hosts").display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        let mnt = tmp.path().join(format!("mnt{round}"));
+        std::fs::create_dir_all(&mnt).unwrap();
+        let url = format!("sftp://music-nas{}", library.display());
+        let logins = gate.log().matches("Accepted publickey").count();
+        let mount = Mount::start_with_env(
+            &[Path::new(&url)],
+            &tmp.path().join(format!("state{round}")),
+            &mnt,
+            &[],
+            &[("HOME", &home)],
+        );
+        let status = mount.status(true);
+        assert_eq!(status["catalog"]["tracks"], 8, "{proxy}: {status}");
+        let nas = origin(&status, "sftp://");
+        assert_eq!(
+            nas["name"],
+            format!(
+                "sftp://{}@music-nas:{}{}",
+                sshd.user(),
+                sshd.port(),
+                library.display()
+            )
+        );
+        let original = std::fs::read(library.join("noise-03.flac")).unwrap();
+        assert!(std::fs::read(mount.path(&noise_track_path(3))).unwrap() == original);
+        assert!(
+            gate.log().matches("Accepted publickey").count() > logins,
+            "{proxy}: the jump host was not used:\n{}",
+            gate.log()
+        );
+        assert!(mount.stop().success());
+    }
 }
 
 /// A bucket set up for the AWS tools (`aws configure --profile music-test`, with the

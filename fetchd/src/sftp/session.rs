@@ -19,6 +19,8 @@ pub(super) struct Peer {
     pub(super) key_port: u16,
     pub(super) known_hosts: Vec<PathBuf>,
     pub(super) login: Login,
+    /// ssh_config's `ProxyCommand`: connections are made through it, not over TCP.
+    proxy_command: Option<String>,
 }
 
 impl Peer {
@@ -38,6 +40,7 @@ impl Peer {
             key_name: target.key_name.clone(),
             key_port: target.key_port,
             known_hosts: target.known_hosts.clone(),
+            proxy_command: target.proxy_command.clone(),
         })
     }
 
@@ -63,9 +66,22 @@ impl Peer {
             keepalive_interval: Some(Duration::from_secs(30)),
             ..Default::default()
         });
-        let connected = match stream {
-            Some(stream) => client::connect_stream(config, stream, check).await,
-            None => {
+        let proxied = self.proxy_command.as_deref().filter(|_| stream.is_none());
+        let connected = match (stream, proxied) {
+            (Some(stream), _) => client::connect_stream(config, stream, check).await,
+            (None, Some(command)) => {
+                // A command that cannot be started leaves the host out of reach, whatever
+                // the reason (a file error here is not the origin's file's).
+                let through = |e: io::Error| {
+                    let why = format!("ssh to {host}:{port} through ProxyCommand {command}: {e}");
+                    io::Error::new(io::ErrorKind::ConnectionRefused, why)
+                };
+                let stream = crate::proxy::connect(command).map_err(through)?;
+                stream.set_nonblocking(true)?;
+                let stream = tokio::net::UnixStream::from_std(stream)?;
+                client::connect_stream(config, stream, check).await
+            }
+            (None, None) => {
                 let socket = conn::tcp(host, port)
                     .await
                     .map_err(|e| io::Error::new(e.kind(), format!("ssh to {host}:{port}: {e}")))?;
@@ -77,7 +93,20 @@ impl Peer {
             Ok(ssh) => ssh,
             Err(e) => {
                 let refused = lock(&refusal).take();
-                return Err(refused.map_or(self.ssh_error(e), io::Error::other));
+                let e = refused.map_or(self.ssh_error(e), io::Error::other);
+                return Err(match proxied {
+                    // A command that ended before the session began (it could not reach the
+                    // host, or is not installed) is a host out of reach, as a refused TCP
+                    // connection is.
+                    Some(command) => io::Error::new(
+                        match e.kind() {
+                            io::ErrorKind::UnexpectedEof => io::ErrorKind::ConnectionAborted,
+                            kind => kind,
+                        },
+                        format!("{e} (through ProxyCommand {command})"),
+                    ),
+                    None => e,
+                });
             }
         };
         self.login.authenticate(&mut ssh).await?;
