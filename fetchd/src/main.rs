@@ -17,12 +17,12 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    use musicfs_fetchd::proxy;
+    use musicfs_fetchd::outside;
     if std::env::args_os()
         .nth(1)
-        .is_some_and(|a| a == proxy::HELPER_ARG)
+        .is_some_and(|a| a == outside::HELPER_ARG)
     {
-        return proxy::helper_main();
+        return outside::helper_main();
     }
     let args = Args::parse();
     musicfs_ipc::memory::keep_large_buffers();
@@ -42,7 +42,7 @@ fn main() -> std::process::ExitCode {
             let admins =
                 AdminPolicy::new(config.admin_group.as_deref()).map_err(anyhow::Error::msg)?;
             let origins = config.origins_with(&args.origins);
-            proxy::start_helper(proxy::commands(&origins), config.users.fetchd.as_deref())?;
+            outside::start_helper(outside::commands(&origins), config.users.fetchd.as_deref())?;
             sandbox::enter(Policy::fetchd(&state, &origins, &config))?;
             let opts = musicfs_fetchd::Options {
                 state_dir: args.state_dir,

@@ -1,20 +1,21 @@
-//! ssh_config's `ProxyCommand`: a command whose stdin and stdout carry an SFTP origin's
-//! connection (`ssh -W %h:%p gate`, `cloudflared access ssh --hostname %h`), run as ssh runs
-//! it (`sh -c 'exec COMMAND'`).
+//! Commands fetchd has run outside its sandbox, where they can work: ssh_config's
+//! `ProxyCommand` (`ssh -W %h:%p gate`, `cloudflared access ssh --hostname %h`), over whose
+//! stdin and stdout an SFTP origin's connection runs, as ssh runs it (`sh -c 'exec COMMAND'`),
+//! and an AWS profile's `credential_process` (`aws configure export-credentials --format
+//! process`, aws-vault, 1Password), whose output is an S3 origin's temporary keys.
 //!
-//! fetchd serves inside a sandbox where such a command could not run, nor work if it did: it
-//! reads its own keys and caches and reaches hosts its own way. So before entering the sandbox
-//! fetchd starts a helper, its own binary again (`musicfs-fetchd --proxy-helper`), which stays
-//! outside the sandbox but runs as fetchd's user. The helper is told the commands fetchd's
-//! origins name once, at start, and from then on runs only those, each asked for by its
-//! number: it starts the command on one end of a socket pair and hands the other end to
-//! fetchd (`SCM_RIGHTS`), and the SSH session runs over it. A fetchd taken over by a hostile
-//! server can so start the user's own proxy commands and nothing else. The helper leaves when
-//! fetchd does, and a command's connection ends when fetchd closes its end. The commands'
-//! errors go to fetchd's log.
+//! Inside the sandbox such a command could neither run (no execute rights) nor work (it reads
+//! its own keys, caches and sockets, and reaches hosts its own way). So before entering it,
+//! fetchd starts a helper, its own binary again (`musicfs-fetchd --outside-helper`), which
+//! stays outside the sandbox but runs as fetchd's user. The helper is told the commands
+//! fetchd's origins name once, at start, and from then on runs only those, each asked for by
+//! its number: a proxy command on one end of a socket pair whose other end it hands to fetchd
+//! (`SCM_RIGHTS`), a credential process to its end, its output sent back. A fetchd taken over
+//! by a hostile server can so start the user's own commands and nothing else. The helper
+//! leaves when fetchd does; a proxy's connection ends when fetchd closes its end. The
+//! commands' errors go to fetchd's log.
 //!
-//! Without a helper (fetchd's tests and examples run unsandboxed), a command is started
-//! directly.
+//! Without a helper (fetchd's tests and examples run unsandboxed), a command is run directly.
 
 use std::io::{self, IoSlice, IoSliceMut, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -23,37 +24,80 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use musicfs_ipc::origin::{OriginConfig, OriginUrl};
+use musicfs_ipc::s3_target::S3Target;
 use musicfs_ipc::sandbox::{self, Policy};
 use musicfs_ipc::sftp_target::SftpTarget;
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 
 /// The first argument that makes `musicfs-fetchd` the helper.
-pub const HELPER_ARG: &str = "--proxy-helper";
+pub const HELPER_ARG: &str = "--outside-helper";
 
 /// The longest error text the helper sends back.
 const MAX_ERROR: usize = 1024;
+/// The most a credential process may print.
+const MAX_OUTPUT: usize = 64 << 10;
+
+/// A command to run outside the sandbox, and what comes back of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outside {
+    /// A `ProxyCommand`: a connection over its stdin and stdout.
+    Proxy(String),
+    /// A `credential_process`: what it prints.
+    Output(String),
+}
+
+impl Outside {
+    /// One line of the helper's order.
+    fn line(&self) -> String {
+        match self {
+            Outside::Proxy(command) => format!("proxy {command}"),
+            Outside::Output(command) => format!("output {command}"),
+        }
+    }
+
+    fn from_line(line: &str) -> Option<Self> {
+        match line.split_once(' ')? {
+            ("proxy", command) => Some(Outside::Proxy(command.to_owned())),
+            ("output", command) => Some(Outside::Output(command.to_owned())),
+            _ => None,
+        }
+    }
+}
 
 struct Helper {
-    commands: Vec<String>,
+    commands: Vec<Outside>,
     /// A `SOCK_SEQPACKET` socket: a command's number out, its socket (or an error) back.
     control: Mutex<OwnedFd>,
 }
 
 static HELPER: OnceLock<Helper> = OnceLock::new();
 
-/// The proxy commands the SFTP origins among `origins` name (each once).
-pub fn commands(origins: &[OriginConfig]) -> Vec<String> {
+/// What the origins among `origins` need run outside: the proxy commands of SFTP origins and
+/// the credential processes of S3 origins (each once).
+pub fn commands(origins: &[OriginConfig]) -> Vec<Outside> {
     let home = std::env::home_dir();
+    let env = |name: &str| std::env::var(name).ok();
     let mut commands = Vec::new();
     for origin in origins {
-        if !matches!(origin.parsed(), Ok(OriginUrl::Sftp { .. })) {
-            continue;
-        }
-        let target = SftpTarget::resolve_without_broken_config(origin, home.as_deref());
-        if let Some(command) = target.ok().and_then(|t| t.proxy_command) {
-            if !commands.contains(&command) {
-                commands.push(command);
+        let command = match origin.parsed() {
+            Ok(OriginUrl::Sftp { .. }) => {
+                let target = SftpTarget::resolve_without_broken_config(origin, home.as_deref());
+                target
+                    .ok()
+                    .and_then(|t| t.proxy_command)
+                    .map(Outside::Proxy)
             }
+            Ok(OriginUrl::S3 { .. }) => {
+                let target = S3Target::resolve(origin, home.as_deref(), &env);
+                target
+                    .ok()
+                    .and_then(|t| t.credential_process)
+                    .map(Outside::Output)
+            }
+            _ => None,
+        };
+        if let Some(command) = command.filter(|c| !commands.contains(c)) {
+            commands.push(command);
         }
     }
     commands
@@ -61,7 +105,7 @@ pub fn commands(origins: &[OriginConfig]) -> Vec<String> {
 
 /// Starts the helper for `commands` (none: no helper), as `user` when started as root. Call it
 /// before entering the sandbox, while fetchd has one thread.
-pub fn start_helper(commands: Vec<String>, user: Option<&str>) -> io::Result<()> {
+pub fn start_helper(commands: Vec<Outside>, user: Option<&str>) -> io::Result<()> {
     if commands.is_empty() {
         return Ok(());
     }
@@ -76,9 +120,9 @@ pub fn start_helper(commands: Vec<String>, user: Option<&str>) -> io::Result<()>
         .stdin(Stdio::piped())
         .stdout(Stdio::from(theirs))
         .spawn()?;
-    // One line for the user, one per command: ssh_config lines hold no line breaks.
-    let order = std::iter::once(user.unwrap_or(""))
-        .chain(commands.iter().map(String::as_str))
+    // One line for the user, one per command: config lines hold no line breaks.
+    let order = std::iter::once(user.unwrap_or("").to_owned())
+        .chain(commands.iter().map(Outside::line))
         .collect::<Vec<_>>()
         .join("\n");
     let mut stdin = child.stdin.take().expect("piped");
@@ -89,64 +133,82 @@ pub fn start_helper(commands: Vec<String>, user: Option<&str>) -> io::Result<()>
         control: Mutex::new(ours),
     };
     if HELPER.set(helper).is_err() {
-        return Err(io::Error::other("the proxy helper was started twice"));
+        return Err(io::Error::other("the outside helper was started twice"));
     }
     Ok(())
 }
 
-/// A connection to a host through `command`: what it reads from its stdin and writes to its
-/// stdout.
+/// A connection to a host through the proxy `command`: what it reads from its stdin and
+/// writes to its stdout.
 pub fn connect(command: &str) -> io::Result<UnixStream> {
+    let job = Outside::Proxy(command.to_owned());
     let Some(helper) = HELPER.get() else {
         let (stream, mut child) = spawn(command)?;
         std::thread::spawn(move || child.wait());
         return Ok(stream);
     };
-    let Some(number) = helper.commands.iter().position(|c| c == command) else {
-        return Err(io::Error::other(
-            "the ProxyCommand changed since fetchd started; restart it to use the new one",
-        ));
-    };
-    let control = helper
-        .control
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    let gone = |e: nix::Error| {
-        io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            format!("the proxy helper: {e}"),
-        )
-    };
-    let number = (number as u32).to_le_bytes();
-    socket::send(control.as_raw_fd(), &number, MsgFlags::empty()).map_err(gone)?;
-    let mut text = [0u8; MAX_ERROR + 1];
-    let mut space = nix::cmsg_space!(RawFd);
-    let mut iov = [IoSliceMut::new(&mut text)];
-    let message = socket::recvmsg::<()>(
-        control.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(gone)?;
-    let mut fds = Vec::new();
-    for cmsg in message.cmsgs().map_err(gone)? {
-        if let ControlMessageOwned::ScmRights(rights) = cmsg {
-            fds.extend(rights);
-        }
+    let (_, fd) = helper.ask(&job, 1)?;
+    fd.map(UnixStream::from)
+        .ok_or_else(|| io::Error::other("the outside helper sent no connection"))
+}
+
+/// What the credential process `command` prints.
+pub fn output(command: &str) -> io::Result<Vec<u8>> {
+    let job = Outside::Output(command.to_owned());
+    match HELPER.get() {
+        Some(helper) => Ok(helper.ask(&job, MAX_OUTPUT)?.0),
+        None => run(command),
     }
-    let len = message.bytes;
-    // SAFETY: each fd came with this message and is ours alone to own (and close).
-    let mut owned = fds
-        .into_iter()
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-    match (len, owned.next()) {
-        (1, Some(fd)) if text[0] == 0 => Ok(UnixStream::from(fd)),
-        (0, _) => Err(gone(nix::Error::EPIPE)),
-        _ => Err(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            String::from_utf8_lossy(&text[1..len]).into_owned(),
-        )),
+}
+
+impl Helper {
+    /// Has the helper run `job`: its answer (at most `most` bytes) and the fd that came with it.
+    fn ask(&self, job: &Outside, most: usize) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+        let Some(number) = self.commands.iter().position(|c| c == job) else {
+            return Err(io::Error::other(
+                "the command is not the one fetchd started with; restart fetchd to use it",
+            ));
+        };
+        let control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+        let gone = |e: nix::Error| {
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!("the outside helper: {e}"),
+            )
+        };
+        let number = (number as u32).to_le_bytes();
+        socket::send(control.as_raw_fd(), &number, MsgFlags::empty()).map_err(gone)?;
+        let mut answer = vec![0u8; 1 + most.max(MAX_ERROR)];
+        let mut space = nix::cmsg_space!(RawFd);
+        let mut iov = [IoSliceMut::new(&mut answer)];
+        let message = socket::recvmsg::<()>(
+            control.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(gone)?;
+        let mut fds = Vec::new();
+        for cmsg in message.cmsgs().map_err(gone)? {
+            if let ControlMessageOwned::ScmRights(rights) = cmsg {
+                fds.extend(rights);
+            }
+        }
+        let len = message.bytes;
+        // SAFETY: each fd came with this message and is ours alone to own (and close).
+        let fd = fds
+            .into_iter()
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .next();
+        answer.truncate(len);
+        match answer.first() {
+            Some(0) => Ok((answer.split_off(1), fd)),
+            Some(_) => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                String::from_utf8_lossy(&answer[1..]).into_owned(),
+            )),
+            None => Err(gone(nix::Error::EPIPE)),
+        }
     }
 }
 
@@ -163,31 +225,47 @@ fn spawn(command: &str) -> io::Result<(UnixStream, std::process::Child)> {
     Ok((ours, child))
 }
 
+/// Runs the credential process `command` to its end: what it printed, or why it failed.
+fn run(command: &str) -> io::Result<Vec<u8>> {
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start /bin/sh: {e}")))?;
+    if !out.status.success() {
+        // The end of what it said on stderr (its stdout may hold keys: never shown).
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = stderr.trim();
+        let start = stderr.char_indices().rev().nth(299).map_or(0, |(at, _)| at);
+        let said = &stderr[start..];
+        return Err(io::Error::other(format!(
+            "{command}: {}: {said}",
+            out.status
+        )));
+    }
+    if out.stdout.len() > MAX_OUTPUT {
+        return Err(io::Error::other(format!(
+            "{command}: printed over {MAX_OUTPUT} bytes"
+        )));
+    }
+    Ok(out.stdout)
+}
+
 /// The helper's life: reads its order, becomes fetchd's user, then runs the commands asked
 /// for until fetchd goes away.
 pub fn helper_main() -> ExitCode {
     let mut order = String::new();
     if let Err(e) = io::stdin().read_to_string(&mut order) {
-        eprintln!("musicfs-fetchd proxy helper: reading its order: {e}");
+        eprintln!("musicfs-fetchd outside helper: reading its order: {e}");
         return ExitCode::FAILURE;
     }
     let mut lines = order.lines();
     let user = lines.next().filter(|u| !u.is_empty()).map(str::to_owned);
-    let commands: Vec<&str> = lines.collect();
-    if let Err(e) = sandbox::enter(Policy::proxy_helper(user)) {
-        eprintln!("musicfs-fetchd proxy helper: {e}");
+    let commands: Vec<Option<Outside>> = lines.map(Outside::from_line).collect();
+    if let Err(e) = sandbox::enter(Policy::outside_helper(user)) {
+        eprintln!("musicfs-fetchd outside helper: {e}");
         return ExitCode::FAILURE;
-    }
-    // The commands' processes are reaped by the kernel: nobody waits for them here.
-    // SAFETY: no handler is installed; ignoring SIGCHLD only changes how children end.
-    let ignored = unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGCHLD,
-            nix::sys::signal::SigHandler::SigIgn,
-        )
-    };
-    if let Err(e) = ignored {
-        eprintln!("musicfs-fetchd proxy helper: {e}");
     }
     let control = io::stdout().as_raw_fd();
     loop {
@@ -197,26 +275,36 @@ pub fn helper_main() -> ExitCode {
             // fetchd is gone (or spoke out of turn): so is the helper.
             _ => return ExitCode::SUCCESS,
         }
-        let command = commands.get(u32::from_le_bytes(number) as usize);
-        let started = match command {
-            Some(command) => spawn(command).map(|(stream, _)| stream),
-            None => Err(io::Error::other("no such ProxyCommand")),
-        };
-        let sent = match &started {
-            Ok(stream) => {
-                let fds = [stream.as_raw_fd()];
-                let rights = [ControlMessage::ScmRights(&fds)];
-                let iov = [IoSlice::new(&[0])];
-                socket::sendmsg::<()>(control, &iov, &rights, MsgFlags::empty(), None)
-            }
-            Err(e) => {
-                let mut text = format!("\x01{e}").into_bytes();
-                text.truncate(MAX_ERROR + 1);
-                socket::send(control, &text, MsgFlags::empty())
-            }
+        let job = commands.get(u32::from_le_bytes(number) as usize);
+        let sent = match job.and_then(Option::as_ref) {
+            Some(Outside::Proxy(command)) => match spawn(command) {
+                Ok((stream, mut child)) => {
+                    std::thread::spawn(move || child.wait());
+                    let fds = [stream.as_raw_fd()];
+                    let rights = [ControlMessage::ScmRights(&fds)];
+                    let iov = [IoSlice::new(&[0])];
+                    socket::sendmsg::<()>(control, &iov, &rights, MsgFlags::empty(), None)
+                }
+                Err(e) => refuse(control, &e),
+            },
+            Some(Outside::Output(command)) => match run(command) {
+                Ok(mut output) => {
+                    output.insert(0, 0);
+                    socket::send(control, &output, MsgFlags::empty())
+                }
+                Err(e) => refuse(control, &e),
+            },
+            None => refuse(control, &io::Error::other("no such command")),
         };
         if sent.is_err() {
             return ExitCode::SUCCESS;
         }
     }
+}
+
+/// Sends `error` back instead of an answer.
+fn refuse(control: RawFd, error: &io::Error) -> nix::Result<usize> {
+    let mut text = format!("\x01{error}").into_bytes();
+    text.truncate(MAX_ERROR + 1);
+    socket::send(control, &text, MsgFlags::empty())
 }

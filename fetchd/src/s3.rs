@@ -20,10 +20,11 @@ use reqwest::blocking::Response;
 use reqwest::header;
 use reqwest::StatusCode;
 use rusty_s3::actions::{ListObjectsV2, S3Action};
-use rusty_s3::{Bucket, Credentials, UrlStyle};
+use rusty_s3::{Bucket, UrlStyle};
 use url::Url;
 
 use crate::origin::{check_relative, is_audio, Found, Listing, Origin, RangeRead};
+use crate::s3_keys::Keys;
 use crate::web::{self, invalid, parse_rfc3339, Pin, Web};
 
 /// Keys per ListObjectsV2 page (S3's maximum).
@@ -43,7 +44,7 @@ pub struct S3Origin {
 struct Shared {
     web: Web,
     bucket: Bucket,
-    credentials: Credentials,
+    keys: Keys,
 }
 
 impl fmt::Debug for S3Origin {
@@ -82,23 +83,16 @@ impl S3Origin {
                      address or a bucket name with dots over https needs `path_style = true`"
                 ))
             })?;
-        let keys = target
-            .keys
-            .as_ref()
-            .ok_or_else(|| fail(target.keys_missing()))?;
-        let credentials = match &keys.session_token {
-            Some(token) => Credentials::new_with_token(
-                keys.access_key_id.clone(),
-                keys.secret_access_key.expose(),
-                token.expose(),
-            ),
-            None => Credentials::new(keys.access_key_id.clone(), keys.secret_access_key.expose()),
+        let keys = match (&target.keys, &target.credential_process) {
+            (Some(keys), _) => Keys::given(keys),
+            (None, Some(command)) => Keys::process(command.clone()),
+            (None, None) => return Err(fail(target.keys_missing())),
         };
         Ok(Self {
             shared: Arc::new(Shared {
                 web: Web::new(name, config.timeout(), target.ca_file.as_deref())?,
                 bucket,
-                credentials,
+                keys,
             }),
             prefix: prefix.clone(),
             page_size: PAGE_SIZE,
@@ -159,7 +153,8 @@ impl S3Origin {
         url_encoded: bool,
     ) -> io::Result<rusty_s3::actions::ListObjectsV2Response> {
         let s = &self.shared;
-        let mut action = s.bucket.list_objects_v2(Some(&s.credentials));
+        let keys = s.keys.get()?;
+        let mut action = s.bucket.list_objects_v2(Some(&keys));
         if !url_encoded {
             action.query_mut().remove("encoding-type");
         }
@@ -181,10 +176,8 @@ impl S3Origin {
     fn head(&self, rel: &str) -> io::Result<(u64, i128, Pin)> {
         let s = &self.shared;
         let key = self.key(rel)?;
-        let url = s
-            .bucket
-            .head_object(Some(&s.credentials), &key)
-            .sign(URL_LIFETIME);
+        let keys = s.keys.get()?;
+        let url = s.bucket.head_object(Some(&keys), &key).sign(URL_LIFETIME);
         let what = format!("{rel:?}");
         let response = s.send(reqwest::Method::HEAD, &what, url, &[])?;
         s.web.head_fields(&what, &response)
@@ -289,9 +282,10 @@ impl S3File {
     /// Fills `buf` from the bytes at `offset` (the range lies inside the object).
     fn get_range(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let s = &self.shared;
+        let keys = s.keys.get()?;
         let url = s
             .bucket
-            .get_object(Some(&s.credentials), &self.key)
+            .get_object(Some(&keys), &self.key)
             .sign(URL_LIFETIME);
         s.web.get_range(
             &self.what,
@@ -349,12 +343,16 @@ impl Shared {
             _ => String::new(),
         };
         // The server never echoes the secret, but make sure of it.
-        let secret = self.credentials.secret();
-        let detail = if secret.is_empty() {
-            detail
-        } else {
-            detail.replace(secret, "***")
+        let detail = match self.keys.secret() {
+            Some(secret) if !secret.is_empty() => detail.replace(&secret, "***"),
+            _ => detail,
         };
+        if matches!(
+            code.as_deref(),
+            Some("ExpiredToken" | "TokenRefreshRequired")
+        ) {
+            self.keys.expired();
+        }
         let (kind, text) = match status {
             StatusCode::NOT_FOUND => (io::ErrorKind::NotFound, "no such object or bucket"),
             StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
@@ -397,8 +395,8 @@ fn refusal(code: Option<&str>) -> &'static str {
              (signatures are valid for minutes); set the clock right, e.g. with NTP"
         }
         Some("ExpiredToken" | "TokenRefreshRequired") => {
-            "access denied: the session token (AWS_SESSION_TOKEN) has expired; \
-             get new temporary credentials"
+            "access denied: the session token has expired; get new temporary credentials \
+             (AWS_SESSION_TOKEN; a credential_process is run again at the next request)"
         }
         _ => {
             "access denied: check access_key_id, secret_access_key, region, \

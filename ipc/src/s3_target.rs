@@ -8,6 +8,8 @@
 //!   `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`); else the profile's
 //!   `aws_access_key_id`, `aws_secret_access_key` (and `aws_session_token`) in the
 //!   credentials file, then in the config file.
+//!   Else the profile's `credential_process`, a command that prints temporary keys (fetchd
+//!   runs it outside its sandbox, again before they expire: `fetchd/src/outside.rs`).
 //! - Region: `region`; else `AWS_REGION`, `AWS_DEFAULT_REGION`; else the profile's `region`;
 //!   else `us-east-1`.
 //! - Endpoint: `endpoint`; else `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`; else the profile's
@@ -28,6 +30,8 @@ pub struct S3Target {
     pub path_style: bool,
     /// `None`: no keys anywhere (the error names where they were looked for).
     pub keys: Option<Keys>,
+    /// The profile's `credential_process`, where no keys are given otherwise.
+    pub credential_process: Option<String>,
     /// The profile's files (whether they exist or not).
     pub files: Vec<PathBuf>,
     pub profile: String,
@@ -138,11 +142,16 @@ impl S3Target {
             .clone()
             .or_else(|| env("AWS_CA_BUNDLE").map(PathBuf::from))
             .or_else(|| from_files("ca_bundle").map(PathBuf::from));
+        let credential_process = match &keys {
+            Some(_) => None,
+            None => from_files("credential_process"),
+        };
         Ok(Self {
             endpoint,
             region,
             path_style,
             keys,
+            credential_process,
             files: credentials_file.into_iter().chain(config_file).collect(),
             profile,
             ca_file,
@@ -155,7 +164,8 @@ impl S3Target {
         format!(
             "no credentials: set access_key_id and secret_access_key in the config, \
              AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, or \
-             aws_access_key_id and aws_secret_access_key in profile {:?} of {}",
+             aws_access_key_id and aws_secret_access_key (or credential_process) in profile \
+             {:?} of {}",
             self.profile,
             files.join(" or ")
         )

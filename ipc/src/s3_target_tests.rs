@@ -19,7 +19,9 @@ fn home() -> tempfile::TempDir {
          output = json\n\n\
          [profile minio]\nendpoint_url = http://127.0.0.1:9000\n\
          aws_access_key_id = MINIO\naws_secret_access_key = minio-secret\n\
-         ca_bundle = /home/me/minio-ca.pem\n",
+         ca_bundle = /home/me/minio-ca.pem\n\n\
+         [profile sso]\nregion = eu-west-1\n\
+         credential_process = aws configure export-credentials --profile work --format process\n",
     )
     .unwrap();
     home
@@ -113,11 +115,32 @@ fn the_config_comes_first_then_the_environment_then_the_profile() {
         |_| {},
     );
     assert!(nowhere.keys.is_none());
+    assert!(nowhere.credential_process.is_none());
     let why = nowhere.keys_missing();
     assert!(
         why.contains("profile \"default\"") && why.contains("elsewhere"),
         "{why}"
     );
+}
+
+#[test]
+fn a_credential_process_is_used_where_no_keys_are_given() {
+    let home = home();
+    let sso = resolve(home.path(), &[], |c| c.profile = Some("sso".into()));
+    assert!(sso.keys.is_none());
+    assert_eq!(
+        sso.credential_process.as_deref(),
+        Some("aws configure export-credentials --profile work --format process")
+    );
+    assert_eq!(sso.region, "eu-west-1");
+    // Keys from the environment come first, as with the AWS tools.
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "ENV"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+    ];
+    let keyed = resolve(home.path(), &env, |c| c.profile = Some("sso".into()));
+    assert_eq!(key_of(&keyed), ("ENV", "env-secret", None));
+    assert!(keyed.credential_process.is_none());
 }
 
 #[test]

@@ -166,12 +166,13 @@ impl Policy {
         }
     }
 
-    /// fetchd's proxy helper (`fetchd/src/proxy.rs`), which starts the ssh_config
-    /// `ProxyCommand`s fetchd's origins name: fetchd's user, and no Landlock, since those
-    /// commands read their own files and reach their hosts their own way.
-    pub fn proxy_helper(user: Option<String>) -> Self {
+    /// fetchd's outside helper (`fetchd/src/outside.rs`), which runs the ssh_config
+    /// `ProxyCommand`s and AWS `credential_process`es fetchd's origins name: fetchd's user, and
+    /// no Landlock, since those commands read their own files and reach their hosts their own
+    /// way.
+    pub fn outside_helper(user: Option<String>) -> Self {
         Self {
-            service: "fetchd's proxy helper",
+            service: "fetchd's outside helper",
             user,
             no_new_privs: true,
             landlock: None,

@@ -291,7 +291,7 @@ fn an_https_origin_whose_ca_file_appears_after_start_is_used_once_it_is_there() 
 /// `musicfsctl mount sftp://music-nas/... DIR` with no MusicFS config at all, as one would
 /// run sshfs: the user's `~/.ssh/config` says which address, port, user, key and known_hosts
 /// that name stands for, and the jump host in front of it, reached by `ProxyJump` and then by a
-/// `ProxyCommand` (`ssh -W`, which fetchd's proxy helper runs outside the sandbox). The keys
+/// `ProxyCommand` (`ssh -W`, which fetchd's outside helper runs outside the sandbox). The keys
 /// and known_hosts live outside `~/.ssh`, so fetchd's sandbox must have admitted the files the
 /// ssh_config names.
 #[test]
@@ -404,6 +404,88 @@ fn an_s3_bucket_mounts_with_the_keys_and_endpoint_of_an_aws_profile() {
     assert_eq!(status["catalog"]["tracks"], 2, "{status}");
     let original = std::fs::read(library.join("noise-02.flac")).unwrap();
     assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original);
+}
+
+/// A profile whose keys come from a `credential_process` (as `aws configure
+/// export-credentials --format process` bridges SSO): fetchd's outside helper runs it, the
+/// keys sign the reads, and new ones are fetched before they expire. A process that fails
+/// takes the origin down with what it said; fixed, the origin is used again.
+#[test]
+fn an_s3_profile_with_a_credential_process_mounts_and_renews_its_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3Server::new();
+    let library = noise_library(8, 20);
+    for i in [1, 2, 3] {
+        let name = format!("noise-{i:02}.flac");
+        s3.put(
+            BUCKET,
+            &format!("lib/{name}"),
+            &std::fs::read(library.join(&name)).unwrap(),
+        );
+    }
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let (process, runs) = (home.join("keys.sh"), home.join("runs"));
+    // Keys that expire in 62 s: a minute before, they are due again.
+    let working = format!(
+        "#!/bin/sh\necho run >> {}\nat=$(date -u -d '+62 seconds' +%Y-%m-%dT%H:%M:%SZ)\n\
+         printf '{{\"Version\": 1, \"AccessKeyId\": \"%s\", \"SecretAccessKey\": \"%s\", \
+         \"SessionToken\": \"temporary\", \"Expiration\": \"%s\"}}\\n' {} {} \"$at\"\n",
+        runs.display(),
+        s3.access_key(),
+        s3.secret_key()
+    );
+    std::fs::write(&process, &working).unwrap();
+    std::fs::set_permissions(
+        &process,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        format!(
+            "[profile sso]\nregion = us-east-1\ncredential_process = {}\ns3 =\n  \
+             endpoint_url = {}\n  addressing_style = path\n",
+            process.display(),
+            s3.endpoint()
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "[[origins]]\nurl = \"s3://{BUCKET}/lib\"\nprofile = \"sso\"\ntimeout_seconds = 2\n"
+    );
+    let mount = mount_with_env(tmp.path(), &config, &[("HOME", &home)]);
+    let status = mount.status(true);
+    assert_eq!(status["catalog"]["tracks"], 3, "{status}");
+    let original = |i: usize| std::fs::read(library.join(format!("noise-{i:02}.flac"))).unwrap();
+    assert!(std::fs::read(mount.path(&noise_track_path(1))).unwrap() == original(1));
+    let ran = || {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = ran();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original(2));
+    assert!(ran() > before, "the keys were not renewed ({before} runs)");
+
+    std::fs::write(
+        &process,
+        "#!/bin/sh\necho 'the SSO session has expired' >&2\nexit 1\n",
+    )
+    .unwrap();
+    let (error, status) = wait_down(&mount, "s3://");
+    assert!(
+        error.contains("credential_process") && error.contains("the SSO session has expired"),
+        "{status}"
+    );
+    assert!(!status.to_string().contains(s3.secret_key()), "{status}");
+    std::fs::write(&process, &working).unwrap();
+    wait_for("the origin is up again", Duration::from_secs(30), || {
+        origin(&mount.status(false), "s3://")["up"] == true
+    });
+    assert!(std::fs::read(mount.path(&noise_track_path(3))).unwrap() == original(3));
 }
 
 /// A MinIO at home behind nginx with a certificate from the home's own CA, the CA given as the

@@ -76,7 +76,7 @@ impl Peer {
                     let why = format!("ssh to {host}:{port} through ProxyCommand {command}: {e}");
                     io::Error::new(io::ErrorKind::ConnectionRefused, why)
                 };
-                let stream = crate::proxy::connect(command).map_err(through)?;
+                let stream = crate::outside::connect(command).map_err(through)?;
                 stream.set_nonblocking(true)?;
                 let stream = tokio::net::UnixStream::from_std(stream)?;
                 client::connect_stream(config, stream, check).await

@@ -1,0 +1,134 @@
+//! An S3 origin's keys: given (in the config, the environment or the profile), or temporary
+//! ones that a profile's `credential_process` prints in the AWS tools' format
+//! (`{"Version": 1, "AccessKeyId": ..., "SecretAccessKey": ..., "SessionToken": ...,
+//! "Expiration": "2026-11-27T20:00:00Z"}`). The process runs outside fetchd's sandbox
+//! (`outside.rs`): at the first request, again once the keys have less than a minute left,
+//! and after the server said they had expired. What it prints is never logged or shown.
+
+use std::io;
+use std::sync::{Mutex, PoisonError};
+
+use rusty_s3::Credentials;
+
+/// How many seconds before they expire temporary keys are replaced.
+const REFRESH_BEFORE: i64 = 60;
+
+pub enum Keys {
+    Given(Credentials),
+    Process {
+        command: String,
+        /// The keys it printed last, and when they expire (seconds since the epoch).
+        current: Mutex<Option<(Credentials, Option<i64>)>>,
+    },
+}
+
+impl Keys {
+    pub fn given(keys: &musicfs_ipc::s3_target::Keys) -> Self {
+        let (id, secret) = (keys.access_key_id.clone(), keys.secret_access_key.expose());
+        Keys::Given(match &keys.session_token {
+            Some(token) => Credentials::new_with_token(id, secret, token.expose()),
+            None => Credentials::new(id, secret),
+        })
+    }
+
+    pub fn process(command: String) -> Self {
+        Keys::Process {
+            command,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The keys to sign with now (running the credential process if they are due).
+    pub fn get(&self) -> io::Result<Credentials> {
+        let (command, current) = match self {
+            Keys::Given(keys) => return Ok(keys.clone()),
+            Keys::Process { command, current } => (command, current),
+        };
+        let mut current = current.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if let Some((keys, expires)) = current.as_ref() {
+            if expires.is_none_or(|at| at - now > REFRESH_BEFORE) {
+                return Ok(keys.clone());
+            }
+        }
+        let output = crate::outside::output(command)
+            .map_err(|e| io::Error::new(e.kind(), format!("credential_process failed: {e}")))?;
+        let (keys, expires) = parse(&output)
+            .map_err(|why| io::Error::other(format!("credential_process {command}: {why}")))?;
+        *current = Some((keys.clone(), expires));
+        Ok(keys)
+    }
+
+    /// The server said the keys expired (a clock off, keys revoked): new ones next time.
+    pub fn expired(&self) {
+        if let Keys::Process { current, .. } = self {
+            *current.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+    }
+
+    /// The secret in use, to keep it out of error texts.
+    pub fn secret(&self) -> Option<String> {
+        match self {
+            Keys::Given(keys) => Some(keys.secret().to_owned()),
+            Keys::Process { current, .. } => {
+                let current = current.lock().unwrap_or_else(PoisonError::into_inner);
+                current.as_ref().map(|(keys, _)| keys.secret().to_owned())
+            }
+        }
+    }
+}
+
+/// The keys and their expiry from a credential process's output; the error never quotes it.
+fn parse(output: &[u8]) -> Result<(Credentials, Option<i64>), String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(output).map_err(|e| format!("printed no JSON object ({e})"))?;
+    if value["Version"] != 1 {
+        return Err("printed no \"Version\": 1".into());
+    }
+    let field = |name: &str| value[name].as_str().filter(|s| !s.is_empty());
+    let (Some(id), Some(secret)) = (field("AccessKeyId"), field("SecretAccessKey")) else {
+        return Err("printed no AccessKeyId and SecretAccessKey".into());
+    };
+    let expires = match field("Expiration") {
+        None => None,
+        Some(at) => Some(
+            crate::web::parse_rfc3339(at)
+                .ok_or_else(|| format!("Expiration {at:?} is no RFC 3339 time"))?,
+        ),
+    };
+    let keys = match field("SessionToken") {
+        Some(token) => Credentials::new_with_token(id, secret, token),
+        None => Credentials::new(id, secret),
+    };
+    Ok((keys, expires))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_aws_tools_output_is_read_and_bad_output_is_refused_without_quoting_it() {
+        let out = br#"{"Version": 1, "AccessKeyId": "ASIA1", "SecretAccessKey": "s3cret",
+            "SessionToken": "tok", "Expiration": "2026-11-27T20:00:00+00:00"}"#;
+        let (keys, expires) = parse(out).unwrap();
+        assert_eq!(
+            (keys.key(), keys.secret(), keys.token()),
+            ("ASIA1", "s3cret", Some("tok"))
+        );
+        assert_eq!(expires, crate::web::parse_rfc3339("2026-11-27T20:00:00Z"));
+        let lasting = br#"{"Version":1,"AccessKeyId":"AKIA2","SecretAccessKey":"x"}"#;
+        assert_eq!(parse(lasting).unwrap().1, None);
+        for bad in [
+            &br#"{"Version": 2, "AccessKeyId": "A", "SecretAccessKey": "s3cret"}"#[..],
+            br#"{"Version": 1, "AccessKeyId": "A"}"#,
+            br#"{"Version": 1, "AccessKeyId": "A", "SecretAccessKey": "s3cret", "Expiration": "soon"}"#,
+            b"AccessKeyId=A s3cret",
+        ] {
+            let why = parse(bad).unwrap_err();
+            assert!(!why.contains("s3cret"), "{why}");
+        }
+    }
+}
