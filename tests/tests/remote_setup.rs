@@ -369,14 +369,7 @@ fn an_s3_bucket_mounts_with_the_keys_and_endpoint_of_an_aws_profile() {
     let tmp = tempfile::tempdir().unwrap();
     let s3 = S3Server::new();
     let library = noise_library(8, 20);
-    for i in [1, 2] {
-        let name = format!("noise-{i:02}.flac");
-        s3.put(
-            BUCKET,
-            &format!("lib/{name}"),
-            &std::fs::read(library.join(&name)).unwrap(),
-        );
-    }
+    put_tracks(&s3, &library, 2);
     let home = tmp.path().join("home");
     std::fs::create_dir_all(home.join(".aws")).unwrap();
     std::fs::write(
@@ -415,14 +408,7 @@ fn an_s3_profile_with_a_credential_process_mounts_and_renews_its_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let s3 = S3Server::new();
     let library = noise_library(8, 20);
-    for i in [1, 2, 3] {
-        let name = format!("noise-{i:02}.flac");
-        s3.put(
-            BUCKET,
-            &format!("lib/{name}"),
-            &std::fs::read(library.join(&name)).unwrap(),
-        );
-    }
+    put_tracks(&s3, &library, 3);
     let home = tmp.path().join("home");
     std::fs::create_dir_all(home.join(".aws")).unwrap();
     let (process, runs) = (home.join("keys.sh"), home.join("runs"));
@@ -517,4 +503,13 @@ fn an_s3_server_behind_https_with_its_own_ca_mounts_with_aws_ca_bundle() {
     assert_eq!(status["catalog"]["tracks"], 2, "{status}");
     let original = std::fs::read(library.join("noise-02.flac")).unwrap();
     assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original);
+}
+
+/// Puts the first `n` tracks of a noise library into the bucket under `lib/`.
+fn put_tracks(s3: &S3Server, library: &Path, n: usize) {
+    for i in 1..=n {
+        let name = format!("noise-{i:02}.flac");
+        let track = std::fs::read(library.join(&name)).unwrap();
+        s3.put(BUCKET, &format!("lib/{name}"), &track);
+    }
 }
