@@ -64,6 +64,19 @@ pub struct Options {
     pub config: Config,
 }
 
+/// How fetchd's process ends: for a restart (see `restart`), served, or failed (logged).
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) if restart::requested() => std::process::ExitCode::from(restart::EXIT_RESTART),
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("musicfs-fetchd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Opens the state, serves the namespace persisted by the last run at once, rescans the
 /// origins in the background, and serves until SIGTERM/SIGINT.
 /// `data` serves mountd (`Fetch`); `admin` serves `FetchAdmin` to the peers `AdminPolicy` admits.

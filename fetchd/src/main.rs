@@ -17,12 +17,8 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    use musicfs_fetchd::outside;
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == outside::HELPER_ARG)
-    {
-        return outside::helper_main();
+    if let Some(helper) = musicfs_fetchd::outside::helper_if_asked() {
+        return helper;
     }
     let args = Args::parse();
     musicfs_ipc::memory::keep_large_buffers();
@@ -42,7 +38,7 @@ fn main() -> std::process::ExitCode {
             let admins =
                 AdminPolicy::new(config.admin_group.as_deref()).map_err(anyhow::Error::msg)?;
             let origins = config.origins_with(&args.origins);
-            outside::start_helper(outside::commands(&origins), config.users.fetchd.as_deref())?;
+            musicfs_fetchd::outside::start(&origins, config.users.fetchd.as_deref())?;
             sandbox::enter(Policy::fetchd(&state, &origins, &config))?;
             let opts = musicfs_fetchd::Options {
                 state_dir: args.state_dir,
@@ -52,15 +48,5 @@ fn main() -> std::process::ExitCode {
             let admin = sockets.pop().expect("two sockets");
             musicfs_fetchd::run(opts, sockets.remove(0), (admin, admins))
         });
-    match result {
-        Ok(()) if musicfs_fetchd::restart::requested() => {
-            std::process::ExitCode::from(musicfs_fetchd::restart::EXIT_RESTART)
-        }
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("musicfs-fetchd: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    musicfs_fetchd::exit_code(result)
 }

@@ -22,6 +22,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use musicfs_ipc::origin::{OriginConfig, OriginUrl};
 use musicfs_ipc::s3_target::S3Target;
@@ -30,12 +31,17 @@ use musicfs_ipc::sftp_target::SftpTarget;
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 
 /// The first argument that makes `musicfs-fetchd` the helper.
-pub const HELPER_ARG: &str = "--outside-helper";
+const HELPER_ARG: &str = "--outside-helper";
 
 /// The longest error text the helper sends back.
 const MAX_ERROR: usize = 1024;
 /// The most a credential process may print.
 const MAX_OUTPUT: usize = 64 << 10;
+/// How long a credential process may take before it is stopped.
+const OUTPUT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long fetchd waits for the helper's answer: past it, the helper is taken to hang, and
+/// fetchd restarts (with a new one) rather than read a late answer as the next one's.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// A command to run outside the sandbox, and what comes back of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +109,13 @@ pub fn commands(origins: &[OriginConfig]) -> Vec<Outside> {
     commands
 }
 
-/// Starts the helper for `commands` (none: no helper), as `user` when started as root. Call it
-/// before entering the sandbox, while fetchd has one thread.
-pub fn start_helper(commands: Vec<Outside>, user: Option<&str>) -> io::Result<()> {
+/// Starts the helper for what `origins` need run outside (nothing: no helper), as `user` when
+/// started as root. Call it before entering the sandbox, while fetchd has one thread.
+pub fn start(origins: &[OriginConfig], user: Option<&str>) -> io::Result<()> {
+    start_helper(commands(origins), user)
+}
+
+fn start_helper(commands: Vec<Outside>, user: Option<&str>) -> io::Result<()> {
     if commands.is_empty() {
         return Ok(());
     }
@@ -128,6 +138,8 @@ pub fn start_helper(commands: Vec<Outside>, user: Option<&str>) -> io::Result<()
     let mut stdin = child.stdin.take().expect("piped");
     io::Write::write_all(&mut stdin, order.as_bytes())?;
     drop(stdin);
+    let timeout = nix::sys::time::TimeVal::new(ANSWER_TIMEOUT.as_secs() as _, 0);
+    socket::setsockopt(&ours, socket::sockopt::ReceiveTimeout, &timeout)?;
     let helper = Helper {
         commands,
         control: Mutex::new(ours),
@@ -187,7 +199,12 @@ impl Helper {
             Some(&mut space),
             MsgFlags::MSG_CMSG_CLOEXEC,
         )
-        .map_err(gone)?;
+        .map_err(|e| {
+            if e == nix::Error::EAGAIN {
+                crate::restart::request("the outside helper stopped answering");
+            }
+            gone(e)
+        })?;
         let mut fds = Vec::new();
         for cmsg in message.cmsgs().map_err(gone)? {
             if let ControlMessageOwned::ScmRights(rights) = cmsg {
@@ -225,36 +242,75 @@ fn spawn(command: &str) -> io::Result<(UnixStream, std::process::Child)> {
     Ok((ours, child))
 }
 
-/// Runs the credential process `command` to its end: what it printed, or why it failed.
+/// Runs the credential process `command` to its end, for at most [`OUTPUT_TIMEOUT`]: what
+/// it printed, or why it failed.
 fn run(command: &str) -> io::Result<Vec<u8>> {
-    let out = Command::new("/bin/sh")
+    run_for(command, OUTPUT_TIMEOUT)
+}
+
+fn run_for(command: &str, timeout: Duration) -> io::Result<Vec<u8>> {
+    let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot start /bin/sh: {e}")))?;
-    if !out.status.success() {
-        // The end of what it said on stderr (its stdout may hold keys: never shown).
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let stderr = stderr.trim();
-        let start = stderr.char_indices().rev().nth(299).map_or(0, |(at, _)| at);
-        let said = &stderr[start..];
-        return Err(io::Error::other(format!(
-            "{command}: {}: {said}",
-            out.status
-        )));
-    }
-    if out.stdout.len() > MAX_OUTPUT {
+    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(pipe) = pipe {
+                let _ = pipe.take(MAX_OUTPUT as u64 + 1).read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read_all(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read_all(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{command}: no answer within {timeout:?}, stopped"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (stdout, stderr) = (stdout.join(), stderr.join());
+    let (stdout, stderr) = (stdout.unwrap_or_default(), stderr.unwrap_or_default());
+    // (One that printed too much may have ended on the closed pipe.)
+    if stdout.len() > MAX_OUTPUT {
         return Err(io::Error::other(format!(
             "{command}: printed over {MAX_OUTPUT} bytes"
         )));
     }
-    Ok(out.stdout)
+    if !status.success() {
+        // The end of what it said on stderr (its stdout may hold keys: never shown).
+        let stderr = String::from_utf8_lossy(&stderr);
+        let stderr = stderr.trim();
+        let start = stderr.char_indices().rev().nth(299).map_or(0, |(at, _)| at);
+        let said = &stderr[start..];
+        return Err(io::Error::other(format!("{command}: {status}: {said}")));
+    }
+    Ok(stdout)
+}
+
+/// When fetchd was started as the helper ([`HELPER_ARG`]), the helper's life to its end.
+pub fn helper_if_asked() -> Option<ExitCode> {
+    let asked = std::env::args_os().nth(1).is_some_and(|a| a == HELPER_ARG);
+    asked.then(helper_main)
 }
 
 /// The helper's life: reads its order, becomes fetchd's user, then runs the commands asked
 /// for until fetchd goes away.
-pub fn helper_main() -> ExitCode {
+fn helper_main() -> ExitCode {
     let mut order = String::new();
     if let Err(e) = io::stdin().read_to_string(&mut order) {
         eprintln!("musicfs-fetchd outside helper: reading its order: {e}");
@@ -307,4 +363,44 @@ fn refuse(control: RawFd, error: &io::Error) -> nix::Result<usize> {
     let mut text = format!("\x01{error}").into_bytes();
     text.truncate(MAX_ERROR + 1);
     socket::send(control, &text, MsgFlags::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_process_gives_its_output_or_why_it_failed_in_bounded_time() {
+        assert_eq!(
+            run("printf '{\"Version\": 1}'").unwrap(),
+            br#"{"Version": 1}"#
+        );
+        let err = run("printf 'sec%s' ret-output; echo 'session expired' >&2; exit 3").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("exit status: 3") && text.contains("session expired"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("secret-output"),
+            "stdout is never shown: {text}"
+        );
+        let err = run("head -c 70000 /dev/zero").unwrap_err();
+        assert!(err.to_string().contains("printed over"), "{err}");
+        let started = Instant::now();
+        let err = run_for("sleep 30", Duration::from_millis(200)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn commands_name_their_kind_in_the_order() {
+        for job in [
+            Outside::Proxy("ssh -W %h:%p gate".into()),
+            Outside::Output("aws configure export-credentials --format process".into()),
+        ] {
+            assert_eq!(Outside::from_line(&job.line()), Some(job));
+        }
+        assert_eq!(Outside::from_line("exec rm -rf /"), None);
+    }
 }
