@@ -213,10 +213,11 @@ impl Helper {
         }
         let len = message.bytes;
         // SAFETY: each fd came with this message and is ours alone to own (and close).
-        let fd = fds
+        let mut fds: Vec<OwnedFd> = fds
             .into_iter()
             .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-            .next();
+            .collect();
+        let fd = fds.pop();
         answer.truncate(len);
         match answer.first() {
             Some(0) => Ok((answer.split_off(1), fd)),
