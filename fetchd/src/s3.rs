@@ -154,7 +154,7 @@ impl S3Origin {
     ) -> io::Result<rusty_s3::actions::ListObjectsV2Response> {
         let s = &self.shared;
         let keys = s.keys.get()?;
-        let mut action = s.bucket.list_objects_v2(Some(&keys));
+        let mut action = s.bucket.list_objects_v2(Some(&*keys));
         if !url_encoded {
             action.query_mut().remove("encoding-type");
         }
@@ -177,7 +177,7 @@ impl S3Origin {
         let s = &self.shared;
         let key = self.key(rel)?;
         let keys = s.keys.get()?;
-        let url = s.bucket.head_object(Some(&keys), &key).sign(URL_LIFETIME);
+        let url = s.bucket.head_object(Some(&*keys), &key).sign(URL_LIFETIME);
         let what = format!("{rel:?}");
         let response = s.send(reqwest::Method::HEAD, &what, url, &[])?;
         s.web.head_fields(&what, &response)
@@ -285,7 +285,7 @@ impl S3File {
         let keys = s.keys.get()?;
         let url = s
             .bucket
-            .get_object(Some(&keys), &self.key)
+            .get_object(Some(&*keys), &self.key)
             .sign(URL_LIFETIME);
         s.web.get_range(
             &self.what,

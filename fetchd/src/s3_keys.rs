@@ -6,29 +6,30 @@
 //! and after the server said they had expired. What it prints is never logged or shown.
 
 use std::io;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rusty_s3::Credentials;
 
 /// How many seconds before they expire temporary keys are replaced.
 const REFRESH_BEFORE: i64 = 60;
 
+/// (Shared, so that signing a request takes no copy of them.)
 pub enum Keys {
-    Given(Credentials),
+    Given(Arc<Credentials>),
     Process {
         command: String,
         /// The keys it printed last, and when they expire (seconds since the epoch).
-        current: Mutex<Option<(Credentials, Option<i64>)>>,
+        current: Mutex<Option<(Arc<Credentials>, Option<i64>)>>,
     },
 }
 
 impl Keys {
     pub fn given(keys: &musicfs_ipc::s3_target::Keys) -> Self {
         let (id, secret) = (keys.access_key_id.clone(), keys.secret_access_key.expose());
-        Keys::Given(match &keys.session_token {
+        Keys::Given(Arc::new(match &keys.session_token {
             Some(token) => Credentials::new_with_token(id, secret, token.expose()),
             None => Credentials::new(id, secret),
-        })
+        }))
     }
 
     pub fn process(command: String) -> Self {
@@ -39,7 +40,7 @@ impl Keys {
     }
 
     /// The keys to sign with now (running the credential process if they are due).
-    pub fn get(&self) -> io::Result<Credentials> {
+    pub fn get(&self) -> io::Result<Arc<Credentials>> {
         let (command, current) = match self {
             Keys::Given(keys) => return Ok(keys.clone()),
             Keys::Process { command, current } => (command, current),
@@ -57,6 +58,7 @@ impl Keys {
             .map_err(|e| io::Error::new(e.kind(), format!("credential_process failed: {e}")))?;
         let (keys, expires) = parse(&output)
             .map_err(|why| io::Error::other(format!("credential_process {command}: {why}")))?;
+        let keys = Arc::new(keys);
         *current = Some((keys.clone(), expires));
         Ok(keys)
     }
