@@ -155,9 +155,7 @@ fn start_helper(commands: Vec<Outside>, user: Option<&str>) -> io::Result<()> {
 pub fn connect(command: &str) -> io::Result<UnixStream> {
     let job = Outside::Proxy(command.to_owned());
     let Some(helper) = HELPER.get() else {
-        let (stream, mut child) = spawn(command)?;
-        std::thread::spawn(move || child.wait());
-        return Ok(stream);
+        return spawn(command);
     };
     let (_, fd) = helper.ask(&job, 1)?;
     fd.map(UnixStream::from)
@@ -230,17 +228,19 @@ impl Helper {
     }
 }
 
-/// Starts `command` on one end of a socket pair; returns the other end.
-fn spawn(command: &str) -> io::Result<(UnixStream, std::process::Child)> {
+/// Starts `command` on one end of a socket pair; returns the other end. A thread waits for the
+/// command to end, so that it leaves no zombie.
+fn spawn(command: &str) -> io::Result<UnixStream> {
     let (ours, theirs) = UnixStream::pair()?;
-    let child = Command::new("/bin/sh")
+    let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(format!("exec {command}"))
         .stdin(Stdio::from(OwnedFd::from(theirs.try_clone()?)))
         .stdout(Stdio::from(OwnedFd::from(theirs)))
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot start /bin/sh: {e}")))?;
-    Ok((ours, child))
+    std::thread::spawn(move || child.wait());
+    Ok(ours)
 }
 
 /// Runs the credential process `command` to its end, for at most [`OUTPUT_TIMEOUT`]: what
@@ -335,8 +335,7 @@ fn helper_main() -> ExitCode {
         let job = commands.get(u32::from_le_bytes(number) as usize);
         let sent = match job.and_then(Option::as_ref) {
             Some(Outside::Proxy(command)) => match spawn(command) {
-                Ok((stream, mut child)) => {
-                    std::thread::spawn(move || child.wait());
+                Ok(stream) => {
                     let fds = [stream.as_raw_fd()];
                     let rights = [ControlMessage::ScmRights(&fds)];
                     let iov = [IoSlice::new(&[0])];

@@ -208,8 +208,8 @@ impl Reader<'_> {
                             Some(host_matches(patterns, &name))
                         }
                         "originalhost" => Some(host_matches(patterns, &self.host)),
-                        "user" => Some(names_match(patterns, user.unwrap_or(self.local_user))),
-                        "localuser" => Some(names_match(patterns, self.local_user)),
+                        "user" => Some(list_matches(patterns, user.unwrap_or(self.local_user))),
+                        "localuser" => Some(list_matches(patterns, self.local_user)),
                         _ => None,
                     }
                 }
@@ -322,11 +322,8 @@ pub fn host_matches<'a>(patterns: impl IntoIterator<Item = &'a str>, name: &str)
     list_matches(lower, name)
 }
 
-/// [`host_matches`] for user names, which ssh compares with their case.
-fn names_match<'a>(patterns: impl IntoIterator<Item = &'a str>, name: &str) -> bool {
-    list_matches(patterns, name)
-}
-
+/// Whether `name` matches a list of patterns (one matches, no negated one does), as written:
+/// user names, which ssh compares with their case.
 fn list_matches<S: AsRef<str>>(patterns: impl IntoIterator<Item = S>, name: &str) -> bool {
     let mut matched = false;
     for pattern in patterns {
