@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod cdc;
 pub mod chunks;
 pub mod covers;
 pub mod dav;

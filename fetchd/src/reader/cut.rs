@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use fastcdc::v2020::StreamCDC;
 use musicfs_ipc::{FetchError, TrackRef};
 
 use super::{cache_err, lock, Layout, TrackReader, CUT_WHEN_QUIET};
 use crate::catalog::Manifest;
-use crate::chunks::{chunk_hash, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use crate::chunks::chunk_hash;
 use crate::partial::Partial;
 
 impl TrackReader {
@@ -63,25 +62,24 @@ impl TrackReader {
 
     /// Cuts a complete staging file into chunks, storing each, and returns its manifest.
     fn cut(&self, partial: &Partial) -> Result<Manifest, FetchError> {
-        let file = partial.file().try_clone().map_err(cache_err)?;
-        let reader = std::io::BufReader::with_capacity(1 << 20, ReadFrom { file, pos: 0 });
         let mut chunks = Vec::new();
         let mut not_cached = (0, None);
-        for chunk in StreamCDC::new(
-            reader,
-            MIN_CHUNK as usize,
-            AVG_CHUNK as usize,
-            MAX_CHUNK as usize,
-        ) {
-            let chunk = chunk.map_err(|e| FetchError::Cache(e.to_string()))?;
-            let hash = chunk_hash(&chunk.data);
+        let read = crate::cdc::each_chunk(partial.file(), |chunk| {
+            let hash = chunk_hash(chunk);
             // A cache left with only pinned chunks still gets the manifest: the chunk is
             // fetched again (and served uncached) when read.
-            if let Err(e) = self.store.put(hash, &chunk.data) {
+            if let Err(e) = self.store.put(hash, chunk) {
                 not_cached.0 += 1;
                 not_cached.1.get_or_insert(e);
             }
-            chunks.push((chunk.length as u32, hash));
+            chunks.push((chunk.len() as u32, hash));
+        })
+        .map_err(cache_err)?;
+        if read != partial.record.size {
+            return Err(FetchError::Cache(format!(
+                "the staging file holds {read} bytes, the track {}",
+                partial.record.size
+            )));
         }
         if let (n, Some(e)) = not_cached {
             tracing::warn!(
@@ -94,19 +92,5 @@ impl TrackReader {
             version: partial.record.version,
             chunks,
         })
-    }
-}
-
-/// Sequential reads of a file by position (the staging file is shared with readers).
-struct ReadFrom {
-    file: std::fs::File,
-    pos: u64,
-}
-
-impl std::io::Read for ReadFrom {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
     }
 }
