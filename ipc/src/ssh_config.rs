@@ -9,9 +9,9 @@
 //! `UserKnownHostsFile`, `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, `ProxyCommand`
 //! and `ProxyJump` through one jump host (of these two the first given wins). `Match` blocks
 //! apply as ssh applies them where their criteria are `all`, `host`, `originalhost`, `user`,
-//! `localuser`, `canonical` and `final` (negated with `!` too; `final` blocks in a second pass,
-//! as ssh makes one); a block that also needs `exec`, `localnetwork` or another criterion is not
-//! followed. Jumps through several hosts and those `Match` blocks are reported, so a host that
+//! `localuser`, `exec` ([`crate::ssh_match_exec`]), `canonical` and `final` (negated with `!`
+//! too; `final` blocks in a second pass, as ssh makes one); a block that also needs
+//! `localnetwork` or another criterion is not followed. Jumps through several hosts and those `Match` blocks are reported, so a host that
 //! needs them fails with that said.
 
 use std::path::{Path, PathBuf};
@@ -178,7 +178,7 @@ impl Reader<'_> {
     }
 
     /// Whether a `Match` line's criteria all hold. A line that also needs a criterion not
-    /// decided here (`exec`, `localnetwork`, `tagged`, ...) does not apply, and is reported if
+    /// decided here (`localnetwork`, `tagged`, ...) does not apply, and is reported if
     /// the others hold.
     fn match_line(&mut self, args: &[String], at: &str) -> Result<bool, String> {
         let mut words = args.iter();
@@ -210,6 +210,9 @@ impl Reader<'_> {
                         "originalhost" => Some(host_matches(patterns, &self.host)),
                         "user" => Some(list_matches(patterns, user.unwrap_or(self.local_user))),
                         "localuser" => Some(list_matches(patterns, self.local_user)),
+                        // As ssh: not run once an earlier criterion failed.
+                        "exec" if !holds => Some(false),
+                        "exec" => Some(self.exec(list, at)),
                         _ => None,
                     }
                 }
@@ -224,6 +227,33 @@ impl Reader<'_> {
             self.settings.not_followed.push(line);
         }
         Ok(holds && !undecided)
+    }
+
+    /// Whether a `Match exec` command holds (tokens expanded as ssh does); one that cannot be
+    /// run or does not end in time does not hold, and is reported.
+    fn exec(&mut self, command: &str, at: &str) -> bool {
+        let home = self.ssh_dir.parent().unwrap_or(self.ssh_dir);
+        let host = self.settings.hostname.as_deref().unwrap_or(&self.host);
+        let user = self.user.or(self.settings.user.as_deref());
+        let tokens = Tokens {
+            home,
+            local_user: self.local_user,
+            host,
+            original_host: &self.host,
+            user: user.unwrap_or(self.local_user),
+            port: self.settings.port.unwrap_or(22),
+        };
+        let Some(command) = expand(command, &tokens) else {
+            let why = format!("Match exec {command} ({at}): it names an unset variable");
+            self.settings.not_followed.push(why);
+            return false;
+        };
+        let command = command.to_string_lossy();
+        crate::ssh_match_exec::holds(&command).unwrap_or_else(|e| {
+            let why = format!("Match exec {command} ({at}): {e}");
+            self.settings.not_followed.push(why);
+            false
+        })
     }
 
     /// The files an `Include` pattern names, sorted (a `*`/`?` in the last component is a
@@ -376,9 +406,10 @@ pub struct Tokens<'a> {
     pub port: u16,
 }
 
-/// A path option's value with `~/`, `%d` (home), `%u` (local user), `%h`, `%n` (the host as
-/// named), `%r` (remote user), `%p`, `%%` and `${VAR}` expanded; `None` if it names an unset
-/// variable.
+/// A path option's (or `Match exec` command's) value with `~/`, `%d` (home), `%u` (local
+/// user), `%i` (local user id), `%l` and `%L` (this machine's name, whole and up to the first
+/// dot), `%h`, `%n` (the host as named), `%r` (remote user), `%p`, `%%` and `${VAR}` expanded;
+/// `None` if it names an unset variable.
 pub fn expand(value: &str, tokens: &Tokens<'_>) -> Option<PathBuf> {
     let value = match value.strip_prefix("~/") {
         Some(rest) => format!("{}/{rest}", tokens.home.display()),
@@ -395,6 +426,13 @@ pub fn expand(value: &str, tokens: &Tokens<'_>) -> Option<PathBuf> {
                 Some('n') => out.push_str(tokens.original_host),
                 Some('r') => out.push_str(tokens.user),
                 Some('p') => out.push_str(&tokens.port.to_string()),
+                Some('i') => out.push_str(&nix::unistd::getuid().to_string()),
+                Some(c @ ('l' | 'L')) => {
+                    let name = nix::unistd::gethostname().unwrap_or_default();
+                    let name = name.to_string_lossy();
+                    let short = name.split('.').next().unwrap_or_default();
+                    out.push_str(if c == 'l' { &name } else { short });
+                }
                 Some(other) => out.push(other),
                 None => out.push('%'),
             },

@@ -89,8 +89,11 @@ Host *.lan !printer.lan
     ProxyJump gate,way
     HostName %h.example
 
-Match originalhost nas.lan exec \"true\"
+Match originalhost nas.lan exec \"test %n = nas.lan\"
     Port 9999
+
+Match originalhost nas.lan localnetwork 10.0.0.0/8
+    Port 9998
 
 Host printer.lan
     ProxyJump ann@gateway:2222
@@ -99,15 +102,15 @@ Host printer.lan
 ";
     let nas = settings(config, "Nas.LAN");
     assert_eq!(nas.hostname.as_deref(), Some("nas.lan.example"));
-    // A Match that needs `exec` is not followed (so its Port does not apply), but reported.
-    assert_eq!(nas.port, None);
+    assert_eq!(nas.port, Some(9999), "the exec held");
     assert_eq!(nas.not_followed.len(), 2, "{:?}", nas.not_followed);
     assert!(
         nas.not_followed[0].starts_with("ProxyJump gate,way ("),
         "two jumps"
     );
     assert_eq!(nas.proxy_jump, None);
-    assert!(nas.not_followed[1].starts_with("Match originalhost nas.lan exec true ("));
+    // A Match that needs `localnetwork` is not followed, but reported.
+    assert!(nas.not_followed[1].starts_with("Match originalhost nas.lan localnetwork 10.0.0.0/8 ("));
 
     let printer = settings(config, "printer.lan");
     assert_eq!(printer.hostname, None, "the negation excludes it");
@@ -164,7 +167,7 @@ Match final host 10.0.0.5
     Port 1
 Match all
     User fallback
-Match host 10.0.0.5 exec \"ping -c1 nas\"
+Match host 10.0.0.5 tagged home
     ProxyJump gate
 Match host elsewhere exec \"true\"
     Port 3
@@ -196,7 +199,7 @@ Host *
         "read once in each pass, listed once"
     );
     assert_eq!(music.not_followed.len(), 1, "{:?}", music.not_followed);
-    assert!(music.not_followed[0].starts_with("Match host 10.0.0.5 exec ping -c1 nas ("));
+    assert!(music.not_followed[0].starts_with("Match host 10.0.0.5 tagged home ("));
     assert_eq!(music.proxy_jump, None);
 
     // No user in the URL: `user` is the one set so far, else the local user.
@@ -273,6 +276,19 @@ fn tokens_in_paths_are_expanded() {
         PathBuf::from(format!("{var}/x"))
     );
     assert_eq!(expand("${MUSICFS_SURELY_UNSET_VARIABLE}", &tokens), None);
+    let name = String::from_utf8(
+        std::process::Command::new("hostname")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let (name, uid) = (name.trim(), nix::unistd::getuid());
+    let short = name.split('.').next().unwrap();
+    assert_eq!(
+        expand("%l/%L/%i", &tokens).unwrap(),
+        PathBuf::from(format!("{name}/{short}/{uid}"))
+    );
 }
 
 #[test]
@@ -284,4 +300,44 @@ fn wildcards_match_the_whole_name() {
     assert!(wildcard(b"*", b""));
     assert!(wildcard(b"a*b*c", b"aXXbYYc"));
     assert!(!wildcard(b"a*b*c", b"aXXbYY"));
+}
+
+#[test]
+fn match_exec_applies_a_block_where_its_command_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (flag, ran) = (dir.path().join("home"), dir.path().join("ran"));
+    std::fs::write(dir.path().join("home-nas-music-22"), "").unwrap();
+    let at_home = format!("test -e {}-%n-%r-%p", flag.display());
+    let config = format!(
+        "\
+Host nas
+    User music
+Match originalhost nas exec \"{at_home}\"
+    HostName 192.168.1.10
+Match originalhost nas !exec \"{at_home}\"
+    HostName nas.example.org
+Match host never exec \"touch {}\"
+    Port 1
+Match exec \"exit 1\"
+    Port 2
+",
+        ran.display()
+    );
+    let file = dir.path().join("config");
+    std::fs::write(&file, config).unwrap();
+    let read_as = |user: Option<&str>| {
+        let asked = Asked {
+            host: "nas",
+            user,
+            local_user: "ann",
+        };
+        read(&file, asked, dir.path()).unwrap()
+    };
+    let home = read_as(None);
+    assert_eq!(home.hostname.as_deref(), Some("192.168.1.10"), "{home:?}");
+    assert!(home.not_followed.is_empty(), "{:?}", home.not_followed);
+    assert_eq!(home.port, None, "`exit 1` does not hold");
+    let away = read_as(Some("guest"));
+    assert_eq!(away.hostname.as_deref(), Some("nas.example.org"));
+    assert!(!ran.exists(), "not run once an earlier criterion failed");
 }

@@ -291,9 +291,10 @@ fn an_https_origin_whose_ca_file_appears_after_start_is_used_once_it_is_there() 
 /// `musicfsctl mount sftp://music-nas/... DIR` with no MusicFS config at all, as one would
 /// run sshfs: the user's `~/.ssh/config` says which address, port, user, key and known_hosts
 /// that name stands for, and the jump host in front of it, reached by `ProxyJump` and then by a
-/// `ProxyCommand` (`ssh -W`, which fetchd's outside helper runs outside the sandbox). The keys
-/// and known_hosts live outside `~/.ssh`, so fetchd's sandbox must have admitted the files the
-/// ssh_config names.
+/// `ProxyCommand` (`ssh -W`, which fetchd's outside helper runs outside the sandbox). The
+/// address and port come from a `Match exec` block (a command run before the sandbox; the
+/// block's answer must hold inside it too). The keys and known_hosts live outside `~/.ssh`, so
+/// fetchd's sandbox must have admitted the files the ssh_config names.
 #[test]
 fn an_ssh_config_host_mounts_with_no_other_configuration() {
     let tmp = tempfile::tempdir().unwrap();
@@ -307,6 +308,9 @@ fn an_ssh_config_host_mounts_with_no_other_configuration() {
     std::fs::copy(sshd.known_hosts(), home.join("keys/known_hosts")).unwrap();
     std::fs::copy(gate.identity_file(), home.join("keys/gate")).unwrap();
     std::fs::copy(gate.known_hosts(), home.join("keys/gate_hosts")).unwrap();
+    // At home (`Match exec`), the NAS is at 127.0.0.1; elsewhere at an address that never
+    // answers.
+    std::fs::write(home.join("at-home"), "").unwrap();
     // ssh finds `~` through the password database, not $HOME: the gate's paths are whole.
     let config = home.join(".ssh/config");
     let ways = [
@@ -315,7 +319,9 @@ fn an_ssh_config_host_mounts_with_no_other_configuration() {
     ];
     for (round, proxy) in ways.iter().enumerate() {
         let text = format!(
-            "Host music-nas\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  \
+            "Match originalhost music-nas exec \"test -e %d/at-home\"\n  \
+             HostName 127.0.0.1\n  Port {}\n\
+             Host music-nas\n  HostName 192.0.2.1\n  Port 9\n  User {}\n  \
              IdentityFile ~/keys/nas\n  UserKnownHostsFile %d/keys/known_hosts\n  {proxy}\n\
              Host gate\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  \
              UserKnownHostsFile {}\n  BatchMode yes\n",
