@@ -26,7 +26,7 @@ pub mod services;
 pub mod sftp_target;
 pub mod size;
 pub mod ssh_config;
-pub mod ssh_match_exec;
+pub mod ssh_match_local;
 pub mod types;
 
 pub use error::{FetchError, IndexError, WorkerError};

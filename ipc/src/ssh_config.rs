@@ -9,9 +9,9 @@
 //! `UserKnownHostsFile`, `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, `ProxyCommand`
 //! and `ProxyJump` through one jump host (of these two the first given wins). `Match` blocks
 //! apply as ssh applies them where their criteria are `all`, `host`, `originalhost`, `user`,
-//! `localuser`, `exec` ([`crate::ssh_match_exec`]), `canonical` and `final` (negated with `!`
-//! too; `final` blocks in a second pass, as ssh makes one); a block that also needs
-//! `localnetwork` or another criterion is not followed. Jumps through several hosts and those `Match` blocks are reported, so a host that
+//! `localuser`, `exec`, `localnetwork` ([`crate::ssh_match_local`]), `canonical` and `final`
+//! (negated with `!` too; `final` blocks in a second pass, as ssh makes one); a block that also
+//! needs another criterion (`tagged`, `version`, ...) is not followed. Jumps through several hosts and those `Match` blocks are reported, so a host that
 //! needs them fails with that said.
 
 use std::path::{Path, PathBuf};
@@ -178,7 +178,7 @@ impl Reader<'_> {
     }
 
     /// Whether a `Match` line's criteria all hold. A line that also needs a criterion not
-    /// decided here (`localnetwork`, `tagged`, ...) does not apply, and is reported if
+    /// decided here (`tagged`, `version`, ...) does not apply, and is reported if
     /// the others hold.
     fn match_line(&mut self, args: &[String], at: &str) -> Result<bool, String> {
         let mut words = args.iter();
@@ -213,6 +213,7 @@ impl Reader<'_> {
                         // As ssh: not run once an earlier criterion failed.
                         "exec" if !holds => Some(false),
                         "exec" => Some(self.exec(list, at)),
+                        "localnetwork" => Some(self.on_network(list, at)),
                         _ => None,
                     }
                 }
@@ -249,8 +250,18 @@ impl Reader<'_> {
             return false;
         };
         let command = command.to_string_lossy();
-        crate::ssh_match_exec::holds(&command).unwrap_or_else(|e| {
+        crate::ssh_match_local::holds(&command).unwrap_or_else(|e| {
             let why = format!("Match exec {command} ({at}): {e}");
+            self.settings.not_followed.push(why);
+            false
+        })
+    }
+
+    /// Whether this machine is on one of a `Match localnetwork` line's networks; a list that
+    /// cannot be read (or interfaces that cannot be listed) does not hold, and is reported.
+    fn on_network(&mut self, networks: &str, at: &str) -> bool {
+        crate::ssh_match_local::on_network(networks).unwrap_or_else(|e| {
+            let why = format!("Match localnetwork {networks} ({at}): {e}");
             self.settings.not_followed.push(why);
             false
         })

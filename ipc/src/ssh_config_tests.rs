@@ -92,7 +92,7 @@ Host *.lan !printer.lan
 Match originalhost nas.lan exec \"test %n = nas.lan\"
     Port 9999
 
-Match originalhost nas.lan localnetwork 10.0.0.0/8
+Match originalhost nas.lan tagged music
     Port 9998
 
 Host printer.lan
@@ -109,8 +109,8 @@ Host printer.lan
         "two jumps"
     );
     assert_eq!(nas.proxy_jump, None);
-    // A Match that needs `localnetwork` is not followed, but reported.
-    assert!(nas.not_followed[1].starts_with("Match originalhost nas.lan localnetwork 10.0.0.0/8 ("));
+    // A Match that needs `tagged` is not followed, but reported.
+    assert!(nas.not_followed[1].starts_with("Match originalhost nas.lan tagged music ("));
 
     let printer = settings(config, "printer.lan");
     assert_eq!(printer.hostname, None, "the negation excludes it");
@@ -303,7 +303,7 @@ fn wildcards_match_the_whole_name() {
 }
 
 #[test]
-fn match_exec_applies_a_block_where_its_command_succeeds() {
+fn match_exec_and_localnetwork_apply_a_block_where_this_machine_is() {
     let dir = tempfile::tempdir().unwrap();
     let (flag, ran) = (dir.path().join("home"), dir.path().join("ran"));
     std::fs::write(dir.path().join("home-nas-music-22"), "").unwrap();
@@ -320,6 +320,12 @@ Match host never exec \"touch {}\"
     Port 1
 Match exec \"exit 1\"
     Port 2
+Match localnetwork 224.0.0.0/4
+    IdentityFile ~/.ssh/away
+Match localnetwork 224.0.0.0/4,127.0.0.0/8
+    IdentityFile ~/.ssh/here
+Match localnetwork home
+    IdentityFile ~/.ssh/never
 ",
         ran.display()
     );
@@ -335,8 +341,10 @@ Match exec \"exit 1\"
     };
     let home = read_as(None);
     assert_eq!(home.hostname.as_deref(), Some("192.168.1.10"), "{home:?}");
-    assert!(home.not_followed.is_empty(), "{:?}", home.not_followed);
     assert_eq!(home.port, None, "`exit 1` does not hold");
+    assert_eq!(home.identity_files, ["~/.ssh/here"], "loopback is up");
+    assert_eq!(home.not_followed.len(), 1, "{:?}", home.not_followed);
+    assert!(home.not_followed[0].starts_with("Match localnetwork home ("));
     let away = read_as(Some("guest"));
     assert_eq!(away.hostname.as_deref(), Some("nas.example.org"));
     assert!(!ran.exists(), "not run once an earlier criterion failed");

@@ -308,8 +308,7 @@ fn an_ssh_config_host_mounts_with_no_other_configuration() {
     std::fs::copy(sshd.known_hosts(), home.join("keys/known_hosts")).unwrap();
     std::fs::copy(gate.identity_file(), home.join("keys/gate")).unwrap();
     std::fs::copy(gate.known_hosts(), home.join("keys/gate_hosts")).unwrap();
-    // At home (`Match exec`), the NAS is at 127.0.0.1; elsewhere at an address that never
-    // answers.
+    // At home (`Match exec`), the NAS is at sshd's port; elsewhere at a port nothing listens on.
     std::fs::write(home.join("at-home"), "").unwrap();
     // ssh finds `~` through the password database, not $HOME: the gate's paths are whole.
     let config = home.join(".ssh/config");
@@ -321,7 +320,7 @@ fn an_ssh_config_host_mounts_with_no_other_configuration() {
         let text = format!(
             "Match originalhost music-nas exec \"test -e %d/at-home\"\n  \
              HostName 127.0.0.1\n  Port {}\n\
-             Host music-nas\n  HostName 192.0.2.1\n  Port 9\n  User {}\n  \
+             Host music-nas\n  HostName 127.0.0.1\n  Port 9\n  User {}\n  \
              IdentityFile ~/keys/nas\n  UserKnownHostsFile %d/keys/known_hosts\n  {proxy}\n\
              Host gate\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  \
              UserKnownHostsFile {}\n  BatchMode yes\n",

@@ -1,0 +1,182 @@
+//! ssh_config's `Match` criteria that ask this machine, answered as ssh answers them, each once
+//! per process: fetchd resolves its SFTP origins before it enters its sandbox (for the files the
+//! sandbox admits and the helper's proxy commands), where commands can run, and again inside
+//! it, where they cannot; the second resolution gets the first one's answers, so both agree. A
+//! fetchd started again (`systemctl restart musicfs-fetchd`; under `musicfsctl mount`, after it
+//! ends for any reason) asks again. Both tell a laptop at home from one away.
+//!
+//! - `exec "command"` holds when the command exits with status 0. It runs with `/bin/sh -c`,
+//!   no input and its output discarded, for at most [`TIMEOUT`] (a command still running then
+//!   is stopped and does not hold).
+//! - `localnetwork 192.168.1.0/24,fd00::/8` holds when an interface that is up has an address
+//!   in one of the networks.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a `Match exec` command may run.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+static ANSWERS: OnceLock<Mutex<HashMap<String, Result<bool, String>>>> = OnceLock::new();
+
+static ADDRESSES: OnceLock<Result<Vec<IpAddr>, String>> = OnceLock::new();
+
+/// Whether `command` exits with status 0; an error says why it could not be told.
+pub fn holds(command: &str) -> Result<bool, String> {
+    let answers = ANSWERS.get_or_init(Mutex::default);
+    let known = answers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(command)
+        .cloned();
+    if let Some(answer) = known {
+        return answer;
+    }
+    let answer = run(command, TIMEOUT);
+    answers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(command.to_owned())
+        .or_insert(answer)
+        .clone()
+}
+
+fn run(command: &str, timeout: Duration) -> Result<bool, String> {
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status.success()),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("still running after {timeout:?}, stopped"));
+            }
+            Err(e) => return Err(format!("cannot wait for it: {e}")),
+        }
+    }
+}
+
+/// Whether an interface that is up has an address in one of `networks` (comma-separated,
+/// `address/bits`; a bare address is the one host); an error says what is wrong.
+pub fn on_network(networks: &str) -> Result<bool, String> {
+    let networks = networks
+        .split(',')
+        .map(network)
+        .collect::<Result<Vec<_>, _>>()?;
+    let addresses = ADDRESSES
+        .get_or_init(addresses)
+        .as_ref()
+        .map_err(Clone::clone)?;
+    Ok(addresses
+        .iter()
+        .any(|a| networks.iter().any(|(net, bits)| within(*a, *net, *bits))))
+}
+
+fn network(text: &str) -> Result<(IpAddr, u32), String> {
+    let bad = || format!("{text} is not a network (address/bits)");
+    let (address, bits) = match text.split_once('/') {
+        Some((address, bits)) => (address, Some(bits)),
+        None => (text, None),
+    };
+    let address: IpAddr = address.parse().map_err(|_| bad())?;
+    let most = if address.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        Some(bits) => bits.parse().ok().filter(|b| *b <= most).ok_or_else(bad)?,
+        None => most,
+    };
+    Ok((address, bits))
+}
+
+fn within(address: IpAddr, network: IpAddr, bits: u32) -> bool {
+    let (a, n, width) = match (address, network) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (u32::from(a).into(), u32::from(n).into(), 32),
+        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128),
+        _ => return false,
+    };
+    let shift = width - bits;
+    shift >= 128 || (a >> shift) == (n >> shift)
+}
+
+fn addresses() -> Result<Vec<IpAddr>, String> {
+    use nix::net::if_::InterfaceFlags;
+    let all = nix::ifaddrs::getifaddrs().map_err(|e| format!("cannot list interfaces: {e}"))?;
+    Ok(all
+        .filter(|i| i.flags.contains(InterfaceFlags::IFF_UP))
+        .filter_map(|i| i.address)
+        .filter_map(|a| {
+            let v4 = a.as_sockaddr_in().map(|a| IpAddr::V4(a.ip()));
+            v4.or_else(|| a.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_holds_when_it_exits_with_status_zero_and_is_asked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("count");
+        let command = format!("echo run >> {0}; test -e {0}", count.display());
+        assert_eq!(holds(&command), Ok(true));
+        assert_eq!(holds(&command), Ok(true));
+        let runs = std::fs::read_to_string(&count).unwrap();
+        assert_eq!(runs.lines().count(), 1, "asked once: {runs:?}");
+        assert_eq!(holds("exit 3"), Ok(false));
+        assert_eq!(holds("no-such-command-here 2>/dev/null"), Ok(false));
+    }
+
+    #[test]
+    fn a_command_that_hangs_is_stopped_and_does_not_hold() {
+        let started = Instant::now();
+        let answer = run("sleep 30", Duration::from_millis(300));
+        assert!(answer.unwrap_err().contains("stopped"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_network_holds_when_an_interface_that_is_up_is_in_it() {
+        // Loopback is up wherever tests run; multicast addresses are never an interface's.
+        assert_eq!(on_network("224.0.0.0/4,ff00::/8"), Ok(false));
+        assert_eq!(on_network("224.0.0.0/4,127.0.0.0/8"), Ok(true));
+        assert_eq!(on_network("127.0.0.1"), Ok(true));
+        assert_eq!(on_network("0.0.0.0/0"), Ok(true));
+        assert!(on_network("127.0.0.0/33")
+            .unwrap_err()
+            .contains("127.0.0.0/33"));
+        assert!(on_network("home").is_err());
+        assert!(within(
+            "10.1.2.3".parse().unwrap(),
+            "10.0.0.0".parse().unwrap(),
+            8
+        ));
+        assert!(!within(
+            "11.1.2.3".parse().unwrap(),
+            "10.0.0.0".parse().unwrap(),
+            8
+        ));
+        assert!(within(
+            "fd00::1".parse().unwrap(),
+            "fd00::".parse().unwrap(),
+            8
+        ));
+        assert!(!within(
+            "fd00::1".parse().unwrap(),
+            "10.0.0.0".parse().unwrap(),
+            0
+        ));
+    }
+}
