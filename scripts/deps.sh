@@ -5,7 +5,7 @@
 set -euo pipefail
 case "${1:-}" in
   run)  packages=(fuse3) ;;
-  test) packages=(fuse3 ffmpeg mpv attr systemd openssh-server openssh-client flac nginx-light rclone python3 openssl) ;;
+  test) packages=(fuse3 ffmpeg mpv attr systemd openssh-server openssh-client flac nginx-light rclone python3 openssl iproute2) ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 missing=()

@@ -19,6 +19,7 @@ pub mod local;
 pub mod names;
 pub mod namespace;
 pub mod namespaces;
+pub mod net_watch;
 pub mod netfs;
 pub mod origin;
 pub mod origins;
@@ -147,6 +148,7 @@ pub fn run(
             layout.socket(musicfs_ipc::layout::INDEXD),
         ));
         state.origins.start_probes();
+        net_watch::start();
         let rescanner = watch::Rescanner::new(state.clone(), templates);
         let admin_server = AdminServer(state.clone(), rescanner.clone());
         tokio::task::spawn_blocking(move || {

@@ -2,7 +2,9 @@
 //! `ProxyCommand` (`ssh -W %h:%p gate`, `cloudflared access ssh --hostname %h`), over whose
 //! stdin and stdout an SFTP origin's connection runs, as ssh runs it (`sh -c 'exec COMMAND'`),
 //! and an AWS profile's `credential_process` (`aws configure export-credentials --format
-//! process`, aws-vault, 1Password), whose output is an S3 origin's temporary keys.
+//! process`, aws-vault, 1Password), whose output is an S3 origin's temporary keys, and
+//! ssh_config's `Match exec` commands, asked again when the machine's network changes
+//! (`net_watch.rs`).
 //!
 //! Inside the sandbox such a command could neither run (no execute rights) nor work (it reads
 //! its own keys, caches and sockets, and reaches hosts its own way). So before entering it,
@@ -50,6 +52,8 @@ pub enum Outside {
     Proxy(String),
     /// A `credential_process`: what it prints.
     Output(String),
+    /// A `Match exec` command: whether it exits with status 0.
+    Exec(String),
 }
 
 impl Outside {
@@ -58,6 +62,7 @@ impl Outside {
         match self {
             Outside::Proxy(command) => format!("proxy {command}"),
             Outside::Output(command) => format!("output {command}"),
+            Outside::Exec(command) => format!("exec {command}"),
         }
     }
 
@@ -65,6 +70,7 @@ impl Outside {
         match line.split_once(' ')? {
             ("proxy", command) => Some(Outside::Proxy(command.to_owned())),
             ("output", command) => Some(Outside::Output(command.to_owned())),
+            ("exec", command) => Some(Outside::Exec(command.to_owned())),
             _ => None,
         }
     }
@@ -78,7 +84,8 @@ struct Helper {
 
 static HELPER: OnceLock<Helper> = OnceLock::new();
 
-/// What the origins among `origins` need run outside: the proxy commands of SFTP origins and
+/// What the origins among `origins` need run outside: the proxy commands of SFTP origins, the
+/// `Match exec` commands their ssh_config asked (run once already, while resolving them), and
 /// the credential processes of S3 origins (each once).
 pub fn commands(origins: &[OriginConfig]) -> Vec<Outside> {
     let home = std::env::home_dir();
@@ -106,6 +113,8 @@ pub fn commands(origins: &[OriginConfig]) -> Vec<Outside> {
             commands.push(command);
         }
     }
+    let asked = musicfs_ipc::ssh_match_local::exec_commands();
+    commands.extend(asked.into_iter().map(Outside::Exec));
     commands
 }
 
@@ -169,6 +178,16 @@ pub fn output(command: &str) -> io::Result<Vec<u8>> {
         Some(helper) => Ok(helper.ask(&job, MAX_OUTPUT)?.0),
         None => run(command),
     }
+}
+
+/// Whether the `Match exec` command `command` exits with status 0 now.
+pub fn exec(command: &str) -> io::Result<bool> {
+    let job = Outside::Exec(command.to_owned());
+    let answer = match HELPER.get() {
+        Some(helper) => helper.ask(&job, 1)?.0,
+        None => return musicfs_ipc::ssh_match_local::run_exec(command).map_err(io::Error::other),
+    };
+    Ok(answer == [1])
 }
 
 impl Helper {
@@ -350,6 +369,10 @@ fn helper_main() -> ExitCode {
                 }
                 Err(e) => refuse(control, &e),
             },
+            Some(Outside::Exec(command)) => match musicfs_ipc::ssh_match_local::run_exec(command) {
+                Ok(holds) => socket::send(control, &[0, u8::from(holds)], MsgFlags::empty()),
+                Err(e) => refuse(control, &io::Error::other(e)),
+            },
             None => refuse(control, &io::Error::other("no such command")),
         };
         if sent.is_err() {
@@ -398,6 +421,7 @@ mod tests {
         for job in [
             Outside::Proxy("ssh -W %h:%p gate".into()),
             Outside::Output("aws configure export-credentials --format process".into()),
+            Outside::Exec("nc -z 192.168.1.10 22".into()),
         ] {
             assert_eq!(Outside::from_line(&job.line()), Some(job));
         }

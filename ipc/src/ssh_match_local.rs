@@ -1,9 +1,10 @@
 //! ssh_config's `Match` criteria that ask this machine, answered as ssh answers them, each once
 //! per process: fetchd resolves its SFTP origins before it enters its sandbox (for the files the
 //! sandbox admits and the helper's proxy commands), where commands can run, and again inside
-//! it, where they cannot; the second resolution gets the first one's answers, so both agree. A
-//! fetchd started again (`systemctl restart musicfs-fetchd`; under `musicfsctl mount`, after it
-//! ends for any reason) asks again. Both tell a laptop at home from one away.
+//! it, where they cannot; the second resolution gets the first one's answers, so both agree.
+//! Both tell a laptop at home from one away: when its interfaces' addresses change, fetchd asks
+//! again ([`changed`]: `exec` through its outside helper) and restarts if an answer is not the
+//! same, so that its origins are resolved anew (`fetchd/src/net_watch.rs`).
 //!
 //! - `exec "command"` holds when the command exits with status 0. It runs with `/bin/sh -c`,
 //!   no input and its output discarded, for at most [`TIMEOUT`] (a command still running then
@@ -20,28 +21,98 @@ use std::time::{Duration, Instant};
 /// How long a `Match exec` command may run.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-static ANSWERS: OnceLock<Mutex<HashMap<String, Result<bool, String>>>> = OnceLock::new();
+/// What this process was told, kept so that later resolutions agree and a moved machine can
+/// be noticed ([`changed`]).
+#[derive(Default)]
+struct Memo {
+    /// `Match exec` commands and their answers.
+    exec: HashMap<String, Result<bool, String>>,
+    /// `Match localnetwork` lists and their answers.
+    networks: HashMap<String, Result<bool, String>>,
+    /// The interfaces' addresses the lists were matched against.
+    addresses: Option<Result<Vec<IpAddr>, String>>,
+}
 
-static ADDRESSES: OnceLock<Result<Vec<IpAddr>, String>> = OnceLock::new();
+static MEMO: OnceLock<Mutex<Memo>> = OnceLock::new();
+
+fn memo() -> std::sync::MutexGuard<'static, Memo> {
+    MEMO.get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Whether `command` exits with status 0; an error says why it could not be told.
 pub fn holds(command: &str) -> Result<bool, String> {
-    let answers = ANSWERS.get_or_init(Mutex::default);
-    let known = answers
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(command)
-        .cloned();
-    if let Some(answer) = known {
-        return answer;
+    if let Some(answer) = memo().exec.get(command) {
+        return answer.clone();
     }
-    let answer = run(command, TIMEOUT);
-    answers
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    let answer = run_exec(command);
+    memo()
+        .exec
         .entry(command.to_owned())
         .or_insert(answer)
         .clone()
+}
+
+/// Whether an interface that is up has an address in one of `networks` (comma-separated,
+/// `address/bits`; a bare address is the one host); an error says what is wrong.
+pub fn on_network(networks: &str) -> Result<bool, String> {
+    let mut memo = memo();
+    if let Some(answer) = memo.networks.get(networks) {
+        return answer.clone();
+    }
+    let addresses = memo.addresses.get_or_insert_with(addresses).clone();
+    let answer = addresses.and_then(|a| within_any(&a, networks));
+    memo.networks.insert(networks.to_owned(), answer.clone());
+    answer
+}
+
+/// The `Match exec` commands this process has run.
+pub fn exec_commands() -> Vec<String> {
+    let mut commands: Vec<String> = memo().exec.keys().cloned().collect();
+    commands.sort();
+    commands
+}
+
+/// Whether a `Match exec` or `localnetwork` was asked at all.
+pub fn asked() -> bool {
+    let memo = memo();
+    !memo.exec.is_empty() || !memo.networks.is_empty()
+}
+
+/// What would now be answered otherwise, with the machine's interfaces at `addresses` and
+/// `exec` running a command (outside a sandbox): `None` if every answer stands.
+pub fn changed(
+    addresses: &Result<Vec<IpAddr>, String>,
+    exec: &dyn Fn(&str) -> Result<bool, String>,
+) -> Option<String> {
+    let (networks, commands) = {
+        let memo = memo();
+        (memo.networks.clone(), memo.exec.clone())
+    };
+    let said = |holds: bool| if holds { "holds" } else { "no longer holds" };
+    for (list, before) in networks {
+        let now = addresses.clone().and_then(|a| within_any(&a, &list));
+        if now.clone().unwrap_or(false) != before.unwrap_or(false) {
+            let holds = now.unwrap_or(false);
+            return Some(format!(
+                "ssh_config's Match localnetwork {list} {}",
+                said(holds)
+            ));
+        }
+    }
+    for (command, before) in commands {
+        let now = exec(&command).unwrap_or(false);
+        if now != before.unwrap_or(false) {
+            return Some(format!("ssh_config's Match exec {command} {}", said(now)));
+        }
+    }
+    None
+}
+
+/// Runs a `Match exec` command (unremembered): whether it exits with status 0.
+pub fn run_exec(command: &str) -> Result<bool, String> {
+    run(command, TIMEOUT)
 }
 
 fn run(command: &str, timeout: Duration) -> Result<bool, String> {
@@ -68,17 +139,11 @@ fn run(command: &str, timeout: Duration) -> Result<bool, String> {
     }
 }
 
-/// Whether an interface that is up has an address in one of `networks` (comma-separated,
-/// `address/bits`; a bare address is the one host); an error says what is wrong.
-pub fn on_network(networks: &str) -> Result<bool, String> {
+fn within_any(addresses: &[IpAddr], networks: &str) -> Result<bool, String> {
     let networks = networks
         .split(',')
         .map(network)
         .collect::<Result<Vec<_>, _>>()?;
-    let addresses = ADDRESSES
-        .get_or_init(addresses)
-        .as_ref()
-        .map_err(Clone::clone)?;
     Ok(addresses
         .iter()
         .any(|a| networks.iter().any(|(net, bits)| within(*a, *net, *bits))))
@@ -109,7 +174,8 @@ fn within(address: IpAddr, network: IpAddr, bits: u32) -> bool {
     shift >= 128 || (a >> shift) == (n >> shift)
 }
 
-fn addresses() -> Result<Vec<IpAddr>, String> {
+/// The addresses of the interfaces that are up, sorted.
+pub fn addresses() -> Result<Vec<IpAddr>, String> {
     use nix::net::if_::InterfaceFlags;
     let all = nix::ifaddrs::getifaddrs().map_err(|e| format!("cannot list interfaces: {e}"))?;
     Ok(all
@@ -119,6 +185,8 @@ fn addresses() -> Result<Vec<IpAddr>, String> {
             let v4 = a.as_sockaddr_in().map(|a| IpAddr::V4(a.ip()));
             v4.or_else(|| a.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
         })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect())
 }
 
@@ -145,6 +213,28 @@ mod tests {
         let answer = run("sleep 30", Duration::from_millis(300));
         assert!(answer.unwrap_err().contains("stopped"));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_changed_answer_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let command = format!("test -e {}", dir.path().join("flag").display());
+        assert_eq!(holds(&command), Ok(false));
+        assert_eq!(on_network("127.0.0.0/8"), Ok(true));
+        assert!(asked());
+        assert_eq!(exec_commands(), std::slice::from_ref(&command));
+        let here = addresses();
+        assert_eq!(changed(&here, &run_exec), None, "nothing moved");
+        let elsewhere = Ok(vec!["192.168.7.7".parse().unwrap()]);
+        let why = changed(&elsewhere, &run_exec).unwrap();
+        assert!(
+            why.contains("localnetwork 127.0.0.0/8 no longer holds"),
+            "{why}"
+        );
+        std::fs::write(dir.path().join("flag"), "").unwrap();
+        let why = changed(&here, &run_exec).unwrap();
+        assert!(why.contains(&format!("exec {command} holds")), "{why}");
+        assert_eq!(holds(&command), Ok(false), "this process keeps its answer");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Remote origins on a real mount, as an admin sets them up: secrets kept out of logs, `ps`
 //! and status; a known_hosts file replaced; keys in ssh-agent; an SSH certificate renewed; an
-//! origin whose key is missing at start; a host named only in ssh_config; an S3 bucket from an
-//! AWS profile.
+//! origin whose key is missing at start; a host named only in ssh_config, also one whose
+//! address depends on the network the machine is on; an S3 bucket from an AWS profile.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use musicfs_tests::remote::{
     corpus_copy, json_value, mount_with, mount_with_env, origin, sftp_origin, sftp_origin_with_key,
     wait_down, wait_for, BUCKET,
 };
+use musicfs_tests::run_ok;
 use musicfs_tests::s3server::S3Server;
 use musicfs_tests::ssh_agent::{with_passphrase, SshAgent};
 use musicfs_tests::sshd::{certify, keygen, Sshd};
@@ -363,6 +364,95 @@ fn an_ssh_config_host_mounts_with_no_other_configuration() {
             gate.log()
         );
         assert!(mount.stop().success());
+    }
+}
+
+/// An address that no machine running the tests has: it stands for the home network.
+const HOME_ADDRESS: &str = "10.254.77.77";
+
+/// `HOME_ADDRESS` on the loopback interface while it lives.
+struct AtHome;
+
+impl AtHome {
+    fn arrive() -> Self {
+        let mut ip = std::process::Command::new("ip");
+        ip.args(["addr", "add", &format!("{HOME_ADDRESS}/32"), "dev", "lo"]);
+        run_ok(&mut ip, "Debian's iproute2");
+        AtHome
+    }
+}
+
+impl Drop for AtHome {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["addr", "del", &format!("{HOME_ADDRESS}/32"), "dev", "lo"])
+            .status();
+    }
+}
+
+/// A laptop that comes home: its ssh_config reaches the NAS at sshd's port on the home network
+/// and at a port nothing listens on elsewhere, telling the two apart by `Match localnetwork`,
+/// then by `Match exec` (which fetchd's outside helper runs again). Mounted away, the NAS is
+/// down; once the machine has an address on the home network, fetchd notices, restarts with
+/// the new answer and reads the NAS, with no remount.
+#[test]
+fn a_laptop_that_comes_home_reaches_its_nas_without_a_remount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let library = noise_library(8, 20);
+    let sshd = Sshd::new();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::copy(sshd.identity_file(), home.join(".ssh/nas")).unwrap();
+    std::fs::copy(sshd.known_hosts(), home.join(".ssh/known_hosts")).unwrap();
+    let ways = [
+        format!("localnetwork {HOME_ADDRESS}/32"),
+        format!("exec \"ip -o addr show dev lo | grep -qF ' {HOME_ADDRESS}/'\""),
+    ];
+    for (round, way) in ways.iter().enumerate() {
+        let config = format!(
+            "Match originalhost music-nas {way}\n  Port {}\n\
+             Host music-nas\n  HostName 127.0.0.1\n  Port 9\n  User {}\n  \
+             IdentityFile ~/.ssh/nas\n",
+            sshd.port(),
+            sshd.user()
+        );
+        std::fs::write(home.join(".ssh/config"), config).unwrap();
+        drop(AtHome); // not at home yet (a run that died may have left the address behind)
+        let url = format!("sftp://music-nas{}", library.display());
+        let mnt = tmp.path().join(format!("mnt{round}"));
+        std::fs::create_dir_all(&mnt).unwrap();
+        let mount = Mount::start_with_env(
+            &[Path::new(&url)],
+            &tmp.path().join(format!("state{round}")),
+            &mnt,
+            &[],
+            &[("HOME", &home)],
+        );
+        let status = mount.status(true);
+        let nas = origin(&status, "sftp://");
+        assert_eq!(nas["up"], false, "{way}: away, out of reach: {status}");
+        assert!(nas["name"].as_str().unwrap().contains(":9/"), "{status}");
+
+        let at_home = AtHome::arrive();
+        wait_for(way, Duration::from_secs(60), || {
+            mount.status(false)["catalog"]["tracks"] == 8
+        });
+        let status = mount.status(true);
+        let nas = origin(&status, "sftp://");
+        assert_eq!(nas["up"], true, "{way}: {status}");
+        let port = format!(":{}/", sshd.port());
+        assert!(nas["name"].as_str().unwrap().contains(&port), "{status}");
+        let fetchd = status["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "fetchd")
+            .unwrap();
+        assert!(fetchd["restarts"].as_u64().unwrap() >= 1, "{status}");
+        let original = std::fs::read(library.join("noise-05.flac")).unwrap();
+        assert!(std::fs::read(mount.path(&noise_track_path(5))).unwrap() == original);
+        assert!(mount.stop().success());
+        drop(at_home);
     }
 }
 
