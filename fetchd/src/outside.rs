@@ -425,6 +425,6 @@ mod tests {
         ] {
             assert_eq!(Outside::from_line(&job.line()), Some(job));
         }
-        assert_eq!(Outside::from_line("exec rm -rf /"), None);
+        assert_eq!(Outside::from_line("run rm -rf /"), None);
     }
 }
