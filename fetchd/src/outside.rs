@@ -11,8 +11,10 @@
 //! fetchd starts a helper, its own binary again (`musicfs-fetchd --outside-helper`), which
 //! stays outside the sandbox but runs as fetchd's user. The helper is told the commands
 //! fetchd's origins name once, at start, and from then on runs only those, each asked for by
-//! its number: a proxy command on one end of a socket pair whose other end it hands to fetchd
-//! (`SCM_RIGHTS`), a credential process to its end, its output sent back. A fetchd taken over
+//! its number, each on a thread of its own (a credential process waiting for its user to
+//! unlock a password manager holds up no proxy), its answer sent back on a socket fetchd sends
+//! with the job: for a proxy command, one end of a socket pair whose other end runs the command
+//! (`SCM_RIGHTS`); for a credential process, its output; for a `Match exec`, its exit status. A fetchd taken over
 //! by a hostile server can so start the user's own commands and nothing else. The helper
 //! leaves when fetchd does; a proxy's connection ends when fetchd closes its end. The
 //! commands' errors go to fetchd's log.
@@ -41,8 +43,8 @@ const MAX_ERROR: usize = 1024;
 const MAX_OUTPUT: usize = 64 << 10;
 /// How long a credential process may take before it is stopped.
 const OUTPUT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long fetchd waits for the helper's answer: past it, the helper is taken to hang, and
-/// fetchd restarts (with a new one) rather than read a late answer as the next one's.
+/// How long fetchd waits for the helper's answer to a job (which stops a credential process
+/// after 30 s and a `Match exec` command after 10).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// A command to run outside the sandbox, and what comes back of it.
@@ -78,7 +80,8 @@ impl Outside {
 
 struct Helper {
     commands: Vec<Outside>,
-    /// A `SOCK_SEQPACKET` socket: a command's number out, its socket (or an error) back.
+    /// A `SOCK_SEQPACKET` socket: a command's number out, with the socket its answer is to
+    /// come back on.
     control: Mutex<OwnedFd>,
 }
 
@@ -128,12 +131,7 @@ fn start_helper(commands: Vec<Outside>, user: Option<&str>) -> io::Result<()> {
     if commands.is_empty() {
         return Ok(());
     }
-    let (ours, theirs) = socket::socketpair(
-        socket::AddressFamily::Unix,
-        socket::SockType::SeqPacket,
-        None,
-        socket::SockFlag::SOCK_CLOEXEC,
-    )?;
+    let (ours, theirs) = seqpacket_pair()?;
     let mut child = Command::new(std::env::current_exe()?)
         .arg(HELPER_ARG)
         .stdin(Stdio::piped())
@@ -147,8 +145,6 @@ fn start_helper(commands: Vec<Outside>, user: Option<&str>) -> io::Result<()> {
     let mut stdin = child.stdin.take().expect("piped");
     io::Write::write_all(&mut stdin, order.as_bytes())?;
     drop(stdin);
-    let timeout = nix::sys::time::TimeVal::new(ANSWER_TIMEOUT.as_secs() as _, 0);
-    socket::setsockopt(&ours, socket::sockopt::ReceiveTimeout, &timeout)?;
     let helper = Helper {
         commands,
         control: Mutex::new(ours),
@@ -198,29 +194,42 @@ impl Helper {
                 "the command is not the one fetchd started with; restart fetchd to use it",
             ));
         };
-        let control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
         let gone = |e: nix::Error| {
             io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 format!("the outside helper: {e}"),
             )
         };
-        let number = (number as u32).to_le_bytes();
-        socket::send(control.as_raw_fd(), &number, MsgFlags::empty()).map_err(gone)?;
+        // The answer comes back on a socket of this job's own, so that jobs run side by side
+        // and one that takes long (a credential process waiting for its user) holds up no other.
+        let (reply, theirs) = seqpacket_pair()?;
+        let timeout = nix::sys::time::TimeVal::new(ANSWER_TIMEOUT.as_secs() as _, 0);
+        socket::setsockopt(&reply, socket::sockopt::ReceiveTimeout, &timeout)?;
+        {
+            let control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+            let number = (number as u32).to_le_bytes();
+            let fds = [theirs.as_raw_fd()];
+            let rights = [ControlMessage::ScmRights(&fds)];
+            let iov = [IoSlice::new(&number)];
+            socket::sendmsg::<()>(control.as_raw_fd(), &iov, &rights, MsgFlags::empty(), None)
+                .map_err(gone)?;
+        }
+        drop(theirs);
         let mut answer = vec![0u8; 1 + most.max(MAX_ERROR)];
         let mut space = nix::cmsg_space!(RawFd);
         let mut iov = [IoSliceMut::new(&mut answer)];
         let message = socket::recvmsg::<()>(
-            control.as_raw_fd(),
+            reply.as_raw_fd(),
             &mut iov,
             Some(&mut space),
             MsgFlags::MSG_CMSG_CLOEXEC,
         )
-        .map_err(|e| {
-            if e == nix::Error::EAGAIN {
-                crate::restart::request("the outside helper stopped answering");
-            }
-            gone(e)
+        .map_err(|e| match e {
+            nix::Error::EAGAIN => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the outside helper gave no answer within {ANSWER_TIMEOUT:?}"),
+            ),
+            e => gone(e),
         })?;
         let mut fds = Vec::new();
         for cmsg in message.cmsgs().map_err(gone)? {
@@ -245,6 +254,16 @@ impl Helper {
             None => Err(gone(nix::Error::EPIPE)),
         }
     }
+}
+
+fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let pair = socket::socketpair(
+        socket::AddressFamily::Unix,
+        socket::SockType::SeqPacket,
+        None,
+        socket::SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok(pair)
 }
 
 /// Starts `command` on one end of a socket pair; returns the other end. A thread waits for the
@@ -343,49 +362,78 @@ fn helper_main() -> ExitCode {
         eprintln!("musicfs-fetchd outside helper: {e}");
         return ExitCode::FAILURE;
     }
+    let commands = std::sync::Arc::new(commands);
     let control = io::stdout().as_raw_fd();
     loop {
         let mut number = [0u8; 4];
-        match socket::recv(control, &mut number, MsgFlags::empty()) {
-            Ok(4) => {}
-            // fetchd is gone (or spoke out of turn): so is the helper.
-            _ => return ExitCode::SUCCESS,
-        }
-        let job = commands.get(u32::from_le_bytes(number) as usize);
-        let sent = match job.and_then(Option::as_ref) {
-            Some(Outside::Proxy(command)) => match spawn(command) {
-                Ok(stream) => {
-                    let fds = [stream.as_raw_fd()];
-                    let rights = [ControlMessage::ScmRights(&fds)];
-                    let iov = [IoSlice::new(&[0])];
-                    socket::sendmsg::<()>(control, &iov, &rights, MsgFlags::empty(), None)
-                }
-                Err(e) => refuse(control, &e),
-            },
-            Some(Outside::Output(command)) => match run(command) {
-                Ok(mut output) => {
-                    output.insert(0, 0);
-                    socket::send(control, &output, MsgFlags::empty())
-                }
-                Err(e) => refuse(control, &e),
-            },
-            Some(Outside::Exec(command)) => match musicfs_ipc::ssh_match_local::run_exec(command) {
-                Ok(holds) => socket::send(control, &[0, u8::from(holds)], MsgFlags::empty()),
-                Err(e) => refuse(control, &io::Error::other(e)),
-            },
-            None => refuse(control, &io::Error::other("no such command")),
-        };
-        if sent.is_err() {
+        let mut space = nix::cmsg_space!(RawFd);
+        let mut iov = [IoSliceMut::new(&mut number)];
+        let Ok(message) = socket::recvmsg::<()>(
+            control,
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) else {
             return ExitCode::SUCCESS;
+        };
+        let mut fds = Vec::new();
+        if let Ok(cmsgs) = message.cmsgs() {
+            for cmsg in cmsgs {
+                if let ControlMessageOwned::ScmRights(rights) = cmsg {
+                    fds.extend(rights);
+                }
+            }
         }
+        // SAFETY: each fd came with this message and is ours alone to own (and close).
+        let mut fds: Vec<OwnedFd> = fds
+            .into_iter()
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect();
+        let (4, Some(reply)) = (message.bytes, fds.pop()) else {
+            // fetchd is gone (or spoke out of turn): so is the helper.
+            return ExitCode::SUCCESS;
+        };
+        let (commands, number) = (commands.clone(), u32::from_le_bytes(number) as usize);
+        std::thread::spawn(move || {
+            let job = commands.get(number).and_then(Option::as_ref);
+            // An answer nobody waits for any more (fetchd gave up, or is gone) is dropped.
+            let _ = answer(reply.as_raw_fd(), job);
+        });
+    }
+}
+
+/// Runs `job` and sends its answer (or why it failed) on `reply`.
+fn answer(reply: RawFd, job: Option<&Outside>) -> nix::Result<usize> {
+    match job {
+        Some(Outside::Proxy(command)) => match spawn(command) {
+            Ok(stream) => {
+                let fds = [stream.as_raw_fd()];
+                let rights = [ControlMessage::ScmRights(&fds)];
+                let iov = [IoSlice::new(&[0])];
+                socket::sendmsg::<()>(reply, &iov, &rights, MsgFlags::empty(), None)
+            }
+            Err(e) => refuse(reply, &e),
+        },
+        Some(Outside::Output(command)) => match run(command) {
+            Ok(mut output) => {
+                output.insert(0, 0);
+                socket::send(reply, &output, MsgFlags::empty())
+            }
+            Err(e) => refuse(reply, &e),
+        },
+        Some(Outside::Exec(command)) => match musicfs_ipc::ssh_match_local::run_exec(command) {
+            Ok(holds) => socket::send(reply, &[0, u8::from(holds)], MsgFlags::empty()),
+            Err(e) => refuse(reply, &io::Error::other(e)),
+        },
+        None => refuse(reply, &io::Error::other("no such command")),
     }
 }
 
 /// Sends `error` back instead of an answer.
-fn refuse(control: RawFd, error: &io::Error) -> nix::Result<usize> {
+fn refuse(reply: RawFd, error: &io::Error) -> nix::Result<usize> {
     let mut text = format!("\x01{error}").into_bytes();
     text.truncate(MAX_ERROR + 1);
-    socket::send(control, &text, MsgFlags::empty())
+    socket::send(reply, &text, MsgFlags::empty())
 }
 
 #[cfg(test)]

@@ -143,3 +143,12 @@ pub fn corpus_copy(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     }
     out
 }
+
+/// Puts the first `n` tracks of a noise library into the bucket under `lib/`.
+pub fn put_tracks(s3: &S3Server, library: &Path, n: usize) {
+    for i in 1..=n {
+        let name = format!("noise-{i:02}.flac");
+        let track = std::fs::read(library.join(&name)).unwrap();
+        s3.put(BUCKET, &format!("lib/{name}"), &track);
+    }
+}

@@ -10,8 +10,8 @@ use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
 use musicfs_tests::mount::Mount;
 use musicfs_tests::nginx::Nginx;
 use musicfs_tests::remote::{
-    corpus_copy, json_value, mount_with, mount_with_env, origin, sftp_origin, sftp_origin_with_key,
-    wait_down, wait_for, BUCKET,
+    corpus_copy, json_value, mount_with, mount_with_env, origin, put_tracks, sftp_origin,
+    sftp_origin_with_key, wait_down, wait_for, BUCKET,
 };
 use musicfs_tests::run_ok;
 use musicfs_tests::s3server::S3Server;
@@ -598,13 +598,4 @@ fn an_s3_server_behind_https_with_its_own_ca_mounts_with_aws_ca_bundle() {
     assert_eq!(status["catalog"]["tracks"], 2, "{status}");
     let original = std::fs::read(library.join("noise-02.flac")).unwrap();
     assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original);
-}
-
-/// Puts the first `n` tracks of a noise library into the bucket under `lib/`.
-fn put_tracks(s3: &S3Server, library: &Path, n: usize) {
-    for i in 1..=n {
-        let name = format!("noise-{i:02}.flac");
-        let track = std::fs::read(library.join(&name)).unwrap();
-        s3.put(BUCKET, &format!("lib/{name}"), &track);
-    }
 }
