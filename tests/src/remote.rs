@@ -152,3 +152,11 @@ pub fn put_tracks(s3: &S3Server, library: &Path, n: usize) {
         s3.put(BUCKET, &format!("lib/{name}"), &track);
     }
 }
+
+/// How many lines `path` holds (none if it is not there): how often a test's script ran.
+pub fn lines_in(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}

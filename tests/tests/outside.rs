@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
-use musicfs_tests::remote::{mount_with_env, wait_for, BUCKET};
+use musicfs_tests::remote::{lines_in, mount_with_env, wait_for, BUCKET};
 use musicfs_tests::s3server::S3Server;
 use musicfs_tests::sshd::Sshd;
 
@@ -121,12 +121,7 @@ fn a_credential_process_waiting_for_its_user_holds_up_no_proxy_connection() {
     // The keys are due; the next one waits for its user.
     std::thread::sleep(Duration::from_secs(3));
     std::fs::write(&block, "").unwrap();
-    let ran = || {
-        std::fs::read_to_string(&runs)
-            .unwrap_or_default()
-            .lines()
-            .count()
-    };
+    let ran = || lines_in(&runs);
     let before = ran();
     // (The read itself may give up first: the mount's deadline for a read with no origin.)
     let reader = in_bucket.clone();

@@ -10,7 +10,7 @@ use musicfs_tests::corpus::{corpus_dir, noise_library, noise_track_path};
 use musicfs_tests::mount::Mount;
 use musicfs_tests::nginx::Nginx;
 use musicfs_tests::remote::{
-    corpus_copy, json_value, mount_with, mount_with_env, origin, put_tracks, sftp_origin,
+    corpus_copy, json_value, lines_in, mount_with, mount_with_env, origin, put_tracks, sftp_origin,
     sftp_origin_with_key, wait_down, wait_for, BUCKET,
 };
 use musicfs_tests::run_ok;
@@ -333,17 +333,9 @@ fn an_ssh_config_host_mounts_with_no_other_configuration() {
             home.join("keys/gate_hosts").display(),
         );
         std::fs::write(&config, text).unwrap();
-        let mnt = tmp.path().join(format!("mnt{round}"));
-        std::fs::create_dir_all(&mnt).unwrap();
         let url = format!("sftp://music-nas{}", library.display());
         let logins = gate.log().matches("Accepted publickey").count();
-        let mount = Mount::start_with_env(
-            &[Path::new(&url)],
-            &tmp.path().join(format!("state{round}")),
-            &mnt,
-            &[],
-            &[("HOME", &home)],
-        );
+        let mount = mount_at_home(tmp.path(), &url, &home, round);
         let status = mount.status(true);
         assert_eq!(status["catalog"]["tracks"], 8, "{proxy}: {status}");
         let nas = origin(&status, "sftp://");
@@ -419,15 +411,7 @@ fn a_laptop_that_comes_home_reaches_its_nas_without_a_remount() {
         std::fs::write(home.join(".ssh/config"), config).unwrap();
         drop(AtHome); // not at home yet (a run that died may have left the address behind)
         let url = format!("sftp://music-nas{}", library.display());
-        let mnt = tmp.path().join(format!("mnt{round}"));
-        std::fs::create_dir_all(&mnt).unwrap();
-        let mount = Mount::start_with_env(
-            &[Path::new(&url)],
-            &tmp.path().join(format!("state{round}")),
-            &mnt,
-            &[],
-            &[("HOME", &home)],
-        );
+        let mount = mount_at_home(tmp.path(), &url, &home, round);
         let status = mount.status(true);
         let nas = origin(&status, "sftp://");
         assert_eq!(nas["up"], false, "{way}: away, out of reach: {status}");
@@ -540,12 +524,7 @@ fn an_s3_profile_with_a_credential_process_mounts_and_renews_its_keys() {
     assert_eq!(status["catalog"]["tracks"], 3, "{status}");
     let original = |i: usize| std::fs::read(library.join(format!("noise-{i:02}.flac"))).unwrap();
     assert!(std::fs::read(mount.path(&noise_track_path(1))).unwrap() == original(1));
-    let ran = || {
-        std::fs::read_to_string(&runs)
-            .unwrap_or_default()
-            .lines()
-            .count()
-    };
+    let ran = || lines_in(&runs);
     let before = ran();
     std::thread::sleep(Duration::from_secs(3));
     assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original(2));
@@ -598,4 +577,13 @@ fn an_s3_server_behind_https_with_its_own_ca_mounts_with_aws_ca_bundle() {
     assert_eq!(status["catalog"]["tracks"], 2, "{status}");
     let original = std::fs::read(library.join("noise-02.flac")).unwrap();
     assert!(std::fs::read(mount.path(&noise_track_path(2))).unwrap() == original);
+}
+
+/// `musicfsctl mount URL` with no MusicFS config and `home` as `$HOME`, with round `round`'s
+/// own state dir and mount point under `tmp`.
+fn mount_at_home(tmp: &Path, url: &str, home: &Path, round: usize) -> Mount {
+    let mnt = tmp.join(format!("mnt{round}"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let state = tmp.join(format!("state{round}"));
+    Mount::start_with_env(&[Path::new(url)], &state, &mnt, &[], &[("HOME", home)])
 }
