@@ -35,7 +35,7 @@ impl RangeRead for SftpFile {
 impl SftpFile {
     pub(super) async fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Fail> {
         let timeout = self.shared.timeout;
-        let mut retried = false;
+        let mut lost = 0;
         loop {
             let deadline = Instant::now() + timeout;
             let pick = self.shared.acquire(deadline, Some(&self.path)).await;
@@ -48,7 +48,9 @@ impl SftpFile {
                 },
             };
             match result {
-                Err(fail) if lease.0.failed(&fail) && !retried => retried = true,
+                Err(fail) if lease.0.failed(&fail) && lost < self.shared.retries_when_lost() => {
+                    lost += 1
+                }
                 done => return done,
             }
         }

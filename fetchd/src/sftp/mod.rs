@@ -8,7 +8,9 @@
 //! - Up to `connections` SSH sessions with one SFTP channel each: made on first use, one more
 //!   in the background while those are busy with work a request would queue behind (other
 //!   files' reads, listings; not reads of the same file), made again when broken. A request
-//!   that times out poisons its connection; one that finds its connection lost is retried once.
+//!   that times out poisons its connection; one that finds its connection lost is retried on
+//!   another, until one made anew has been tried: a network that dropped every connection at
+//!   once (a NAS restarted, a laptop woken) costs a reconnect, not an error.
 //! - Bounds: connecting and each request wait at most the timeout; `stat`, `open` and `probe`
 //!   as a whole, `walk` per request, `read_at` per answer (a big read over a slow link may take
 //!   longer; a silent server may not).
@@ -433,15 +435,21 @@ impl Shared {
         F: Fn(Arc<Conn>, Budget) -> Fut,
         Fut: Future<Output = Result<T, Fail>>,
     {
-        let mut retried = false;
+        let mut lost = 0;
         loop {
             let lease = self.acquire(budget.deadline(), reading).await;
             let lease = lease.map_err(Fail::Connect)?;
             match f(lease.0.clone(), budget).await {
-                Err(fail) if lease.0.failed(&fail) && !retried => retried = true,
+                Err(fail) if lease.0.failed(&fail) && lost < self.retries_when_lost() => lost += 1,
                 done => return done,
             }
         }
+    }
+
+    /// How often a request whose connection was lost is tried again: once per pooled
+    /// connection (each found lost is set aside), so the last try is on one made anew.
+    fn retries_when_lost(&self) -> usize {
+        lock(&self.slots).len()
     }
 
     /// Opens a file for reading: its handle and size.
