@@ -124,6 +124,14 @@ pub fn commands(origins: &[OriginConfig]) -> Vec<Outside> {
 /// Starts the helper for what `origins` need run outside (nothing: no helper), as `user` when
 /// started as root. Call it before entering the sandbox, while fetchd has one thread.
 pub fn start(origins: &[OriginConfig], user: Option<&str>) -> io::Result<()> {
+    // ssh_config's `Match exec` commands run as the helper will run them again: as `user`.
+    let root = nix::unistd::geteuid().is_root();
+    if let Some(name) = user.filter(|_| root) {
+        if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+            let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+            musicfs_ipc::ssh_match_local::run_as(uid, gid);
+        }
+    }
     start_helper(commands(origins), user)
 }
 

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -34,6 +35,16 @@ struct Memo {
 }
 
 static MEMO: OnceLock<Mutex<Memo>> = OnceLock::new();
+
+/// The user and group `Match exec` commands run as, once set ([`run_as`]).
+static RUN_AS: OnceLock<(u32, u32)> = OnceLock::new();
+
+/// Runs `Match exec` commands as `uid` and `gid` (and no other group) from now on: a process
+/// started as root that will switch to another user answers as that user, as its outside
+/// helper, which runs as that user, answers later. Only the first call counts.
+pub fn run_as(uid: u32, gid: u32) {
+    let _ = RUN_AS.set((uid, gid));
+}
 
 fn memo() -> std::sync::MutexGuard<'static, Memo> {
     MEMO.get_or_init(Mutex::default)
@@ -116,9 +127,13 @@ pub fn run_exec(command: &str) -> Result<bool, String> {
 }
 
 fn run(command: &str, timeout: Duration) -> Result<bool, String> {
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
+    let mut shell = Command::new("/bin/sh");
+    shell.arg("-c").arg(command);
+    if let Some((uid, gid)) = RUN_AS.get() {
+        // (Started by root with a uid set, the child also leaves root's groups.)
+        shell.uid(*uid).gid(*gid);
+    }
+    let mut child = shell
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -205,6 +220,15 @@ mod tests {
         assert_eq!(runs.lines().count(), 1, "asked once: {runs:?}");
         assert_eq!(holds("exit 3"), Ok(false));
         assert_eq!(holds("no-such-command-here 2>/dev/null"), Ok(false));
+    }
+
+    #[test]
+    fn commands_run_as_the_user_fetchd_becomes() {
+        // (The tests run as root, as MusicFS's mounts need.)
+        assert_eq!(holds("test \"$(id -u)\" = 0"), Ok(true), "root before");
+        run_as(65534, 65534);
+        let command = "test \"$(id -u):$(id -g):$(id -G)\" = 65534:65534:65534";
+        assert_eq!(holds(command), Ok(true));
     }
 
     #[test]
