@@ -13,11 +13,11 @@
 //! fetchd's origins name once, at start, and from then on runs only those, each asked for by
 //! its number, each on a thread of its own (a credential process waiting for its user to
 //! unlock a password manager holds up no proxy), its answer sent back on a socket fetchd sends
-//! with the job: for a proxy command, one end of a socket pair whose other end runs the command
-//! (`SCM_RIGHTS`); for a credential process, its output; for a `Match exec`, its exit status. A fetchd taken over
-//! by a hostile server can so start the user's own commands and nothing else. The helper
-//! leaves when fetchd does; a proxy's connection ends when fetchd closes its end. The
-//! commands' errors go to fetchd's log.
+//! with the job: for a proxy command, one end of a socket pair whose other end runs the
+//! command (`SCM_RIGHTS`); for a credential process, its output; for a `Match exec`, its exit
+//! status. A fetchd taken over by a hostile server can so start the user's own commands and
+//! nothing else. The helper leaves when fetchd does; a proxy's connection ends when fetchd
+//! closes its end. The commands' errors go to fetchd's log.
 //!
 //! Without a helper (fetchd's tests and examples run unsandboxed), a command is run directly.
 
