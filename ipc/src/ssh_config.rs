@@ -11,8 +11,8 @@
 //! apply as ssh applies them where their criteria are `all`, `host`, `originalhost`, `user`,
 //! `localuser`, `exec`, `localnetwork` ([`crate::ssh_match_local`]), `canonical` and `final`
 //! (negated with `!` too; `final` blocks in a second pass, as ssh makes one); a block that also
-//! needs another criterion (`tagged`, `version`, ...) is not followed. Jumps through several hosts and those `Match` blocks are reported, so a host that
-//! needs them fails with that said.
+//! needs another criterion (`tagged`, `version`, ...) is not followed. Jumps through several
+//! hosts and those `Match` blocks are reported, so a host that needs them fails with that said.
 
 use std::path::{Path, PathBuf};
 

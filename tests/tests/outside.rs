@@ -87,7 +87,8 @@ fn a_credential_process_waiting_for_its_user_holds_up_no_proxy_connection() {
     script(
         &home.join("keys.sh"),
         &format!(
-            "#!/bin/sh\necho run >> {}\nif [ -e {} ]; then while [ ! -e {} ]; do sleep 0.1; done; fi\n\
+            "#!/bin/sh\necho run >> {}\n\
+             if [ -e {} ]; then while [ ! -e {} ]; do sleep 0.1; done; fi\n\
              at=$(date -u -d '+62 seconds' +%Y-%m-%dT%H:%M:%SZ)\n\
              printf '{{\"Version\": 1, \"AccessKeyId\": \"%s\", \"SecretAccessKey\": \"%s\", \
              \"Expiration\": \"%s\"}}\\n' {} {} \"$at\"\n",
