@@ -272,25 +272,11 @@ mod tests {
             .unwrap_err()
             .contains("127.0.0.0/33"));
         assert!(on_network("home").is_err());
-        assert!(within(
-            "10.1.2.3".parse().unwrap(),
-            "10.0.0.0".parse().unwrap(),
-            8
-        ));
-        assert!(!within(
-            "11.1.2.3".parse().unwrap(),
-            "10.0.0.0".parse().unwrap(),
-            8
-        ));
-        assert!(within(
-            "fd00::1".parse().unwrap(),
-            "fd00::".parse().unwrap(),
-            8
-        ));
-        assert!(!within(
-            "fd00::1".parse().unwrap(),
-            "10.0.0.0".parse().unwrap(),
-            0
-        ));
+        let inside =
+            |a: &str, net: &str, bits| within(a.parse().unwrap(), net.parse().unwrap(), bits);
+        assert!(inside("10.1.2.3", "10.0.0.0", 8));
+        assert!(!inside("11.1.2.3", "10.0.0.0", 8));
+        assert!(inside("fd00::1", "fd00::", 8));
+        assert!(!inside("fd00::1", "10.0.0.0", 0));
     }
 }
