@@ -98,10 +98,13 @@ pub fn commands(origins: &[OriginConfig]) -> Vec<Outside> {
         let command = match origin.parsed() {
             Ok(OriginUrl::Sftp { .. }) => {
                 let target = SftpTarget::resolve_without_broken_config(origin, home.as_deref());
-                target
-                    .ok()
-                    .and_then(|t| t.proxy_command)
-                    .map(Outside::Proxy)
+                // Only the farthest jump host's, if any, is run: the others are reached
+                // through it.
+                let proxy = target.ok().and_then(|t| {
+                    let command = t.hops().find_map(|hop| hop.proxy_command.clone());
+                    command
+                });
+                proxy.map(Outside::Proxy)
             }
             Ok(OriginUrl::S3 { .. }) => {
                 let target = S3Target::resolve(origin, home.as_deref(), &env);

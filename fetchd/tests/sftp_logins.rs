@@ -1,7 +1,7 @@
 //! How the SFTP origin finds and logs in to a real OpenSSH sshd on 127.0.0.1 (musicfs-tests'
 //! `Sshd`): host keys checked as OpenSSH checks them, configuration errors, keys through
 //! ssh-agent, certificates, `IdentitiesOnly`, passwords by either method, hosts named in
-//! ssh_config, jump hosts and proxy commands.
+//! ssh_config, jump hosts (one or several) and proxy commands.
 
 mod sftp_fixture;
 
@@ -507,6 +507,60 @@ fn a_nas_behind_a_jump_host_is_reached_through_it() {
     let err = origin(&config).unwrap().probe().unwrap_err().to_string();
     let to = format!("to 127.0.0.1:{}", nas.port());
     assert!(err.contains("jump host") && err.contains(&to), "{err}");
+}
+
+/// A NAS two jump hosts away, each letting connections through only to the next host on the
+/// way (sshd's `PermitOpen`): reached with `ProxyJump outer,inner`, and with `ProxyJump inner`
+/// where the inner host's own block says `ProxyJump outer`, as ssh reaches it.
+#[test]
+fn a_nas_two_jump_hosts_away_is_reached_through_both() {
+    let nas = Sshd::new();
+    let inner = Sshd::with_config(&format!("PermitOpen 127.0.0.1:{}\n", nas.port()));
+    let mut outer = Sshd::with_config(&format!("PermitOpen 127.0.0.1:{}\n", inner.port()));
+    let lib = library();
+    let ssh_config = nas.dir().join("ssh_config");
+    let block = |name: &str, sshd: &Sshd, jump: &str| {
+        format!(
+            "Host {name}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  \
+             UserKnownHostsFile {}\n{jump}",
+            sshd.port(),
+            sshd.user(),
+            sshd.identity_file().display(),
+            sshd.known_hosts().display(),
+        )
+    };
+    let mut config = OriginConfig::from_url(format!("sftp://music-nas{}", lib.path().display()));
+    config.ssh_config = Some(ssh_config.clone());
+    config.identity_agent = Some("none".into());
+    config.timeout_seconds = Some(2);
+    let connections = |sshd: &Sshd| sshd.log().matches("Connection from 127.0.0.1").count();
+    let local = std::fs::read(lib.path().join("big.wav")).unwrap();
+    let both = [
+        block("music-nas", &nas, "  ProxyJump outer,inner\n")
+            + &block("inner", &inner, "  ProxyJump elsewhere\n")
+            + &block("outer", &outer, ""),
+        block("music-nas", &nas, "  ProxyJump inner\n")
+            + &block("inner", &inner, "  ProxyJump outer\n")
+            + &block("outer", &outer, ""),
+    ];
+    for text in both {
+        std::fs::write(&ssh_config, &text).unwrap();
+        let before = (connections(&outer), connections(&inner));
+        let through = origin(&config).unwrap();
+        assert_eq!(through.walk().unwrap().0, expected(lib.path()), "{text}");
+        check_read(&*through.open("big.wav").unwrap(), &local, 1000, 2 << 20);
+        let after = (connections(&outer), connections(&inner));
+        assert!(
+            after.0 > before.0 && after.1 > before.1,
+            "both jump hosts were connected to, in turn ({before:?} -> {after:?}), with\n{text}"
+        );
+    }
+
+    // The outer host gone: new connections say which host failed.
+    outer.stop();
+    let err = origin(&config).unwrap().probe().unwrap_err().to_string();
+    let jump = format!("jump host sftp://{}@outer:{}", outer.user(), outer.port());
+    assert!(err.contains(&jump), "{err}");
 }
 
 /// A NAS reached through ssh_config's `ProxyCommand` (`ssh -W` through a gate, as one reaches

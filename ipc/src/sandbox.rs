@@ -63,7 +63,7 @@ fn sftp_files(origin: &OriginConfig) -> Vec<PathBuf> {
         .map(PathBuf::from);
     let mut files = Vec::new();
     if let Ok(target) = SftpTarget::resolve_without_broken_config(origin, home.as_deref()) {
-        for host in std::iter::once(&target).chain(target.jump.as_deref()) {
+        for host in target.hops() {
             for key in host.identity.files() {
                 let mut public = key.as_os_str().to_owned();
                 public.push(".pub");

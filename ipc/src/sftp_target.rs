@@ -11,6 +11,10 @@ use crate::ssh_config::{self, expand, HostSettings, Tokens};
 /// The system's known_hosts files, as OpenSSH's `GlobalKnownHostsFile` has them by default.
 const GLOBAL_KNOWN_HOSTS: &[&str] = &["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
 
+/// Jump hosts on the way to one origin at most: more is taken for jump hosts that name each
+/// other (ssh itself would go round until something gives out).
+const MAX_JUMPS: usize = 8;
+
 /// Keys tried, in order, in `~/.ssh` when no identity file is configured.
 pub const DEFAULT_KEYS: &[&str] = &["id_ed25519", "id_ecdsa", "id_rsa"];
 
@@ -45,12 +49,13 @@ pub struct SftpTarget {
     /// ssh_config's `ProxyCommand`, its tokens expanded: a command for `sh -c` whose stdin and
     /// stdout carry the connection (`ssh -W %h:%p gate`, `cloudflared access ssh`).
     pub proxy_command: Option<String>,
-    /// ssh_config's `ProxyJump`: the host the connection is made through (resolved as an
-    /// origin of its own from the same ssh_config, with this origin's known_hosts option; a
-    /// jump of its own is not followed).
+    /// ssh_config's `ProxyJump`: the host the connection is made through, resolved as an
+    /// origin of its own from the same ssh_config (with this origin's known_hosts and agent
+    /// options), and reached through its own jump host or `ProxyCommand` if it has one. Of
+    /// `ProxyJump a,b` this is `b`, and `a` its jump host, as ssh has it.
     pub jump: Option<Box<SftpTarget>>,
-    /// ssh_config options that apply to the host and are not followed (`ProxyCommand`,
-    /// `Match exec`, jumps through several hosts).
+    /// ssh_config options that apply to the host, or to a jump host on the way, and are not
+    /// followed (`Match` blocks with criteria not decided here).
     pub not_followed: Vec<String>,
     /// The ssh_config files read.
     pub config_files: Vec<PathBuf>,
@@ -77,6 +82,18 @@ impl SftpTarget {
     /// Resolves an `sftp://` origin; `home` is the user's home folder, if there is one. An
     /// ssh_config that cannot be read or parsed is an error.
     pub fn resolve(config: &OriginConfig, home: Option<&Path>) -> Result<Self, String> {
+        Self::resolve_hop(config, home, None, 0)
+    }
+
+    /// [`SftpTarget::resolve`] for the host `hops` jump hosts away from the origin; `jump`
+    /// replaces the host's own `ProxyJump` and `ProxyCommand` (as `ssh -J` on a command line
+    /// does: ssh reaches `b` of `ProxyJump a,b` with `ssh -J a b`).
+    fn resolve_hop(
+        config: &OriginConfig,
+        home: Option<&Path>,
+        jump: Option<&str>,
+        hops: usize,
+    ) -> Result<Self, String> {
         let url = config.parsed()?;
         let OriginUrl::Sftp {
             user,
@@ -187,6 +204,7 @@ impl SftpTarget {
             (None, None) => from_env("SSH_AUTH_SOCK").map(PathBuf::from),
         };
         let proxy_command = match settings.proxy_command.as_deref() {
+            _ if jump.is_some() => None,
             None => None,
             Some(none) if none.eq_ignore_ascii_case("none") => None,
             Some(command) => Some(
@@ -203,25 +221,11 @@ impl SftpTarget {
         };
         let mut not_followed = settings.not_followed;
         let mut config_files = settings.files;
-        let jump = match settings.proxy_jump.as_deref() {
+        let jump = match jump.or(settings.proxy_jump.as_deref()) {
             None => None,
             Some(none) if none.eq_ignore_ascii_case("none") => None,
             Some(spec) => {
-                let mut via = OriginConfig::from_url(format!("sftp://{spec}/"));
-                via.ssh_config = config.ssh_config.clone();
-                via.known_hosts = config.known_hosts.clone();
-                via.identity_agent = config.identity_agent.clone();
-                let mut jump = Self::resolve(&via, home)
-                    .map_err(|e| format!("origin {}: jump host {spec}: {e}", config.url))?;
-                if let Some(further) = jump.jump.take() {
-                    not_followed.push(format!(
-                        "ProxyJump {} of the jump host {spec}",
-                        further.host
-                    ));
-                }
-                if let Some(command) = jump.proxy_command.take() {
-                    not_followed.push(format!("ProxyCommand {command} of the jump host {spec}"));
-                }
+                let mut jump = Self::resolve_jump(config, spec, home, hops)?;
                 not_followed.append(&mut jump.not_followed);
                 config_files.append(&mut jump.config_files);
                 Some(Box::new(jump))
@@ -251,6 +255,42 @@ impl SftpTarget {
             not_followed,
             config_files,
         })
+    }
+
+    /// The jump host of `ProxyJump spec` (`[ssh://][user@]host[:port]`, comma-separated):
+    /// its last host, reached through the ones before it, else through its own jump host or
+    /// `ProxyCommand`.
+    fn resolve_jump(
+        config: &OriginConfig,
+        spec: &str,
+        home: Option<&Path>,
+        hops: usize,
+    ) -> Result<Self, String> {
+        let fail = |e: String| format!("origin {}: jump host {spec}: {e}", config.url);
+        if hops >= MAX_JUMPS {
+            let why = format!("more than {MAX_JUMPS} jump hosts on the way (a loop?)");
+            return Err(fail(why));
+        }
+        let (before, last) = match spec.rsplit_once(',') {
+            Some((before, last)) => (Some(before.trim()), last.trim()),
+            None => (None, spec.trim()),
+        };
+        let last = last.strip_prefix("ssh://").unwrap_or(last);
+        let mut via = OriginConfig::from_url(format!("sftp://{}/", last.trim_end_matches('/')));
+        via.ssh_config = config.ssh_config.clone();
+        via.known_hosts = config.known_hosts.clone();
+        via.identity_agent = config.identity_agent.clone();
+        // Named once, by the origin's own jump host: deeper errors name their hop already.
+        Self::resolve_hop(&via, home, before, hops + 1).map_err(|e| match hops {
+            0 => fail(e),
+            _ => e,
+        })
+    }
+
+    /// This host and the jump hosts on the way to it, the nearest first: connections are made
+    /// to the last one first.
+    pub fn hops(&self) -> impl Iterator<Item = &SftpTarget> {
+        std::iter::successors(Some(self), |t| t.jump.as_deref())
     }
 
     /// [`SftpTarget::resolve`], or with an ssh_config that cannot be read, what the origin
@@ -451,9 +491,56 @@ mod tests {
             "{:?}",
             jump.identity
         );
-        assert!(jump.jump.is_none());
-        assert_eq!(t.not_followed.len(), 1, "{:?}", t.not_followed);
-        assert!(t.not_followed[0].contains("ProxyJump further of the jump host"));
+        // The jump host's own jump host is followed, as ssh follows it.
+        let further = jump.jump.as_deref().expect("the jump host's jump host");
+        assert_eq!((further.connect_to.as_str(), further.port), ("further", 22));
+        assert!(further.jump.is_none());
+        assert!(t.not_followed.is_empty(), "{:?}", t.not_followed);
+        let hops: Vec<&str> = t.hops().map(|h| h.connect_to.as_str()).collect();
+        assert_eq!(hops, ["10.0.0.5", "gate.example", "further"]);
+    }
+
+    #[test]
+    fn jumps_through_several_hosts_are_made_in_the_order_given() {
+        // `ProxyJump a,b` reaches b through a, whatever b's own ProxyJump or ProxyCommand say
+        // (ssh runs `ssh -J a b` for it); a's own ProxyCommand is followed.
+        let ssh = "Host nas\n ProxyJump ssh://ann@outer:2201,inner\n\
+                   Host inner\n HostName 10.1.0.1\n User ops\n ProxyCommand nc elsewhere 22\n\
+                   Host outer\n HostName outer.example\n ProxyCommand exec ssh -W %h:%p bastion\n";
+        let t = target("sftp://music@nas/srv", ssh, |_| {});
+        let hops: Vec<_> = t
+            .hops()
+            .map(|h| (h.user.as_str(), h.connect_to.as_str(), h.port))
+            .collect();
+        assert_eq!(
+            hops,
+            [
+                ("music", "nas", 22),
+                ("ops", "10.1.0.1", 22),
+                ("ann", "outer.example", 2201)
+            ]
+        );
+        let commands: Vec<_> = t.hops().map(|h| h.proxy_command.as_deref()).collect();
+        assert_eq!(
+            commands,
+            [None, None, Some("exec ssh -W outer.example:2201 bastion")]
+        );
+    }
+
+    #[test]
+    fn jump_hosts_that_jump_through_each_other_are_an_error() {
+        let ssh = "Host nas\n ProxyJump gate\nHost gate\n ProxyJump nas\n";
+        let home = tempfile::tempdir().unwrap();
+        let file = home.path().join("config");
+        std::fs::write(&file, ssh).unwrap();
+        let mut config = OriginConfig::from_url("sftp://music@nas/x");
+        config.ssh_config = Some(file);
+        let err = SftpTarget::resolve(&config, Some(home.path())).unwrap_err();
+        assert!(
+            err.starts_with("origin sftp://music@nas/x: jump host gate: ")
+                && err.ends_with("more than 8 jump hosts on the way (a loop?)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,12 +7,12 @@
 //! case-insensitive and take `keyword value` or `keyword=value`, with `"quoted"` values.
 //! Followed: `HostName`, `User`, `Port`, `IdentityFile`, `CertificateFile`, `IdentitiesOnly`,
 //! `UserKnownHostsFile`, `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, `ProxyCommand`
-//! and `ProxyJump` through one jump host (of these two the first given wins). `Match` blocks
+//! and `ProxyJump` (of these two the first given wins). `Match` blocks
 //! apply as ssh applies them where their criteria are `all`, `host`, `originalhost`, `user`,
 //! `localuser`, `exec`, `localnetwork` ([`crate::ssh_match_local`]), `canonical` and `final`
 //! (negated with `!` too; `final` blocks in a second pass, as ssh makes one); a block that also
-//! needs another criterion (`tagged`, `version`, ...) is not followed. Jumps through several
-//! hosts and those `Match` blocks are reported, so a host that needs them fails with that said.
+//! needs another criterion (`tagged`, `version`, ...) is not followed. Those `Match` blocks
+//! are reported, so a host that needs them fails with that said.
 
 use std::path::{Path, PathBuf};
 
@@ -34,7 +34,8 @@ pub struct HostSettings {
     pub global_known_hosts: Option<Vec<String>>,
     pub identity_agent: Option<String>,
     pub host_key_alias: Option<String>,
-    /// `ProxyJump`'s `[user@]host[:port]` (one host; `none` is none).
+    /// `ProxyJump`'s `[user@]host[:port]`, or several such, comma-separated, in the order
+    /// they are connected through (`none` is none).
     pub proxy_jump: Option<String>,
     /// `ProxyCommand` as written, for `sh -c` (`none` is none). Of it and `ProxyJump`, the
     /// first given wins, as in ssh.
@@ -166,11 +167,7 @@ impl Reader<'_> {
                 "proxyjump" | "proxycommand"
                     if s.proxy_jump.is_some() || s.proxy_command.is_some() => {}
                 "proxycommand" => s.proxy_command = Some(split_keyword(line).1.to_owned()),
-                "proxyjump" if !first.contains(',') => s.proxy_jump = Some(first),
-                "proxyjump" => {
-                    let what = format!("ProxyJump {} ({})", args.join(" "), at());
-                    s.not_followed.push(what);
-                }
+                "proxyjump" => s.proxy_jump = Some(first),
                 _ => {}
             }
         }

@@ -6,8 +6,8 @@ use super::*;
 /// One SSH session with its SFTP channel.
 pub(super) struct Conn {
     pub(super) ssh: client::Handle<HostCheck>,
-    /// The session with the jump host that `ssh` is tunnelled through, kept open with it.
-    pub(super) jump: Option<client::Handle<HostCheck>>,
+    /// The sessions with the jump hosts that `ssh` is tunnelled through, kept open with it.
+    pub(super) jumps: Vec<client::Handle<HostCheck>>,
     pub(super) sftp: RawSftpSession,
     pub(super) request_len: u32,
     pub(super) broken: AtomicBool,
@@ -69,7 +69,7 @@ impl Conn {
     }
 
     pub(super) fn usable(&self) -> bool {
-        let jump_open = self.jump.as_ref().is_none_or(|jump| !jump.is_closed());
+        let jump_open = self.jumps.iter().all(|jump| !jump.is_closed());
         !self.broken.load(Ordering::Acquire) && !self.ssh.is_closed() && jump_open
     }
 

@@ -92,9 +92,10 @@ impl std::fmt::Debug for SftpOrigin {
 /// it has no `Debug`.
 struct Shared {
     name: String,
-    /// The NAS, and the jump host its sessions go through (ssh_config's `ProxyJump`).
+    /// The NAS, and the jump hosts its sessions go through (ssh_config's `ProxyJump`), the
+    /// first connected to first.
     peer: Peer,
-    jump: Option<Peer>,
+    jumps: Vec<Peer>,
     timeout: Duration,
     root: String,
     slots: Mutex<Vec<Option<Arc<Conn>>>>,
@@ -122,17 +123,15 @@ impl SftpOrigin {
             );
         }
         let peer = Peer::new(config, &target, name.clone()).map_err(bad)?;
-        let jump = match target.jump.as_deref() {
-            Some(via) => {
-                let shown = format!("sftp://{}@{}:{}", via.user, via.host, via.port);
-                let peer = Peer::new(config, via, shown.clone())
-                    .map_err(|e| bad(format!("jump host {shown}: {e}")))?;
-                Some(peer)
-            }
-            None => None,
-        };
+        let mut jumps = Vec::new();
+        for via in target.hops().skip(1) {
+            let shown = format!("sftp://{}@{}:{}", via.user, via.host, via.port);
+            let peer = Peer::new(config, via, shown.clone())
+                .map_err(|e| bad(format!("jump host {shown}: {e}")))?;
+            jumps.insert(0, peer);
+        }
         let mut admitted = Vec::new();
-        for host in std::iter::once(&peer).chain(&jump) {
+        for host in std::iter::once(&peer).chain(&jumps) {
             for file in &host.known_hosts {
                 let why = format!(
                     "origin {name}: the known_hosts file {} was replaced by a new one, which \
@@ -163,7 +162,7 @@ impl SftpOrigin {
         let shared = Shared {
             name,
             peer,
-            jump,
+            jumps,
             timeout: config.timeout(),
             root: server_root(&target.path),
             slots: Mutex::new(vec![None; slots]),

@@ -1,12 +1,12 @@
-//! Making an SSH session with a host, directly or through a jump host (ssh_config's
-//! `ProxyJump`): TCP (or a `direct-tcpip` channel of the jump host's session), the host-key
-//! check against known_hosts, and the login.
+//! Making an SSH session with a host, directly or through jump hosts (ssh_config's
+//! `ProxyJump`): TCP, a `ProxyCommand`, or a `direct-tcpip` channel of the session with the
+//! jump host before it; the host-key check against known_hosts, and the login.
 
 use musicfs_ipc::sftp_target::SftpTarget;
 
 use super::*;
 
-/// One host an origin's sessions are made with: the NAS, or the jump host in front of it.
+/// One host an origin's sessions are made with: the NAS, or a jump host in front of it.
 pub(super) struct Peer {
     /// `sftp://user@host:port` as the URL or ProxyJump names it (for messages).
     pub(super) name: String,
@@ -158,28 +158,36 @@ impl Peer {
 }
 
 impl Shared {
-    /// Connects (through the jump host, if there is one), checks the host key, logs in and
+    /// Connects (through the jump hosts, if there are any), checks the host key, logs in and
     /// starts SFTP.
     pub(super) async fn connect(&self) -> io::Result<Conn> {
-        let (ssh, jump) = match &self.jump {
-            None => (self.peer.session(None).await?, None),
-            Some(jump) => {
-                let via = jump.session(None).await.map_err(|e| {
-                    io::Error::new(e.kind(), format!("jump host {}: {e}", jump.name))
-                })?;
-                let (host, port) = (&self.peer.host, self.peer.port);
-                let tunnel = via
-                    .channel_open_direct_tcpip(host.as_str(), u32::from(port), "127.0.0.1", 0)
-                    .await
-                    .map_err(|e| {
-                        let e = jump.ssh_error(e);
-                        let why = format!("jump host {} to {host}:{port}: {e}", jump.name);
+        // Each session is made through a `direct-tcpip` channel of the one before it.
+        let mut jumps: Vec<client::Handle<HostCheck>> = Vec::new();
+        for (i, hop) in self.jumps.iter().chain([&self.peer]).enumerate() {
+            let stream = match jumps.last() {
+                None => None,
+                Some(via) => {
+                    let (host, port) = (hop.host.as_str(), u32::from(hop.port));
+                    let tunnel = via.channel_open_direct_tcpip(host, port, "127.0.0.1", 0);
+                    let from = &self.jumps[i - 1];
+                    let tunnel = tunnel.await.map_err(|e| {
+                        let e = from.ssh_error(e);
+                        let why = format!("jump host {} to {host}:{port}: {e}", from.name);
                         io::Error::new(e.kind(), why)
                     })?;
-                let ssh = self.peer.session(Some(tunnel.into_stream())).await?;
-                (ssh, Some(via))
-            }
-        };
+                    Some(tunnel.into_stream())
+                }
+            };
+            let session = hop.session(stream).await;
+            let session = match i < self.jumps.len() {
+                true => session.map_err(|e| {
+                    io::Error::new(e.kind(), format!("jump host {}: {e}", hop.name))
+                })?,
+                false => session?,
+            };
+            jumps.push(session);
+        }
+        let ssh = jumps.pop().expect("the NAS's session");
         let ssh_error = |e| self.peer.ssh_error(e);
         let channel = ssh.channel_open_session().await.map_err(ssh_error)?;
         channel
@@ -208,7 +216,7 @@ impl Shared {
         }
         Ok(Conn {
             ssh,
-            jump,
+            jumps,
             sftp,
             request_len,
             broken: AtomicBool::new(false),
