@@ -6,13 +6,13 @@
 //! `Include` reads other files (globs, relative to `~/.ssh`) where it stands, keywords are
 //! case-insensitive and take `keyword value` or `keyword=value`, with `"quoted"` values.
 //! Followed: `HostName`, `User`, `Port`, `IdentityFile`, `CertificateFile`, `IdentitiesOnly`,
-//! `UserKnownHostsFile`, `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, `ProxyCommand`
-//! and `ProxyJump` (of these two the first given wins). `Match` blocks
-//! apply as ssh applies them where their criteria are `all`, `host`, `originalhost`, `user`,
-//! `localuser`, `exec`, `localnetwork` ([`crate::ssh_match_local`]), `canonical` and `final`
-//! (negated with `!` too; `final` blocks in a second pass, as ssh makes one); a block that also
-//! needs another criterion (`tagged`, `version`, ...) is not followed. Those `Match` blocks
-//! are reported, so a host that needs them fails with that said.
+//! `UserKnownHostsFile`, `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, `Tag`,
+//! `ProxyCommand` and `ProxyJump` (of these two the first given wins). `Match` blocks apply as
+//! ssh applies them where their criteria are `all`, `host`, `originalhost`, `user`,
+//! `localuser`, `tagged`, `exec`, `localnetwork` ([`crate::ssh_match_local`]), `canonical` and
+//! `final` (negated with `!` too; `final` blocks in a second pass, as ssh makes one); a block
+//! that also needs another criterion (`version`, `sessiontype`, ...) is not followed, and is
+//! reported, so a host that needs it fails with that said.
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,8 @@ pub struct HostSettings {
     pub global_known_hosts: Option<Vec<String>>,
     pub identity_agent: Option<String>,
     pub host_key_alias: Option<String>,
+    /// `Tag`: the name `Match tagged` blocks are matched against (`ssh -P` gives it too).
+    pub tag: Option<String>,
     /// `ProxyJump`'s `[user@]host[:port]`, or several such, comma-separated, in the order
     /// they are connected through (`none` is none).
     pub proxy_jump: Option<String>,
@@ -164,6 +166,7 @@ impl Reader<'_> {
                 "globalknownhostsfile" => first_wins(&mut s.global_known_hosts, args),
                 "identityagent" => first_wins(&mut s.identity_agent, first),
                 "hostkeyalias" => first_wins(&mut s.host_key_alias, first),
+                "tag" => first_wins(&mut s.tag, first),
                 "proxyjump" | "proxycommand"
                     if s.proxy_jump.is_some() || s.proxy_command.is_some() => {}
                 "proxycommand" => s.proxy_command = Some(split_keyword(line).1.to_owned()),
@@ -175,7 +178,7 @@ impl Reader<'_> {
     }
 
     /// Whether a `Match` line's criteria all hold. A line that also needs a criterion not
-    /// decided here (`tagged`, `version`, ...) does not apply, and is reported if
+    /// decided here (`version`, `sessiontype`, ...) does not apply, and is reported if
     /// the others hold.
     fn match_line(&mut self, args: &[String], at: &str) -> Result<bool, String> {
         let mut words = args.iter();
@@ -207,6 +210,11 @@ impl Reader<'_> {
                         "originalhost" => Some(host_matches(patterns, &self.host)),
                         "user" => Some(list_matches(patterns, user.unwrap_or(self.local_user))),
                         "localuser" => Some(list_matches(patterns, self.local_user)),
+                        // No `Tag` is the empty name, as in ssh.
+                        "tagged" => {
+                            let tag = self.settings.tag.as_deref().unwrap_or("");
+                            Some(list_matches(patterns, tag))
+                        }
                         // As ssh: not run once an earlier criterion failed.
                         "exec" if !holds => Some(false),
                         "exec" => Some(self.exec(list, at)),

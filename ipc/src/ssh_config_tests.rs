@@ -92,7 +92,7 @@ Host *.lan !printer.lan
 Match originalhost nas.lan exec \"test %n = nas.lan\"
     Port 9999
 
-Match originalhost nas.lan tagged music
+Match originalhost nas.lan version OpenSSH_9*
     Port 9998
 
 Host printer.lan
@@ -105,8 +105,8 @@ Host printer.lan
     assert_eq!(nas.port, Some(9999), "the exec held");
     assert_eq!(nas.not_followed.len(), 1, "{:?}", nas.not_followed);
     assert_eq!(nas.proxy_jump.as_deref(), Some("gate,way"), "two jumps");
-    // A Match that needs `tagged` is not followed, but reported.
-    assert!(nas.not_followed[0].starts_with("Match originalhost nas.lan tagged music ("));
+    // A Match that needs `version` is not followed, but reported.
+    assert!(nas.not_followed[0].starts_with("Match originalhost nas.lan version OpenSSH_9* ("));
 
     let printer = settings(config, "printer.lan");
     assert_eq!(printer.hostname, None, "the negation excludes it");
@@ -118,6 +118,25 @@ Host printer.lan
         "{:?}",
         printer.not_followed
     );
+}
+
+#[test]
+fn match_tagged_is_matched_against_the_tag_set_before_it() {
+    let config = "\
+Host nas.lan
+    Tag music
+Match tagged music,!old
+    User listener
+Match !tagged *?
+    Port 2022
+";
+    let nas = settings(config, "nas.lan");
+    assert_eq!((nas.user.as_deref(), nas.port), (Some("listener"), None));
+    assert_eq!(nas.tag.as_deref(), Some("music"));
+    // No Tag is the empty name: `tagged music` does not hold, `!tagged *?` does.
+    let other = settings(config, "other.lan");
+    assert_eq!((other.user.as_deref(), other.port), (None, Some(2022)));
+    assert!(other.not_followed.is_empty(), "{:?}", other.not_followed);
 }
 
 #[test]
@@ -163,7 +182,7 @@ Match final host 10.0.0.5
     Port 1
 Match all
     User fallback
-Match host 10.0.0.5 tagged home
+Match host 10.0.0.5 sessiontype subsystem
     ProxyJump gate
 Match host elsewhere exec \"true\"
     Port 3
@@ -195,7 +214,7 @@ Host *
         "read once in each pass, listed once"
     );
     assert_eq!(music.not_followed.len(), 1, "{:?}", music.not_followed);
-    assert!(music.not_followed[0].starts_with("Match host 10.0.0.5 tagged home ("));
+    assert!(music.not_followed[0].starts_with("Match host 10.0.0.5 sessiontype subsystem ("));
     assert_eq!(music.proxy_jump, None);
 
     // No user in the URL: `user` is the one set so far, else the local user.
