@@ -33,6 +33,7 @@ pub mod reread;
 pub mod restart;
 pub mod s3;
 pub mod s3_keys;
+pub mod s3_sso;
 pub mod scan;
 pub mod service;
 pub mod sftp;

@@ -24,7 +24,8 @@ use rusty_s3::{Bucket, UrlStyle};
 use url::Url;
 
 use crate::origin::{check_relative, is_audio, Found, Listing, Origin, RangeRead};
-use crate::s3_keys::Keys;
+use crate::s3_keys::{Keys, Source};
+use crate::s3_sso::SsoKeys;
 use crate::web::{self, invalid, parse_rfc3339, Pin, Web};
 
 /// Keys per ListObjectsV2 page (S3's maximum).
@@ -83,10 +84,15 @@ impl S3Origin {
                      address or a bucket name with dots over https needs `path_style = true`"
                 ))
             })?;
-        let keys = match (&target.keys, &target.credential_process) {
-            (Some(keys), _) => Keys::given(keys),
-            (None, Some(command)) => Keys::process(command.clone()),
-            (None, None) => return Err(fail(target.keys_missing())),
+        let keys = match (&target.keys, &target.credential_process, &target.sso) {
+            (Some(keys), _, _) => Keys::given(keys),
+            (None, Some(command), _) => Keys::temporary(Source::Process(command.clone())),
+            (None, None, Some(sso)) => {
+                let (profile, timeout) = (target.profile.clone(), config.timeout());
+                let sso = SsoKeys::new(sso.clone(), profile, timeout, target.ca_file.as_deref())?;
+                Keys::temporary(Source::Sso(Box::new(sso)))
+            }
+            (None, None, None) => return Err(fail(target.keys_missing())),
         };
         Ok(Self {
             shared: Arc::new(Shared {
@@ -396,7 +402,8 @@ fn refusal(code: Option<&str>) -> &'static str {
         }
         Some("ExpiredToken" | "TokenRefreshRequired") => {
             "access denied: the session token has expired; get new temporary credentials \
-             (AWS_SESSION_TOKEN; a credential_process is run again at the next request)"
+             (AWS_SESSION_TOKEN; a credential_process or SSO role is asked again at the next \
+             request)"
         }
         _ => {
             "access denied: check access_key_id, secret_access_key, region, \

@@ -1,5 +1,6 @@
 //! An S3 origin's keys: given (in the config, the environment or the profile), or temporary
-//! ones that a profile's `credential_process` prints in the AWS tools' format
+//! ones: from the SSO portal for a profile's SSO role (`s3_sso.rs`), or those that a profile's
+//! `credential_process` prints in the AWS tools' format
 //! (`{"Version": 1, "AccessKeyId": ..., "SecretAccessKey": ..., "SessionToken": ...,
 //! "Expiration": "2026-11-27T20:00:00Z"}`). The process runs outside fetchd's sandbox
 //! (`outside.rs`): at the first request, again once the keys have less than a minute left,
@@ -10,17 +11,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusty_s3::Credentials;
 
+use crate::s3_sso::SsoKeys;
+
 /// How many seconds before they expire temporary keys are replaced.
 const REFRESH_BEFORE: i64 = 60;
 
 /// (Shared, so that signing a request takes no copy of them.)
 pub enum Keys {
     Given(Arc<Credentials>),
-    Process {
-        command: String,
-        /// The keys it printed last, and when they expire (seconds since the epoch).
+    Temporary {
+        source: Source,
+        /// The keys got last, and when they expire (seconds since the epoch).
         current: Mutex<Option<(Arc<Credentials>, Option<i64>)>>,
     },
+}
+
+/// Where temporary keys come from.
+pub enum Source {
+    /// A profile's `credential_process`.
+    Process(String),
+    /// A profile's SSO role (`s3_sso.rs`).
+    Sso(Box<SsoKeys>),
 }
 
 impl Keys {
@@ -32,18 +43,18 @@ impl Keys {
         }))
     }
 
-    pub fn process(command: String) -> Self {
-        Keys::Process {
-            command,
+    pub fn temporary(source: Source) -> Self {
+        Keys::Temporary {
+            source,
             current: Mutex::new(None),
         }
     }
 
-    /// The keys to sign with now (running the credential process if they are due).
+    /// The keys to sign with now (getting new ones if they are due).
     pub fn get(&self) -> io::Result<Arc<Credentials>> {
-        let (command, current) = match self {
+        let (source, current) = match self {
             Keys::Given(keys) => return Ok(keys.clone()),
-            Keys::Process { command, current } => (command, current),
+            Keys::Temporary { source, current } => (source, current),
         };
         let mut current = current.lock().unwrap_or_else(PoisonError::into_inner);
         let now = std::time::SystemTime::now()
@@ -54,10 +65,17 @@ impl Keys {
                 return Ok(keys.clone());
             }
         }
-        let output = crate::outside::output(command)
-            .map_err(|e| io::Error::new(e.kind(), format!("credential_process failed: {e}")))?;
-        let (keys, expires) = parse(&output)
-            .map_err(|why| io::Error::other(format!("credential_process {command}: {why}")))?;
+        let (keys, expires) = match source {
+            Source::Process(command) => {
+                let output = crate::outside::output(command).map_err(|e| {
+                    io::Error::new(e.kind(), format!("credential_process failed: {e}"))
+                })?;
+                parse(&output).map_err(|why| {
+                    io::Error::other(format!("credential_process {command}: {why}"))
+                })?
+            }
+            Source::Sso(sso) => sso.fetch()?,
+        };
         let keys = Arc::new(keys);
         *current = Some((keys.clone(), expires));
         Ok(keys)
@@ -65,7 +83,7 @@ impl Keys {
 
     /// The server said the keys expired (a clock off, keys revoked): new ones next time.
     pub fn expired(&self) {
-        if let Keys::Process { current, .. } = self {
+        if let Keys::Temporary { current, .. } = self {
             *current.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
@@ -74,7 +92,7 @@ impl Keys {
     pub fn secret(&self) -> Option<String> {
         match self {
             Keys::Given(keys) => Some(keys.secret().to_owned()),
-            Keys::Process { current, .. } => {
+            Keys::Temporary { current, .. } => {
                 let current = current.lock().unwrap_or_else(PoisonError::into_inner);
                 current.as_ref().map(|(keys, _)| keys.secret().to_owned())
             }

@@ -270,7 +270,7 @@ impl Web {
 }
 
 /// The certificates of a PEM file (a CA, a bundle, or a server's self-signed certificate).
-fn certificates(name: &str, file: &Path) -> io::Result<Vec<reqwest::Certificate>> {
+pub(crate) fn certificates(name: &str, file: &Path) -> io::Result<Vec<reqwest::Certificate>> {
     let fail = |why: String| invalid(format!("origin {name}: ca_file {}: {why}", file.display()));
     let pem = std::fs::read(file).map_err(|e| fail(e.to_string()))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(chain(&e)))?;

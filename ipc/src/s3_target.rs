@@ -10,6 +10,12 @@
 //!   credentials file, then in the config file.
 //!   Else the profile's `credential_process`, a command that prints temporary keys (fetchd
 //!   runs it outside its sandbox, again before they expire: `fetchd/src/outside.rs`).
+//!   Else the profile's IAM Identity Center (SSO) role, `sso_account_id` and `sso_role_name`
+//!   with an `sso_session` (its `[sso-session NAME]` section's `sso_start_url` and
+//!   `sso_region`) or those two in the profile itself (the older form): temporary keys are
+//!   asked of the SSO portal with the token `aws sso login` keeps in `~/.aws/sso/cache`
+//!   (`fetchd/src/s3_sso.rs`). The portal is `AWS_ENDPOINT_URL_SSO`, else AWS's for the
+//!   SSO region; the token service `AWS_ENDPOINT_URL_SSO_OIDC`, else AWS's.
 //! - Region: `region`; else `AWS_REGION`, `AWS_DEFAULT_REGION`; else the profile's `region`;
 //!   else `us-east-1`.
 //! - Endpoint: `endpoint`; else `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`; else the profile's
@@ -32,6 +38,8 @@ pub struct S3Target {
     pub keys: Option<Keys>,
     /// The profile's `credential_process`, where no keys are given otherwise.
     pub credential_process: Option<String>,
+    /// The profile's SSO role, where neither keys nor a `credential_process` are given.
+    pub sso: Option<Sso>,
     /// The profile's files (whether they exist or not).
     pub files: Vec<PathBuf>,
     pub profile: String,
@@ -44,6 +52,33 @@ pub struct Keys {
     pub access_key_id: String,
     pub secret_access_key: Secret,
     pub session_token: Option<Secret>,
+}
+
+/// A role to get temporary keys for from an AWS IAM Identity Center (SSO) portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sso {
+    pub account_id: String,
+    pub role_name: String,
+    pub start_url: String,
+    /// The region of the portal and token service (`sso_region`).
+    pub region: String,
+    /// The `sso_session` named, if the profile names one (its token can be refreshed);
+    /// `None` in the older form.
+    pub session: Option<String>,
+    /// Where `aws sso login` keeps tokens: `~/.aws/sso/cache`, the token's file named by the
+    /// SHA-1 of the session's name (or of the start URL, in the older form).
+    pub cache_dir: PathBuf,
+    /// The portal's base URL.
+    pub portal: String,
+    /// The token service's base URL (for refreshing a session's token).
+    pub oidc: String,
+}
+
+impl Sso {
+    /// What names the token's file in the cache: the session's name, else the start URL.
+    pub fn cache_key(&self) -> &str {
+        self.session.as_deref().unwrap_or(&self.start_url)
+    }
 }
 
 /// One profile's `key = value` lines (`section.key` for the lines of a nested section).
@@ -146,13 +181,27 @@ impl S3Target {
             Some(_) => None,
             None => from_files("credential_process"),
         };
+        let sso = match (&keys, &credential_process) {
+            (None, None) => {
+                let read = |section: &str| read_profile(config_file.as_deref(), section);
+                let cache_dir = aws_dir.as_ref().map(|d| d.join("sso/cache"));
+                sso(&shared, read, cache_dir, &env)
+                    .map_err(|e| format!("origin {}: profile {profile:?}: {e}", config.url))?
+            }
+            _ => None,
+        };
         Ok(Self {
             endpoint,
             region,
             path_style,
             keys,
             credential_process,
-            files: credentials_file.into_iter().chain(config_file).collect(),
+            files: credentials_file
+                .into_iter()
+                .chain(config_file)
+                .chain(sso.as_ref().and_then(|s| admitted_cache(&s.cache_dir)))
+                .collect(),
+            sso,
             profile,
             ca_file,
         })
@@ -164,12 +213,78 @@ impl S3Target {
         format!(
             "no credentials: set access_key_id and secret_access_key in the config, \
              AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, or \
-             aws_access_key_id and aws_secret_access_key (or credential_process) in profile \
-             {:?} of {}",
+             aws_access_key_id and aws_secret_access_key (or credential_process, or an SSO \
+             role) in profile {:?} of {}",
             self.profile,
             files.join(" or ")
         )
     }
+}
+
+/// The SSO role of a profile (`shared`, its lines in the config file), if it names one;
+/// `section` reads another section of the config file.
+fn sso(
+    shared: &Profile,
+    section: impl Fn(&str) -> Result<Profile, String>,
+    cache_dir: Option<PathBuf>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Sso>, String> {
+    let get = |profile: &Profile, key: &str| profile.get(key).filter(|v| !v.is_empty()).cloned();
+    let (account_id, role_name) = (get(shared, "sso_account_id"), get(shared, "sso_role_name"));
+    let session = get(shared, "sso_session");
+    if account_id.is_none() && role_name.is_none() && session.is_none() {
+        return Ok(None);
+    }
+    let (Some(account_id), Some(role_name)) = (account_id, role_name) else {
+        return Err("an SSO profile needs both sso_account_id and sso_role_name".into());
+    };
+    let (start_url, region) = match &session {
+        Some(name) => {
+            let lines = section(&format!("sso-session {name}"))?;
+            (get(&lines, "sso_start_url"), get(&lines, "sso_region"))
+        }
+        None => (get(shared, "sso_start_url"), get(shared, "sso_region")),
+    };
+    let (Some(start_url), Some(region)) = (start_url, region) else {
+        return Err(match &session {
+            Some(name) => format!(
+                "sso_session {name}: no [sso-session {name}] section with sso_start_url and \
+                 sso_region in the config file"
+            ),
+            None => "an SSO profile needs sso_start_url and sso_region (or sso_session)".into(),
+        });
+    };
+    let Some(cache_dir) = cache_dir else {
+        return Err(
+            "an SSO profile needs a home folder, where aws sso login keeps its token".into(),
+        );
+    };
+    let base = |var: &str, host: &str| {
+        env(var).map_or_else(
+            || format!("https://{host}.{region}.amazonaws.com"),
+            |url| url.trim_end_matches('/').to_owned(),
+        )
+    };
+    Ok(Some(Sso {
+        portal: base("AWS_ENDPOINT_URL_SSO", "portal.sso"),
+        oidc: base("AWS_ENDPOINT_URL_SSO_OIDC", "oidc"),
+        account_id,
+        role_name,
+        start_url,
+        region,
+        session,
+        cache_dir,
+    }))
+}
+
+/// What the sandbox admits for the token cache: the folder, or where `aws sso login` will
+/// make it if it is not there yet (`~/.aws/sso`, else `~/.aws`).
+fn admitted_cache(cache_dir: &Path) -> Option<PathBuf> {
+    cache_dir
+        .ancestors()
+        .take(3)
+        .find(|dir| dir.is_dir())
+        .map(Path::to_path_buf)
 }
 
 /// The `key = value` lines of `[section]` in an INI file as the AWS tools write them; a file

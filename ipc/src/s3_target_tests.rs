@@ -171,3 +171,80 @@ fn the_ca_bundle_comes_from_the_config_the_environment_or_the_profile() {
     assert_eq!(given.ca_file, Some("/x/ca.pem".into()));
     assert_eq!(resolve(home.path(), &[], |_| {}).ca_file, None);
 }
+
+#[test]
+fn an_sso_profile_names_its_role_portal_and_token_cache() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        "[profile work]\nsso_session = corp\nsso_account_id = 111122223333\n\
+         sso_role_name = MusicReader\nregion = eu-west-1\n\n\
+         [sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\n\
+         sso_region = eu-central-1\nsso_registration_scopes = sso:account:access\n\n\
+         [profile legacy]\nsso_start_url = https://old.awsapps.com/start\nsso_region = us-east-2\n\
+         sso_account_id = 444455556666\nsso_role_name = Old\n\n\
+         [profile half]\nsso_session = corp\nsso_account_id = 111122223333\n\n\
+         [profile lost]\nsso_session = nowhere\nsso_account_id = 1\nsso_role_name = R\n",
+    )
+    .unwrap();
+    let work = resolve(home.path(), &[], |c| c.profile = Some("work".into()));
+    let sso = work.sso.as_ref().expect("an SSO role");
+    assert!(work.keys.is_none() && work.credential_process.is_none());
+    assert_eq!(
+        (
+            sso.account_id.as_str(),
+            sso.role_name.as_str(),
+            sso.region.as_str()
+        ),
+        ("111122223333", "MusicReader", "eu-central-1")
+    );
+    assert_eq!(sso.start_url, "https://corp.awsapps.com/start");
+    assert_eq!(sso.cache_key(), "corp");
+    assert_eq!(sso.portal, "https://portal.sso.eu-central-1.amazonaws.com");
+    assert_eq!(sso.oidc, "https://oidc.eu-central-1.amazonaws.com");
+    assert_eq!(sso.cache_dir, home.path().join(".aws/sso/cache"));
+    // The sandbox admits the cache, or where aws sso login will make it.
+    assert!(
+        work.files.contains(&home.path().join(".aws")),
+        "{:?}",
+        work.files
+    );
+    std::fs::create_dir_all(&sso.cache_dir).unwrap();
+    let work = resolve(home.path(), &[], |c| c.profile = Some("work".into()));
+    assert!(work.files.contains(&sso.cache_dir), "{:?}", work.files);
+    assert_eq!(
+        work.region, "eu-west-1",
+        "the bucket's region is the profile's"
+    );
+
+    let legacy = resolve(
+        home.path(),
+        &[("AWS_ENDPOINT_URL_SSO", "http://127.0.0.1:9/")],
+        |c| c.profile = Some("legacy".into()),
+    );
+    let sso = legacy.sso.expect("an SSO role");
+    assert_eq!(sso.cache_key(), "https://old.awsapps.com/start");
+    assert_eq!((sso.session, sso.region.as_str()), (None, "us-east-2"));
+    assert_eq!(sso.portal, "http://127.0.0.1:9");
+
+    // Keys given otherwise come first.
+    let given = resolve(
+        home.path(),
+        &[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s")],
+        |c| c.profile = Some("work".into()),
+    );
+    assert!(given.sso.is_none());
+
+    let err = |profile: &str| {
+        let mut config = OriginConfig::from_url("s3://music/lib");
+        config.profile = Some(profile.into());
+        S3Target::resolve(&config, Some(home.path()), &|_| None).unwrap_err()
+    };
+    assert!(err("half").contains("sso_role_name"), "{}", err("half"));
+    assert!(
+        err("lost").contains("no [sso-session nowhere] section"),
+        "{}",
+        err("lost")
+    );
+}

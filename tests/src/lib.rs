@@ -13,6 +13,7 @@ pub mod remote;
 pub mod s3server;
 pub mod ssh_agent;
 pub mod sshd;
+pub mod sso_portal;
 pub mod tmpfs;
 pub mod web_servers;
 

@@ -1,0 +1,174 @@
+//! A stand-in for AWS IAM Identity Center on 127.0.0.1, which cannot run here: its portal's
+//! `GetRoleCredentials` (`GET /federation/credentials?role_name=..&account_id=..` with the
+//! `x-amz-sso_bearer_token` header) answers one role's keys to the tokens it holds valid, 401
+//! to others; its token service's `CreateToken` (`POST /token` with a refresh token) swaps the
+//! refresh token it holds for a new token. Both at one address, as `AWS_ENDPOINT_URL_SSO` and
+//! `AWS_ENDPOINT_URL_SSO_OIDC` name them. Every request is recorded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What the portal holds; tests change it while it runs.
+#[derive(Default)]
+pub struct Portal {
+    pub account_id: String,
+    pub role_name: String,
+    /// The keys it hands out, and for how many seconds they say they last.
+    pub keys: (String, String),
+    pub keys_last: i64,
+    /// Tokens it takes.
+    pub valid_tokens: Vec<String>,
+    /// The refresh token it takes, and the token it gives for it (which it then also takes).
+    pub refresh: Option<(String, String)>,
+    /// `METHOD path token-or-refresh-token` of each request, in order.
+    pub requests: Vec<String>,
+}
+
+pub struct SsoPortal {
+    port: u16,
+    pub state: Arc<Mutex<Portal>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SsoPortal {
+    pub fn new(portal: Portal) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the SSO stand-in");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(portal));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared, stopped) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::Acquire) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let shared = shared.clone();
+                std::thread::spawn(move || serve(stream, &shared));
+            }
+        });
+        Self { port, state, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+impl Drop for SsoPortal {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Answers the requests on one connection (the client may keep it open).
+fn serve(stream: TcpStream, state: &Mutex<Portal>) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut words = line.split_whitespace();
+        let (method, target) = (
+            words.next().unwrap_or("").to_owned(),
+            words.next().unwrap_or(""),
+        );
+        let target = target.to_owned();
+        let (mut length, mut token) = (0, String::new());
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').unwrap_or((header, ""));
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().unwrap_or(0),
+                "x-amz-sso_bearer_token" => token = value.trim().to_owned(),
+                _ => {}
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, answer) = answer(state, &method, &target, &token, &body);
+        let reply = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        if writer.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn answer(
+    state: &Mutex<Portal>,
+    method: &str,
+    target: &str,
+    token: &str,
+    body: &[u8],
+) -> (&'static str, String) {
+    let mut portal = state.lock().unwrap();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let refused = (
+        "401 Unauthorized",
+        r#"{"message":"Session token not found or invalid"}"#.into(),
+    );
+    match (method, path) {
+        ("GET", "/federation/credentials") => {
+            portal.requests.push(format!("GET {path} {token}"));
+            let asked = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            if !portal.valid_tokens.iter().any(|t| t == token) {
+                return refused;
+            }
+            if asked("account_id") != portal.account_id || asked("role_name") != portal.role_name {
+                return ("403 Forbidden", r#"{"message":"No access"}"#.into());
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            let expiration = now + portal.keys_last * 1000;
+            let credentials = serde_json::json!({"roleCredentials": {
+                "accessKeyId": portal.keys.0, "secretAccessKey": portal.keys.1,
+                "sessionToken": "session", "expiration": expiration}});
+            ("200 OK", credentials.to_string())
+        }
+        ("POST", "/token") => {
+            let asked: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let refresh_token = asked["refreshToken"].as_str().unwrap_or("").to_owned();
+            portal.requests.push(format!("POST {path} {refresh_token}"));
+            let grant = asked["grantType"] == "refresh_token";
+            match portal.refresh.clone() {
+                Some((held, new)) if grant && held == refresh_token => {
+                    portal.valid_tokens.push(new.clone());
+                    let token = serde_json::json!({"accessToken": new, "expiresIn": 3600,
+                        "refreshToken": format!("{held}+"), "tokenType": "Bearer"});
+                    ("200 OK", token.to_string())
+                }
+                _ => ("400 Bad Request", r#"{"error":"invalid_grant"}"#.into()),
+            }
+        }
+        _ => ("404 Not Found", "{}".into()),
+    }
+}
