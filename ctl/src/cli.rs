@@ -33,6 +33,19 @@ pub enum Command {
     Cache(CacheCommand),
     /// Scan origins again now instead of at their next scan interval, and show what changed.
     Rescan(RescanArgs),
+    /// Show how each origin will be reached (address, jump hosts, keys, known_hosts, S3
+    /// endpoint and key source), resolved as fetchd resolves it, without connecting.
+    Origins(OriginsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OriginsArgs {
+    /// Configuration file (TOML) whose origins to show, after the ones given here.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Origins as `musicfsctl mount` takes them.
+    #[arg(value_name = "ORIGIN")]
+    pub origins: Vec<String>,
 }
 
 #[derive(Debug, Args)]

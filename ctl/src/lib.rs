@@ -5,7 +5,8 @@
 //! restarts what dies ([`backoff`]), shows the scan ([`progress`]) and writes what it runs to the
 //! supervisor file ([`record`]). `musicfsctl status` ([`status`], [`report`]) asks the workers
 //! over their sockets; `musicfsctl cache` ([`cache`]) drives fetchd's chunk cache and
-//! `musicfsctl rescan` ([`rescan`]) its scans. It holds no
+//! `musicfsctl rescan` ([`rescan`]) its scans; `musicfsctl origins` ([`origins`]) shows how
+//! each origin will be reached. It holds no
 //! state of its own beyond the lock and the supervisor file of a running supervisor.
 
 pub mod backoff;
@@ -13,6 +14,7 @@ pub mod cache;
 pub mod cli;
 pub mod lock;
 pub mod mounts;
+pub mod origins;
 pub mod preflight;
 pub mod programs;
 pub mod progress;
@@ -44,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Collection(command) => search::collection(&StateDir::new(state_root), &command),
         Command::Cache(command) => cache::run(&StateDir::new(state_root), &command),
         Command::Rescan(args) => rescan::run(&StateDir::new(state_root), &args),
+        Command::Origins(args) => origins::run(&args),
     }
 }
 

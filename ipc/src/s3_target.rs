@@ -36,6 +36,8 @@ pub struct S3Target {
     pub path_style: bool,
     /// `None`: no keys anywhere (the error names where they were looked for).
     pub keys: Option<Keys>,
+    /// Where `keys` came from, for people (`musicfsctl origins`): "the config file", ...
+    pub keys_from: Option<String>,
     /// The profile's `credential_process`, where no keys are given otherwise.
     pub credential_process: Option<String>,
     /// The profile's SSO role, where neither keys nor a `credential_process` are given.
@@ -122,28 +124,45 @@ impl S3Target {
                 .cloned()
         };
 
-        let keys = match (&config.access_key_id, &config.secret_access_key) {
-            (Some(id), Some(secret)) => Some(Keys {
-                access_key_id: id.clone(),
-                secret_access_key: secret.clone(),
-                session_token: None,
-            }),
+        let profile_files = || {
+            let files = [&credentials_file, &config_file].map(|f| match f {
+                Some(f) => f.display().to_string(),
+                None => "-".into(),
+            });
+            format!("profile {profile:?} ({} or {})", files[0], files[1])
+        };
+        let (keys, keys_from) = match (&config.access_key_id, &config.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                let keys = Keys {
+                    access_key_id: id.clone(),
+                    secret_access_key: secret.clone(),
+                    session_token: None,
+                };
+                (Some(keys), Some("the config file".to_owned()))
+            }
             (None, None) => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-                (Some(id), Some(secret)) => Some(Keys {
-                    access_key_id: id,
-                    secret_access_key: Secret::new(secret),
-                    session_token: env("AWS_SESSION_TOKEN").map(Secret::new),
-                }),
+                (Some(id), Some(secret)) => {
+                    let keys = Keys {
+                        access_key_id: id,
+                        secret_access_key: Secret::new(secret),
+                        session_token: env("AWS_SESSION_TOKEN").map(Secret::new),
+                    };
+                    let from = "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)";
+                    (Some(keys), Some(from.to_owned()))
+                }
                 _ => match (
                     from_files("aws_access_key_id"),
                     from_files("aws_secret_access_key"),
                 ) {
-                    (Some(id), Some(secret)) => Some(Keys {
-                        access_key_id: id,
-                        secret_access_key: Secret::new(secret),
-                        session_token: from_files("aws_session_token").map(Secret::new),
-                    }),
-                    _ => None,
+                    (Some(id), Some(secret)) => {
+                        let keys = Keys {
+                            access_key_id: id,
+                            secret_access_key: Secret::new(secret),
+                            session_token: from_files("aws_session_token").map(Secret::new),
+                        };
+                        (Some(keys), Some(profile_files()))
+                    }
+                    _ => (None, None),
                 },
             },
             _ => {
@@ -195,6 +214,7 @@ impl S3Target {
             region,
             path_style,
             keys,
+            keys_from,
             credential_process,
             files: credentials_file
                 .into_iter()

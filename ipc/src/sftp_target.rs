@@ -227,7 +227,11 @@ impl SftpTarget {
             Some(spec) => {
                 let mut jump = Self::resolve_jump(config, spec, home, hops)?;
                 not_followed.append(&mut jump.not_followed);
-                config_files.append(&mut jump.config_files);
+                for file in jump.config_files.drain(..) {
+                    if !config_files.contains(&file) {
+                        config_files.push(file);
+                    }
+                }
                 Some(Box::new(jump))
             }
         };
