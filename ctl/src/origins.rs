@@ -164,6 +164,17 @@ fn sftp_lines(out: &mut String, host: &SftpTarget, indent: &str) {
         None => "none".into(),
     };
     let _ = writeln!(out, "{indent}agent:        {agent}");
+    let a = &host.algorithms;
+    for (option, value) in [
+        ("KexAlgorithms", &a.kex),
+        ("Ciphers", &a.ciphers),
+        ("MACs", &a.macs),
+        ("HostKeyAlgorithms", &a.host_keys),
+    ] {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{indent}algorithms:   {option} {value}");
+        }
+    }
 }
 
 /// The files of `files` that are there (the first is the one used, or they are searched as
@@ -214,6 +225,7 @@ mod tests {
         std::fs::write(
             ssh.join("config"),
             "Host nas\n HostName 10.0.0.5\n Port 2222\n User music\n ProxyJump gate\n\
+             \x20KexAlgorithms +diffie-hellman-group14-sha1\n\
              Host gate\n HostName gate.example\n User ann\n IdentityFile ~/.ssh/gate\n\
              Match host 10.0.0.5 version OpenSSH_9*\n Port 1\n",
         )
@@ -257,9 +269,10 @@ mod tests {
              \x20 host key:     [10.0.0.5]:2222 in {h}/.ssh/known_hosts\n\
              \x20 identity:     {h}/.ssh/id_ed25519\n\
              \x20 agent:        none\n\
+             \x20 algorithms:   KexAlgorithms +diffie-hellman-group14-sha1\n\
              \x20 password:     from the config file\n\
              \x20 ssh_config:   {h}/.ssh/config\n\
-             \x20 not followed: Match host 10.0.0.5 version OpenSSH_9* ({h}/.ssh/config line 10)\n"
+             \x20 not followed: Match host 10.0.0.5 version OpenSSH_9* ({h}/.ssh/config line 11)\n"
         );
         assert_eq!(text, expected);
         assert!(!text.contains("pa55word"));

@@ -563,6 +563,84 @@ fn a_nas_two_jump_hosts_away_is_reached_through_both() {
     assert!(err.contains(&jump), "{err}");
 }
 
+/// Whether OpenSSH's own `ssh`, with `options`, logs in to `sshd` (the oracle for "as ssh").
+fn ssh_reaches(sshd: &Sshd, options: &[&str]) -> bool {
+    std::process::Command::new("ssh")
+        .args([
+            "-F",
+            "none",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ])
+        .arg("-i")
+        .arg(sshd.identity_file())
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            sshd.known_hosts().display()
+        ))
+        .args(options)
+        .args([
+            "-p",
+            &sshd.port().to_string(),
+            "-l",
+            sshd.user(),
+            "127.0.0.1",
+            "true",
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Servers that offer few algorithms are reached as ssh reaches them: an embedded one with only
+/// a NIST-curve key exchange, AES-CTR and HMAC-SHA1 (ssh's defaults reach it; russh's alone do
+/// not), and an old NAS that needs SHA-1 key exchange, refused with the reason until
+/// ssh_config's `KexAlgorithms +diffie-hellman-group14-sha1` lets it in, as it lets ssh in.
+#[test]
+fn servers_with_few_algorithms_are_reached_as_ssh_reaches_them() {
+    let lib = library();
+    let local = std::fs::read(lib.path().join("big.wav")).unwrap();
+    let embedded =
+        Sshd::with_config("KexAlgorithms ecdh-sha2-nistp256\nCiphers aes128-ctr\nMACs hmac-sha1\n");
+    assert!(ssh_reaches(&embedded, &[]), "{}", embedded.log());
+    let reached = origin(&config(&embedded, lib.path())).unwrap();
+    assert_eq!(reached.walk().unwrap().0, expected(lib.path()));
+    check_read(&*reached.open("big.wav").unwrap(), &local, 1000, 1 << 20);
+
+    let old_nas = Sshd::with_config("KexAlgorithms diffie-hellman-group14-sha1\n");
+    let sha1_kex = ["-o", "KexAlgorithms=+diffie-hellman-group14-sha1"];
+    assert!(!ssh_reaches(&old_nas, &[]) && ssh_reaches(&old_nas, &sha1_kex));
+    let mut config = config(&old_nas, lib.path());
+    let err = origin(&config).unwrap().probe().unwrap_err().to_string();
+    let said = format!(
+        "ssh to 127.0.0.1:{}: No common Kex algorithm",
+        old_nas.port()
+    );
+    assert!(err.contains(&said), "{err}");
+    let ssh_config = old_nas.dir().join("ssh_config");
+    std::fs::write(
+        &ssh_config,
+        "Host 127.0.0.1\n  KexAlgorithms +diffie-hellman-group14-sha1\n",
+    )
+    .unwrap();
+    config.ssh_config = Some(ssh_config.clone());
+    let reached = origin(&config).unwrap();
+    assert_eq!(reached.walk().unwrap().0, expected(lib.path()));
+    check_read(&*reached.open("big.wav").unwrap(), &local, 0, 64 << 10);
+
+    // A list that leaves nothing MusicFS has fails the origin with that said.
+    std::fs::write(&ssh_config, "Host *\n  Ciphers 3des-cbc\n").unwrap();
+    let err = origin(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("Ciphers 3des-cbc leaves no algorithm"),
+        "{err}"
+    );
+}
+
 /// A NAS reached through ssh_config's `ProxyCommand` (`ssh -W` through a gate, as one reaches
 /// a NAS from outside): the session runs over the command's stdin and stdout. A command that
 /// cannot reach the host leaves the origin unreachable, with the command named.

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::origin::{OriginConfig, OriginUrl};
-use crate::ssh_config::{self, expand, HostSettings, Tokens};
+use crate::ssh_config::{self, expand, Algorithms, HostSettings, Tokens};
 
 /// The system's known_hosts files, as OpenSSH's `GlobalKnownHostsFile` has them by default.
 const GLOBAL_KNOWN_HOSTS: &[&str] = &["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
@@ -46,6 +46,8 @@ pub struct SftpTarget {
     pub known_hosts: Vec<PathBuf>,
     /// The ssh-agent's socket, if one is to be asked.
     pub agent: Option<PathBuf>,
+    /// The SSH algorithms ssh_config asks for (`KexAlgorithms` for an old NAS, ...).
+    pub algorithms: Algorithms,
     /// ssh_config's `ProxyCommand`, its tokens expanded: a command for `sh -c` whose stdin and
     /// stdout carry the connection (`ssh -W %h:%p gate`, `cloudflared access ssh`).
     pub proxy_command: Option<String>,
@@ -254,6 +256,7 @@ impl SftpTarget {
             identities_only: config.identities_only || settings.identities_only == Some(true),
             known_hosts,
             agent,
+            algorithms: settings.algorithms.clone(),
             proxy_command,
             jump,
             not_followed,

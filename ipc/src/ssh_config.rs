@@ -7,7 +7,8 @@
 //! case-insensitive and take `keyword value` or `keyword=value`, with `"quoted"` values.
 //! Followed: `HostName`, `User`, `Port`, `IdentityFile`, `CertificateFile`, `IdentitiesOnly`,
 //! `UserKnownHostsFile`, `GlobalKnownHostsFile`, `IdentityAgent`, `HostKeyAlias`, `Tag`,
-//! `ProxyCommand` and `ProxyJump` (of these two the first given wins). `Match` blocks apply as
+//! `KexAlgorithms`, `Ciphers`, `MACs`, `HostKeyAlgorithms`, `ProxyCommand` and `ProxyJump`
+//! (of these two the first given wins). `Match` blocks apply as
 //! ssh applies them where their criteria are `all`, `host`, `originalhost`, `user`,
 //! `localuser`, `tagged`, `exec`, `localnetwork` ([`crate::ssh_match_local`]), `canonical` and
 //! `final` (negated with `!` too; `final` blocks in a second pass, as ssh makes one); a block
@@ -36,6 +37,8 @@ pub struct HostSettings {
     pub host_key_alias: Option<String>,
     /// `Tag`: the name `Match tagged` blocks are matched against (`ssh -P` gives it too).
     pub tag: Option<String>,
+    /// `KexAlgorithms`, `Ciphers`, `MACs` and `HostKeyAlgorithms` as written.
+    pub algorithms: Algorithms,
     /// `ProxyJump`'s `[user@]host[:port]`, or several such, comma-separated, in the order
     /// they are connected through (`none` is none).
     pub proxy_jump: Option<String>,
@@ -167,6 +170,10 @@ impl Reader<'_> {
                 "identityagent" => first_wins(&mut s.identity_agent, first),
                 "hostkeyalias" => first_wins(&mut s.host_key_alias, first),
                 "tag" => first_wins(&mut s.tag, first),
+                "kexalgorithms" => first_wins(&mut s.algorithms.kex, first),
+                "ciphers" => first_wins(&mut s.algorithms.ciphers, first),
+                "macs" => first_wins(&mut s.algorithms.macs, first),
+                "hostkeyalgorithms" => first_wins(&mut s.algorithms.host_keys, first),
                 "proxyjump" | "proxycommand"
                     if s.proxy_jump.is_some() || s.proxy_command.is_some() => {}
                 "proxycommand" => s.proxy_command = Some(split_keyword(line).1.to_owned()),
@@ -297,6 +304,17 @@ impl Reader<'_> {
         found.sort();
         Ok(found)
     }
+}
+
+/// The SSH algorithms ssh_config asks for: each a comma-separated list that replaces the
+/// defaults, or adds to them (`+`), takes from them (`-`, wildcards) or puts its own first
+/// (`^`); `None` keeps the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Algorithms {
+    pub kex: Option<String>,
+    pub ciphers: Option<String>,
+    pub macs: Option<String>,
+    pub host_keys: Option<String>,
 }
 
 fn first_wins<T>(slot: &mut Option<T>, value: T) {

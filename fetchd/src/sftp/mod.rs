@@ -38,6 +38,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use crate::origin::{is_audio, Found, Listing, Origin, RangeRead, MAX_DEPTH, MAX_DIRS, TOO_DEEP};
 use crate::restart::{self, Admitted};
 
+mod algorithms;
 mod auth;
 mod conn;
 mod driver;

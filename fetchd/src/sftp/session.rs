@@ -21,6 +21,10 @@ pub(super) struct Peer {
     pub(super) login: Login,
     /// ssh_config's `ProxyCommand`: connections are made through it, not over TCP.
     proxy_command: Option<String>,
+    /// The algorithms offered (ssh_config's `KexAlgorithms`, `Ciphers`, ... applied).
+    preferred: russh::Preferred,
+    /// Whether the host key types known_hosts holds go first (see `algorithms.rs`).
+    reorder_host_keys: bool,
 }
 
 impl Peer {
@@ -32,7 +36,10 @@ impl Peer {
         if target.known_hosts.is_empty() {
             return Err("no known_hosts file and no home directory".into());
         }
+        let preferred = super::algorithms::preferred(&target.algorithms)?;
         Ok(Self {
+            preferred,
+            reorder_host_keys: super::algorithms::host_keys_reorderable(&target.algorithms),
             login: Login::new(config, target, &name)?,
             name,
             host: target.connect_to.clone(),
@@ -126,13 +133,13 @@ impl Peer {
         io::Error::new(kind, format!("ssh to {}:{}: {e}", self.host, self.port))
     }
 
-    /// AES-GCM first (hardware AES; optimised even in debug builds), and the host key types
-    /// known_hosts holds for this host first, so the key the server shows can be checked.
+    /// The algorithms to offer (`algorithms.rs`), with the host key types known_hosts holds
+    /// for this host first, so the key the server shows can be checked.
     fn preferred(&self) -> russh::Preferred {
-        let mut preferred = russh::Preferred::default();
-        let mut ciphers = preferred.cipher.to_vec();
-        ciphers.sort_by_key(|c| *c != russh::cipher::AES_256_GCM);
-        preferred.cipher = ciphers.into();
+        let mut preferred = self.preferred.clone();
+        if !self.reorder_host_keys {
+            return preferred;
+        }
         let known: Vec<Algorithm> = self
             .known_hosts
             .iter()
