@@ -93,9 +93,20 @@ impl SsoKeys {
         let now = now();
         let expired = |t: &Token| t.expires_at - now <= TOKEN_MARGIN;
         if token.as_ref().is_none_or(expired) {
-            // A new login since, else a refresh of the one in hand.
-            if let Some(read) = self.read_cache()? {
-                *token = Some(read);
+            // A newer login in the file (one that lasts longer than the token in hand), else
+            // a refresh of the token in hand: a refreshed token's refresh token may be the
+            // only one the token service still takes (it may hand out a new one each time).
+            match self.read_cache() {
+                Ok(Some(read))
+                    if token
+                        .as_ref()
+                        .is_none_or(|t| read.expires_at > t.expires_at) =>
+                {
+                    *token = Some(read);
+                }
+                Ok(_) => {}
+                Err(e) if token.is_some() => tracing::debug!("{e}"),
+                Err(e) => return Err(e),
             }
             if let Some(old) = token.as_ref().filter(|t| expired(t)) {
                 *token = Some(self.refreshed(old)?);
@@ -103,9 +114,16 @@ impl SsoKeys {
         }
         let mut why = "there is no token from aws sso login";
         while let Some(current) = token.take() {
-            if let Some(keys) = self.role_credentials(&current)? {
-                *token = Some(current);
-                return Ok(keys);
+            match self.role_credentials(&current) {
+                Ok(Some(keys)) => {
+                    *token = Some(current);
+                    return Ok(keys);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    *token = Some(current);
+                    return Err(e);
+                }
             }
             // Refused (signed out, or revoked): a newer login may be in the file.
             why = "the SSO portal refused its token";
@@ -322,6 +340,62 @@ mod tests {
             keys(None).unwrap().cache_file(),
             Path::new("/home/ann/.aws/sso/cache/a51746d4aa793ae07b25e90c3a5db96fc7832bd7.json")
         );
+    }
+
+    /// The token service hands out a new refresh token with each token and takes only the
+    /// newest: a token refreshed in memory is refreshed again with its own refresh token, not
+    /// with the cache file's older one; and a portal that does not answer loses no token.
+    #[test]
+    fn a_refreshed_token_is_refreshed_again_with_its_own_refresh_token() {
+        use musicfs_tests::sso_portal::{Portal, SsoPortal};
+        let portal = SsoPortal::new(Portal {
+            account_id: "1".into(),
+            role_name: "R".into(),
+            keys: ("AKIA".into(), "s3cret".into()),
+            keys_last: 3600,
+            refresh: Some(("refresh-1".into(), "token-2".into())),
+            // Within the margin at once: each fetch refreshes.
+            token_last: 1,
+            ..Portal::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut sso = sso(Some("corp"));
+        sso.cache_dir = dir.path().to_owned();
+        (sso.portal, sso.oidc) = (portal.url(), portal.url());
+        let keys = SsoKeys::new(sso, "p".into(), Duration::from_secs(2), None).unwrap();
+        let expired = r#"{"accessToken": "token-1", "expiresAt": "2020-01-01T00:00:00Z",
+            "clientId": "c", "clientSecret": "s", "refreshToken": "refresh-1"}"#;
+        std::fs::write(keys.cache_file(), expired).unwrap();
+        for _ in 0..3 {
+            let (credentials, _) = keys.fetch().unwrap();
+            assert_eq!(credentials.key(), "AKIA");
+        }
+        let posts: Vec<String> = portal
+            .requests()
+            .into_iter()
+            .filter(|r| r.starts_with("POST"))
+            .collect();
+        assert_eq!(
+            posts,
+            [
+                "POST /token refresh-1",
+                "POST /token refresh-1+",
+                "POST /token refresh-1++"
+            ]
+        );
+
+        // The portal gone: an error, and the token in hand is kept for when it is back.
+        portal.state.lock().unwrap().gone = true;
+        let err = keys.fetch().unwrap_err().to_string();
+        assert!(err.contains("did not answer"), "{err}");
+        portal.state.lock().unwrap().gone = false;
+        keys.fetch().unwrap();
+        let last = portal
+            .requests()
+            .into_iter()
+            .rev()
+            .find(|r| r.starts_with("POST"));
+        assert_eq!(last.as_deref(), Some("POST /token refresh-1+++"));
     }
 
     #[test]

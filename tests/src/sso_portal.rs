@@ -21,7 +21,13 @@ pub struct Portal {
     /// Tokens it takes.
     pub valid_tokens: Vec<String>,
     /// The refresh token it takes, and the token it gives for it (which it then also takes).
+    /// Each refresh hands out a new refresh token (the old one with `+`), and only that one is
+    /// taken next, for a token named as the last with `+`.
     pub refresh: Option<(String, String)>,
+    /// How many seconds the tokens it gives last (3600 when 0).
+    pub token_last: i64,
+    /// Closes each connection without an answer, as a server that has gone away.
+    pub gone: bool,
     /// `METHOD path token-or-refresh-token` of each request, in order.
     pub requests: Vec<String>,
 }
@@ -101,7 +107,7 @@ fn serve(stream: TcpStream, state: &Mutex<Portal>) {
             }
         }
         let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
+        if reader.read_exact(&mut body).is_err() || state.lock().unwrap().gone {
             return;
         }
         let (status, answer) = answer(state, &method, &target, &token, &body);
@@ -162,7 +168,12 @@ fn answer(
             match portal.refresh.clone() {
                 Some((held, new)) if grant && held == refresh_token => {
                     portal.valid_tokens.push(new.clone());
-                    let token = serde_json::json!({"accessToken": new, "expiresIn": 3600,
+                    portal.refresh = Some((format!("{held}+"), format!("{new}+")));
+                    let lasts = match portal.token_last {
+                        0 => 3600,
+                        seconds => seconds,
+                    };
+                    let token = serde_json::json!({"accessToken": new, "expiresIn": lasts,
                         "refreshToken": format!("{held}+"), "tokenType": "Bearer"});
                     ("200 OK", token.to_string())
                 }
