@@ -34,6 +34,7 @@ pub mod restart;
 pub mod s3;
 pub mod s3_keys;
 pub mod s3_sso;
+pub mod s3_workload;
 pub mod scan;
 pub mod service;
 pub mod sftp;

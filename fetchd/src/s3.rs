@@ -26,6 +26,7 @@ use url::Url;
 use crate::origin::{check_relative, is_audio, Found, Listing, Origin, RangeRead};
 use crate::s3_keys::{Keys, Source};
 use crate::s3_sso::SsoKeys;
+use crate::s3_workload::WorkloadKeys;
 use crate::web::{self, invalid, parse_rfc3339, Pin, Web};
 
 /// Keys per ListObjectsV2 page (S3's maximum).
@@ -84,15 +85,22 @@ impl S3Origin {
                      address or a bucket name with dots over https needs `path_style = true`"
                 ))
             })?;
-        let keys = match (&target.keys, &target.credential_process, &target.sso) {
-            (Some(keys), _, _) => Keys::given(keys),
-            (None, Some(command), _) => Keys::temporary(Source::Process(command.clone())),
-            (None, None, Some(sso)) => {
-                let (profile, timeout) = (target.profile.clone(), config.timeout());
-                let sso = SsoKeys::new(sso.clone(), profile, timeout, target.ca_file.as_deref())?;
-                Keys::temporary(Source::Sso(Box::new(sso)))
-            }
-            (None, None, None) => return Err(fail(target.keys_missing())),
+        let (timeout, ca_file) = (config.timeout(), target.ca_file.as_deref());
+        let keys = match (&target.keys, &target.credential_process) {
+            (Some(keys), _) => Keys::given(keys),
+            (None, Some(command)) => Keys::temporary(Source::Process(command.clone())),
+            (None, None) => match (&target.sso, &target.workload) {
+                (Some(sso), _) => {
+                    let profile = target.profile.clone();
+                    let sso = SsoKeys::new(sso.clone(), profile, timeout, ca_file)?;
+                    Keys::temporary(Source::Sso(Box::new(sso)))
+                }
+                (None, Some(workload)) => {
+                    let workload = WorkloadKeys::new(workload.clone(), timeout, ca_file)?;
+                    Keys::temporary(Source::Workload(Box::new(workload)))
+                }
+                (None, None) => return Err(fail(target.keys_missing())),
+            },
         };
         Ok(Self {
             shared: Arc::new(Shared {

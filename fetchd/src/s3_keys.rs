@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusty_s3::Credentials;
 
 use crate::s3_sso::SsoKeys;
+use crate::s3_workload::WorkloadKeys;
 
 /// How many seconds before they expire temporary keys are replaced.
 const REFRESH_BEFORE: i64 = 60;
@@ -32,6 +33,8 @@ pub enum Source {
     Process(String),
     /// A profile's SSO role (`s3_sso.rs`).
     Sso(Box<SsoKeys>),
+    /// A container's or a pod's (`s3_workload.rs`).
+    Workload(Box<WorkloadKeys>),
 }
 
 impl Keys {
@@ -75,6 +78,7 @@ impl Keys {
                 })?
             }
             Source::Sso(sso) => sso.fetch()?,
+            Source::Workload(workload) => workload.fetch()?,
         };
         let keys = Arc::new(keys);
         *current = Some((keys.clone(), expires));

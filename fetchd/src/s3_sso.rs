@@ -347,8 +347,8 @@ mod tests {
     /// with the cache file's older one; and a portal that does not answer loses no token.
     #[test]
     fn a_refreshed_token_is_refreshed_again_with_its_own_refresh_token() {
-        use musicfs_tests::sso_portal::{Portal, SsoPortal};
-        let portal = SsoPortal::new(Portal {
+        use musicfs_tests::aws_standin::{AwsStandIn, Portal};
+        let portal = AwsStandIn::new(Portal {
             account_id: "1".into(),
             role_name: "R".into(),
             keys: ("AKIA".into(), "s3cret".into()),

@@ -20,6 +20,7 @@ pub mod memory;
 pub mod origin;
 pub mod peer;
 pub mod s3_target;
+pub mod s3_workload;
 pub mod sandbox;
 pub mod server;
 pub mod services;

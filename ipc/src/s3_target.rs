@@ -16,6 +16,7 @@
 //!   asked of the SSO portal with the token `aws sso login` keeps in `~/.aws/sso/cache`
 //!   (`fetchd/src/s3_sso.rs`). The portal is `AWS_ENDPOINT_URL_SSO`, else AWS's for the
 //!   SSO region; the token service `AWS_ENDPOINT_URL_SSO_OIDC`, else AWS's.
+//!   Else a web identity or a container's endpoint (`s3_workload.rs`).
 //! - Region: `region`; else `AWS_REGION`, `AWS_DEFAULT_REGION`; else the profile's `region`;
 //!   else `us-east-1`.
 //! - Endpoint: `endpoint`; else `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`; else the profile's
@@ -28,6 +29,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::origin::{OriginConfig, Secret};
+use crate::s3_workload::{self, Workload};
 
 #[derive(Debug, Clone)]
 pub struct S3Target {
@@ -42,6 +44,8 @@ pub struct S3Target {
     pub credential_process: Option<String>,
     /// The profile's SSO role, where neither keys nor a `credential_process` are given.
     pub sso: Option<Sso>,
+    /// A container's or a pod's keys, where nothing above gives any (`s3_workload.rs`).
+    pub workload: Option<Workload>,
     /// The profile's files (whether they exist or not).
     pub files: Vec<PathBuf>,
     pub profile: String,
@@ -209,6 +213,17 @@ impl S3Target {
             }
             _ => None,
         };
+        let workload = match (&keys, &credential_process, &sso) {
+            (None, None, None) => {
+                let mut lines = shared.clone();
+                for (key, value) in &credentials {
+                    lines.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+                s3_workload::resolve(&lines, &env, &region)
+                    .map_err(|e| format!("origin {}: {e}", config.url))?
+            }
+            _ => None,
+        };
         Ok(Self {
             endpoint,
             region,
@@ -220,8 +235,10 @@ impl S3Target {
                 .into_iter()
                 .chain(config_file)
                 .chain(sso.as_ref().and_then(|s| admitted_cache(&s.cache_dir)))
+                .chain(workload.iter().flat_map(Workload::folders))
                 .collect(),
             sso,
+            workload,
             profile,
             ca_file,
         })
@@ -233,8 +250,9 @@ impl S3Target {
         format!(
             "no credentials: set access_key_id and secret_access_key in the config, \
              AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, or \
-             aws_access_key_id and aws_secret_access_key (or credential_process, or an SSO \
-             role) in profile {:?} of {}",
+             aws_access_key_id and aws_secret_access_key (or credential_process, an SSO role \
+             or a web identity) in profile {:?} of {}; a container's or a pod's credentials \
+             (AWS_CONTAINER_CREDENTIALS_*, AWS_WEB_IDENTITY_TOKEN_FILE) are not set either",
             self.profile,
             files.join(" or ")
         )

@@ -3,6 +3,7 @@
 //! generated synthetic libraries live.
 
 pub mod albums;
+pub mod aws_standin;
 pub mod corpus;
 pub mod faulty_fs;
 pub mod mount;
@@ -13,7 +14,6 @@ pub mod remote;
 pub mod s3server;
 pub mod ssh_agent;
 pub mod sshd;
-pub mod sso_portal;
 pub mod tmpfs;
 pub mod web_servers;
 

@@ -1,9 +1,13 @@
-//! A stand-in for AWS IAM Identity Center on 127.0.0.1, which cannot run here: its portal's
-//! `GetRoleCredentials` (`GET /federation/credentials?role_name=..&account_id=..` with the
-//! `x-amz-sso_bearer_token` header) answers one role's keys to the tokens it holds valid, 401
-//! to others; its token service's `CreateToken` (`POST /token` with a refresh token) swaps the
-//! refresh token it holds for a new token. Both at one address, as `AWS_ENDPOINT_URL_SSO` and
-//! `AWS_ENDPOINT_URL_SSO_OIDC` name them. Every request is recorded.
+//! A stand-in on 127.0.0.1 for the AWS services that hand out temporary keys, which cannot run
+//! here. IAM Identity Center: the portal's `GetRoleCredentials` (`GET /federation/credentials
+//! ?role_name=..&account_id=..` with the `x-amz-sso_bearer_token` header) answers one role's
+//! keys to the tokens it holds valid, 401 to others; the token service's `CreateToken` (`POST
+//! /token` with a refresh token) swaps the refresh token it holds for a new token. STS's
+//! `AssumeRoleWithWebIdentity` (`POST /` with a form) answers the role's keys, in XML, to a
+//! web identity token it holds valid. A container credentials endpoint (`GET /creds`) answers
+//! them to an `Authorization` header it holds valid. All at one address, as
+//! `AWS_ENDPOINT_URL_SSO`, `AWS_ENDPOINT_URL_SSO_OIDC`, `AWS_ENDPOINT_URL_STS` and
+//! `AWS_CONTAINER_CREDENTIALS_FULL_URI` name them. Every request is recorded.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,6 +19,8 @@ use std::sync::{Arc, Mutex};
 pub struct Portal {
     pub account_id: String,
     pub role_name: String,
+    /// The role STS gives keys for.
+    pub role_arn: String,
     /// The keys it hands out, and for how many seconds they say they last.
     pub keys: (String, String),
     pub keys_last: i64,
@@ -28,17 +34,18 @@ pub struct Portal {
     pub token_last: i64,
     /// Closes each connection without an answer, as a server that has gone away.
     pub gone: bool,
-    /// `METHOD path token-or-refresh-token` of each request, in order.
+    /// `METHOD path token` of each request, in order (the token shown: the bearer token, the
+    /// refresh token, the web identity token or the `Authorization` header).
     pub requests: Vec<String>,
 }
 
-pub struct SsoPortal {
+pub struct AwsStandIn {
     port: u16,
     pub state: Arc<Mutex<Portal>>,
     stop: Arc<AtomicBool>,
 }
 
-impl SsoPortal {
+impl AwsStandIn {
     pub fn new(portal: Portal) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the SSO stand-in");
         let port = listener.local_addr().unwrap().port();
@@ -67,7 +74,7 @@ impl SsoPortal {
     }
 }
 
-impl Drop for SsoPortal {
+impl Drop for AwsStandIn {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
@@ -102,7 +109,7 @@ fn serve(stream: TcpStream, state: &Mutex<Portal>) {
             let (name, value) = header.split_once(':').unwrap_or((header, ""));
             match name.to_ascii_lowercase().as_str() {
                 "content-length" => length = value.trim().parse().unwrap_or(0),
-                "x-amz-sso_bearer_token" => token = value.trim().to_owned(),
+                "x-amz-sso_bearer_token" | "authorization" => token = value.trim().to_owned(),
                 _ => {}
             }
         }
@@ -180,6 +187,90 @@ fn answer(
                 _ => ("400 Bad Request", r#"{"error":"invalid_grant"}"#.into()),
             }
         }
+        ("POST", "/") => {
+            let form: Vec<(String, String)> = url_decoded(body);
+            let field = |name: &str| {
+                let found = form.iter().find(|(k, _)| k == name);
+                found.map(|(_, v)| v.clone()).unwrap_or_default()
+            };
+            let token = field("WebIdentityToken");
+            portal.requests.push(format!("POST {path} {token}"));
+            if field("Action") != "AssumeRoleWithWebIdentity"
+                || !portal.valid_tokens.contains(&token)
+                || field("RoleArn") != portal.role_arn
+            {
+                return (
+                    "403 Forbidden",
+                    "<ErrorResponse><Error><Code>AccessDenied</Code><Message>Not authorized \
+                     to perform sts:AssumeRoleWithWebIdentity</Message></Error></ErrorResponse>"
+                        .into(),
+                );
+            }
+            let expiration = rfc3339_after(portal.keys_last);
+            let xml = format!(
+                "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                 <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{}</AccessKeyId>\
+                 <SecretAccessKey>{}</SecretAccessKey><SessionToken>session</SessionToken>\
+                 <Expiration>{expiration}</Expiration></Credentials>\
+                 </AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+                portal.keys.0, portal.keys.1
+            );
+            ("200 OK", xml)
+        }
+        ("GET", "/creds") => {
+            portal.requests.push(format!("GET {path} {token}"));
+            if !portal.valid_tokens.iter().any(|t| t == token) {
+                return ("401 Unauthorized", "{}".into());
+            }
+            let credentials = serde_json::json!({
+                "AccessKeyId": portal.keys.0, "SecretAccessKey": portal.keys.1,
+                "Token": "session", "Expiration": rfc3339_after(portal.keys_last)});
+            ("200 OK", credentials.to_string())
+        }
         _ => ("404 Not Found", "{}".into()),
     }
+}
+
+/// `key=value&...` as forms send it, decoded.
+fn url_decoded(body: &[u8]) -> Vec<(String, String)> {
+    let decode = |text: &str| {
+        let bytes = text.replace('+', " ").into_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                (b'%', Some(byte)) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                (byte, _) => {
+                    out.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+/// The time `seconds` from now in RFC 3339 (UTC), as AWS writes expirations.
+fn rfc3339_after(seconds: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("{seconds} seconds"),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

@@ -1,16 +1,19 @@
-//! An S3 bucket read with an AWS profile's IAM Identity Center (SSO) role, on a real mount:
-//! the keys come from the SSO portal for the token `aws sso login` left in `~/.aws/sso/cache`.
-//! AWS's portal cannot run here; a stand-in on 127.0.0.1 (`musicfs_tests::sso_portal`) answers
-//! as it does, reached through `AWS_ENDPOINT_URL_SSO` and `AWS_ENDPOINT_URL_SSO_OIDC` as the
-//! AWS tools reach one. The bucket is a real S3 server checking signatures (s3s-fs).
+//! S3 buckets read with temporary keys the AWS tools get from elsewhere, on a real mount
+//! against a real S3 server checking signatures (s3s-fs): an AWS profile's IAM Identity Center
+//! (SSO) role, with the token `aws sso login` left in `~/.aws/sso/cache`; a Kubernetes pod's
+//! web identity exchanged at STS; a container's credentials endpoint. AWS's services cannot run
+//! here; a stand-in on 127.0.0.1 (`musicfs_tests::aws_standin`) answers as they do, reached
+//! through the variables the AWS tools read (`AWS_ENDPOINT_URL_SSO`, `AWS_ENDPOINT_URL_STS`,
+//! `AWS_CONTAINER_CREDENTIALS_FULL_URI`, ...).
 
 use std::path::Path;
 use std::time::Duration;
 
+use musicfs_tests::aws_standin::{AwsStandIn, Portal};
 use musicfs_tests::corpus::{noise_library, noise_track_path};
+use musicfs_tests::mount::Mount;
 use musicfs_tests::remote::{mount_with_env, origin, put_tracks, wait_down, wait_for, BUCKET};
 use musicfs_tests::s3server::S3Server;
-use musicfs_tests::sso_portal::{Portal, SsoPortal};
 
 /// `~/.aws/sso/cache/<SHA-1 of "corp">.json`, as `aws sso login` names the session's token.
 const TOKEN_FILE: &str = ".aws/sso/cache/ee0bfd2552fbd840c02cc48b6e823320543c450f.json";
@@ -47,7 +50,7 @@ fn an_s3_profile_with_an_sso_role_refreshes_its_token_and_takes_a_new_login() {
     let s3 = S3Server::new();
     let library = noise_library(8, 20);
     put_tracks(&s3, &library, 3);
-    let portal = SsoPortal::new(Portal {
+    let portal = AwsStandIn::new(Portal {
         account_id: "111122223333".into(),
         role_name: "MusicReader".into(),
         keys: (s3.access_key().into(), s3.secret_key().into()),
@@ -138,5 +141,113 @@ fn an_s3_profile_with_an_sso_role_refreshes_its_token_and_takes_a_new_login() {
     assert_eq!(
         asked.last().map(String::as_str),
         Some("GET /federation/credentials token-3")
+    );
+}
+
+/// A bucket mounted with keys from `standin` (the env names how), three tracks in it; returns
+/// the mount and a function reading track `i` back whole.
+fn mount_with_keys_from(
+    tmp: &Path,
+    s3: &S3Server,
+    env: &[(&str, &Path)],
+) -> (Mount, impl Fn(&Mount, usize) -> bool) {
+    let library = noise_library(8, 20);
+    put_tracks(s3, &library, 3);
+    let home = tmp.join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let config = format!(
+        "[[origins]]\nurl = \"s3://{BUCKET}/lib\"\nendpoint = \"{}\"\npath_style = true\n\
+         timeout_seconds = 2\n",
+        s3.endpoint()
+    );
+    let mut env = env.to_vec();
+    env.push(("HOME", &home));
+    let mount = mount_with_env(tmp, &config, &env);
+    let status = mount.status(true);
+    assert_eq!(status["catalog"]["tracks"], 3, "{status}");
+    let reads = move |mount: &Mount, i: usize| {
+        let original = std::fs::read(library.join(format!("noise-{i:02}.flac"))).unwrap();
+        std::fs::read(mount.path(&noise_track_path(i))).unwrap() == original
+    };
+    (mount, reads)
+}
+
+/// A pod's service account token, exchanged at STS for the role's keys; the orchestrator
+/// replaces the token file (and the old token stops working): the next exchange reads the new
+/// one. No token or key shows in the status.
+#[test]
+fn a_pods_web_identity_is_exchanged_for_keys_with_the_token_of_the_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3Server::new();
+    let role = "arn:aws:iam::111122223333:role/music-reader";
+    let standin = AwsStandIn::new(Portal {
+        role_arn: role.into(),
+        keys: (s3.access_key().into(), s3.secret_key().into()),
+        keys_last: 62,
+        valid_tokens: vec!["jwt-1".into()],
+        ..Portal::default()
+    });
+    let secrets = tmp.path().join("serviceaccount");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let token = secrets.join("token");
+    std::fs::write(&token, "jwt-1\n").unwrap();
+    let url = standin.url();
+    let env = [
+        ("AWS_ROLE_ARN", Path::new(role)),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.as_path()),
+        ("AWS_ENDPOINT_URL_STS", Path::new(&url)),
+    ];
+    let (mount, reads) = mount_with_keys_from(tmp.path(), &s3, &env);
+    assert!(reads(&mount, 1));
+    assert_eq!(standin.requests()[0], "POST / jwt-1");
+
+    // The token replaced by a new file, the old one revoked.
+    let next = secrets.join("token.new");
+    std::fs::write(&next, "jwt-2\n").unwrap();
+    std::fs::rename(&next, &token).unwrap();
+    standin.state.lock().unwrap().valid_tokens = vec!["jwt-2".into()];
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(reads(&mount, 2));
+    let asked = standin.requests();
+    assert_eq!(
+        asked.last().map(String::as_str),
+        Some("POST / jwt-2"),
+        "{asked:?}"
+    );
+    let shown = mount.status(false).to_string();
+    assert!(
+        !shown.contains("jwt-") && !shown.contains(s3.secret_key()),
+        "{shown}"
+    );
+}
+
+/// A container's credentials endpoint, with the authorization token from its file; an
+/// endpoint that refuses takes the origin down saying so.
+#[test]
+fn a_containers_credentials_endpoint_gives_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3Server::new();
+    let standin = AwsStandIn::new(Portal {
+        keys: (s3.access_key().into(), s3.secret_key().into()),
+        keys_last: 62,
+        valid_tokens: vec!["auth-1".into()],
+        ..Portal::default()
+    });
+    let token = tmp.path().join("authorization");
+    std::fs::write(&token, "auth-1").unwrap();
+    let url = format!("{}/creds", standin.url());
+    let env = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", Path::new(&url)),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token.as_path()),
+    ];
+    let (mount, reads) = mount_with_keys_from(tmp.path(), &s3, &env);
+    assert!(reads(&mount, 1));
+    assert_eq!(standin.requests()[0], "GET /creds auth-1");
+
+    standin.state.lock().unwrap().valid_tokens.clear();
+    let (error, status) = wait_down(&mount, "s3://");
+    assert!(
+        error.contains("the container credentials endpoint") && error.contains("401"),
+        "{status}"
     );
 }
