@@ -110,7 +110,10 @@ pub fn describe(
                         .map_or(sso.start_url.clone(), |s| format!("sso_session {s}")),
                     sso.cache_dir.display()
                 ),
-                (None, None, None) => format!("none: {}", target.keys_missing()),
+                (None, None, None) => match &target.workload {
+                    Some(workload) => format!("from {}", workload.describe()),
+                    None => format!("none: {}", target.keys_missing()),
+                },
             };
             let _ = writeln!(out, "  keys:         {keys}");
             files_line(&mut out, "  ca file:      ", target.ca_file.as_slice());
@@ -318,6 +321,21 @@ mod tests {
         let text = described(home.path(), |o| o.profile = Some("none".into()), "s3://m");
         assert!(
             text.contains("keys:         none: no credentials"),
+            "{text}"
+        );
+
+        let home = home.path();
+        std::fs::write(
+            home.join(".aws/config"),
+            "[profile pod]\nrole_arn = arn:aws:iam::1:role/r\nweb_identity_token_file = /t/token\n",
+        )
+        .unwrap();
+        let text = described(home, |o| o.profile = Some("pod".into()), "s3://m");
+        assert!(
+            text.contains(
+                "keys:         from role arn:aws:iam::1:role/r for the web identity in /t/token \
+                 (STS at https://sts.eu-west-1.amazonaws.com)"
+            ),
             "{text}"
         );
     }
