@@ -265,7 +265,8 @@ mod tests {
              \x20 jump host 1:  ann@gate:22\n\
              \x20   connect to:   gate.example:22 as ann\n\
              \x20   host key:     gate.example in {h}/.ssh/known_hosts\n\
-             \x20   identity:     none of {h}/.ssh/gate is there: the agent's keys or a password only\n\
+             \x20   identity:     none of {h}/.ssh/gate is there: the agent's keys or a password \
+             only\n\
              \x20   agent:        none\n\
              \x20 then:         music@nas:2222\n\
              \x20 connect to:   10.0.0.5:2222 as music\n\

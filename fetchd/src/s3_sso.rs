@@ -402,7 +402,8 @@ mod tests {
     fn token_files_old_and_new_are_read_and_bad_ones_refused_without_quoting_them() {
         let session = br#"{"startUrl": "https://corp.awsapps.com/start", "region": "us-east-1",
             "accessToken": "t0ken", "expiresAt": "2026-11-27T20:00:00Z", "clientId": "c",
-            "clientSecret": "s3cret", "refreshToken": "r", "registrationExpiresAt": "2027-01-01T00:00:00Z"}"#;
+            "clientSecret": "s3cret", "refreshToken": "r",
+            "registrationExpiresAt": "2027-01-01T00:00:00Z"}"#;
         let token = parse_cache(session).unwrap();
         assert_eq!(token.access.expose(), "t0ken");
         assert_eq!(

@@ -167,7 +167,8 @@ mod tests {
 
     #[test]
     fn sts_answers_are_read_by_element() {
-        let xml = "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+        let xml = "<AssumeRoleWithWebIdentityResponse \
+                   xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
                    <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIA1</AccessKeyId>\
                    <SecretAccessKey>s3cret</SecretAccessKey><SessionToken>tok</SessionToken>\
                    <Expiration>2026-11-27T20:00:00Z</Expiration></Credentials>\

@@ -119,7 +119,8 @@ fn serve(stream: TcpStream, state: &Mutex<Portal>) {
         }
         let (status, answer) = answer(state, &method, &target, &token, &body);
         let reply = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{answer}",
             answer.len()
         );
         if writer.write_all(reply.as_bytes()).is_err() {
@@ -208,7 +209,8 @@ fn answer(
             }
             let expiration = rfc3339_after(portal.keys_last);
             let xml = format!(
-                "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                "<AssumeRoleWithWebIdentityResponse \
+                 xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
                  <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{}</AccessKeyId>\
                  <SecretAccessKey>{}</SecretAccessKey><SessionToken>session</SessionToken>\
                  <Expiration>{expiration}</Expiration></Credentials>\
