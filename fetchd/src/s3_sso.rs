@@ -56,17 +56,8 @@ impl SsoKeys {
         timeout: Duration,
         ca_file: Option<&Path>,
     ) -> io::Result<Self> {
-        let mut builder = Client::builder();
-        if let Some(file) = ca_file {
-            let name = format!("SSO profile {profile:?}");
-            builder = builder.tls_certs_merge(crate::web::certificates(&name, file)?);
-        }
-        let client = builder
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .user_agent(concat!("musicfs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| io::Error::other(format!("SSO client: {e}")))?;
+        let name = format!("SSO profile {profile:?}");
+        let client = crate::web::keys_client(&name, timeout, ca_file)?;
         let keys = Self {
             sso,
             profile,
@@ -254,14 +245,8 @@ impl SsoKeys {
     }
 
     fn network(&self, what: &str, e: reqwest::Error) -> io::Error {
-        let kind = if e.is_timeout() {
-            io::ErrorKind::TimedOut
-        } else {
-            io::ErrorKind::ConnectionRefused
-        };
-        let e = e.without_url();
-        let why = format!("{what} did not answer: {}", crate::web::chain(&e));
-        io::Error::new(kind, self.say(&why))
+        let e = crate::web::unanswered(what, e);
+        io::Error::new(e.kind(), self.say(&e.to_string()))
     }
 }
 

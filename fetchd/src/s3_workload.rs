@@ -22,16 +22,7 @@ pub struct WorkloadKeys {
 
 impl WorkloadKeys {
     pub fn new(workload: Workload, timeout: Duration, ca_file: Option<&Path>) -> io::Result<Self> {
-        let mut builder = Client::builder();
-        if let Some(file) = ca_file {
-            builder = builder.tls_certs_merge(crate::web::certificates("AWS credentials", file)?);
-        }
-        let client = builder
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .user_agent(concat!("musicfs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| io::Error::other(format!("AWS credentials client: {e}")))?;
+        let client = crate::web::keys_client("AWS credentials", timeout, ca_file)?;
         Ok(Self { workload, client })
     }
 
@@ -61,9 +52,11 @@ impl WorkloadKeys {
                     )
                     .body(body)
                     .send()
-                    .map_err(|e| network("STS", e))?;
+                    .map_err(|e| crate::web::unanswered("STS", e))?;
                 let status = response.status();
-                let text = response.text().map_err(|e| network("STS", e))?;
+                let text = response
+                    .text()
+                    .map_err(|e| crate::web::unanswered("STS", e))?;
                 if !status.is_success() {
                     let said = [xml_field(&text, "Code"), xml_field(&text, "Message")];
                     let said: Vec<String> = said.into_iter().flatten().collect();
@@ -101,12 +94,16 @@ impl WorkloadKeys {
                     request = request.header(reqwest::header::AUTHORIZATION, value);
                 }
                 let what = "the container credentials endpoint";
-                let response = request.send().map_err(|e| network(what, e))?;
+                let response = request
+                    .send()
+                    .map_err(|e| crate::web::unanswered(what, e))?;
                 let status = response.status();
                 if !status.is_success() {
                     return Err(io::Error::other(format!("{what} {url} answered {status}")));
                 }
-                let body = response.bytes().map_err(|e| network(what, e))?;
+                let body = response
+                    .bytes()
+                    .map_err(|e| crate::web::unanswered(what, e))?;
                 let value: serde_json::Value = serde_json::from_slice(&body)
                     .map_err(|_| io::Error::other(format!("{what} {url} answered no JSON")))?;
                 let field = |name: &str| value[name].as_str().filter(|s| !s.is_empty());
@@ -132,18 +129,6 @@ fn read_token(file: &Path, what: &str) -> io::Result<String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| io::Error::other(format!("the {what} {}: {e}", file.display())))?;
     Ok(text.trim().to_owned())
-}
-
-fn network(what: &str, e: reqwest::Error) -> io::Error {
-    let kind = match e.is_timeout() {
-        true => io::ErrorKind::TimedOut,
-        false => io::ErrorKind::ConnectionRefused,
-    };
-    let e = e.without_url();
-    io::Error::new(
-        kind,
-        format!("{what} did not answer: {}", crate::web::chain(&e)),
-    )
 }
 
 /// The text of the first `<name>` element of an XML answer.

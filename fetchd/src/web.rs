@@ -270,7 +270,7 @@ impl Web {
 }
 
 /// The certificates of a PEM file (a CA, a bundle, or a server's self-signed certificate).
-pub(crate) fn certificates(name: &str, file: &Path) -> io::Result<Vec<reqwest::Certificate>> {
+fn certificates(name: &str, file: &Path) -> io::Result<Vec<reqwest::Certificate>> {
     let fail = |why: String| invalid(format!("origin {name}: ca_file {}: {why}", file.display()));
     let pem = std::fs::read(file).map_err(|e| fail(e.to_string()))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(chain(&e)))?;
@@ -327,6 +327,33 @@ pub fn read_split(
 /// An error for a bad option of an origin.
 pub fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+/// A client for the services that hand out temporary keys (the SSO portal, STS, a container's
+/// endpoint), `name`d in errors: bounded by `timeout`, trusting the certificates in `ca_file`
+/// besides the system's, as the bucket's own client does.
+pub fn keys_client(name: &str, timeout: Duration, ca_file: Option<&Path>) -> io::Result<Client> {
+    let mut builder = Client::builder();
+    if let Some(file) = ca_file {
+        builder = builder.tls_certs_merge(certificates(name, file)?);
+    }
+    builder
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .user_agent(concat!("musicfs/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| io::Error::other(format!("{name}: {}", chain(&e))))
+}
+
+/// A request to `what` that got no answer: an error of a kind health reads as "not
+/// answering", without the URL.
+pub fn unanswered(what: &str, e: reqwest::Error) -> io::Error {
+    let kind = match e.is_timeout() {
+        true => io::ErrorKind::TimedOut,
+        false => io::ErrorKind::ConnectionRefused,
+    };
+    let e = e.without_url();
+    io::Error::new(kind, format!("{what} did not answer: {}", chain(&e)))
 }
 
 /// An error and its sources, `: `-joined, without the URL reqwest puts in its own messages
