@@ -219,6 +219,14 @@ fn a_pods_web_identity_is_exchanged_for_keys_with_the_token_of_the_day() {
         !shown.contains("jwt-") && !shown.contains(s3.secret_key()),
         "{shown}"
     );
+
+    // The token file gone: the origin is down, saying which file (not "no such track").
+    std::fs::remove_file(&token).unwrap();
+    let (error, status) = wait_down(&mount, "s3://");
+    assert!(
+        error.contains("web identity token") && error.contains(&*token.to_string_lossy()),
+        "{status}"
+    );
 }
 
 /// A container's credentials endpoint, with the authorization token from its file; an
