@@ -169,9 +169,9 @@ impl Shared {
     /// starts SFTP.
     pub(super) async fn connect(&self) -> io::Result<Conn> {
         // Each session is made through a `direct-tcpip` channel of the one before it.
-        let mut jumps: Vec<client::Handle<HostCheck>> = Vec::new();
+        let mut sessions: Vec<client::Handle<HostCheck>> = Vec::new();
         for (i, hop) in self.jumps.iter().chain([&self.peer]).enumerate() {
-            let stream = match jumps.last() {
+            let stream = match sessions.last() {
                 None => None,
                 Some(via) => {
                     let (host, port) = (hop.host.as_str(), u32::from(hop.port));
@@ -192,9 +192,9 @@ impl Shared {
                 })?,
                 false => session?,
             };
-            jumps.push(session);
+            sessions.push(session);
         }
-        let ssh = jumps.pop().expect("the NAS's session");
+        let ssh = sessions.pop().expect("the NAS's session");
         let ssh_error = |e| self.peer.ssh_error(e);
         let channel = ssh.channel_open_session().await.map_err(ssh_error)?;
         channel
@@ -223,7 +223,7 @@ impl Shared {
         }
         Ok(Conn {
             ssh,
-            jumps,
+            jumps: sessions,
             sftp,
             request_len,
             broken: AtomicBool::new(false),
