@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use musicfs_ipc::config::Config;
 use musicfs_ipc::origin::{OriginConfig, OriginUrl};
+use musicfs_ipc::s3_role::RoleSource;
 use musicfs_ipc::s3_target::S3Target;
 use musicfs_ipc::sftp_target::{Identity, SftpTarget};
 
@@ -110,9 +111,23 @@ pub fn describe(
                         .map_or(sso.start_url.clone(), |s| format!("sso_session {s}")),
                     sso.cache_dir.display()
                 ),
-                (None, None, None) => match &target.workload {
-                    Some(workload) => format!("from {}", workload.describe()),
-                    None => format!("none: {}", target.keys_missing()),
+                (None, None, None) => match (&target.role, &target.workload) {
+                    (Some(role), _) => {
+                        let via: Vec<String> =
+                            std::iter::successors(Some(role), |r| match &*r.source {
+                                RoleSource::Role(inner) => Some(inner),
+                                _ => None,
+                            })
+                            .map(|r| r.role_arn.clone())
+                            .collect();
+                        format!(
+                            "role {} assumed at {}",
+                            via.join(", assumed with role "),
+                            role.sts
+                        )
+                    }
+                    (None, Some(workload)) => format!("from {}", workload.describe()),
+                    (None, None) => format!("none: {}", target.keys_missing()),
                 },
             };
             let _ = writeln!(out, "  keys:         {keys}");

@@ -29,6 +29,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use musicfs_ipc::origin::{OriginConfig, OriginUrl};
+use musicfs_ipc::s3_role::RoleSource;
 use musicfs_ipc::s3_target::S3Target;
 use musicfs_ipc::sandbox::{self, Policy};
 use musicfs_ipc::sftp_target::SftpTarget;
@@ -108,10 +109,16 @@ pub fn commands(origins: &[OriginConfig]) -> Vec<Outside> {
             }
             Ok(OriginUrl::S3 { .. }) => {
                 let target = S3Target::resolve(origin, home.as_deref(), &env);
-                target
-                    .ok()
-                    .and_then(|t| t.credential_process)
-                    .map(Outside::Output)
+                target.ok().and_then(|t| {
+                    // A role's source may be a credential process too.
+                    let role = t.role.as_ref().and_then(|role| {
+                        role.sources().find_map(|source| match source {
+                            RoleSource::Process(command) => Some(command.clone()),
+                            _ => None,
+                        })
+                    });
+                    t.credential_process.or(role).map(Outside::Output)
+                })
             }
             _ => None,
         };

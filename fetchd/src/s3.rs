@@ -25,6 +25,7 @@ use url::Url;
 
 use crate::origin::{check_relative, is_audio, Found, Listing, Origin, RangeRead};
 use crate::s3_keys::{Keys, Source};
+use crate::s3_role::RoleKeys;
 use crate::s3_sso::SsoKeys;
 use crate::s3_workload::WorkloadKeys;
 use crate::web::{self, invalid, parse_rfc3339, Pin, Web};
@@ -86,10 +87,14 @@ impl S3Origin {
                 ))
             })?;
         let (timeout, ca_file) = (config.timeout(), target.ca_file.as_deref());
-        let keys = match (&target.keys, &target.credential_process) {
-            (Some(keys), _) => Keys::given(keys),
-            (None, Some(command)) => Keys::temporary(Source::Process(command.clone())),
-            (None, None) => match (&target.sso, &target.workload) {
+        let keys = match (&target.keys, &target.role, &target.credential_process) {
+            (Some(keys), _, _) => Keys::given(keys),
+            (None, Some(role), _) => {
+                let role = RoleKeys::new(role.clone(), &target.profile, timeout, ca_file)?;
+                Keys::temporary(Source::Role(Box::new(role)))
+            }
+            (None, None, Some(command)) => Keys::temporary(Source::Process(command.clone())),
+            (None, None, None) => match (&target.sso, &target.workload) {
                 (Some(sso), _) => {
                     let profile = target.profile.clone();
                     let sso = SsoKeys::new(sso.clone(), profile, timeout, ca_file)?;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusty_s3::Credentials;
 
+use crate::s3_role::RoleKeys;
 use crate::s3_sso::SsoKeys;
 use crate::s3_workload::WorkloadKeys;
 
@@ -35,6 +36,8 @@ pub enum Source {
     Sso(Box<SsoKeys>),
     /// A container's or a pod's (`s3_workload.rs`).
     Workload(Box<WorkloadKeys>),
+    /// A role a profile assumes (`s3_role.rs`).
+    Role(Box<RoleKeys>),
 }
 
 impl Keys {
@@ -79,6 +82,7 @@ impl Keys {
             }
             Source::Sso(sso) => sso.fetch()?,
             Source::Workload(workload) => workload.fetch()?,
+            Source::Role(role) => role.fetch()?,
         };
         let keys = Arc::new(keys);
         *current = Some((keys.clone(), expires));

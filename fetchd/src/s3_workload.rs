@@ -132,7 +132,7 @@ fn read_token(file: &Path, what: &str) -> io::Result<String> {
 }
 
 /// The text of the first `<name>` element of an XML answer.
-fn xml_field(xml: &str, name: &str) -> Option<String> {
+pub(crate) fn xml_field(xml: &str, name: &str) -> Option<String> {
     let mut reader = Reader::from_str(xml);
     let mut inside = false;
     loop {

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod memory;
 pub mod origin;
 pub mod peer;
+pub mod s3_role;
 pub mod s3_target;
 pub mod s3_workload;
 pub mod sandbox;

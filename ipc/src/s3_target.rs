@@ -16,7 +16,9 @@
 //!   asked of the SSO portal with the token `aws sso login` keeps in `~/.aws/sso/cache`
 //!   (`fetchd/src/s3_sso.rs`). The portal is `AWS_ENDPOINT_URL_SSO`, else AWS's for the
 //!   SSO region; the token service `AWS_ENDPOINT_URL_SSO_OIDC`, else AWS's.
-//!   Else a web identity or a container's endpoint (`s3_workload.rs`).
+//!   Else a web identity or a container's endpoint (`s3_workload.rs`). A profile with
+//!   `role_arn` and `source_profile` or `credential_source` assumes that role instead
+//!   (`s3_role.rs`), wherever neither the config nor the environment give keys.
 //! - Region: `region`; else `AWS_REGION`, `AWS_DEFAULT_REGION`; else the profile's `region`;
 //!   else `us-east-1`.
 //! - Endpoint: `endpoint`; else `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`; else the profile's
@@ -29,6 +31,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::origin::{OriginConfig, Secret};
+use crate::s3_role::{self, AssumeRole, RoleSource};
 use crate::s3_workload::{self, Workload};
 
 #[derive(Debug, Clone)]
@@ -46,6 +49,10 @@ pub struct S3Target {
     pub sso: Option<Sso>,
     /// A container's or a pod's keys, where nothing above gives any (`s3_workload.rs`).
     pub workload: Option<Workload>,
+    /// The role the profile assumes (`role_arn` with `source_profile` or
+    /// `credential_source`: `s3_role.rs`), where neither the config nor the environment give
+    /// keys; then none of the profile's other key settings are used, as in the AWS tools.
+    pub role: Option<AssumeRole>,
     /// The profile's files (whether they exist or not).
     pub files: Vec<PathBuf>,
     pub profile: String,
@@ -88,7 +95,7 @@ impl Sso {
 }
 
 /// One profile's `key = value` lines (`section.key` for the lines of a nested section).
-type Profile = HashMap<String, String>;
+pub(crate) type Profile = HashMap<String, String>;
 
 impl S3Target {
     /// Resolves an origin's options; `env` looks up environment variables, `home` is the
@@ -135,6 +142,28 @@ impl S3Target {
             });
             format!("profile {profile:?} ({} or {})", files[0], files[1])
         };
+        let given = config.access_key_id.is_some()
+            || (env("AWS_ACCESS_KEY_ID").is_some() && env("AWS_SECRET_ACCESS_KEY").is_some());
+        let shared_files = s3_role::Shared {
+            credentials: credentials_file.as_deref(),
+            config: config_file.as_deref(),
+            sso_cache: aws_dir.as_ref().map(|d| d.join("sso/cache")),
+            env: &env,
+        };
+        let role = match given {
+            true => None,
+            false => {
+                let lines = shared_files.profile(&profile)?;
+                let region = config
+                    .region
+                    .clone()
+                    .or_else(|| env("AWS_REGION"))
+                    .or_else(|| env("AWS_DEFAULT_REGION"))
+                    .unwrap_or_else(|| "us-east-1".into());
+                s3_role::resolve(&shared_files, &profile, &lines, &region)
+                    .map_err(|e| format!("origin {}: {e}", config.url))?
+            }
+        };
         let (keys, keys_from) = match (&config.access_key_id, &config.secret_access_key) {
             (Some(id), Some(secret)) => {
                 let keys = Keys {
@@ -154,6 +183,7 @@ impl S3Target {
                     let from = "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)";
                     (Some(keys), Some(from.to_owned()))
                 }
+                _ if role.is_some() => (None, None),
                 _ => match (
                     from_files("aws_access_key_id"),
                     from_files("aws_secret_access_key"),
@@ -200,11 +230,12 @@ impl S3Target {
             .clone()
             .or_else(|| env("AWS_CA_BUNDLE").map(PathBuf::from))
             .or_else(|| from_files("ca_bundle").map(PathBuf::from));
-        let credential_process = match &keys {
-            Some(_) => None,
-            None => from_files("credential_process"),
+        let credential_process = match (&keys, &role) {
+            (None, None) => from_files("credential_process"),
+            _ => None,
         };
         let sso = match (&keys, &credential_process) {
+            _ if role.is_some() => None,
             (None, None) => {
                 let read = |section: &str| read_profile(config_file.as_deref(), section);
                 let cache_dir = aws_dir.as_ref().map(|d| d.join("sso/cache"));
@@ -214,6 +245,7 @@ impl S3Target {
             _ => None,
         };
         let workload = match (&keys, &credential_process, &sso) {
+            _ if role.is_some() => None,
             (None, None, None) => {
                 let mut lines = shared.clone();
                 for (key, value) in &credentials {
@@ -236,9 +268,18 @@ impl S3Target {
                 .chain(config_file)
                 .chain(sso.as_ref().and_then(|s| admitted_cache(&s.cache_dir)))
                 .chain(workload.iter().flat_map(Workload::folders))
+                .chain(
+                    role.iter()
+                        .flat_map(AssumeRole::sources)
+                        .filter_map(|s| match s {
+                            RoleSource::Sso(sso) => admitted_cache(&sso.cache_dir),
+                            _ => None,
+                        }),
+                )
                 .collect(),
             sso,
             workload,
+            role,
             profile,
             ca_file,
         })
@@ -261,7 +302,7 @@ impl S3Target {
 
 /// The SSO role of a profile (`shared`, its lines in the config file), if it names one;
 /// `section` reads another section of the config file.
-fn sso(
+pub(crate) fn sso(
     shared: &Profile,
     section: impl Fn(&str) -> Result<Profile, String>,
     cache_dir: Option<PathBuf>,
@@ -327,7 +368,7 @@ fn admitted_cache(cache_dir: &Path) -> Option<PathBuf> {
 
 /// The `key = value` lines of `[section]` in an INI file as the AWS tools write them; a file
 /// that does not exist has none.
-fn read_profile(file: Option<&Path>, section: &str) -> Result<Profile, String> {
+pub(crate) fn read_profile(file: Option<&Path>, section: &str) -> Result<Profile, String> {
     let Some(file) = file else {
         return Ok(Profile::new());
     };

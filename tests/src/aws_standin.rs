@@ -194,6 +194,9 @@ fn answer(
                 let found = form.iter().find(|(k, _)| k == name);
                 found.map(|(_, v)| v.clone()).unwrap_or_default()
             };
+            if field("Action") == "AssumeRole" {
+                return assume_role(&mut portal, &field("RoleArn"), token);
+            }
             let token = field("WebIdentityToken");
             portal.requests.push(format!("POST {path} {token}"));
             if field("Action") != "AssumeRoleWithWebIdentity"
@@ -231,6 +234,46 @@ fn answer(
         }
         _ => ("404 Not Found", "{}".into()),
     }
+}
+
+/// STS's `AssumeRole`, signed (`authorization`): the keys are given when the signature's
+/// key id is one it holds valid, for the service `sts`, over `host` and `x-amz-date` at least.
+/// (The signature itself is checked against AWS's published examples where it is made.)
+fn assume_role(portal: &mut Portal, role_arn: &str, authorization: &str) -> (&'static str, String) {
+    let part = |name: &str| {
+        authorization
+            .split([' ', ','])
+            .find_map(|p| p.strip_prefix(name))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let credential = part("Credential=");
+    let key_id = credential.split('/').next().unwrap_or("").to_owned();
+    portal.requests.push(format!("POST / AssumeRole {key_id}"));
+    let signed = part("SignedHeaders=");
+    let well_formed = authorization.starts_with("AWS4-HMAC-SHA256 ")
+        && credential.ends_with("/sts/aws4_request")
+        && signed.split(';').any(|h| h == "host")
+        && signed.split(';').any(|h| h == "x-amz-date")
+        && part("Signature=").len() == 64;
+    if !well_formed || !portal.valid_tokens.contains(&key_id) || role_arn != portal.role_arn {
+        return (
+            "403 Forbidden",
+            "<ErrorResponse><Error><Code>AccessDenied</Code><Message>Not authorized to \
+             perform sts:AssumeRole</Message></Error></ErrorResponse>"
+                .into(),
+        );
+    }
+    let xml = format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <AssumeRoleResult><Credentials><AccessKeyId>{}</AccessKeyId>\
+         <SecretAccessKey>{}</SecretAccessKey><SessionToken>session</SessionToken>\
+         <Expiration>{}</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>",
+        portal.keys.0,
+        portal.keys.1,
+        rfc3339_after(portal.keys_last)
+    );
+    ("200 OK", xml)
 }
 
 /// `key=value&...` as forms send it, decoded.

@@ -259,3 +259,45 @@ fn a_containers_credentials_endpoint_gives_keys() {
         "{status}"
     );
 }
+
+/// A profile that assumes a role with another profile's keys (`role_arn` and
+/// `source_profile`): the request to STS is signed with the source's keys, and the role's keys
+/// read the bucket.
+#[test]
+fn a_profile_assumes_its_role_with_its_source_profiles_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3Server::new();
+    let role = "arn:aws:iam::222233334444:role/music";
+    let standin = AwsStandIn::new(Portal {
+        role_arn: role.into(),
+        keys: (s3.access_key().into(), s3.secret_key().into()),
+        keys_last: 3600,
+        valid_tokens: vec!["AKIABASE".into()],
+        ..Portal::default()
+    });
+    let aws = tmp.path().join("aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    let config = aws.join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile base]\naws_access_key_id = AKIABASE\naws_secret_access_key = base-secret\n\
+             [profile music]\nrole_arn = {role}\nsource_profile = base\n"
+        ),
+    )
+    .unwrap();
+    let url = standin.url();
+    let env = [
+        ("AWS_CONFIG_FILE", config.as_path()),
+        ("AWS_PROFILE", Path::new("music")),
+        ("AWS_ENDPOINT_URL_STS", Path::new(&url)),
+    ];
+    let (mount, reads) = mount_with_keys_from(tmp.path(), &s3, &env);
+    assert!(reads(&mount, 1));
+    assert_eq!(standin.requests()[0], "POST / AssumeRole AKIABASE");
+    let shown = mount.status(false).to_string();
+    assert!(
+        !shown.contains("base-secret") && !shown.contains(s3.secret_key()),
+        "{shown}"
+    );
+}
