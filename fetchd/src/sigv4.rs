@@ -53,7 +53,10 @@ pub fn authorization(
         key = hmac(&key, part.as_bytes());
     }
     let signature = hex(&hmac(&key, to_sign.as_bytes()));
-    format!("AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders={signed}, Signature={signature}")
+    format!(
+        "AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders={signed}, \
+         Signature={signature}"
+    )
 }
 
 /// `YYYYMMDDTHHMMSSZ` for seconds since the epoch (UTC).
