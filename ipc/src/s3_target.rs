@@ -127,6 +127,11 @@ impl S3Target {
             name => format!("profile {name}"),
         };
         let shared = read_profile(config_file.as_deref(), &config_section)?;
+        // Both files' lines, the credentials file's first (as `from_files` reads them).
+        let mut lines = credentials.clone();
+        for (key, value) in &shared {
+            lines.entry(key.clone()).or_insert_with(|| value.clone());
+        }
         let from_files = |key: &str| {
             credentials
                 .get(key)
@@ -153,7 +158,6 @@ impl S3Target {
         let role = match given {
             true => None,
             false => {
-                let lines = shared_files.profile(&profile)?;
                 let region = config
                     .region
                     .clone()
@@ -246,14 +250,8 @@ impl S3Target {
         };
         let workload = match (&keys, &credential_process, &sso) {
             _ if role.is_some() => None,
-            (None, None, None) => {
-                let mut lines = shared.clone();
-                for (key, value) in &credentials {
-                    lines.entry(key.clone()).or_insert_with(|| value.clone());
-                }
-                s3_workload::resolve(&lines, &env, &region)
-                    .map_err(|e| format!("origin {}: {e}", config.url))?
-            }
+            (None, None, None) => s3_workload::resolve(&lines, &env, &region)
+                .map_err(|e| format!("origin {}: {e}", config.url))?,
             _ => None,
         };
         Ok(Self {
