@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::s3_keys::{Keys, Source};
 use crate::s3_sso::SsoKeys;
-use crate::s3_workload::xml_field;
+use crate::s3_workload::{sts_keys, xml_field};
 use crate::sigv4;
 
 /// A role's keys, and the keys it is assumed with.
@@ -106,31 +106,10 @@ impl RoleKeys {
         let text = response
             .text()
             .map_err(|e| crate::web::unanswered("STS", e))?;
-        if !status.is_success() {
-            let code = xml_field(&text, "Code");
-            if code.as_deref() == Some("ExpiredToken") {
-                self.source.expired();
-            }
-            let said: Vec<String> = [code, xml_field(&text, "Message")]
-                .into_iter()
-                .flatten()
-                .collect();
-            return Err(io::Error::other(format!(
-                "STS refused to assume role {}: {status} {}",
-                role.role_arn,
-                said.join(": ")
-            )));
+        if xml_field(&text, "Code").as_deref() == Some("ExpiredToken") {
+            self.source.expired();
         }
-        let field = |name| {
-            xml_field(&text, name)
-                .ok_or_else(|| io::Error::other(format!("STS's answer has no {name}")))
-        };
-        let keys = Credentials::new_with_token(
-            field("AccessKeyId")?,
-            field("SecretAccessKey")?,
-            field("SessionToken")?,
-        );
-        let expires = xml_field(&text, "Expiration").and_then(|at| crate::web::parse_rfc3339(&at));
-        Ok((keys, expires))
+        let refused = format!("STS refused to assume role {}", role.role_arn);
+        sts_keys(status, &text, &refused)
     }
 }

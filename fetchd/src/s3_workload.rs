@@ -57,27 +57,11 @@ impl WorkloadKeys {
                 let text = response
                     .text()
                     .map_err(|e| crate::web::unanswered("STS", e))?;
-                if !status.is_success() {
-                    let said = [xml_field(&text, "Code"), xml_field(&text, "Message")];
-                    let said: Vec<String> = said.into_iter().flatten().collect();
-                    return Err(io::Error::other(format!(
-                        "STS refused role {role_arn} for the web identity in {}: {status} {}",
-                        token_file.display(),
-                        said.join(": ")
-                    )));
-                }
-                let field = |name| {
-                    xml_field(&text, name)
-                        .ok_or_else(|| io::Error::other(format!("STS's answer has no {name}")))
-                };
-                let keys = Credentials::new_with_token(
-                    field("AccessKeyId")?,
-                    field("SecretAccessKey")?,
-                    field("SessionToken")?,
+                let refused = format!(
+                    "STS refused role {role_arn} for the web identity in {}",
+                    token_file.display()
                 );
-                let expires =
-                    xml_field(&text, "Expiration").and_then(|at| crate::web::parse_rfc3339(&at));
-                Ok((keys, expires))
+                sts_keys(status, &text, &refused)
             }
             Workload::Container {
                 url,
@@ -129,6 +113,31 @@ fn read_token(file: &Path, what: &str) -> io::Result<String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| io::Error::other(format!("the {what} {}: {e}", file.display())))?;
     Ok(text.trim().to_owned())
+}
+
+/// The keys in STS's answer (`AssumeRole`, `AssumeRoleWithWebIdentity`), or `refused` and
+/// what STS said, when it refused.
+pub(crate) fn sts_keys(
+    status: reqwest::StatusCode,
+    text: &str,
+    refused: &str,
+) -> io::Result<(Credentials, Option<i64>)> {
+    if !status.is_success() {
+        let said = [xml_field(text, "Code"), xml_field(text, "Message")];
+        let said: Vec<String> = said.into_iter().flatten().collect();
+        let why = format!("{refused}: {status} {}", said.join(": "));
+        return Err(io::Error::other(why));
+    }
+    let field = |name| {
+        xml_field(text, name).ok_or_else(|| io::Error::other(format!("STS's answer has no {name}")))
+    };
+    let keys = Credentials::new_with_token(
+        field("AccessKeyId")?,
+        field("SecretAccessKey")?,
+        field("SessionToken")?,
+    );
+    let expires = xml_field(text, "Expiration").and_then(|at| crate::web::parse_rfc3339(&at));
+    Ok((keys, expires))
 }
 
 /// The text of the first `<name>` element of an XML answer.
