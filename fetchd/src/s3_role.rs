@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::s3_keys::{Keys, Source};
 use crate::s3_sso::SsoKeys;
-use crate::s3_workload::{sts_keys, xml_field};
+use crate::s3_workload::{sts_answer, sts_keys, xml_field};
 use crate::sigv4;
 
 /// A role's keys, and the keys it is assumed with.
@@ -98,14 +98,7 @@ impl RoleKeys {
         for (name, value) in &headers {
             sent = sent.header(*name, *value);
         }
-        let response = sent
-            .header(reqwest::header::AUTHORIZATION, signed)
-            .send()
-            .map_err(|e| crate::web::unanswered("STS", e))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .map_err(|e| crate::web::unanswered("STS", e))?;
+        let (status, text) = sts_answer(sent.header(reqwest::header::AUTHORIZATION, signed))?;
         if xml_field(&text, "Code").as_deref() == Some("ExpiredToken") {
             self.source.expired();
         }

@@ -43,20 +43,15 @@ impl WorkloadKeys {
                     .append_pair("RoleSessionName", session_name)
                     .append_pair("WebIdentityToken", &token)
                     .finish();
-                let response = self
+                let request = self
                     .client
                     .post(format!("{sts}/"))
                     .header(
                         reqwest::header::CONTENT_TYPE,
                         "application/x-www-form-urlencoded",
                     )
-                    .body(body)
-                    .send()
-                    .map_err(|e| crate::web::unanswered("STS", e))?;
-                let status = response.status();
-                let text = response
-                    .text()
-                    .map_err(|e| crate::web::unanswered("STS", e))?;
+                    .body(body);
+                let (status, text) = sts_answer(request)?;
                 let refused = format!(
                     "STS refused role {role_arn} for the web identity in {}",
                     token_file.display()
@@ -113,6 +108,16 @@ fn read_token(file: &Path, what: &str) -> io::Result<String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| io::Error::other(format!("the {what} {}: {e}", file.display())))?;
     Ok(text.trim().to_owned())
+}
+
+/// STS's answer to `request`: its status and body.
+pub(crate) fn sts_answer(
+    request: reqwest::blocking::RequestBuilder,
+) -> io::Result<(reqwest::StatusCode, String)> {
+    let unanswered = |e| crate::web::unanswered("STS", e);
+    let response = request.send().map_err(unanswered)?;
+    let status = response.status();
+    Ok((status, response.text().map_err(unanswered)?))
 }
 
 /// The keys in STS's answer (`AssumeRole`, `AssumeRoleWithWebIdentity`), or `refused` and
